@@ -1,0 +1,41 @@
+"""Mnemo's data-access layer: typed async gateways over named SQL, on asyncpg.
+
+    import dal
+    from dal.gateways import conversations, messages
+
+    async with dal.connect() as db:  # DATABASE_URL, or the embedded server
+        ...
+"""
+
+from __future__ import annotations
+
+from dal.database import Executor, connect, open_pool, transaction
+from dal.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+)
+from dal.settings import Settings
+
+__all__ = [
+    "Conflict",
+    "DomainError",
+    "Executor",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "Settings",
+    "StaleVersion",
+    "Timeout",
+    "Unauthorized",
+    "Unavailable",
+    "connect",
+    "open_pool",
+    "transaction",
+]

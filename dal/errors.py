@@ -1,0 +1,117 @@
+"""Domain errors, and the one place that translates asyncpg/PostgreSQL errors into them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+
+class DomainError(Exception):
+    """Base of every error a gateway raises on purpose. ``code`` is stable for clients."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+    def __init__(self, what: str, key: object = None) -> None:
+        super().__init__(f"{what} not found" if key is None else f"{what} {key} not found")
+        self.what = what
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class StaleVersion(Conflict):
+    """An optimistic-concurrency check failed: the row changed since the caller read it."""
+
+    code = "stale_version"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+
+
+class Timeout(DomainError):
+    code = "timeout"
+
+
+# SQLSTATE -> domain error. Anything not listed is a bug and propagates untouched.
+_BY_STATE: dict[str, type[DomainError]] = {
+    "23505": Conflict,  # unique_violation
+    "23503": NotFound,  # foreign_key_violation: the referenced row is missing
+    "23502": InvalidInput,  # not_null_violation
+    "23514": InvalidInput,  # check_violation
+    "22P02": InvalidInput,  # invalid_text_representation
+    "22P05": InvalidInput,  # untranslatable_character (\u0000 in jsonb)
+    "22021": InvalidInput,  # character_not_in_repertoire (NUL byte in text)
+    "22001": InvalidInput,  # string_data_right_truncation
+    "22003": InvalidInput,  # numeric_value_out_of_range
+    "22023": InvalidInput,  # invalid_parameter_value
+    "2202E": InvalidInput,  # array_subscript_error
+    "57014": Timeout,  # query_canceled (statement_timeout)
+    "53300": Unavailable,  # too_many_connections
+    "57P01": Unavailable,  # admin_shutdown
+    "57P02": Unavailable,  # crash_shutdown
+    "57P03": Unavailable,  # cannot_connect_now (starting up / shutting down)
+}
+
+_MESSAGES: dict[type[DomainError], str] = {
+    NotFound: "a referenced row does not exist",
+    Conflict: "conflicts with existing data",
+    InvalidInput: "invalid value",
+    Timeout: "the database took too long to answer",
+    Unavailable: "the database is unavailable",
+}
+
+
+def translate(exc: BaseException) -> DomainError | None:
+    """The domain error for a driver/server error, or None when it is a bug to surface."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A connection that died under us or a pool shutting down; other interface errors
+        # (e.g. concurrent use of one connection) are bugs.
+        text = str(exc)
+        if "connection is closed" in text or "pool is clos" in text:
+            return Unavailable("the database is unreachable")
+        return None
+    state: str = getattr(exc, "sqlstate", None) or ""
+    # OSError covers refused connections and connect/acquire timeouts (TimeoutError).
+    if state.startswith("08") or isinstance(exc, OSError):
+        return Unavailable("the database is unreachable")
+    kind = _BY_STATE.get(state)
+    if kind is None:
+        return None
+    detail: Any = getattr(exc, "message", None) or str(exc)
+    if kind is NotFound:
+        return NotFound(f"referenced row ({getattr(exc, 'constraint_name', None) or 'key'})")
+    if kind is Conflict:
+        constraint = getattr(exc, "constraint_name", None)
+        return Conflict(f"{_MESSAGES[kind]} ({constraint})", constraint=constraint)
+    if kind is InvalidInput:
+        return InvalidInput(f"{_MESSAGES[kind]}: {detail}")
+    return kind(_MESSAGES[kind])

@@ -1,0 +1,119 @@
+"""Conversations, always scoped by the caller (``user_id``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+
+from dal.database import Executor, fetch_all, fetch_one, fetch_value
+from dal.errors import InvalidInput, NotFound, StaleVersion
+from dal.ids import new_id
+from dal.queries import Q
+from dal.records import Conversation, ConversationDraft, ConversationPage, ConversationPatch
+
+MAX_PAGE_SIZE = 200
+
+
+def encode_cursor(conversation: Conversation) -> str:
+    """An opaque keyset cursor: the (updated_at, id) of the last conversation of a page."""
+    raw = orjson.dumps([conversation.updated_at.isoformat(), str(conversation.id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (updated_at, id) inside a cursor; InvalidInput if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, id_ = orjson.loads(raw)
+        when = datetime.fromisoformat(updated_at)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return when, UUID(id_)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+
+
+async def insert_conversation(
+    db: Executor, *, user_id: UUID, draft: ConversationDraft
+) -> Conversation:
+    """Create a conversation for the user; NotFound if the user does not exist."""
+    row = await fetch_one(
+        db,
+        Q["insert_conversation"],
+        user_id,
+        draft.id or new_id(),
+        draft.title,
+        draft.metadata,
+        draft.tags,
+    )
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return Conversation.model_validate(dict(row))
+
+
+async def get_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> Conversation:
+    """The caller's conversation; NotFound if it is missing or belongs to someone else."""
+    row = await fetch_one(db, Q["get_conversation"], user_id, conversation_id)
+    if row is None:
+        raise NotFound("conversation", conversation_id)
+    return Conversation.model_validate(dict(row))
+
+
+async def list_conversations(
+    db: Executor, *, user_id: UUID, limit: int = 50, cursor: str | None = None
+) -> ConversationPage:
+    """One page of the caller's conversations, most recent activity first.
+
+    Pass the page's ``next_cursor`` back to get the next one; it is None on the last page.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    if cursor is None:
+        rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1)
+    else:
+        updated_at, last_id = decode_cursor(cursor)
+        rows = await fetch_all(
+            db, Q["list_conversations_before"], user_id, updated_at, last_id, limit + 1
+        )
+    items = [Conversation.model_validate(dict(row)) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+    return ConversationPage(items=items, next_cursor=next_cursor)
+
+
+async def update_conversation(
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    patch: ConversationPatch,
+    expected_version: int | None = None,
+) -> Conversation:
+    """Apply ``patch`` and bump the version. With ``expected_version``, StaleVersion if the
+    conversation has changed since; NotFound if it is missing or someone else's."""
+    row = await fetch_one(
+        db,
+        Q["update_conversation"],
+        user_id,
+        conversation_id,
+        patch.title,
+        patch.metadata,
+        patch.tags,
+        expected_version,
+    )
+    if row is None:
+        current = await get_conversation(db, user_id=user_id, conversation_id=conversation_id)
+        raise StaleVersion(
+            f"conversation {conversation_id} is at version {current.version}, "
+            f"not {expected_version}"
+        )
+    return Conversation.model_validate(dict(row))
+
+
+async def delete_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> None:
+    """Delete the caller's conversation and its messages; NotFound if missing or not theirs."""
+    deleted = await fetch_value(db, Q["delete_conversation"], user_id, conversation_id)
+    if deleted is None:
+        raise NotFound("conversation", conversation_id)

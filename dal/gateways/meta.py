@@ -1,0 +1,17 @@
+"""Database health and schema state."""
+
+from __future__ import annotations
+
+from dal.database import Executor, fetch_all, fetch_one
+from dal.queries import Q
+from dal.records import ServerState
+
+
+async def get_server_state(db: Executor) -> ServerState:
+    """Whether the database answers, its version, and which migrations it has applied."""
+    row = await fetch_one(db, Q["get_server_state"])
+    assert row is not None  # a SELECT without FROM always returns its row
+    applied: list[str] = []
+    if row["migrations_table"]:
+        applied = [r["migration_id"] for r in await fetch_all(db, Q["list_applied_migrations"])]
+    return ServerState(server_version=row["server_version"], applied_migrations=applied)

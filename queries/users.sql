@@ -1,0 +1,87 @@
+-- Users and their API tokens.
+
+-- name: insert_user
+-- Create a user; a taken username violates users_username_key (Conflict).
+-- $1 id uuid
+-- $2 username text
+-- $3 display_name text          may be NULL
+-- $4 avatar_url text            may be NULL
+-- $5 metadata jsonb
+INSERT INTO users (id, username, display_name, avatar_url, metadata)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at;
+
+-- name: get_user
+-- One user by id, active or not.
+-- uses: users_pkey
+-- $1 id uuid
+SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
+  FROM users
+ WHERE id = $1;
+
+-- name: get_user_by_username
+-- One user by username, active or not.
+-- uses: users_username_key
+-- $1 username text
+SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
+  FROM users
+ WHERE username = $1;
+
+-- name: update_user
+-- Change a user's profile; a NULL argument leaves that field as it is.
+-- uses: users_pkey
+-- $1 id uuid
+-- $2 display_name text          NULL keeps it
+-- $3 avatar_url text            NULL keeps it
+-- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
+UPDATE users
+   SET display_name = coalesce($2, display_name),
+       avatar_url = coalesce($3, avatar_url),
+       metadata = coalesce($4, metadata),
+       updated_at = now()
+ WHERE id = $1
+RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at;
+
+-- name: deactivate_user
+-- Deactivate a user (idempotent): their tokens stop authenticating, their data stays.
+-- uses: users_pkey
+-- $1 id uuid
+UPDATE users
+   SET deactivated_at = coalesce(deactivated_at, now()),
+       updated_at = now()
+ WHERE id = $1
+RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at;
+
+-- name: insert_token
+-- Store a new API token of a user; only its SHA-256 hash is kept.
+-- $1 id uuid
+-- $2 user_id uuid
+-- $3 token_hash bytea
+-- $4 name text                  may be NULL
+INSERT INTO api_tokens (id, user_id, token_hash, name)
+VALUES ($1, $2, $3, $4)
+RETURNING id, user_id, name, created_at, revoked_at;
+
+-- name: get_user_by_token
+-- The active user owning an unrevoked token with this hash (authentication).
+-- uses: api_tokens_token_hash_key
+-- $1 token_hash bytea
+SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
+       u.created_at, u.updated_at, u.deactivated_at
+  FROM api_tokens AS t
+  JOIN users AS u ON u.id = t.user_id
+ WHERE t.token_hash = $1
+   AND t.revoked_at IS NULL
+   AND u.deactivated_at IS NULL;
+
+-- name: revoke_token
+-- Revoke one of the caller's tokens; NULL when it is not theirs or already revoked.
+-- uses: api_tokens_pkey
+-- $1 user_id uuid               caller; other users' tokens are invisible
+-- $2 id uuid
+UPDATE api_tokens
+   SET revoked_at = now()
+ WHERE id = $2
+   AND user_id = $1
+   AND revoked_at IS NULL
+RETURNING id, user_id, name, created_at, revoked_at;
