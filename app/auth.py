@@ -1,0 +1,48 @@
+"""Bearer-token authentication: users by their API tokens, the admin by APP_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+
+from app.state import AppState
+from dal.errors import Forbidden, NotFound, Unauthorized
+from dal.gateways import users
+from dal.records import User
+
+
+def bearer_token(request: Request[AppState]) -> str:
+    """The token of ``Authorization: Bearer <token>``; Unauthorized when absent."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send Authorization: Bearer <token>")
+    return token
+
+
+def _is_admin_token(request: Request[AppState], token: str) -> bool:
+    admin = request.state["settings"].app_admin_token
+    return admin is not None and hmac.compare_digest(
+        admin.get_secret_value().encode(), token.encode()
+    )
+
+
+async def current_user(request: Request[AppState]) -> User:
+    """The active user whose token authorizes this request."""
+    token = bearer_token(request)
+    if _is_admin_token(request, token):
+        raise Forbidden("the admin token acts for no user: use a user's token")
+    try:
+        return await users.get_user_by_token(request.state["pool"], secret=token)
+    except NotFound:
+        raise Unauthorized("the token is invalid, revoked, or its user is deactivated") from None
+
+
+async def require_admin(request: Request[AppState]) -> None:
+    """Pass only with the admin token: a user's token is Forbidden, anything else Unauthorized."""
+    token = bearer_token(request)
+    if _is_admin_token(request, token):
+        return
+    await current_user(request)  # Unauthorized unless it is a valid user token
+    raise Forbidden("this route needs the admin token")

@@ -1,0 +1,127 @@
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dal.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+)
+
+_log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 2
+
+# Looked up along the class hierarchy, most specific first (StaleVersion before Conflict).
+STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    StaleVersion: 412,
+    Conflict: 409,
+    InvalidInput: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    Timeout: 504,
+    Unavailable: 503,
+}
+
+
+class HttpError(DomainError):
+    """An error of the HTTP layer itself (malformed JSON, wrong media type, body too large)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return Response(
+        orjson.dumps({"error": body}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def status_of(exc: DomainError) -> int:
+    if isinstance(exc, HttpError):
+        return exc.status
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status, exc.code, exc.message, headers=headers)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    details = validation_details(exc)
+    first = details[0]
+    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return error_response(422, "validation_error", message, details=details)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error,
+    ValidationError: validation_error,
+    HTTPException: http_exception,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,39 @@
+"""``GET /health``: the database answers and every migration is applied (no auth)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.errors import RETRY_AFTER_SECONDS
+from app.responses import record_response
+from app.schemas import Health
+from app.state import AppState
+from dal.errors import Timeout, Unavailable
+from dal.gateways import meta
+
+
+async def health(request: Request[AppState]) -> Response:
+    try:
+        state = await meta.get_server_state(request.state["pool"])
+    except (Unavailable, Timeout):
+        return record_response(
+            Health(status="unavailable"), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
+    applied = set(state.applied_migrations)
+    pending = [m for m in request.state["expected_migrations"] if m not in applied]
+    if pending:
+        return record_response(
+            Health(
+                status="migrations_pending",
+                server_version=state.server_version,
+                pending_migrations=pending,
+            ),
+            503,
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return record_response(Health(status="ok", server_version=state.server_version))
+
+
+routes = [Route("/health", health, methods=["GET"])]

@@ -1,0 +1,58 @@
+"""Shapes that exist only on the HTTP surface (bodies and responses wrapping records)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from dal.records import User
+
+_OUT = ConfigDict(frozen=True, extra="forbid")
+
+
+class UserCreated(BaseModel):
+    """A new user and their first bearer token (shown this once)."""
+
+    model_config = _OUT
+    user: User
+    token: str
+    token_id: UUID
+
+
+class TokenCreated(BaseModel):
+    """A new bearer token for the caller (shown this once)."""
+
+    model_config = _OUT
+    id: UUID
+    name: str | None
+    created_at: datetime
+    token: str
+
+
+class Health(BaseModel):
+    model_config = _OUT
+    status: Literal["ok", "unavailable", "migrations_pending"]
+    server_version: int | None = None
+    pending_migrations: list[str] = []
+
+
+class ErrorDetail(BaseModel):
+    model_config = _OUT
+    field: str
+    message: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    model_config = _OUT
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    model_config = _OUT
+    error: ErrorInfo
