@@ -7,7 +7,7 @@
 -- $2 id uuid
 -- $3 title text
 -- $4 metadata jsonb
--- $5 tags _text
+-- $5 tags text[]
 INSERT INTO conversations (id, user_id, title, metadata, tags)
 VALUES ($2, $1, $3, $4, $5)
 RETURNING id, user_id, title, metadata, tags, version, message_count, last_message_at,
@@ -28,7 +28,7 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- First page of the caller's conversations, most recent activity first.
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
--- $2 page_size int4
+-- $2 page_size int8
 SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
        created_at, updated_at
   FROM conversations
@@ -44,7 +44,7 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- $1 user_id uuid
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
 -- $3 id uuid                    cursor: id of the last row seen
--- $4 page_size int4
+-- $4 page_size int8
 SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
        created_at, updated_at
   FROM conversations
@@ -62,7 +62,7 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- $2 id uuid
 -- $3 title text                 NULL keeps it
 -- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
--- $5 tags _text                 NULL keeps them
+-- $5 tags text[]                 NULL keeps them
 -- $6 expected_version int4      NULL: no check
 UPDATE conversations
    SET title = coalesce($3, title),

@@ -71,7 +71,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- uses: messages_pkey (backward scan)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
--- $3 page_size int4
+-- $3 page_size int8
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
        m.created_at, m.updated_at
   FROM conversations AS c
@@ -94,7 +94,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 before_seq int8
--- $4 page_size int4
+-- $4 page_size int8
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
        m.created_at, m.updated_at
   FROM conversations AS c
@@ -118,7 +118,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after_seq int8
--- $4 page_size int4
+-- $4 page_size int8
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
        m.created_at, m.updated_at
   FROM conversations AS c

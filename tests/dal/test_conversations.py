@@ -1,0 +1,156 @@
+"""Gateways of conversations: scoping, keyset listing, optimistic concurrency, cascade delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dal.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from dal.gateways import conversations, messages
+from dal.ids import new_id
+from dal.records import ConversationDraft, ConversationPatch, MessageDraft, User
+from tests.dal.conftest import make_conversation
+
+
+async def test_insert_conversation_stores_title_metadata_tags(pool: Any, alice: User) -> None:
+    draft = ConversationDraft(title="Trip 🗺️ 旅行", metadata={"topic": "travel"}, tags=["a", "b"])
+    made = await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+    assert (made.title, made.metadata, made.tags) == (
+        "Trip 🗺️ 旅行",
+        {"topic": "travel"},
+        ["a", "b"],
+    )
+    assert (made.version, made.message_count, made.last_message_at) == (1, 0, None)
+    got = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    assert got == made
+
+
+async def test_insert_conversation_with_client_id_twice_raises_conflict(
+    pool: Any, alice: User
+) -> None:
+    draft = ConversationDraft(id=new_id())
+    await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+    with pytest.raises(Conflict):
+        await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+
+
+async def test_insert_conversation_for_missing_user_raises_not_found(pool: Any) -> None:
+    with pytest.raises(NotFound):
+        await conversations.insert_conversation(pool, user_id=new_id(), draft=ConversationDraft())
+
+
+async def test_get_conversation_of_other_user_raises_not_found(
+    pool: Any, alice: User, bob: User
+) -> None:
+    mine = await make_conversation(pool, alice)
+    with pytest.raises(NotFound):
+        await conversations.get_conversation(pool, user_id=bob.id, conversation_id=mine.id)
+    with pytest.raises(NotFound):
+        await conversations.update_conversation(
+            pool, user_id=bob.id, conversation_id=mine.id, patch=ConversationPatch(title="x")
+        )
+    with pytest.raises(NotFound):
+        await conversations.delete_conversation(pool, user_id=bob.id, conversation_id=mine.id)
+    assert (await conversations.list_conversations(pool, user_id=bob.id)).items == []
+    assert await conversations.get_conversation(pool, user_id=alice.id, conversation_id=mine.id)
+
+
+async def test_list_conversations_pages_by_keyset_newest_activity_first(
+    pool: Any, alice: User, bob: User
+) -> None:
+    made = [await make_conversation(pool, alice, f"c{i}") for i in range(7)]
+    await make_conversation(pool, bob)
+    # Activity moves a conversation to the front.
+    await messages.insert_message(
+        pool,
+        user_id=alice.id,
+        conversation_id=made[2].id,
+        draft=MessageDraft(role="user", parts=[{"type": "text", "text": "hi"}]),
+    )
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await conversations.list_conversations(
+            pool, user_id=alice.id, limit=3, cursor=cursor
+        )
+        seen += [c.title for c in page.items]
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ["c2", "c6", "c5", "c4", "c3", "c1", "c0"]
+    assert pages == 3
+
+
+async def test_list_conversations_exact_multiple_of_page_has_no_extra_page(
+    pool: Any, alice: User
+) -> None:
+    for i in range(4):
+        await make_conversation(pool, alice, f"c{i}")
+    first = await conversations.list_conversations(pool, user_id=alice.id, limit=2)
+    second = await conversations.list_conversations(
+        pool, user_id=alice.id, limit=2, cursor=first.next_cursor
+    )
+    assert [c.title for c in second.items] == ["c1", "c0"] and second.next_cursor is None
+
+
+@pytest.mark.parametrize("cursor", ["nope", "", "W10", "WyJ4IiwieSJd", "e30"])
+async def test_list_conversations_bad_cursor_raises_invalid_input(
+    pool: Any, alice: User, cursor: str
+) -> None:
+    with pytest.raises(InvalidInput):
+        await conversations.list_conversations(pool, user_id=alice.id, cursor=cursor or "=")
+
+
+async def test_list_conversations_limit_out_of_range_raises_invalid_input(
+    pool: Any, alice: User
+) -> None:
+    for limit in (0, 201):
+        with pytest.raises(InvalidInput):
+            await conversations.list_conversations(pool, user_id=alice.id, limit=limit)
+
+
+async def test_update_conversation_bumps_version_and_honours_expected_version(
+    pool: Any, alice: User
+) -> None:
+    made = await make_conversation(pool, alice, "old")
+    patched = await conversations.update_conversation(
+        pool,
+        user_id=alice.id,
+        conversation_id=made.id,
+        patch=ConversationPatch(title="new", tags=["x"]),
+        expected_version=1,
+    )
+    assert (patched.title, patched.tags, patched.metadata, patched.version) == ("new", ["x"], {}, 2)
+    with pytest.raises(StaleVersion, match="at version 2, not 1"):
+        await conversations.update_conversation(
+            pool,
+            user_id=alice.id,
+            conversation_id=made.id,
+            patch=ConversationPatch(title="lost update"),
+            expected_version=1,
+        )
+    got = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    assert got.title == "new" and got.version == 2
+
+
+async def test_delete_conversation_deletes_its_messages(pool: Any, alice: User) -> None:
+    made = await make_conversation(pool, alice)
+    for _ in range(3):
+        await messages.insert_message(
+            pool,
+            user_id=alice.id,
+            conversation_id=made.id,
+            draft=MessageDraft(role="user", parts=[]),
+        )
+    await conversations.delete_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", made.id)
+        == 0
+    )
+    with pytest.raises(NotFound):
+        await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    with pytest.raises(NotFound):
+        await conversations.delete_conversation(pool, user_id=alice.id, conversation_id=made.id)

@@ -1,0 +1,278 @@
+"""Gateways of messages: gapless seq under concurrency, idempotent retries, streaming, paging."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dal.errors import Conflict, InvalidInput, NotFound
+from dal.gateways import conversations, messages
+from dal.ids import new_id
+from dal.records import Conversation, MessageDraft, MessagePatch, User
+from tests.dal.conftest import make_conversation
+
+# One of each Vercel AI SDK UI message part shape, plus an unknown type kept as given.
+AI_SDK_PARTS: list[dict[str, Any]] = [
+    {"type": "step-start"},
+    {"type": "reasoning", "text": "Thinking…", "providerMetadata": {"openai": {"id": "r1"}}},
+    {"type": "text", "text": "Looking up the weather.", "state": "done"},
+    {
+        "type": "tool-getWeather",
+        "toolCallId": "call_1",
+        "state": "output-available",
+        "input": {"city": "Zürich", "days": 3},
+        "output": {"tempC": [4.5, 6, None], "ok": True},
+    },
+    {
+        "type": "tool-getWeather",
+        "toolCallId": "call_2",
+        "state": "output-error",
+        "input": {"city": ""},
+        "errorText": "city is required",
+    },
+    {
+        "type": "dynamic-tool",
+        "toolName": "mcp.search",
+        "toolCallId": "call_3",
+        "state": "input-available",
+        "input": {"q": "x"},
+    },
+    {
+        "type": "file",
+        "mediaType": "image/png",
+        "url": "data:image/png;base64,iVBORw0KGgo=",
+        "filename": "a.png",
+    },
+    {"type": "source-url", "sourceId": "s1", "url": "https://example.com", "title": "Ex"},
+    {"type": "source-document", "sourceId": "s2", "mediaType": "application/pdf", "title": "D"},
+    {"type": "data-weather", "id": "w1", "data": {"status": "done", "nested": [[1], {"a": {}}]}},
+    {"type": "text", "text": "晴れ 🌞, 12°C"},
+    {"type": "x-future-part", "anything": {"goes": [1, "two"]}},
+]
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+async def append(
+    pool: Any, user: User, conv: Conversation, *parts: dict[str, Any], **kw: Any
+) -> Any:
+    draft = MessageDraft(role=kw.pop("role", "user"), parts=list(parts), **kw)
+    return await messages.insert_message(
+        pool, user_id=user.id, conversation_id=conv.id, draft=draft
+    )
+
+
+async def test_insert_message_round_trips_every_ai_sdk_part_shape(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    appended = await append(pool, alice, conv, *AI_SDK_PARTS, role="assistant", metadata={"m": 1})
+    assert appended.created and appended.message.seq == 1
+    got = await messages.get_message(
+        pool, user_id=alice.id, conversation_id=conv.id, message_id=appended.message.id
+    )
+    assert got.parts == AI_SDK_PARTS and got.metadata == {"m": 1} and got.role == "assistant"
+    assert got.content == "Looking up the weather.\n晴れ 🌞, 12°C"
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert after.message_count == 1 and after.last_message_at == got.created_at
+
+
+async def test_100_concurrent_appends_get_seq_1_to_100_nothing_lost_or_doubled(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    results = await asyncio.gather(*(append(pool, alice, conv, text(f"m{i}")) for i in range(100)))
+    assert sorted(r.message.seq for r in results) == list(range(1, 101))
+    page = await messages.list_messages(pool, user_id=alice.id, conversation_id=conv.id, limit=200)
+    assert [m.seq for m in page.items] == list(range(1, 101))
+    assert sorted(m.content for m in page.items) == sorted(f"m{i}" for i in range(100))
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert after.message_count == 100
+
+
+async def test_insert_message_retry_with_same_id_returns_original_without_gap(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    message_id = new_id()
+    first = await append(pool, alice, conv, text("hello"), id=message_id)
+    retry = await append(pool, alice, conv, text("changed on retry"), id=message_id)
+    assert first.created and not retry.created and retry.message == first.message
+    nxt = await append(pool, alice, conv, text("next"))
+    assert nxt.message.seq == 2
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert after.message_count == 2
+
+
+async def test_concurrent_retries_of_one_id_store_it_once(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    message_id = new_id()
+    results = await asyncio.gather(
+        *(append(pool, alice, conv, text("same"), id=message_id) for _ in range(10))
+    )
+    assert sum(r.created for r in results) == 1
+    assert {r.message.seq for r in results} == {1}
+    assert (
+        await pool.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conv.id)
+        == 1
+    )
+    assert (await append(pool, alice, conv, text("next"))).message.seq == 2
+
+
+async def test_same_message_id_in_two_conversations_is_two_messages(pool: Any, alice: User) -> None:
+    one, two = await make_conversation(pool, alice), await make_conversation(pool, alice)
+    message_id = new_id()
+    a = await append(pool, alice, one, text("a"), id=message_id)
+    b = await append(pool, alice, two, text("b"), id=message_id)
+    assert a.created and b.created and a.message.conversation_id != b.message.conversation_id
+
+
+async def test_insert_message_into_other_users_conversation_raises_not_found(
+    pool: Any, alice: User, bob: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    first = await append(pool, alice, conv, text("mine"))
+    with pytest.raises(NotFound):
+        await append(pool, bob, conv, text("intrusion"))
+    with pytest.raises(NotFound):  # not even a retry of an existing id reveals it
+        await append(pool, bob, conv, text("x"), id=first.message.id)
+    for call in (messages.get_message, messages.delete_message):
+        with pytest.raises(NotFound):
+            await call(pool, user_id=bob.id, conversation_id=conv.id, message_id=first.message.id)
+    with pytest.raises(NotFound):
+        await messages.update_message(
+            pool,
+            user_id=bob.id,
+            conversation_id=conv.id,
+            message_id=first.message.id,
+            patch=MessagePatch(parts=[text("hijack")]),
+        )
+    with pytest.raises(NotFound):
+        await messages.list_messages(pool, user_id=bob.id, conversation_id=conv.id)
+    page = await messages.list_messages(pool, user_id=alice.id, conversation_id=conv.id)
+    assert [m.content for m in page.items] == ["mine"]
+
+
+async def test_list_messages_pages_backwards_and_forwards_by_seq(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    for i in range(1, 26):
+        await append(pool, alice, conv, text(f"m{i}"))
+    kw = {"user_id": alice.id, "conversation_id": conv.id, "limit": 10}
+    newest = await messages.list_messages(pool, **kw)
+    assert [m.seq for m in newest.items] == list(range(16, 26)) and newest.has_more
+    older = await messages.list_messages(pool, **kw, before=16)
+    assert [m.seq for m in older.items] == list(range(6, 16)) and older.has_more
+    oldest = await messages.list_messages(pool, **kw, before=6)
+    assert [m.seq for m in oldest.items] == list(range(1, 6)) and not oldest.has_more
+    forward = await messages.list_messages(pool, **kw, after=0)
+    assert [m.seq for m in forward.items] == list(range(1, 11)) and forward.has_more
+    forward = await messages.list_messages(pool, **kw, after=20)
+    assert [m.seq for m in forward.items] == list(range(21, 26)) and not forward.has_more
+    exact = await messages.list_messages(pool, **kw, after=15)
+    assert [m.seq for m in exact.items] == list(range(16, 26)) and not exact.has_more
+    assert (await messages.list_messages(pool, **kw, after=25)).items == []
+
+
+async def test_list_messages_of_empty_conversation_is_empty_not_missing(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    page = await messages.list_messages(pool, user_id=alice.id, conversation_id=conv.id)
+    assert page.items == [] and not page.has_more
+    with pytest.raises(NotFound):
+        await messages.list_messages(pool, user_id=alice.id, conversation_id=new_id())
+
+
+async def test_list_messages_bad_arguments_raise_invalid_input(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    kw = {"user_id": alice.id, "conversation_id": conv.id}
+    with pytest.raises(InvalidInput):
+        await messages.list_messages(pool, **kw, before=3, after=1)
+    for limit in (0, 201):
+        with pytest.raises(InvalidInput):
+            await messages.list_messages(pool, **kw, limit=limit)
+
+
+async def test_streaming_message_appends_parts_then_finalizes(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    started = await append(pool, alice, conv, role="assistant", status="streaming")
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": started.message.id}
+    assert started.message.status == "streaming" and started.message.parts == []
+    await messages.update_message(pool, **ids, patch=MessagePatch(append_parts=[text("Hel")]))
+    await messages.update_message(
+        pool, **ids, patch=MessagePatch(append_parts=[{"type": "step-start"}, text("lo")])
+    )
+    done = await messages.update_message(
+        pool, **ids, patch=MessagePatch(append_parts=[text("!")], status="complete")
+    )
+    assert done.status == "complete"
+    assert done.parts == [text("Hel"), {"type": "step-start"}, text("lo"), text("!")]
+    assert done.content == "Hel\nlo\n!"
+    with pytest.raises(Conflict, match="complete"):
+        await messages.update_message(pool, **ids, patch=MessagePatch(append_parts=[text("late")]))
+    with pytest.raises(Conflict):
+        await messages.update_message(pool, **ids, patch=MessagePatch(status="streaming"))
+    assert (await messages.get_message(pool, **ids)).parts == done.parts
+
+
+async def test_update_message_replaces_parts_and_metadata_of_complete_message(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    made = await append(pool, alice, conv, text("typo"), metadata={"a": 1})
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": made.message.id}
+    edited = await messages.update_message(
+        pool, **ids, patch=MessagePatch(parts=[text("fixed")], metadata={"edited": True})
+    )
+    assert (edited.parts, edited.content, edited.metadata) == (
+        [text("fixed")],
+        "fixed",
+        {"edited": True},
+    )
+    assert edited.seq == made.message.seq and edited.updated_at > made.message.updated_at
+    with pytest.raises(NotFound):
+        await messages.update_message(
+            pool,
+            user_id=alice.id,
+            conversation_id=conv.id,
+            message_id=new_id(),
+            patch=MessagePatch(metadata={}),
+        )
+
+
+async def test_delete_message_keeps_counters_right_and_never_reuses_seq(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    made = [await append(pool, alice, conv, text(f"m{i}")) for i in range(3)]
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    await messages.delete_message(pool, **ids, message_id=made[2].message.id)
+    after = await conversations.get_conversation(
+        pool, **{"user_id": alice.id, "conversation_id": conv.id}
+    )
+    assert after.message_count == 2 and after.last_message_at == made[1].message.created_at
+    assert (await append(pool, alice, conv, text("new"))).message.seq == 4
+    with pytest.raises(NotFound):
+        await messages.delete_message(pool, **ids, message_id=made[2].message.id)
+    for m in made[:2]:
+        await messages.delete_message(pool, **ids, message_id=m.message.id)
+    await messages.delete_message(
+        pool, **ids, message_id=(await messages.list_messages(pool, **ids)).items[0].id
+    )
+    empty = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert empty.message_count == 0 and empty.last_message_at is None
+
+
+async def test_nul_character_raises_invalid_input_and_stores_nothing(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    with pytest.raises(InvalidInput):
+        await append(pool, alice, conv, text("a\x00b"))
+    with pytest.raises(InvalidInput):
+        await append(pool, alice, conv, text("ok"), metadata={"k": "\x00"})
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert after.message_count == 0
+    assert (await append(pool, alice, conv, text("fine"))).message.seq == 1
