@@ -73,6 +73,7 @@ _BY_STATE: dict[str, type[DomainError]] = {
     "22023": InvalidInput,  # invalid_parameter_value
     "2202E": InvalidInput,  # array_subscript_error
     "57014": Timeout,  # query_canceled (statement_timeout)
+    "42P01": Unavailable,  # undefined_table: the schema is not migrated (yet)
     "53300": Unavailable,  # too_many_connections
     "57P01": Unavailable,  # admin_shutdown
     "57P02": Unavailable,  # crash_shutdown
@@ -106,6 +107,8 @@ def translate(exc: BaseException) -> DomainError | None:
     kind = _BY_STATE.get(state)
     if kind is None:
         return None
+    if state == "42P01":
+        return Unavailable("the database schema is not migrated: run python -m dal.migrate")
     detail: Any = getattr(exc, "message", None) or str(exc)
     if kind is NotFound:
         return NotFound(f"referenced row ({getattr(exc, 'constraint_name', None) or 'key'})")
