@@ -24,7 +24,9 @@ from types import MappingProxyType
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>\S*)\s*$")
-_PARAM = re.compile(r"^--\s*\$(?P<n>\d+)\s+(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z0-9_\[\]]+)(?:\s|$)")
+_PARAM = re.compile(
+    r"^--\s*\$(?P<n>\d+)\s+(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z0-9_\[\]]+)(?:\s|$)"
+)
 _USES = re.compile(r"^--\s*uses:\s*(?P<what>.+)$")
 _VALID_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
