@@ -93,6 +93,9 @@ def translate(exc: BaseException) -> DomainError | None:
     """The domain error for a driver/server error, or None when it is a bug to surface."""
     if isinstance(exc, DomainError):
         return exc
+    if isinstance(exc, asyncpg.DataError):
+        # A Python value the driver cannot encode (e.g. an integer beyond 64 bits in jsonb).
+        return InvalidInput(f"invalid value: {exc.args[0] if exc.args else exc}")
     if isinstance(exc, asyncpg.InterfaceError):
         # A connection that died under us or a pool shutting down; other interface errors
         # (e.g. concurrent use of one connection) are bugs.

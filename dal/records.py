@@ -25,7 +25,8 @@ Role = Literal["user", "assistant", "system", "tool"]
 MessageStatus = Literal["complete", "streaming"]
 
 _ROW = ConfigDict(frozen=True, extra="forbid")
-_INPUT = ConfigDict(strict=True, extra="forbid")
+# NaN and Infinity are not JSON: the jsonb codec would silently write them as null.
+_INPUT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 # Required string fields of the Vercel AI SDK UI message part types Mnemo knows. Parts are
 # stored exactly as given (every other key is kept); unknown types are kept too.

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dal.errors import Conflict, InvalidInput, NotFound
 from dal.gateways import conversations, messages
@@ -276,3 +277,17 @@ async def test_nul_character_raises_invalid_input_and_stores_nothing(
     after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
     assert after.message_count == 0
     assert (await append(pool, alice, conv, text("fine"))).message.seq == 1
+
+
+async def test_unstorable_numbers_are_refused_not_altered(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    with pytest.raises(InvalidInput, match="64-bit"):
+        await append(pool, alice, conv, text("big"), metadata={"n": 2**70})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="finite"):
+            MessageDraft(role="user", parts=[{"type": "data-x", "data": bad}])
+    kept = await append(pool, alice, conv, text("ok"), metadata={"n": 2**63 - 1, "f": 1.5e300})
+    got = await messages.get_message(
+        pool, user_id=alice.id, conversation_id=conv.id, message_id=kept.message.id
+    )
+    assert got.metadata == {"n": 2**63 - 1, "f": 1.5e300} and got.seq == 1
