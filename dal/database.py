@@ -44,6 +44,17 @@ async def init_connection(conn: asyncpg.Connection[Any]) -> None:
         await conn.set_type_codec(name, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads)
 
 
+async def keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Release hook: do nothing more than asyncpg always does (roll back an open transaction).
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL`` on every release: a second round trip for every one-statement gateway call. No named
+    query leaves session state behind (no SET, LISTEN, advisory lock, cursor, temp table;
+    tests/test_session_state.py proves it), so there is nothing to reset. Code of your own
+    that changes session state on a pooled connection must undo it (or use SET LOCAL).
+    """
+
+
 def database_url(settings: Settings) -> str:
     """DATABASE_URL, or the URL of the embedded server (started if need be)."""
     if settings.database_url:
@@ -65,6 +76,7 @@ def pool_options(settings: Settings) -> dict[str, Any]:
             "statement_timeout": str(int(settings.db_query_timeout * 1000)),
         },
         "init": init_connection,
+        "reset": keep_session,
     }
 
 
