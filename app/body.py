@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TypeVar
 
@@ -18,6 +19,12 @@ M = TypeVar("M", bound=BaseModel)
 # character neither in text nor in jsonb, so it is refused up front with a clear 422.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 INT8_MAX = 2**63 - 1
+_INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only (int() also takes "1_0", "٣")
+# JSON text that may parse to NaN or an infinite float: pydantic's JSON parser takes NaN and
+# Infinity literals (and 1e400 overflows to inf) even in JSON values with allow_inf_nan=False,
+# and the jsonb codec would then store null in their place. Only bodies matching this are
+# walked (the walk costs more than the parse).
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\d{300}")
 
 
 def _is_json(content_type: str) -> bool:
@@ -52,7 +59,7 @@ async def read_json(request: Request[AppState], model: type[M], *, optional: boo
     if _NUL_ESCAPE.search(body):
         raise InvalidInput("text may not contain the NUL character (\\u0000)")
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise HttpError(400, "malformed_json", "the body is not valid JSON") from exc
@@ -61,6 +68,23 @@ async def read_json(request: Request[AppState], model: type[M], *, optional: boo
         ) and not body.lstrip().startswith(b"{"):
             raise InvalidInput("the body must be a JSON object") from exc
         raise
+    if _MAYBE_NOT_FINITE.search(body) and not _all_finite(list(parsed.__dict__.values())):
+        raise InvalidInput("numbers must be finite (no NaN or Infinity)")
+    return parsed
+
+
+def _all_finite(value: object) -> bool:
+    """Whether no float inside a JSON value (nested dicts and lists) is NaN or infinite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return True
 
 
 def int_param(
@@ -75,10 +99,9 @@ def int_param(
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer") from None
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidInput(f"{name} must be an integer")
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise InvalidInput(f"{name} must be between {minimum} and {maximum}")
     return value

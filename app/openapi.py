@@ -38,6 +38,8 @@ class Operation:
     status: int = 200
     query: tuple[tuple[str, str], ...] = ()  # (name, description), integers except "cursor"
     errors: tuple[int, ...] = ()
+    # Another success status with the same response body, and what it means.
+    also: tuple[int, str] | None = None
 
 
 _CONV = "/v1/conversations/{conversation_id}"
@@ -106,6 +108,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=ConversationDraft,
         response=Conversation,
         status=201,
+        errors=(409,),
     ),
     Operation(
         "get",
@@ -137,6 +140,7 @@ OPERATIONS: tuple[Operation, ...] = (
         response=Message,
         status=201,
         errors=(404,),
+        also=(200, "Already stored (a retry of this id): the stored message"),
     ),
     Operation(
         "get",
@@ -212,6 +216,9 @@ def _operation(op: Operation) -> dict[str, Any]:
             **({"content": _json(op.response)} if op.response else {}),
         }
     }
+    if op.also is not None and op.response is not None:
+        status, description = op.also
+        responses[str(status)] = {"description": description, "content": _json(op.response)}
     codes = set(op.errors) | {503}
     if op.auth != "none":
         codes |= {401}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -95,7 +96,10 @@ def translate(exc: BaseException) -> DomainError | None:
         return exc
     if isinstance(exc, asyncpg.DataError):
         # A Python value the driver cannot encode (e.g. an integer beyond 64 bits in jsonb).
-        return InvalidInput(f"invalid value: {exc.args[0] if exc.args else exc}")
+        # Its message quotes the whole value; keep only the reason, e.g. "(Integer exceeds
+        # 64-bit range)", so that a 422 never echoes a large body back.
+        reason = re.search(r"\(([^()]*)\)\s*$", str(exc))
+        return InvalidInput(f"invalid value: {reason[1] if reason else 'cannot be stored'}")
     if isinstance(exc, asyncpg.InterfaceError):
         # A connection that died under us or a pool shutting down; other interface errors
         # (e.g. concurrent use of one connection) are bugs.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 from pydantic import (
@@ -86,6 +86,19 @@ DisplayName = Annotated[str, Field(max_length=200)]
 Url = Annotated[str, Field(max_length=2000)]
 
 
+class _Patch(BaseModel):
+    """A partial update: absent or null fields stay as they are; an empty patch is an error
+    (it would change nothing but the row's version and timestamp)."""
+
+    model_config = _INPUT
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
+        return self
+
+
 # --- users and tokens -------------------------------------------------------------------
 
 
@@ -109,10 +122,9 @@ class UserDraft(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-class UserPatch(BaseModel):
+class UserPatch(_Patch):
     """Fields to change; an absent (or null) field stays as it is."""
 
-    model_config = _INPUT
     display_name: DisplayName | None = None
     avatar_url: Url | None = None
     metadata: Metadata | None = None
@@ -165,10 +177,9 @@ class ConversationDraft(BaseModel):
     tags: Tags = Field(default_factory=list)
 
 
-class ConversationPatch(BaseModel):
+class ConversationPatch(_Patch):
     """Fields to change; an absent (or null) field stays as it is."""
 
-    model_config = _INPUT
     title: Title | None = None
     metadata: Metadata | None = None
     tags: Tags | None = None
@@ -208,23 +219,14 @@ class MessageDraft(BaseModel):
     status: MessageStatus = "complete"
 
 
-class MessagePatch(BaseModel):
+class MessagePatch(_Patch):
     """An edit: replace ``parts``, append ``append_parts`` (streaming only), replace
     ``metadata``, set ``status`` (``complete`` finalizes a streaming message)."""
 
-    model_config = _INPUT
     parts: list[Part] | None = None
     append_parts: list[Part] | None = None
     metadata: Metadata | None = None
     status: MessageStatus | None = None
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> MessagePatch:
-        if self.model_fields_set == set() or all(
-            getattr(self, name) is None for name in type(self).model_fields
-        ):
-            raise ValueError("give at least one of parts, append_parts, metadata, status")
-        return self
 
 
 class Appended(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import orjson
@@ -32,8 +32,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         when = datetime.fromisoformat(updated_at)
         if when.tzinfo is None:
             raise ValueError("naive timestamp")
-        return when, UUID(id_)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        return when.astimezone(UTC), UUID(id_)
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise InvalidInput("cursor is not valid") from exc
 
 

@@ -1,0 +1,653 @@
+"""Messages of the caller's conversations: append (idempotent), page, get, edit/stream, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from dal.settings import Settings
+from tests.app.conftest import (
+    MISSING_ID,
+    Caller,
+    Json,
+    TestClient,
+    append,
+    assert_error,
+    count_rows,
+    get_conversation,
+    list_messages,
+    make_conversation,
+    messages_url,
+    text_part,
+)
+
+# One of each Vercel AI SDK UI message part type, with the optional fields filled in, plus
+# types Mnemo does not know: all must come back exactly as sent.
+ALL_PARTS: list[Json] = [
+    {"type": "step-start"},
+    {"type": "reasoning", "text": "The user wants the weather.", "state": "done"},
+    {
+        "type": "reasoning",
+        "text": "",
+        "providerMetadata": {"anthropic": {"signature": "c2ln"}},
+    },
+    {"type": "text", "text": "Let me check.", "state": "done"},
+    {
+        "type": "tool-getWeather",
+        "toolCallId": "call_1",
+        "state": "output-available",
+        "input": {"city": "Paris", "units": ["c", "f"]},
+        "output": {"temperature": 21.5, "conditions": None, "hourly": [20, 21, 22]},
+        "providerExecuted": False,
+    },
+    {
+        "type": "tool-search",
+        "toolCallId": "call_2",
+        "state": "output-error",
+        "input": {"q": "x"},
+        "errorText": "rate limited",
+    },
+    {"type": "tool-draft", "toolCallId": "call_3", "state": "input-streaming", "input": None},
+    {
+        "type": "dynamic-tool",
+        "toolName": "mcp.lookup",
+        "toolCallId": "call_4",
+        "state": "output-available",
+        "input": {},
+        "output": "ok",
+    },
+    {
+        "type": "file",
+        "mediaType": "image/png",
+        "url": "data:image/png;base64,iVBORw0KGgo=",
+        "filename": "dot.png",
+    },
+    {"type": "source-url", "sourceId": "s1", "url": "https://example.com/a", "title": "A"},
+    {"type": "source-document", "sourceId": "s2", "mediaType": "application/pdf", "title": "D"},
+    {"type": "data-weather", "id": "w1", "data": {"city": "Paris", "status": "loading"}},
+    {"type": "data-progress", "data": 0.5},
+    {"type": "data-nothing", "data": None},
+    {"type": "text", "text": "Sunny, 21.5 °C ☀️ — 晴れ"},
+    {"type": "future-part", "anything": [1, {"deep": [True, False, None]}], "text": "not text"},
+    {"type": "tool-", "whatever": 1},  # not a tool part (no name): an unknown type, kept
+]
+
+
+def _url(conversation_id: str, message_id: str | None = None) -> str:
+    base = messages_url(conversation_id)
+    return base if message_id is None else f"{base}/{message_id}"
+
+
+def _seqs(page: Json) -> list[int]:
+    return [m["seq"] for m in page["items"]]
+
+
+@pytest.fixture
+def conversation(client: TestClient, alice: Caller) -> Json:
+    return make_conversation(client, alice, title="chat")
+
+
+# --- append -----------------------------------------------------------------------------
+
+
+def test_append_message_returns_it_with_next_seq_and_location(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+
+    response = client.post(
+        _url(cid),
+        json={
+            "role": "assistant",
+            "parts": [text_part("hello"), {"type": "step-start"}, text_part("world")],
+            "metadata": {"model": "m-1", "usage": {"tokens": 12}},
+        },
+        headers=alice.headers,
+    )
+
+    assert response.status_code == 201, response.text
+    message = response.json()
+    assert message["conversation_id"] == cid
+    assert message["seq"] == 1
+    assert message["role"] == "assistant"
+    assert message["content"] == "hello\nworld"
+    assert message["metadata"] == {"model": "m-1", "usage": {"tokens": 12}}
+    assert message["status"] == "complete"
+    assert response.headers["location"] == _url(cid, message["id"])
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == message
+    assert [append(client, alice, cid)["seq"] for _ in range(3)] == [2, 3, 4]
+
+
+def test_append_message_every_role_and_empty_parts(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    for role in ("user", "assistant", "system", "tool"):
+        message = append(client, alice, conversation["id"], role=role, parts=[])
+        assert (message["role"], message["parts"], message["content"]) == (role, [], "")
+
+
+def test_append_message_all_part_types_round_trip_exactly(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+
+    message = append(client, alice, cid, role="assistant", parts=ALL_PARTS)
+
+    assert message["parts"] == ALL_PARTS
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json()["parts"] == ALL_PARTS
+    assert list_messages(client, alice, cid)["items"][0]["parts"] == ALL_PARTS
+    # Only "text" parts make the content (not reasoning, nor an unknown part's "text").
+    assert message["content"] == "Let me check.\nSunny, 21.5 °C ☀️ — 晴れ"
+
+
+def test_append_message_updates_conversation_counters(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    message = append(client, alice, conversation["id"])
+
+    after = get_conversation(client, alice, conversation["id"])
+    assert after["message_count"] == 1
+    assert after["last_message_at"] == message["created_at"]
+    assert after["updated_at"] == message["created_at"]
+
+
+def test_append_message_same_id_again_returns_original_without_duplicate(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message_id = str(uuid.uuid4())
+    first = append(client, alice, cid, "original", id=message_id, metadata={"try": 1})
+
+    retry = client.post(
+        _url(cid),
+        json={"id": message_id, "role": "assistant", "parts": [text_part("changed")]},
+        headers=alice.headers,
+    )
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first
+    assert retry.headers["location"] == _url(cid, message_id)
+    assert get_conversation(client, alice, cid)["message_count"] == 1
+    assert _seqs(list_messages(client, alice, cid)) == [1]
+    # No seq was used up by the retry.
+    assert append(client, alice, cid)["seq"] == 2
+
+
+def test_append_message_same_id_in_another_conversation_is_a_new_message(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    other = make_conversation(client, alice)
+    message_id = str(uuid.uuid4())
+    first = append(client, alice, conversation["id"], "a", id=message_id)
+
+    second = append(client, alice, other["id"], "b", id=message_id)
+
+    assert second["conversation_id"] == other["id"]
+    assert second["content"] == "b"
+    assert client.get(_url(conversation["id"], message_id), headers=alice.headers).json() == first
+
+
+def test_append_message_streaming_then_complete(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "Hel", role="assistant", status="streaming")
+    assert message["status"] == "streaming"
+
+    for chunk in ("lo", " wor", "ld"):
+        response = client.patch(
+            _url(cid, message["id"]),
+            json={"append_parts": [text_part(chunk)]},
+            headers=alice.headers,
+        )
+        assert response.status_code == 200, response.text
+    done = client.patch(
+        _url(cid, message["id"]),
+        json={"status": "complete", "append_parts": [{"type": "data-usage", "data": {"t": 9}}]},
+        headers=alice.headers,
+    )
+
+    assert done.status_code == 200, done.text
+    final = done.json()
+    assert final["status"] == "complete"
+    assert final["parts"] == [
+        text_part("Hel"),
+        text_part("lo"),
+        text_part(" wor"),
+        text_part("ld"),
+        {"type": "data-usage", "data": {"t": 9}},
+    ]
+    assert final["content"] == "Hel\nlo\n wor\nld"
+    assert final["seq"] == message["seq"]
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == final
+
+
+INVALID_PARTS: list[tuple[Json, str]] = [
+    ({"type": "text"}, "text"),
+    ({"type": "text", "text": 5}, "text"),
+    ({"type": "reasoning"}, "text"),
+    ({"type": "tool-getWeather", "toolCallId": "c1"}, "state"),
+    ({"type": "tool-getWeather", "state": "input-available"}, "toolCallId"),
+    ({"type": "dynamic-tool", "toolCallId": "c1", "state": "input-available"}, "toolName"),
+    ({"type": "file", "mediaType": "image/png"}, "url"),
+    ({"type": "source-url", "sourceId": "s"}, "url"),
+    ({"type": "source-document", "sourceId": "s", "mediaType": "text/plain"}, "title"),
+    ({"type": "data-weather"}, "data"),
+    ({"text": "no type"}, "type"),
+    ({"type": ""}, "type"),
+    ({"type": 3}, "type"),
+]
+
+
+def test_append_message_invalid_part_is_422_with_path_and_stores_nothing(
+    client: TestClient, alice: Caller, conversation: Json, settings: Settings
+) -> None:
+    cid = conversation["id"]
+    for part, needs in INVALID_PARTS:
+        body = {"role": "assistant", "parts": [text_part("fine"), part]}
+
+        response = client.post(_url(cid), json=body, headers=alice.headers)
+
+        error = assert_error(response, 422, "validation_error")
+        assert [d["field"] for d in error["details"]] == ["parts.1"], part
+        assert needs in error["message"], part
+
+    assert list_messages(client, alice, cid)["items"] == []
+    assert get_conversation(client, alice, cid) == conversation
+    assert count_rows(settings, "SELECT count(*) FROM messages") == 0
+
+
+def test_append_message_invalid_body_is_422_and_stores_nothing(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    bodies: list[tuple[object, str]] = [
+        ({"parts": []}, "role"),
+        ({"role": "user"}, "parts"),
+        ({"role": "robot", "parts": []}, "role"),
+        ({"role": "USER", "parts": []}, "role"),
+        ({"role": "user", "parts": {}}, "parts"),
+        ({"role": "user", "parts": "hello"}, "parts"),
+        ({"role": "user", "parts": ["hello"]}, "parts.0"),
+        ({"role": "user", "parts": [[]]}, "parts.0"),
+        ({"role": "user", "parts": [], "status": "done"}, "status"),
+        ({"role": "user", "parts": [], "metadata": []}, "metadata"),
+        ({"role": "user", "parts": [], "id": "x"}, "id"),
+        ({"role": "user", "parts": [], "seq": 1}, "seq"),
+        ({"role": "user", "parts": [], "conversation_id": MISSING_ID}, "conversation_id"),
+    ]
+    for body, field in bodies:
+        response = client.post(_url(cid), json=body, headers=alice.headers)
+
+        error = assert_error(response, 422, "validation_error")
+        assert field in [d["field"] for d in error["details"]], body
+    assert get_conversation(client, alice, cid) == conversation
+
+
+def test_append_message_to_missing_conversation_is_404(client: TestClient, alice: Caller) -> None:
+    response = client.post(
+        _url(MISSING_ID), json={"role": "user", "parts": []}, headers=alice.headers
+    )
+
+    assert_error(response, 404, "not_found")
+    assert_error(client.post("/v1/conversations/nope/messages", json={}), 404)
+
+
+def test_append_message_long_text_round_trips(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    text = "長い文章 🧵 " * 40_000  # ~0.5 MB of UTF-8 in one part
+
+    message = append(client, alice, conversation["id"], text)
+
+    stored = client.get(_url(conversation["id"], message["id"]), headers=alice.headers).json()
+    assert stored["parts"] == [text_part(text)]
+    assert stored["content"] == text
+
+
+# --- list -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seven(client: TestClient, alice: Caller, conversation: Json) -> list[Json]:
+    """Seven messages, seq 1..7."""
+    return [append(client, alice, conversation["id"], f"m{i}") for i in range(1, 8)]
+
+
+def test_list_messages_default_is_all_ascending(
+    client: TestClient, alice: Caller, conversation: Json, seven: list[Json]
+) -> None:
+    page = list_messages(client, alice, conversation["id"])
+
+    assert page == {"items": seven, "has_more": False}
+
+
+def test_list_messages_newest_page_and_walking_back_with_before(
+    client: TestClient, alice: Caller, conversation: Json, seven: list[Json]
+) -> None:
+    cid = conversation["id"]
+
+    newest = list_messages(client, alice, cid, limit=3)
+    assert (_seqs(newest), newest["has_more"]) == ([5, 6, 7], True)
+    assert newest["items"] == seven[4:]
+
+    middle = list_messages(client, alice, cid, limit=3, before=5)
+    assert (_seqs(middle), middle["has_more"]) == ([2, 3, 4], True)
+
+    oldest = list_messages(client, alice, cid, limit=3, before=2)
+    assert (_seqs(oldest), oldest["has_more"]) == ([1], False)
+
+    exact = list_messages(client, alice, cid, limit=3, before=4)
+    assert (_seqs(exact), exact["has_more"]) == ([1, 2, 3], False)
+
+    for before in (0, 1):
+        assert list_messages(client, alice, cid, before=before) == {"items": [], "has_more": False}
+    beyond = list_messages(client, alice, cid, limit=2, before=9_223_372_036_854_775_807)
+    assert (_seqs(beyond), beyond["has_more"]) == ([6, 7], True)
+
+
+def test_list_messages_walking_forward_with_after(
+    client: TestClient, alice: Caller, conversation: Json, seven: list[Json]
+) -> None:
+    cid = conversation["id"]
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = list_messages(client, alice, cid, limit=3, after=after)
+        seen += _seqs(page)
+        if not page["has_more"]:
+            break
+        after = page["items"][-1]["seq"]
+
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+    last = list_messages(client, alice, cid, limit=3, after=6)
+    assert (_seqs(last), last["has_more"]) == ([7], False)
+    assert list_messages(client, alice, cid, after=7) == {"items": [], "has_more": False}
+    assert list_messages(client, alice, cid, limit=1, after=3)["items"] == [seven[3]]
+
+
+def test_list_messages_limit_bounds(
+    client: TestClient, alice: Caller, conversation: Json, seven: list[Json]
+) -> None:
+    cid = conversation["id"]
+    assert _seqs(list_messages(client, alice, cid, limit=1)) == [7]
+    assert _seqs(list_messages(client, alice, cid, limit=200)) == [1, 2, 3, 4, 5, 6, 7]
+    assert _seqs(list_messages(client, alice, cid, limit=7)) == [1, 2, 3, 4, 5, 6, 7]
+    assert list_messages(client, alice, cid, limit=7)["has_more"] is False
+    assert list_messages(client, alice, cid, limit=6)["has_more"] is True
+
+
+def test_list_messages_default_page_is_50(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    for i in range(52):
+        append(client, alice, cid, str(i))
+
+    page = list_messages(client, alice, cid)
+
+    assert (_seqs(page), page["has_more"]) == (list(range(3, 53)), True)
+
+
+BAD_LIST_QUERIES: list[dict[str, Any]] = [
+    {"limit": 0},
+    {"limit": 201},
+    {"limit": -5},
+    {"limit": "ten"},
+    {"limit": "99999999999999999999"},
+    {"before": -1},
+    {"before": "99999999999999999999"},
+    {"before": "9223372036854775808"},
+    {"before": "1.0"},
+    {"before": "seq"},
+    {"after": -1},
+    {"after": "99999999999999999999"},
+    {"after": "0x1"},
+    {"before": 5, "after": 2},
+    {"before": 0, "after": 0},
+]
+
+
+def test_list_messages_bad_query_is_422(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    append(client, alice, conversation["id"])
+
+    for params in BAD_LIST_QUERIES:
+        response = client.get(_url(conversation["id"]), params=params, headers=alice.headers)
+        assert_error(response, 422, "invalid_input")
+
+
+def test_list_messages_empty_conversation(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    for params in ({}, {"before": 10}, {"after": 0}):
+        assert list_messages(client, alice, conversation["id"], **params) == {
+            "items": [],
+            "has_more": False,
+        }
+
+
+def test_list_messages_of_missing_conversation_is_404(client: TestClient, alice: Caller) -> None:
+    for params in ({}, {"before": 10}, {"after": 0}):
+        response = client.get(_url(MISSING_ID), params=params, headers=alice.headers)
+        assert_error(response, 404, "not_found")
+
+
+# --- get --------------------------------------------------------------------------------
+
+
+def test_get_message_missing_or_in_another_conversation_is_404(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    other = make_conversation(client, alice)
+    message = append(client, alice, conversation["id"])
+
+    for url in (
+        _url(conversation["id"], MISSING_ID),
+        _url(other["id"], message["id"]),  # the right id under the wrong conversation
+        _url(MISSING_ID, message["id"]),
+        _url(conversation["id"], "not-a-uuid"),
+    ):
+        assert_error(client.get(url, headers=alice.headers), 404, "not_found")
+
+
+# --- patch ------------------------------------------------------------------------------
+
+
+def test_patch_message_replaces_parts_and_metadata(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "draft", metadata={"a": 1})
+
+    response = client.patch(
+        _url(cid, message["id"]),
+        json={"parts": [text_part("final"), text_part("answer")], "metadata": {"b": 2}},
+        headers=alice.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    patched = response.json()
+    assert patched["parts"] == [text_part("final"), text_part("answer")]
+    assert patched["content"] == "final\nanswer"
+    assert patched["metadata"] == {"b": 2}
+    assert (patched["seq"], patched["role"], patched["status"]) == (1, "user", "complete")
+    assert patched["created_at"] == message["created_at"]
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == patched
+
+    metadata_only = client.patch(
+        _url(cid, message["id"]), json={"metadata": {}}, headers=alice.headers
+    ).json()
+    assert (metadata_only["parts"], metadata_only["metadata"]) == (patched["parts"], {})
+
+
+def test_patch_message_append_parts_to_complete_message_is_409_and_unchanged(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "done")
+
+    response = client.patch(
+        _url(cid, message["id"]), json={"append_parts": [text_part("more")]}, headers=alice.headers
+    )
+
+    assert_error(response, 409, "conflict")
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == message
+
+
+def test_patch_message_complete_back_to_streaming_is_409_and_unchanged(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "x", status="streaming")
+    completed = client.patch(
+        _url(cid, message["id"]), json={"status": "complete"}, headers=alice.headers
+    ).json()
+
+    reopen = client.patch(
+        _url(cid, message["id"]), json={"status": "streaming"}, headers=alice.headers
+    )
+
+    assert_error(reopen, 409, "conflict")
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == completed
+    # Completing again is harmless.
+    again = client.patch(
+        _url(cid, message["id"]), json={"status": "complete"}, headers=alice.headers
+    )
+    assert again.status_code == 200
+    assert again.json()["parts"] == completed["parts"]
+
+
+def test_patch_message_invalid_body_is_422_and_unchanged(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "x", status="streaming")
+    bodies: list[tuple[object, str]] = [
+        ({}, ""),
+        ({"parts": None, "metadata": None}, ""),
+        ({"append_parts": [{"type": "text"}]}, "append_parts.0"),
+        ({"parts": [{"type": "tool-x", "toolCallId": "c"}]}, "parts.0"),
+        ({"status": "finished"}, "status"),
+        ({"metadata": "x"}, "metadata"),
+        ({"role": "system"}, "role"),
+        ({"seq": 9}, "seq"),
+    ]
+    for body, field in bodies:
+        response = client.patch(_url(cid, message["id"]), json=body, headers=alice.headers)
+        error = assert_error(response, 422, "validation_error")
+        assert field in [d["field"] for d in error["details"]], body
+
+    assert client.get(_url(cid, message["id"]), headers=alice.headers).json() == message
+
+
+def test_patch_message_missing_is_404(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    for url in (_url(conversation["id"], MISSING_ID), _url(MISSING_ID, MISSING_ID)):
+        response = client.patch(url, json={"metadata": {}}, headers=alice.headers)
+        assert_error(response, 404, "not_found")
+
+
+# --- delete -----------------------------------------------------------------------------
+
+
+def test_delete_message_removes_it_and_never_reuses_its_seq(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    first, middle, last = (append(client, alice, cid, t) for t in ("a", "b", "c"))
+
+    response = client.delete(_url(cid, middle["id"]), headers=alice.headers)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_error(client.get(_url(cid, middle["id"]), headers=alice.headers), 404)
+    assert list_messages(client, alice, cid)["items"] == [first, last]
+    assert get_conversation(client, alice, cid)["message_count"] == 2
+    assert_error(client.delete(_url(cid, middle["id"]), headers=alice.headers), 404)
+
+    client.delete(_url(cid, last["id"]), headers=alice.headers)
+    assert append(client, alice, cid)["seq"] == 4
+
+
+def test_delete_message_then_same_id_appends_anew(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    cid = conversation["id"]
+    message_id = str(uuid.uuid4())
+    append(client, alice, cid, "v1", id=message_id)
+    client.delete(_url(cid, message_id), headers=alice.headers)
+
+    again = append(client, alice, cid, "v2", id=message_id)
+
+    assert (again["seq"], again["content"]) == (2, "v2")
+
+
+# --- other users ------------------------------------------------------------------------
+
+
+def _snapshot(client: TestClient, caller: Caller, conversation_id: str) -> tuple[Json, Json]:
+    return (
+        get_conversation(client, caller, conversation_id),
+        list_messages(client, caller, conversation_id),
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [
+        ("POST", "messages", {"role": "user", "parts": [{"type": "text", "text": "bob"}]}),
+        ("GET", "messages", None),
+        ("GET", "message", None),
+        ("PATCH", "message", {"parts": [], "metadata": {"bob": True}}),
+        ("PATCH", "message", {"append_parts": [{"type": "text", "text": "bob"}]}),
+        ("PATCH", "message", {"status": "complete"}),
+        ("DELETE", "message", None),
+    ],
+)
+def test_messages_of_another_user_are_404_and_unchanged(
+    client: TestClient,
+    alice: Caller,
+    bob: Caller,
+    conversation: Json,
+    method: str,
+    target: str,
+    body: object,
+) -> None:
+    cid = conversation["id"]
+    message = append(client, alice, cid, "secret", status="streaming")
+    before = _snapshot(client, alice, cid)
+    bobs = make_conversation(client, bob)
+    urls = (
+        [_url(cid)]
+        if target == "messages"
+        else [
+            _url(cid, message["id"]),
+            _url(bobs["id"], message["id"]),  # Alice's message id under Bob's conversation
+        ]
+    )
+
+    for url in urls:
+        response = client.request(method, url, json=body, headers=bob.headers)
+        error = assert_error(response, 404, "not_found")
+        assert "secret" not in error["message"]
+
+    assert _snapshot(client, alice, cid) == before
+    assert list_messages(client, bob, bobs["id"])["items"] == []
+
+
+def test_append_message_with_id_of_another_users_message_does_not_touch_it(
+    client: TestClient, alice: Caller, bob: Caller, conversation: Json
+) -> None:
+    message = append(client, alice, conversation["id"], "alice's")
+    bobs = make_conversation(client, bob)
+
+    mine = append(client, bob, bobs["id"], "bob's", id=message["id"])
+
+    assert (mine["conversation_id"], mine["content"]) == (bobs["id"], "bob's")
+    stored = client.get(_url(conversation["id"], message["id"]), headers=alice.headers).json()
+    assert stored == message

@@ -1,0 +1,223 @@
+"""GET /openapi.json: an OpenAPI 3.1 document that matches the app's routes and responses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from app import create_app
+from dal.settings import Settings
+from tests.app.conftest import (
+    ADMIN,
+    Caller,
+    Json,
+    TestClient,
+    append,
+    assert_error,
+    make_conversation,
+)
+
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Starlette:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    """The client of the very app whose routes are walked."""
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def doc(client: TestClient) -> Json:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document: Json = response.json()
+    return document
+
+
+def _app_operations(app: Starlette) -> set[tuple[str, str]]:
+    """(OpenAPI path, method) of every route of the app, /openapi.json aside."""
+    operations: set[tuple[str, str]] = set()
+    for route in app.routes:
+        assert isinstance(route, Route), route
+        if route.path == "/openapi.json":
+            continue
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # "{id:uuid}" -> "{id}"
+        for method in route.methods or ():
+            if method != "HEAD":
+                operations.add((path, method.lower()))
+    return operations
+
+
+def _doc_operations(doc: Json) -> Iterator[tuple[str, str, Json]]:
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            assert method in METHODS, (path, method)
+            yield path, method, operation
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                assert isinstance(value, str)
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _schema_of(doc: Json, name: str) -> Json:
+    schema: Json = doc["components"]["schemas"][name]
+    return schema
+
+
+def _assert_matches(doc: Json, name: str, body: Json) -> None:
+    """The body has every required property of the schema and no property it lacks."""
+    schema = _schema_of(doc, name)
+    assert set(schema["required"]) <= set(body), (name, body)
+    assert set(body) <= set(schema["properties"]), (name, body)
+
+
+def test_openapi_needs_no_token_and_is_3_1(doc: Json) -> None:
+    assert doc["openapi"].startswith("3.1.")
+    assert doc["info"]["title"] == "Mnemo"
+    assert isinstance(doc["info"]["version"], str) and doc["info"]["version"]
+    assert doc["paths"]
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_openapi_is_the_same_on_every_request(client: TestClient, doc: Json) -> None:
+    assert client.get("/openapi.json", headers=ADMIN).json() == doc
+
+
+def test_openapi_documents_exactly_the_routes_of_the_app(app: Starlette, doc: Json) -> None:
+    documented = {(path, method) for path, method, _ in _doc_operations(doc)}
+
+    assert documented == _app_operations(app)
+
+
+def test_openapi_every_ref_resolves_to_a_component_schema(doc: Json) -> None:
+    refs = set(_refs(doc))
+
+    assert refs
+    prefix = "#/components/schemas/"
+    for ref in refs:
+        assert ref.startswith(prefix), ref
+        assert ref[len(prefix) :] in doc["components"]["schemas"], ref
+
+
+def test_openapi_operations_are_complete(doc: Json) -> None:
+    schemes = set(doc["components"]["securitySchemes"])
+    for path, method, operation in _doc_operations(doc):
+        where = f"{method.upper()} {path}"
+        assert operation["summary"], where
+        in_path = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+        assert in_path == set(re.findall(r"\{(\w+)\}", path)), where
+        for parameter in operation["parameters"]:
+            assert parameter["in"] in {"path", "query", "header"}, where
+            assert parameter.get("required", False) is (parameter["in"] == "path"), where
+        statuses = set(operation["responses"])
+        assert any(s.startswith("2") for s in statuses), where
+        for status, response in operation["responses"].items():
+            assert re.fullmatch(r"[1-5]\d\d", status), where
+            assert response["description"], where
+        for requirement in operation["security"]:
+            assert set(requirement) <= schemes, where
+        if path == "/health":
+            assert operation["security"] == []
+        else:
+            assert operation["security"] == [{"bearer": []}], where
+            assert "401" in statuses, where
+        if method in {"post", "patch"} and "requestBody" in operation:
+            assert {"400", "413", "415", "422"} <= statuses, where
+
+
+def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
+    bodies = {
+        ("/v1/users", "post"): ("UserDraft", True),
+        ("/v1/users/{user_id}", "patch"): ("UserPatch", True),
+        ("/v1/me", "patch"): ("UserPatch", True),
+        ("/v1/tokens", "post"): ("TokenDraft", False),
+        ("/v1/conversations", "post"): ("ConversationDraft", False),
+        ("/v1/conversations/{conversation_id}", "patch"): ("ConversationPatch", True),
+        ("/v1/conversations/{conversation_id}/messages", "post"): ("MessageDraft", True),
+        (
+            "/v1/conversations/{conversation_id}/messages/{message_id}",
+            "patch",
+        ): ("MessagePatch", True),
+    }
+    for (path, method), (schema, required) in bodies.items():
+        body = doc["paths"][path][method]["requestBody"]
+        assert body["required"] is required, (path, method)
+        ref = body["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{schema}"
+    with_body = {(path, method) for path, method, op in _doc_operations(doc) if "requestBody" in op}
+    assert with_body == set(bodies)
+
+
+def test_openapi_documents_the_statuses_routes_really_return(doc: Json) -> None:
+    paths = doc["paths"]
+    conversation = paths["/v1/conversations/{conversation_id}"]
+    assert {"200", "404", "412", "400"} <= set(conversation["patch"]["responses"])
+    assert "If-Match" in {p["name"] for p in conversation["patch"]["parameters"]}
+    assert "409" in paths["/v1/conversations"]["post"]["responses"]
+    append_responses = paths["/v1/conversations/{conversation_id}/messages"]["post"]["responses"]
+    # 201 when stored now, 200 for a retried id: both the message.
+    for status in ("200", "201"):
+        schema = append_responses[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Message"}
+    message = paths["/v1/conversations/{conversation_id}/messages/{message_id}"]
+    assert "409" in message["patch"]["responses"]
+    assert "204" in message["delete"]["responses"]
+    assert "403" in paths["/v1/users"]["post"]["responses"]
+    assert "403" in paths["/v1/me"]["get"]["responses"]
+    assert "409" in paths["/v1/users"]["post"]["responses"]
+    queries = {
+        p["name"]
+        for p in paths["/v1/conversations/{conversation_id}/messages"]["get"]["parameters"]
+        if p["in"] == "query"
+    }
+    assert queries == {"limit", "before", "after"}
+
+
+def test_openapi_response_schemas_match_real_responses(
+    client: TestClient, doc: Json, alice: Caller
+) -> None:
+    created = client.post("/v1/users", json={"username": "bob"}, headers=ADMIN).json()
+    _assert_matches(doc, "UserCreated", created)
+    _assert_matches(doc, "User", created["user"])
+    _assert_matches(doc, "User", client.get("/v1/me", headers=alice.headers).json())
+    token = client.post("/v1/tokens", json={"name": "t"}, headers=alice.headers).json()
+    _assert_matches(doc, "TokenCreated", token)
+    conversation = make_conversation(client, alice)
+    _assert_matches(doc, "Conversation", conversation)
+    page = client.get("/v1/conversations", headers=alice.headers).json()
+    _assert_matches(doc, "ConversationPage", page)
+    message = append(client, alice, conversation["id"])
+    _assert_matches(doc, "Message", message)
+    messages = client.get(
+        f"/v1/conversations/{conversation['id']}/messages", headers=alice.headers
+    ).json()
+    _assert_matches(doc, "MessagePage", messages)
+    _assert_matches(doc, "Health", client.get("/health").json())
+
+    error = client.post("/v1/conversations", json={"title": 1}, headers=alice.headers)
+    body = error.json()
+    _assert_matches(doc, "ErrorBody", body)
+    _assert_matches(doc, "ErrorInfo", assert_error(error, 422))
+    for detail in body["error"]["details"]:
+        _assert_matches(doc, "ErrorDetail", detail)
