@@ -7,10 +7,12 @@ checks that every query's columns match the fields of the record it is mapped to
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID
 
+import asyncpg
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +27,7 @@ Role = Literal["user", "assistant", "system", "tool"]
 MessageStatus = Literal["complete", "streaming"]
 
 _ROW = ConfigDict(frozen=True, extra="forbid")
+_set = object.__setattr__
 # NaN and Infinity are not JSON: the jsonb codec would silently write them as null.
 _INPUT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
@@ -86,6 +89,59 @@ DisplayName = Annotated[str, Field(max_length=200)]
 Url = Annotated[str, Field(max_length=2000)]
 
 
+class Row(BaseModel):
+    """An output record: frozen, no extra fields, built from a database row by ``from_row``."""
+
+    model_config = _ROW
+    # The fields set of every record built by from_row; one set per class, shared (pydantic
+    # copies it before changing it, in model_copy).
+    _all_fields: ClassVar[set[str]] = set()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._all_fields = set(cls.__pydantic_fields__)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | asyncpg.Record) -> Self:
+        """The record of a row of one of our named queries, without re-validating it.
+
+        The row's types are the schema's (uuid, int8, text, timestamptz, jsonb decoded by the
+        codec; role and status held by CHECK constraints), and tests/test_query_catalog.py
+        checks that each query returns exactly the record's fields, so validation would only
+        repeat what PostgreSQL guarantees. It used to cost as much as the fetch itself on a
+        page of 50 messages; tests/test_records.py shows both ways build equal records.
+        """
+        return cls.from_values(dict(row.items()))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[asyncpg.Record]) -> list[Self]:
+        """``from_row`` for many rows of one query (their column names are read once)."""
+        if not rows:
+            return []
+        names = tuple(rows[0].keys())
+        # The hot path of every page: from_values inlined, names bound locally.
+        new, fields, records = cls.__new__, cls._all_fields, []
+        for row in rows:
+            record = new(cls)
+            _set(record, "__dict__", dict(zip(names, row, strict=False)))
+            _set(record, "__pydantic_fields_set__", fields)
+            _set(record, "__pydantic_extra__", None)
+            _set(record, "__pydantic_private__", None)
+            records.append(record)
+        return records
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Self:
+        """``from_row`` of a dict of column values, which the record then owns."""
+        record = cls.__new__(cls)
+        _set(record, "__dict__", values)
+        _set(record, "__pydantic_fields_set__", cls._all_fields)
+        _set(record, "__pydantic_extra__", None)
+        _set(record, "__pydantic_private__", None)
+        return record
+
+
 class _Patch(BaseModel):
     """A partial update: absent or null fields stay as they are; an empty patch is an error
     (it would change nothing but the row's version and timestamp)."""
@@ -102,8 +158,7 @@ class _Patch(BaseModel):
 # --- users and tokens -------------------------------------------------------------------
 
 
-class User(BaseModel):
-    model_config = _ROW
+class User(Row):
     id: UUID
     username: str
     display_name: str | None
@@ -130,8 +185,7 @@ class UserPatch(_Patch):
     metadata: Metadata | None = None
 
 
-class Token(BaseModel):
-    model_config = _ROW
+class Token(Row):
     id: UUID
     user_id: UUID
     name: str | None
@@ -155,8 +209,7 @@ class IssuedToken(BaseModel):
 # --- conversations ----------------------------------------------------------------------
 
 
-class Conversation(BaseModel):
-    model_config = _ROW
+class Conversation(Row):
     id: UUID
     user_id: UUID
     title: str
@@ -185,8 +238,7 @@ class ConversationPatch(_Patch):
     tags: Tags | None = None
 
 
-class ConversationPage(BaseModel):
-    model_config = _ROW
+class ConversationPage(Row):
     items: list[Conversation]
     next_cursor: str | None
 
@@ -194,8 +246,7 @@ class ConversationPage(BaseModel):
 # --- messages ---------------------------------------------------------------------------
 
 
-class Message(BaseModel):
-    model_config = _ROW
+class Message(Row):
     id: UUID
     conversation_id: UUID
     seq: int
@@ -229,16 +280,14 @@ class MessagePatch(_Patch):
     status: MessageStatus | None = None
 
 
-class Appended(BaseModel):
+class Appended(Row):
     """The result of an append: ``created`` is False when the id was already there (a retry)."""
 
-    model_config = _ROW
     message: Message
     created: bool
 
 
-class MessagePage(BaseModel):
-    model_config = _ROW
+class MessagePage(Row):
     items: list[Message]
     has_more: bool
 

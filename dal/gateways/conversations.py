@@ -51,7 +51,7 @@ async def insert_conversation(
         draft.tags,
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return Conversation.model_validate(dict(row))
+    return Conversation.from_row(row)
 
 
 async def get_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> Conversation:
@@ -59,7 +59,7 @@ async def get_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID
     row = await fetch_one(db, Q["get_conversation"], user_id, conversation_id)
     if row is None:
         raise NotFound("conversation", conversation_id)
-    return Conversation.model_validate(dict(row))
+    return Conversation.from_row(row)
 
 
 async def list_conversations(
@@ -78,7 +78,7 @@ async def list_conversations(
         rows = await fetch_all(
             db, Q["list_conversations_before"], user_id, updated_at, last_id, limit + 1
         )
-    items = [Conversation.model_validate(dict(row)) for row in rows[:limit]]
+    items = Conversation.from_rows(rows[:limit])
     next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
     return ConversationPage(items=items, next_cursor=next_cursor)
 
@@ -109,7 +109,7 @@ async def update_conversation(
             f"conversation {conversation_id} is at version {current.version}, "
             f"not {expected_version}"
         )
-    return Conversation.model_validate(dict(row))
+    return Conversation.from_row(row)
 
 
 async def delete_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> None:

@@ -16,7 +16,7 @@ _UNIQUE_ID = "messages_conversation_id_id_key"
 
 
 def _message(row: Record) -> Message:
-    return Message.model_validate(dict(row))
+    return Message.from_row(row)
 
 
 async def insert_message(
@@ -52,9 +52,9 @@ async def insert_message(
         )
     if row is None:
         raise NotFound("conversation", conversation_id)
-    values = dict(row)
+    values = dict(row.items())
     created = values.pop("created")
-    return Appended(message=Message.model_validate(values), created=created)
+    return Appended.from_values({"message": Message.from_values(values), "created": created})
 
 
 async def get_message(
@@ -72,12 +72,13 @@ def _page(
 ) -> MessagePage:
     if not rows:
         raise NotFound("conversation", conversation_id)
-    found = [row for row in rows if row["seq"] is not None]
-    has_more = len(found) > limit
+    if rows[0]["seq"] is None:  # the conversation's row alone: no message in this range
+        return MessagePage(items=[], has_more=False)
+    has_more = len(rows) > limit
     if has_more:
         # The extra row is the one farthest from the cursor: the oldest when paging backwards.
-        found = found[1:] if newest else found[:limit]
-    return MessagePage(items=[_message(row) for row in found], has_more=has_more)
+        rows = rows[1:] if newest else rows[:limit]
+    return MessagePage.from_row({"items": Message.from_rows(rows), "has_more": has_more})
 
 
 async def list_messages(

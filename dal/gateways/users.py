@@ -38,7 +38,7 @@ async def insert_user(db: Executor, *, draft: UserDraft) -> User:
     except Conflict as exc:
         raise Conflict(f"username {draft.username!r} is taken", constraint=exc.constraint) from exc
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def get_user(db: Executor, *, user_id: UUID) -> User:
@@ -46,7 +46,7 @@ async def get_user(db: Executor, *, user_id: UUID) -> User:
     row = await fetch_one(db, Q["get_user"], user_id)
     if row is None:
         raise NotFound("user", user_id)
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def get_user_by_username(db: Executor, *, username: str) -> User:
@@ -54,7 +54,7 @@ async def get_user_by_username(db: Executor, *, username: str) -> User:
     row = await fetch_one(db, Q["get_user_by_username"], username.strip().lower())
     if row is None:
         raise NotFound("user", username)
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def update_user(db: Executor, *, user_id: UUID, patch: UserPatch) -> User:
@@ -64,7 +64,7 @@ async def update_user(db: Executor, *, user_id: UUID, patch: UserPatch) -> User:
     )
     if row is None:
         raise NotFound("user", user_id)
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def deactivate_user(db: Executor, *, user_id: UUID) -> User:
@@ -72,7 +72,7 @@ async def deactivate_user(db: Executor, *, user_id: UUID) -> User:
     row = await fetch_one(db, Q["deactivate_user"], user_id)
     if row is None:
         raise NotFound("user", user_id)
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def insert_token(db: Executor, *, user_id: UUID, name: str | None = None) -> IssuedToken:
@@ -80,7 +80,7 @@ async def insert_token(db: Executor, *, user_id: UUID, name: str | None = None) 
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = await fetch_one(db, Q["insert_token"], new_id(), user_id, hash_token(secret), name)
     assert row is not None  # INSERT ... RETURNING always returns the row
-    return IssuedToken(token=Token.model_validate(dict(row)), secret=secret)
+    return IssuedToken(token=Token.from_row(row), secret=secret)
 
 
 async def get_user_by_token(db: Executor, *, secret: str) -> User:
@@ -88,7 +88,7 @@ async def get_user_by_token(db: Executor, *, secret: str) -> User:
     row = await fetch_one(db, Q["get_user_by_token"], hash_token(secret))
     if row is None:
         raise NotFound("token")
-    return User.model_validate(dict(row))
+    return User.from_row(row)
 
 
 async def revoke_token(db: Executor, *, user_id: UUID, token_id: UUID) -> Token:
@@ -96,7 +96,7 @@ async def revoke_token(db: Executor, *, user_id: UUID, token_id: UUID) -> Token:
     row = await fetch_one(db, Q["revoke_token"], user_id, token_id)
     if row is None:
         raise NotFound("token", token_id)
-    return Token.model_validate(dict(row))
+    return Token.from_row(row)
 
 
 async def create_user(
