@@ -86,6 +86,8 @@ Title = Annotated[str, Field(max_length=1000)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], Field(max_length=100)]
 DisplayName = Annotated[str, Field(max_length=200)]
+# A LangGraph thread id: any string the agent chose.
+ThreadId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Url = Annotated[str, Field(max_length=2000)]
 
 
@@ -215,6 +217,7 @@ class Conversation(Row):
     title: str
     metadata: dict[str, Any]
     tags: list[str]
+    thread_id: str | None
     version: int
     message_count: int
     last_message_at: datetime | None
@@ -228,6 +231,7 @@ class ConversationDraft(BaseModel):
     title: Title = ""
     metadata: Metadata = Field(default_factory=dict)
     tags: Tags = Field(default_factory=list)
+    thread_id: ThreadId | None = None
 
 
 class ConversationPatch(_Patch):
@@ -236,6 +240,7 @@ class ConversationPatch(_Patch):
     title: Title | None = None
     metadata: Metadata | None = None
     tags: Tags | None = None
+    thread_id: ThreadId | None = None
 
 
 class ConversationPage(Row):
@@ -307,3 +312,45 @@ class NewUser(BaseModel):
     model_config = _ROW
     user: User
     token: IssuedToken
+
+
+# --- checkpoints ------------------------------------------------------------------------
+
+
+class CheckpointRow(Row):
+    """A stored checkpoint with its channel blobs and pending writes, as parallel arrays
+    (NULL when there are none). Values are still serialized; dal/langgraph.py decodes them."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: dict[str, Any]
+    metadata: dict[str, Any]
+    blob_channels: list[str] | None
+    blob_types: list[str] | None
+    blob_values: list[bytes | None] | None
+    write_task_ids: list[str] | None
+    write_channels: list[str] | None
+    write_types: list[str | None] | None
+    write_values: list[bytes] | None
+
+
+class Blob(BaseModel):
+    """One serialized channel value of a checkpoint, at the version it was written."""
+
+    model_config = ConfigDict(frozen=True)
+    channel: str
+    version: str
+    type: str
+    value: bytes | None
+
+
+class Write(BaseModel):
+    """One serialized pending write of a task."""
+
+    model_config = ConfigDict(frozen=True)
+    idx: int
+    channel: str
+    type: str | None
+    value: bytes

@@ -8,9 +8,10 @@
 -- $3 title text
 -- $4 metadata jsonb
 -- $5 tags text[]
-INSERT INTO conversations (id, user_id, title, metadata, tags)
-VALUES ($2, $1, $3, $4, $5)
-RETURNING id, user_id, title, metadata, tags, version, message_count, last_message_at,
+-- $6 thread_id text             the agent thread serving it, or NULL
+INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id)
+VALUES ($2, $1, $3, $4, $5, $6)
+RETURNING id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
           created_at, updated_at;
 
 -- name: get_conversation
@@ -18,7 +19,7 @@ RETURNING id, user_id, title, metadata, tags, version, message_count, last_messa
 -- uses: conversations_pkey
 -- $1 user_id uuid
 -- $2 id uuid
-SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
        created_at, updated_at
   FROM conversations
  WHERE id = $2
@@ -29,7 +30,7 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
 -- $2 page_size int8
-SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
        created_at, updated_at
   FROM conversations
  WHERE user_id = $1
@@ -45,7 +46,7 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
 -- $3 id uuid                    cursor: id of the last row seen
 -- $4 page_size int8
-SELECT id, user_id, title, metadata, tags, version, message_count, last_message_at,
+SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
        created_at, updated_at
   FROM conversations
  WHERE user_id = $1
@@ -64,16 +65,18 @@ SELECT id, user_id, title, metadata, tags, version, message_count, last_message_
 -- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
 -- $5 tags text[]                 NULL keeps them
 -- $6 expected_version int4      NULL: no check
+-- $7 thread_id text             NULL keeps it
 UPDATE conversations
    SET title = coalesce($3, title),
        metadata = coalesce($4, metadata),
        tags = coalesce($5, tags),
+       thread_id = coalesce($7, thread_id),
        version = version + 1,
        updated_at = now()
  WHERE id = $2
    AND user_id = $1
    AND ($6::int4 IS NULL OR version = $6)
-RETURNING id, user_id, title, metadata, tags, version, message_count, last_message_at,
+RETURNING id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
           created_at, updated_at;
 
 -- name: delete_conversation

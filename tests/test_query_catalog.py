@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from dal.queries import QUERIES_DIR, Q, QueryFileError, load, parse_file
-from dal.records import Conversation, Message, Token, User
+from dal.records import CheckpointRow, Conversation, Message, Token, User
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +36,12 @@ RECORD_OF: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "list_messages_before": (Message, ()),
     "list_messages_after": (Message, ()),
     "update_message": (Message, ()),
+    "get_checkpoint": (CheckpointRow, ()),
+    "get_latest_checkpoint": (CheckpointRow, ()),
+    "list_checkpoints": (CheckpointRow, ()),
+    "list_checkpoints_before": (CheckpointRow, ()),
+    "list_checkpoints_by_metadata": (CheckpointRow, ()),
+    "find_checkpoints": (CheckpointRow, ()),
 }
 VERB_PREFIXES = (
     "get_",
@@ -47,6 +53,7 @@ VERB_PREFIXES = (
     "upsert_",
     "update_",
     "delete_",
+    "copy_",
     "deactivate_",
     "revoke_",
 )

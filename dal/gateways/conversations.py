@@ -49,6 +49,7 @@ async def insert_conversation(
         draft.title,
         draft.metadata,
         draft.tags,
+        draft.thread_id,
     )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return Conversation.from_row(row)
@@ -102,6 +103,7 @@ async def update_conversation(
         patch.metadata,
         patch.tags,
         expected_version,
+        patch.thread_id,
     )
     if row is None:
         current = await get_conversation(db, user_id=user_id, conversation_id=conversation_id)

@@ -1,0 +1,180 @@
+"""Agent checkpoints (LangGraph's contract): threads, checkpoints, channel blobs, pending writes.
+
+These gateways move serialized values; dal/langgraph.py serializes them and implements
+BaseCheckpointSaver on top. They are not scoped by a user: the saver is trusted server-side
+code. The HTTP API checks ownership first (dal/gateways/threads.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from dal.database import Executor, fetch_all, fetch_one, fetch_value
+from dal.errors import InvalidInput, NotFound
+from dal.queries import Q
+from dal.records import Blob, CheckpointRow, Write
+
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+
+async def upsert_checkpoint(
+    db: Executor,
+    *,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    parent_checkpoint_id: str | None,
+    checkpoint: dict[str, Any],
+    metadata: dict[str, Any],
+    blobs: Sequence[Blob],
+    user_id: UUID | None = None,
+) -> str:
+    """Save a checkpoint and its new blobs in one round trip; returns its id."""
+    saved = await fetch_value(
+        db,
+        Q["upsert_checkpoint"],
+        thread_id,
+        checkpoint_ns,
+        checkpoint_id,
+        parent_checkpoint_id,
+        checkpoint,
+        metadata,
+        [b.channel for b in blobs],
+        [b.version for b in blobs],
+        [b.type for b in blobs],
+        [b.value for b in blobs],
+        user_id,
+    )
+    assert saved is not None  # the thread CTE always yields its row
+    return str(saved)
+
+
+async def insert_checkpoint_writes(
+    db: Executor,
+    *,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    task_id: str,
+    task_path: str,
+    writes: Sequence[Write],
+    replace: bool = False,
+) -> None:
+    """Save a task's pending writes in one round trip. With ``replace``, a write at the same
+    index is overwritten (special channels); otherwise the first one saved stays."""
+    query = Q["upsert_checkpoint_writes"] if replace else Q["insert_checkpoint_writes"]
+    await fetch_all(
+        db,
+        query,
+        thread_id,
+        checkpoint_ns,
+        checkpoint_id,
+        task_id,
+        task_path,
+        [w.idx for w in writes],
+        [w.channel for w in writes],
+        [w.type for w in writes],
+        [w.value for w in writes],
+    )
+
+
+async def get_checkpoint(
+    db: Executor, *, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+) -> CheckpointRow:
+    """One checkpoint (the newest of the namespace when ``checkpoint_id`` is None) with its
+    blobs and writes; NotFound if there is none."""
+    if checkpoint_id is None:
+        row = await fetch_one(db, Q["get_latest_checkpoint"], thread_id, checkpoint_ns)
+    else:
+        row = await fetch_one(db, Q["get_checkpoint"], thread_id, checkpoint_ns, checkpoint_id)
+    if row is None:
+        raise NotFound("checkpoint", checkpoint_id or thread_id)
+    return CheckpointRow.from_row(row)
+
+
+async def list_checkpoints(
+    db: Executor,
+    *,
+    thread_id: str | None,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None = None,
+    before: str | None = None,
+    metadata_filter: dict[str, Any] | None = None,
+    limit: int | None = None,
+) -> list[CheckpointRow]:
+    """Checkpoints newest first. One thread namespace (the hot path: a history) runs a query
+    served by the primary key, or the metadata index; any other search runs find_checkpoints."""
+    if limit is not None and limit < 0:
+        raise InvalidInput("limit must not be negative")
+    if thread_id is not None and checkpoint_ns is not None and checkpoint_id is None:
+        if metadata_filter:
+            rows = await fetch_all(
+                db,
+                Q["list_checkpoints_by_metadata"],
+                thread_id,
+                checkpoint_ns,
+                metadata_filter,
+                before,
+                limit,
+            )
+        elif before is not None:
+            rows = await fetch_all(
+                db, Q["list_checkpoints_before"], thread_id, checkpoint_ns, before, limit
+            )
+        else:
+            rows = await fetch_all(db, Q["list_checkpoints"], thread_id, checkpoint_ns, limit)
+    else:
+        rows = await fetch_all(
+            db,
+            Q["find_checkpoints"],
+            thread_id,
+            checkpoint_ns,
+            checkpoint_id,
+            before,
+            metadata_filter or None,
+            limit,
+        )
+    return CheckpointRow.from_rows(rows)
+
+
+async def delete_thread(db: Executor, *, thread_id: str) -> bool:
+    """Delete a thread with all its checkpoints, blobs and writes; False if there was none."""
+    return await fetch_value(db, Q["delete_thread"], thread_id) is not None
+
+
+async def delete_checkpoints_for_runs(db: Executor, *, run_ids: Sequence[str]) -> int:
+    """Delete the checkpoints (and their writes) these runs wrote; returns how many."""
+    if not run_ids:
+        return 0
+    return int(await fetch_value(db, Q["delete_checkpoints_for_runs"], list(run_ids)))
+
+
+async def copy_thread(
+    db: Executor, *, source_thread_id: str, target_thread_id: str, latest_only: bool = False
+) -> int:
+    """Copy a thread's checkpoints (all, or the newest of each namespace) with what they need
+    to another thread, in one statement; returns how many checkpoints were copied."""
+    query = Q["copy_thread_latest"] if latest_only else Q["copy_thread"]
+    return int(await fetch_value(db, query, source_thread_id, target_thread_id))
+
+
+async def find_delta_channel_threads(db: Executor, *, thread_ids: Sequence[str]) -> list[str]:
+    """Which of these threads use a LangGraph DeltaChannel."""
+    rows = await fetch_all(db, Q["find_delta_channel_threads"], list(thread_ids))
+    return sorted(row["thread_id"] for row in rows)
+
+
+async def delete_checkpoints_of_threads(db: Executor, *, thread_ids: Sequence[str]) -> int:
+    """Prune "delete": every checkpoint of these threads (the threads stay)."""
+    if not thread_ids:
+        return 0
+    return int(await fetch_value(db, Q["delete_checkpoints_of_threads"], list(thread_ids)))
+
+
+async def delete_checkpoints_except_latest(db: Executor, *, thread_ids: Sequence[str]) -> int:
+    """Prune "keep_latest": the newest checkpoint of each namespace stays, as a root."""
+    if not thread_ids:
+        return 0
+    return int(await fetch_value(db, Q["delete_checkpoints_except_latest"], list(thread_ids)))

@@ -1,0 +1,366 @@
+"""``AsyncpgSaver``: a LangGraph checkpointer (``BaseCheckpointSaver``) on Mnemo's gateways.
+
+    async with AsyncpgSaver.from_conn_string(url) as saver:
+        await saver.setup()                    # Mnemo's migrations; idempotent
+        graph = builder.compile(checkpointer=saver)
+
+or ``AsyncpgSaver(pool)`` on a pool you opened with ``dal.open_pool()``. Channel values are
+serialized with LangGraph's serializer (``saver.serde``); None, str, int, float and bool values
+stay inline in the checkpoint's JSON, others are stored once per version as blobs. A put is one
+round trip, and so is each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from dal import migrate
+from dal.database import open_pool, transaction
+from dal.errors import NotFound
+from dal.gateways import checkpoints
+from dal.records import Blob, CheckpointRow, Write
+from dal.settings import Settings
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _stays_inline(value: Any) -> bool:
+    """Whether a channel value is kept as is in the checkpoint's JSON (else: a blob).
+
+    Only values JSON holds exactly: a str with a NUL character (PostgreSQL refuses it in
+    jsonb), an int beyond 64 bits or a non-finite float go to a blob instead.
+    """
+    if value is None or value is True or value is False:
+        return True
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value
+    if kind is int:
+        return value in _INT64
+    if kind is float:
+        return math.isfinite(value)
+    return False
+
+
+def _user_id(config: RunnableConfig) -> UUID | None:
+    raw = config.get("configurable", {}).get("user_id")
+    if isinstance(raw, UUID):
+        return raw
+    try:
+        return UUID(str(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+class AsyncpgSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpoint saver on asyncpg, storing in Mnemo's PostgreSQL schema."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        *,
+        serde: SerializerProtocol | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.pool = pool
+        self.database_url = database_url
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls, url: str, *, serde: SerializerProtocol | None = None, **settings: Any
+    ) -> AsyncIterator[AsyncpgSaver]:
+        """A saver on its own pool to ``url`` (closed on exit). ``settings`` are Settings
+        fields, e.g. ``db_max_connections=20``."""
+        pool = await open_pool(Settings(database_url=url, **settings))
+        try:
+            yield cls(pool, serde=serde, database_url=url)
+        finally:
+            await pool.close()
+
+    async def setup(self) -> None:
+        """Apply Mnemo's migrations (idempotent, under yoyo's lock), as LangGraph users expect
+        of a saver. Needs the database URL: from ``from_conn_string``, ``database_url=``, or
+        DATABASE_URL."""
+        url = self.database_url or Settings().database_url
+        if not url:
+            raise ValueError("setup() needs a database URL: pass database_url= or set DATABASE_URL")
+        await asyncio.to_thread(migrate.apply, url)
+
+    # --- writing ---------------------------------------------------------------------
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        configurable = config["configurable"]
+        thread_id = configurable["thread_id"]
+        checkpoint_ns = configurable.get("checkpoint_ns", "")
+        inline: dict[str, Any] = {}
+        blobs: list[Blob] = []
+        dumps = self.serde.dumps_typed
+        for channel, value in checkpoint["channel_values"].items():
+            if _stays_inline(value):
+                inline[channel] = value
+            elif channel in new_versions:
+                type_, data = dumps(value)
+                blobs.append(
+                    Blob(
+                        channel=channel, version=str(new_versions[channel]), type=type_, value=data
+                    )
+                )
+        stored = {**checkpoint, "channel_values": inline}
+        await checkpoints.upsert_checkpoint(
+            self.pool,
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=configurable.get("checkpoint_id"),
+            checkpoint=stored,
+            metadata=get_serializable_checkpoint_metadata(config, metadata),  # type: ignore[arg-type]
+            blobs=blobs,
+            user_id=_user_id(config),
+        )
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        configurable = config["configurable"]
+        dumps = self.serde.dumps_typed
+        rows = []
+        for idx, (channel, value) in enumerate(writes):
+            type_, data = dumps(value)
+            rows.append(
+                Write(idx=WRITES_IDX_MAP.get(channel, idx), channel=channel, type=type_, value=data)
+            )
+        await checkpoints.insert_checkpoint_writes(
+            self.pool,
+            thread_id=configurable["thread_id"],
+            checkpoint_ns=configurable.get("checkpoint_ns", ""),
+            checkpoint_id=configurable["checkpoint_id"],
+            task_id=task_id,
+            task_path=task_path,
+            writes=rows,
+            replace=all(channel in WRITES_IDX_MAP for channel, _ in writes),
+        )
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
+        loads = self.serde.loads_typed
+        values = dict(row.checkpoint.get("channel_values") or {})
+        if row.blob_channels:
+            assert row.blob_types is not None and row.blob_values is not None
+            for channel, type_, data in zip(
+                row.blob_channels, row.blob_types, row.blob_values, strict=True
+            ):
+                if type_ != "empty" and data is not None:
+                    values[channel] = loads((type_, data))
+        pending: list[tuple[str, str, Any]] = []
+        if row.write_task_ids:
+            assert row.write_channels and row.write_types and row.write_values
+            for task_id, channel, write_type, data in zip(
+                row.write_task_ids,
+                row.write_channels,
+                row.write_types,
+                row.write_values,
+                strict=True,
+            ):
+                pending.append((task_id, channel, loads((write_type or "", data))))
+        ids = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns}
+        return CheckpointTuple(
+            config={"configurable": {**ids, "checkpoint_id": row.checkpoint_id}},
+            checkpoint={**row.checkpoint, "channel_values": values},  # type: ignore[typeddict-item]
+            metadata=row.metadata,  # type: ignore[arg-type]
+            parent_config=(
+                {"configurable": {**ids, "checkpoint_id": row.parent_checkpoint_id}}
+                if row.parent_checkpoint_id
+                else None
+            ),
+            pending_writes=pending,
+        )
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config["configurable"]
+        try:
+            row = await checkpoints.get_checkpoint(
+                self.pool,
+                thread_id=configurable["thread_id"],
+                checkpoint_ns=configurable.get("checkpoint_ns", ""),
+                checkpoint_id=get_checkpoint_id(config),
+            )
+        except NotFound:
+            return None
+        return self._tuple(row)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        configurable = (config or {}).get("configurable", {})
+        rows = await checkpoints.list_checkpoints(
+            self.pool,
+            thread_id=configurable.get("thread_id"),
+            checkpoint_ns=configurable.get("checkpoint_ns"),
+            checkpoint_id=configurable.get("checkpoint_id"),
+            before=get_checkpoint_id(before) if before else None,
+            metadata_filter=filter,
+            limit=limit,
+        )
+        for row in rows:
+            yield self._tuple(row)
+
+    # --- deleting, copying, pruning --------------------------------------------------
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await checkpoints.delete_thread(self.pool, thread_id=str(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await checkpoints.delete_checkpoints_for_runs(self.pool, run_ids=[str(r) for r in run_ids])
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await checkpoints.copy_thread(
+            self.pool,
+            source_thread_id=str(source_thread_id),
+            target_thread_id=str(target_thread_id),
+        )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if strategy not in checkpoints.PRUNE_STRATEGIES:
+            raise ValueError(f"unknown prune strategy {strategy!r}: use keep_latest or delete")
+        ids = [str(t) for t in thread_ids]
+        if not ids:
+            return
+        if strategy == "delete":
+            await checkpoints.delete_checkpoints_of_threads(self.pool, thread_ids=ids)
+            return
+        async with transaction(self.pool) as conn:
+            # A DeltaChannel is rebuilt from the chain of ancestors back to its last
+            # snapshot; keeping only the latest checkpoint would silently empty it.
+            delta = await checkpoints.find_delta_channel_threads(conn, thread_ids=ids)
+            if delta:
+                raise NotImplementedError(
+                    "keep_latest cannot prune threads that use a DeltaChannel: " + ", ".join(delta)
+                )
+            await checkpoints.delete_checkpoints_except_latest(conn, thread_ids=ids)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Versions sort as text; the random part keeps two branches of a forked thread from
+        writing different values under one version (blobs are keyed by version)."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # --- the synchronous interface, for code running in another thread ---------------
+
+    def _run(self, coroutine: Any) -> Any:
+        if self.loop is None:
+            coroutine.close()
+            raise asyncio.InvalidStateError(
+                "create the AsyncpgSaver inside a running event loop to use its sync methods"
+            )
+        try:
+            if asyncio.get_running_loop() is self.loop:
+                coroutine.close()
+                raise asyncio.InvalidStateError(
+                    "Synchronous calls to AsyncpgSaver are only allowed from another thread "
+                    "than its event loop's; there, use the async methods (aget_tuple, ainvoke...)."
+                )
+        except RuntimeError:
+            pass
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        result: CheckpointTuple | None = self._run(self.aget_tuple(config))
+        return result
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        yield from self._run(collect())
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        result: RunnableConfig = self._run(self.aput(config, checkpoint, metadata, new_versions))
+        return result
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._run(self.aprune(thread_ids, strategy=strategy))

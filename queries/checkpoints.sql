@@ -1,0 +1,522 @@
+-- Agent threads and checkpoints. The first group serves the LangGraph saver
+-- (dal/langgraph.py), which is trusted server-side code: it is not scoped by a user. The
+-- second group serves the HTTP API and is scoped by the caller ($1 user_id).
+--
+-- A checkpoint row holds the checkpoint without the channel values stored as blobs; a blob is
+-- keyed by (thread, namespace, channel, version), so a value that did not change between
+-- checkpoints is stored once. Pending writes are keyed by the checkpoint they follow.
+
+-- name: upsert_checkpoint
+-- Save a checkpoint with its new channel blobs, in one statement: the thread row is created
+-- (or its updated_at bumped; its first owner stays), the blobs of new versions inserted
+-- (a version already stored is the same value), the checkpoint inserted or replaced.
+-- uses: threads_pkey, checkpoint_blobs_pkey, checkpoints_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 checkpoint_id text
+-- $4 parent_checkpoint_id text       NULL for the first checkpoint
+-- $5 checkpoint jsonb
+-- $6 metadata jsonb
+-- $7 blob_channels text[]
+-- $8 blob_versions text[]
+-- $9 blob_types text[]
+-- $10 blob_values bytea[]
+-- $11 user_id uuid                   owner for a new thread; NULL or an unknown user: none
+WITH thread AS (
+    INSERT INTO threads AS t (thread_id, user_id)
+    VALUES ($1, (SELECT u.id FROM users AS u WHERE u.id = $11))
+    ON CONFLICT (thread_id) DO UPDATE
+       SET updated_at = now(),
+           user_id = coalesce(t.user_id, excluded.user_id)
+    RETURNING t.thread_id
+), blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT $1, $2, b.channel, b.version, b.type, b.blob
+      FROM unnest($7::text[], $8::text[], $9::text[], $10::bytea[]) AS b(channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
+INSERT INTO checkpoints AS c
+       (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+SELECT thread.thread_id, $2, $3, $4, $5, $6
+  FROM thread
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
+   SET checkpoint = excluded.checkpoint,
+       metadata = excluded.metadata
+RETURNING c.checkpoint_id;
+
+-- name: insert_checkpoint_writes
+-- Save a task's pending writes in one statement; a write already saved (same task and index)
+-- is kept as it was (a retried task writes the same thing). The thread row is created if this
+-- comes first, without touching an existing one (parallel tasks write at once).
+-- uses: threads_pkey, checkpoint_writes_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 checkpoint_id text
+-- $4 task_id text
+-- $5 task_path text
+-- $6 idxs int4[]
+-- $7 channels text[]
+-- $8 types text[]
+-- $9 blobs bytea[]
+WITH thread AS (
+    INSERT INTO threads (thread_id) VALUES ($1)
+    ON CONFLICT (thread_id) DO NOTHING
+)
+INSERT INTO checkpoint_writes
+       (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
+  FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+RETURNING idx;
+
+-- name: upsert_checkpoint_writes
+-- Like insert_checkpoint_writes, but a write at the same index is replaced: used when every
+-- write goes to a special channel (error, interrupt, resume...), whose fixed negative index
+-- means "the latest one".
+-- uses: threads_pkey, checkpoint_writes_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 checkpoint_id text
+-- $4 task_id text
+-- $5 task_path text
+-- $6 idxs int4[]
+-- $7 channels text[]
+-- $8 types text[]
+-- $9 blobs bytea[]
+WITH thread AS (
+    INSERT INTO threads (thread_id) VALUES ($1)
+    ON CONFLICT (thread_id) DO NOTHING
+)
+INSERT INTO checkpoint_writes AS cw
+       (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
+  FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
+   SET channel = excluded.channel,
+       type = excluded.type,
+       blob = excluded.blob,
+       task_path = excluded.task_path
+RETURNING cw.idx;
+
+-- name: get_checkpoint
+-- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
+-- applies them: task_path, task_id, idx), in one round trip.
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 checkpoint_id text
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM checkpoints AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ WHERE c.thread_id = $1
+   AND c.checkpoint_ns = $2
+   AND c.checkpoint_id = $3;
+
+-- name: get_latest_checkpoint
+-- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint.
+-- uses: checkpoints_pkey (backward scan), checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+               metadata
+          FROM checkpoints
+         WHERE thread_id = $1
+           AND checkpoint_ns = $2
+         ORDER BY checkpoint_id DESC
+         LIMIT 1
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true;
+
+-- name: list_checkpoints
+-- A thread namespace's checkpoints, newest first, with blobs and pending writes.
+-- uses: checkpoints_pkey (backward scan)
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+               metadata
+          FROM checkpoints
+         WHERE thread_id = $1
+           AND checkpoint_ns = $2
+         ORDER BY checkpoint_id DESC
+         LIMIT $3
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: list_checkpoints_before
+-- The page of a thread namespace's checkpoints just older than a checkpoint id, newest first.
+-- uses: checkpoints_pkey (backward scan from the cursor)
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 before_checkpoint_id text
+-- $4 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+               metadata
+          FROM checkpoints
+         WHERE thread_id = $1
+           AND checkpoint_ns = $2
+           AND checkpoint_id < $3
+         ORDER BY checkpoint_id DESC
+         LIMIT $4
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: list_checkpoints_by_metadata
+-- A thread namespace's checkpoints whose metadata contains $3, newest first, optionally
+-- older than a checkpoint id. On a long thread the planner can combine the GIN index with
+-- the primary key (BitmapAnd); on a short one the primary key alone is cheaper.
+-- uses: checkpoints_metadata_gin, checkpoints_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 metadata_filter jsonb
+-- $4 before_checkpoint_id text     NULL: from the newest
+-- $5 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+               metadata
+          FROM checkpoints
+         WHERE thread_id = $1
+           AND checkpoint_ns = $2
+           AND metadata @> $3
+           AND ($4::text IS NULL OR checkpoint_id < $4)
+         ORDER BY checkpoint_id DESC
+         LIMIT $5
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: find_checkpoints
+-- The general search behind BaseCheckpointSaver.list when it is not one of the cases above:
+-- every namespace of a thread, or every thread (no thread_id), an exact checkpoint id,
+-- optional cursor, metadata filter and limit. Not a hot path: LangGraph lists a thread's
+-- history within one namespace (the queries above).
+-- uses: checkpoints_pkey, checkpoints_metadata_gin
+-- $1 thread_id text                NULL: every thread
+-- $2 checkpoint_ns text            NULL: every namespace
+-- $3 checkpoint_id text            NULL: any
+-- $4 before_checkpoint_id text     NULL: from the newest
+-- $5 metadata_filter jsonb         NULL: no filter
+-- $6 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+               metadata
+          FROM checkpoints
+         WHERE ($1::text IS NULL OR thread_id = $1)
+           AND ($2::text IS NULL OR checkpoint_ns = $2)
+           AND ($3::text IS NULL OR checkpoint_id = $3)
+           AND ($4::text IS NULL OR checkpoint_id < $4)
+           AND ($5::jsonb IS NULL OR metadata @> $5)
+         ORDER BY checkpoint_id DESC
+         LIMIT $6
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+          JOIN checkpoint_blobs AS bl
+            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+           AND bl.channel = v.key AND bl.version = v.value
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: delete_thread
+-- Delete a thread: its checkpoints, blobs and writes go with it (ON DELETE CASCADE).
+-- uses: threads_pkey
+-- $1 thread_id text
+DELETE FROM threads
+ WHERE thread_id = $1
+RETURNING thread_id;
+
+-- name: delete_checkpoints_for_runs
+-- Delete the checkpoints written by these runs, with their pending writes, in one statement.
+-- Blobs stay: other checkpoints may share them (prune reclaims what nothing references).
+-- uses: checkpoints_run_id_idx, checkpoint_writes_pkey
+-- $1 run_ids text[]
+WITH deleted AS (
+    DELETE FROM checkpoints
+     WHERE metadata ? 'run_id'
+       AND metadata ->> 'run_id' = ANY($1::text[])
+    RETURNING thread_id, checkpoint_ns, checkpoint_id
+), writes AS (
+    DELETE FROM checkpoint_writes AS cw
+     USING deleted AS d
+     WHERE cw.thread_id = d.thread_id
+       AND cw.checkpoint_ns = d.checkpoint_ns
+       AND cw.checkpoint_id = d.checkpoint_id
+)
+SELECT count(*) AS deleted
+  FROM deleted;
+
+-- name: copy_thread
+-- Copy every checkpoint, blob and write of a thread to another, in one statement; the new
+-- thread gets the source's owner, conversation and metadata. Rows the target already has are
+-- kept. Returns how many checkpoints were copied (0: no such source).
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 source_thread_id text
+-- $2 target_thread_id text
+WITH thread AS (
+    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
+    SELECT $2, s.user_id, s.conversation_id, s.metadata
+      FROM threads AS s
+     WHERE s.thread_id = $1
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+    RETURNING thread_id
+), blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT thread.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+      FROM checkpoint_blobs AS b, thread
+     WHERE b.thread_id = $1
+    ON CONFLICT DO NOTHING
+), writes AS (
+    INSERT INTO checkpoint_writes
+           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT thread.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
+           w.channel, w.type, w.blob
+      FROM checkpoint_writes AS w, thread
+     WHERE w.thread_id = $1
+    ON CONFLICT DO NOTHING
+), copied AS (
+    INSERT INTO checkpoints
+           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT thread.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id,
+           c.checkpoint, c.metadata
+      FROM checkpoints AS c, thread
+     WHERE c.thread_id = $1
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS copied
+  FROM copied;
+
+-- name: copy_thread_latest
+-- Copy only the newest checkpoint of each namespace of a thread, with the blobs it
+-- references and its pending writes, to another thread (which becomes its root: no parent).
+-- Bounded by the size of one checkpoint, however long the history. Returns how many
+-- checkpoints were copied.
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 source_thread_id text
+-- $2 target_thread_id text
+WITH latest AS (
+    SELECT DISTINCT ON (c.checkpoint_ns) c.checkpoint_ns, c.checkpoint_id, c.checkpoint,
+           c.metadata
+      FROM checkpoints AS c
+     WHERE c.thread_id = $1
+     ORDER BY c.checkpoint_ns, c.checkpoint_id DESC
+), thread AS (
+    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
+    SELECT $2, s.user_id, s.conversation_id, s.metadata
+      FROM threads AS s
+     WHERE s.thread_id = $1
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+    RETURNING thread_id
+), blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT thread.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+      FROM latest AS l
+     CROSS JOIN thread
+     CROSS JOIN LATERAL jsonb_each_text(l.checkpoint -> 'channel_versions') AS v
+      JOIN checkpoint_blobs AS b
+        ON b.thread_id = $1 AND b.checkpoint_ns = l.checkpoint_ns
+       AND b.channel = v.key AND b.version = v.value
+    ON CONFLICT DO NOTHING
+), writes AS (
+    INSERT INTO checkpoint_writes
+           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT thread.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
+           w.channel, w.type, w.blob
+      FROM latest AS l
+     CROSS JOIN thread
+      JOIN checkpoint_writes AS w
+        ON w.thread_id = $1 AND w.checkpoint_ns = l.checkpoint_ns
+       AND w.checkpoint_id = l.checkpoint_id
+    ON CONFLICT DO NOTHING
+), copied AS (
+    INSERT INTO checkpoints
+           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT thread.thread_id, l.checkpoint_ns, l.checkpoint_id, NULL, l.checkpoint, l.metadata
+      FROM latest AS l, thread
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS copied
+  FROM copied;
+
+-- name: find_delta_channel_threads
+-- Which of these threads use a LangGraph DeltaChannel (its checkpoints carry snapshot
+-- counters): keep_latest would cut the chain such a channel is rebuilt from.
+-- uses: checkpoints_pkey
+-- $1 thread_ids text[]
+SELECT DISTINCT thread_id
+  FROM checkpoints
+ WHERE thread_id = ANY($1::text[])
+   AND metadata ? 'counters_since_delta_snapshot';
+
+-- name: delete_checkpoints_of_threads
+-- Prune "delete": every checkpoint, blob and write of these threads, in one statement; the
+-- thread rows (owner, conversation, metadata) stay. Returns how many checkpoints went.
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 thread_ids text[]
+WITH blobs AS (
+    DELETE FROM checkpoint_blobs WHERE thread_id = ANY($1::text[])
+), writes AS (
+    DELETE FROM checkpoint_writes WHERE thread_id = ANY($1::text[])
+), deleted AS (
+    DELETE FROM checkpoints WHERE thread_id = ANY($1::text[])
+    RETURNING 1
+)
+SELECT count(*) AS deleted
+  FROM deleted;
+
+-- name: delete_checkpoints_except_latest
+-- Prune "keep_latest", in one statement: per thread and namespace keep the newest
+-- checkpoint (now a root: no parent), delete the others with their writes, and delete the
+-- blobs no kept checkpoint references. Everything reads one snapshot, so a checkpoint being
+-- saved meanwhile is neither seen nor touched. Returns how many checkpoints went.
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 thread_ids text[]
+WITH latest AS (
+    SELECT DISTINCT ON (thread_id, checkpoint_ns) thread_id, checkpoint_ns, checkpoint_id,
+           checkpoint
+      FROM checkpoints
+     WHERE thread_id = ANY($1::text[])
+     ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
+), deleted AS (
+    DELETE FROM checkpoints AS c
+     WHERE c.thread_id = ANY($1::text[])
+       AND NOT EXISTS (
+            SELECT 1 FROM latest AS l
+             WHERE l.thread_id = c.thread_id AND l.checkpoint_ns = c.checkpoint_ns
+               AND l.checkpoint_id = c.checkpoint_id)
+    RETURNING c.thread_id, c.checkpoint_ns, c.checkpoint_id
+), writes AS (
+    DELETE FROM checkpoint_writes AS cw
+     USING deleted AS d
+     WHERE cw.thread_id = d.thread_id AND cw.checkpoint_ns = d.checkpoint_ns
+       AND cw.checkpoint_id = d.checkpoint_id
+), blobs AS (
+    DELETE FROM checkpoint_blobs AS b
+     WHERE b.thread_id = ANY($1::text[])
+       AND NOT EXISTS (
+            SELECT 1 FROM latest AS l
+             WHERE l.thread_id = b.thread_id AND l.checkpoint_ns = b.checkpoint_ns
+               AND l.checkpoint -> 'channel_versions' ->> b.channel = b.version)
+), roots AS (
+    UPDATE checkpoints AS c
+       SET parent_checkpoint_id = NULL
+      FROM latest AS l
+     WHERE c.thread_id = l.thread_id AND c.checkpoint_ns = l.checkpoint_ns
+       AND c.checkpoint_id = l.checkpoint_id AND c.parent_checkpoint_id IS NOT NULL
+)
+SELECT count(*) AS deleted
+  FROM deleted;
