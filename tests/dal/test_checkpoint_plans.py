@@ -1,0 +1,124 @@
+"""A thread with 1,000 checkpoints (among 20,000): history, cursor and metadata filter are
+served by indexes, under custom and generic plans, and return the right rows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dal.langgraph import AsyncpgSaver
+from dal.queries import Q
+from tests.dal.test_plans import assert_index_scan, explain
+
+THREADS, PER_THREAD = 20, 1000
+LONG = "thread-0"
+
+
+def checkpoint_id(i: int) -> str:
+    return f"1f0{i:013d}"
+
+
+@pytest.fixture
+async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
+    await conn.execute(
+        f"""
+        INSERT INTO threads (thread_id)
+        SELECT 'thread-' || t FROM generate_series(0, {THREADS - 1}) AS t;
+        INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+                                 checkpoint, metadata)
+        SELECT 'thread-' || t, '', '1f0' || lpad(i::text, 13, '0'),
+               CASE WHEN i > 0 THEN '1f0' || lpad((i - 1)::text, 13, '0') END,
+               jsonb_build_object('v', 4, 'id', '1f0' || lpad(i::text, 13, '0'),
+                                  'ts', '2026-01-01T00:00:00+00:00',
+                                  'channel_values', jsonb_build_object('n', i),
+                                  'channel_versions', jsonb_build_object('n', i::text),
+                                  'versions_seen', '{{}}'::jsonb),
+               jsonb_build_object('source', CASE WHEN i % 100 = 0 THEN 'input' ELSE 'loop' END,
+                                  'step', i, 'run_id', 'run-' || t || '-' || (i / 10))
+          FROM generate_series(0, {THREADS - 1}) AS t, generate_series(0, {PER_THREAD - 1}) AS i;
+        ANALYZE;
+        """
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_history_queries_use_the_primary_key(seeded: Any, generic: bool) -> None:
+    cases = [
+        ("get_latest_checkpoint", (LONG, "")),
+        ("list_checkpoints", (LONG, "", 100)),
+        ("list_checkpoints_before", (LONG, "", checkpoint_id(500), 100)),
+    ]
+    for name, args in cases:
+        nodes = await explain(seeded, Q[name], *args, generic=generic)
+        assert_index_scan(nodes, "checkpoints_pkey", "checkpoints")
+        # Rows come in index order: no sort of the thread's checkpoints.
+        sorts = [n["Sort Key"] for n in nodes if n["Node Type"] == "Sort"]
+        assert not [k for k in sorts if any(key.endswith("checkpoint_id DESC") for key in k)], (
+            name,
+            sorts,
+        )
+
+
+async def test_cursor_is_an_index_condition(seeded: Any) -> None:
+    nodes = await explain(
+        seeded, Q["list_checkpoints_before"], LONG, "", checkpoint_id(500), 100, generic=True
+    )
+    scan = next(n for n in nodes if n.get("Index Name") == "checkpoints_pkey")
+    assert "checkpoint_id <" in scan["Index Cond"]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_metadata_filter_is_served_by_an_index(seeded: Any, generic: bool) -> None:
+    nodes = await explain(
+        seeded,
+        Q["list_checkpoints_by_metadata"],
+        LONG,
+        "",
+        '{"source": "input"}',
+        None,
+        5,
+        generic=generic,
+    )
+    used = {n.get("Index Name") for n in nodes} & set(Q["list_checkpoints_by_metadata"].uses)
+    assert used, nodes
+    assert not any(
+        n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "checkpoints" for n in nodes
+    )
+
+
+async def test_delete_for_runs_uses_the_run_id_index(seeded: Any) -> None:
+    async with seeded.transaction():
+        nodes = await explain(seeded, Q["delete_checkpoints_for_runs"], "{run-3-7}", generic=True)
+    assert_index_scan(nodes, "checkpoints_run_id_idx", "checkpoints")
+
+
+async def test_saver_lists_a_long_history_with_limit_before_and_filter(
+    seeded: Any, pool: Any
+) -> None:
+    saver = AsyncpgSaver(pool)
+    thread = {"configurable": {"thread_id": LONG, "checkpoint_ns": ""}}
+    page = [t async for t in saver.alist(thread, limit=100)]
+    assert [t.checkpoint["channel_values"]["n"] for t in page] == list(range(999, 899, -1))
+    older = [t async for t in saver.alist(thread, before=page[-1].config, limit=100)]
+    assert [t.checkpoint["channel_values"]["n"] for t in older] == list(range(899, 799, -1))
+    inputs = [t async for t in saver.alist(thread, filter={"source": "input"})]
+    assert [t.metadata["step"] for t in inputs] == list(range(900, -1, -100))
+    some = [
+        t
+        async for t in saver.alist(
+            thread, filter={"source": "input"}, before=page[0].config, limit=3
+        )
+    ]
+    assert [t.metadata["step"] for t in some] == [900, 800, 700]
+    latest = await saver.aget_tuple({"configurable": {"thread_id": LONG}})
+    assert latest is not None and latest.checkpoint["channel_values"]["n"] == 999
+    assert latest.parent_config is not None
+    assert latest.parent_config["configurable"]["checkpoint_id"] == checkpoint_id(998)
