@@ -31,3 +31,27 @@ def test_readme_shows_the_quickstart_example_verbatim() -> None:
     example = (ROOT / "examples" / "quickstart.py").read_text()
     body = example.split("\n\n", 1)[1].split('\n\nif __name__ == "__main__":')[0]
     assert body.strip() in readme
+
+
+def test_agent_example_pauses_for_a_human_and_resumes(empty_database_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/agent.py"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": empty_database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "paused: approve a refund of 40 EUR?",
+        "done: ['checked a refund of 40 EUR', 'human said yes']",
+        "checkpoints: 4",
+    ]
+
+
+def test_readme_shows_the_agent_example_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "examples" / "agent.py").read_text()
+    body = example.split("\n\n", 1)[1].split('\n\nif __name__ == "__main__":')[0]
+    assert body.strip() in readme
