@@ -11,7 +11,16 @@ import pytest
 from pydantic import BaseModel
 
 from dal.queries import QUERIES_DIR, Q, QueryFileError, load, parse_file
-from dal.records import CheckpointRow, Conversation, Message, Token, User
+from dal.records import (
+    CheckpointHead,
+    CheckpointRow,
+    Conversation,
+    CopyTarget,
+    Message,
+    Thread,
+    Token,
+    User,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +51,13 @@ RECORD_OF: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "list_checkpoints_before": (CheckpointRow, ()),
     "list_checkpoints_by_metadata": (CheckpointRow, ()),
     "find_checkpoints": (CheckpointRow, ()),
+    "get_thread": (Thread, ()),
+    "get_thread_locked": (Thread, ()),
+    "list_threads": (Thread, ()),
+    "list_threads_before": (Thread, ()),
+    "upsert_thread_of_user": (Thread, ()),
+    "get_latest_checkpoint_head": (CheckpointHead, ()),
+    "insert_thread_copy": (CopyTarget, ()),
 }
 VERB_PREFIXES = (
     "get_",

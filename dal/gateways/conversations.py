@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
-import orjson
-
+from dal.cursors import decode_keyset, encode_keyset
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound, StaleVersion
 from dal.ids import new_id
@@ -20,20 +17,15 @@ MAX_PAGE_SIZE = 200
 
 def encode_cursor(conversation: Conversation) -> str:
     """An opaque keyset cursor: the (updated_at, id) of the last conversation of a page."""
-    raw = orjson.dumps([conversation.updated_at.isoformat(), str(conversation.id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_keyset(conversation.updated_at, str(conversation.id))
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     """The (updated_at, id) inside a cursor; InvalidInput if it is not one of ours."""
+    updated_at, key = decode_keyset(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        updated_at, id_ = orjson.loads(raw)
-        when = datetime.fromisoformat(updated_at)
-        if when.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return when.astimezone(UTC), UUID(id_)
-    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
+        return updated_at, UUID(key)
+    except ValueError as exc:
         raise InvalidInput("cursor is not valid") from exc
 
 

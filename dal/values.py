@@ -1,0 +1,179 @@
+"""Checkpoints as JSON: decode what the LangGraph saver serialized, then make it JSON.
+
+The HTTP API shows an agent's state to clients that are not Python. Channel values and
+pending writes are decoded with LangGraph's serializer in its strict mode: the safe types
+(LangChain messages, datetimes, UUIDs, sets...) are rebuilt, any other class is not imported
+or called (its serialized fields come back instead). The decoded values are then converted
+to JSON values by ``json_value``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping, Sequence, Set
+from datetime import date, datetime, time
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pydantic import BaseModel, JsonValue
+
+from dal.records import CheckpointRow, PendingWrite, ThreadState
+
+
+def json_serde() -> SerializerProtocol:
+    """LangGraph's serializer, restricted to its allowlist of safe types: values are only
+    shown, so no class outside it is imported or constructed while decoding them."""
+    return JsonPlusSerializer(allowed_msgpack_modules=None)
+
+
+def json_value(value: Any) -> JsonValue:
+    """A Python value as a JSON value.
+
+    JSON scalars stay (NaN and infinities become their text); mappings become objects with
+    string keys; pydantic models (LangChain messages among them) ``model_dump(mode="json")``;
+    dataclasses and named tuples objects of their fields; lists, tuples, deques and sets
+    lists; bytes base64; datetimes, dates and times ISO 8601; enums their value; anything
+    else (UUIDs, decimals, paths...) ``str()``.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, enum.Enum):
+        return json_value(value.value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        number = float.__float__(value)
+        return number if math.isfinite(number) else str(number)
+    if isinstance(value, Mapping):
+        return {_key(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode()
+    if isinstance(value, tuple):
+        if kind.__name__ == "_DeltaSnapshot":
+            # LangGraph's snapshot of a DeltaChannel (a one-field named tuple): its value.
+            return json_value(value[0])
+        if hasattr(value, "_asdict"):  # a named tuple
+            return json_value(value._asdict())
+    if isinstance(value, Sequence | Set):
+        items = [json_value(item) for item in value]
+        if isinstance(value, Set):
+            try:
+                items.sort()
+            except TypeError:  # not comparable: keep the iteration order
+                pass
+        return items
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, BaseModel):
+        try:
+            dumped = value.model_dump(mode="json")
+        except Exception:  # a field pydantic cannot make JSON: convert its Python value
+            dumped = value.model_dump()
+        return json_value(dumped)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_value(getattr(value, f.name, None)) for f in dataclasses.fields(value)}
+    if kind.__module__.startswith("langgraph.") and hasattr(kind, "__slots__"):
+        # LangGraph's own small classes (Send): their fields.
+        return {
+            name: json_value(getattr(value, name))
+            for name in kind.__slots__
+            if hasattr(value, name)
+        }
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        return json_value(tolist())
+    try:
+        return str(value)
+    except Exception:
+        return f"<{kind.__name__}>"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    converted = json_value(key)
+    return converted if isinstance(converted, str) else str(converted)
+
+
+def _undecodable(type_: str | None, data: bytes | None) -> JsonValue:
+    """What stands for a value that cannot be decoded (an unknown serialization, a
+    corrupt blob): its serialization type and its bytes, base64."""
+    return {
+        "undecodable": True,
+        "type": type_,
+        "data": base64.b64encode(data or b"").decode(),
+    }
+
+
+def decode_value(serde: SerializerProtocol, type_: str | None, data: bytes | None) -> JsonValue:
+    """A serialized value (a blob or a write) as JSON; never raises."""
+    try:
+        return json_value(serde.loads_typed((type_ or "", data or b"")))
+    except Exception:  # includes RecursionError on absurdly nested values
+        return _undecodable(type_, data)
+
+
+def _created_at(checkpoint: Mapping[str, Any]) -> datetime | None:
+    ts = checkpoint.get("ts")
+    if not isinstance(ts, str):
+        return None
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def thread_state(row: CheckpointRow, serde: SerializerProtocol) -> ThreadState:
+    """A stored checkpoint as JSON: the inline values, then the blobs of its channel
+    versions decoded over them (as the saver reads it), and its pending writes decoded."""
+    inline = row.checkpoint.get("channel_values") or {}
+    values: dict[str, JsonValue] = {}
+    for channel, value in inline.items():
+        try:
+            values[channel] = json_value(value)
+        except RecursionError:
+            values[channel] = _undecodable("json", None)
+    if row.blob_channels:
+        assert row.blob_types is not None and row.blob_values is not None
+        for channel, type_, data in zip(
+            row.blob_channels, row.blob_types, row.blob_values, strict=True
+        ):
+            if type_ != "empty" and data is not None:
+                values[channel] = decode_value(serde, type_, data)
+    pending: list[PendingWrite] = []
+    if row.write_task_ids:
+        assert row.write_channels and row.write_types and row.write_values
+        for task_id, channel, write_type, data in zip(
+            row.write_task_ids, row.write_channels, row.write_types, row.write_values, strict=True
+        ):
+            pending.append(
+                PendingWrite.from_values(
+                    {
+                        "task_id": task_id,
+                        "channel": channel,
+                        "value": decode_value(serde, write_type, data),
+                    }
+                )
+            )
+    return ThreadState.from_values(
+        {
+            "thread_id": row.thread_id,
+            "checkpoint_ns": row.checkpoint_ns,
+            "checkpoint_id": row.checkpoint_id,
+            "parent_checkpoint_id": row.parent_checkpoint_id,
+            "created_at": _created_at(row.checkpoint),
+            "metadata": row.metadata,
+            "values": values,
+            "pending_writes": pending,
+        }
+    )

@@ -1,0 +1,123 @@
+-- Agent threads over HTTP. Every query here is scoped by the caller ($1 user_id): another
+-- user's thread, or one no user owns (written by a saver without a user), is invisible,
+-- never forbidden. Checkpoints are then read and written by the queries of checkpoints.sql;
+-- dal/gateways/threads.py runs the owner check and those in one transaction.
+
+-- name: get_thread
+-- The caller's thread.
+-- uses: threads_pkey
+-- $1 user_id uuid
+-- $2 thread_id text
+SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
+  FROM threads
+ WHERE thread_id = $2
+   AND user_id = $1;
+
+-- name: get_thread_locked
+-- The caller's thread, locked against deletion until the transaction ends (FOR KEY SHARE),
+-- so that the write which follows cannot reach a thread deleted and re-created by someone
+-- else meanwhile. Checkpoint saves (they only bump updated_at) are not blocked.
+-- uses: threads_pkey
+-- $1 user_id uuid
+-- $2 thread_id text
+SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
+  FROM threads
+ WHERE thread_id = $2
+   AND user_id = $1
+   FOR KEY SHARE;
+
+-- name: list_threads
+-- First page of the caller's threads, most recently updated first.
+-- uses: threads_user_updated_idx
+-- $1 user_id uuid
+-- $2 page_size int8
+SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
+  FROM threads
+ WHERE user_id = $1
+ ORDER BY updated_at DESC, thread_id DESC
+ LIMIT $2;
+
+-- name: list_threads_before
+-- Next page of the caller's threads, after the keyset cursor (updated_at, thread_id) of the
+-- last row of the previous page. The row comparison matches the index order exactly, so the
+-- scan starts at the cursor instead of filtering from the top.
+-- uses: threads_user_updated_idx
+-- $1 user_id uuid
+-- $2 updated_at timestamptz     cursor: updated_at of the last row seen
+-- $3 thread_id text             cursor: thread_id of the last row seen
+-- $4 page_size int8
+SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
+  FROM threads
+ WHERE user_id = $1
+   AND (updated_at, thread_id) < ($2, $3)
+ ORDER BY updated_at DESC, thread_id DESC
+ LIMIT $4;
+
+-- name: upsert_thread_of_user
+-- Claim a thread for a state write: create it owned by the caller, or take the caller's
+-- existing thread. Either way the row stays locked until the transaction ends, so state
+-- writes to one thread queue up (each one's parent is the one before). Another user's
+-- thread, or one nobody owns, returns no row (and is left as it was). With a conversation
+-- id, the thread is linked to it if it is the caller's conversation (else left as it was:
+-- the caller compares).
+-- uses: threads_pkey, conversations_pkey
+-- $1 user_id uuid
+-- $2 thread_id text
+-- $3 conversation_id uuid       NULL keeps the link as it is
+INSERT INTO threads AS t (thread_id, user_id, conversation_id)
+VALUES ($2, $1, (SELECT c.id FROM conversations AS c WHERE c.id = $3 AND c.user_id = $1))
+ON CONFLICT (thread_id) DO UPDATE
+   SET conversation_id = coalesce(excluded.conversation_id, t.conversation_id),
+       updated_at = now()
+ WHERE t.user_id = $1
+RETURNING t.thread_id, t.user_id, t.conversation_id, t.metadata, t.created_at, t.updated_at;
+
+-- name: get_latest_checkpoint_head
+-- What a new checkpoint needs of its parent, the newest checkpoint of a thread namespace:
+-- its id, channel versions and step (no values).
+-- uses: checkpoints_pkey (backward scan)
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
+       metadata -> 'step' AS step
+  FROM checkpoints
+ WHERE thread_id = $1
+   AND checkpoint_ns = $2
+ ORDER BY checkpoint_id DESC
+ LIMIT 1;
+
+-- name: insert_thread_copy
+-- Create the target thread of a copy, in one statement: owned by the caller, with the
+-- source's conversation and metadata, only if the source is the caller's thread (locked
+-- against deletion until the transaction ends) and the target id is free. Says which of the
+-- two failed, if one did.
+-- uses: threads_pkey
+-- $1 user_id uuid
+-- $2 source_thread_id text
+-- $3 target_thread_id text
+WITH source AS (
+    SELECT s.thread_id, s.conversation_id, s.metadata
+      FROM threads AS s
+     WHERE s.thread_id = $2
+       AND s.user_id = $1
+       FOR KEY SHARE
+), target AS (
+    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
+    SELECT $3, $1, source.conversation_id, source.metadata
+      FROM source
+    ON CONFLICT (thread_id) DO NOTHING
+    RETURNING thread_id
+)
+SELECT EXISTS (SELECT 1 FROM source) AS source_found,
+       EXISTS (SELECT 1 FROM target) AS created;
+
+-- name: delete_thread_of_user
+-- Delete the caller's thread: its checkpoints, blobs and writes go with it (ON DELETE
+-- CASCADE).
+-- uses: threads_pkey
+-- $1 user_id uuid
+-- $2 thread_id text
+DELETE FROM threads
+ WHERE thread_id = $2
+   AND user_id = $1
+RETURNING thread_id;

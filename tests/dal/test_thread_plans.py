@@ -1,0 +1,95 @@
+"""The thread list is served by threads_user_updated_idx, under custom and generic plans
+alike, in the index's order (no sort), the keyset cursor an index condition.
+
+Data: a few thousand threads of ten users, ANALYZEd, so the planner would pick a sequential
+scan if it could.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dal.queries import Q
+from tests.dal.test_plans import assert_index_scan, explain
+
+USERS, THREADS_PER_USER = 10, 500
+INDEX = "threads_user_updated_idx"
+
+
+@pytest.fixture
+async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[Any], Any]]:
+    """A plain connection (no json codec: EXPLAIN output stays text) on a seeded database,
+    and a user's id."""
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
+    await conn.execute(
+        f"""
+        INSERT INTO users (id, username)
+        SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
+        INSERT INTO threads (thread_id, user_id, updated_at)
+        SELECT 'thread-' || u.username || '-' || i, u.id, now() - make_interval(secs => i)
+          FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
+        -- Threads no user owns (written by a saver without a user).
+        INSERT INTO threads (thread_id)
+        SELECT 'anon-' || i FROM generate_series(1, 1000) AS i;
+        ANALYZE;
+        """
+    )
+    user_id = await conn.fetchval("SELECT id FROM users ORDER BY username LIMIT 1")
+    try:
+        yield conn, user_id
+    finally:
+        await conn.close()
+
+
+async def _cursor(conn: asyncpg.Connection[Any], user_id: Any, offset: int) -> Any:
+    return await conn.fetchrow(
+        "SELECT updated_at, thread_id FROM threads WHERE user_id = $1 "
+        "ORDER BY updated_at DESC, thread_id DESC OFFSET $2 LIMIT 1",
+        user_id,
+        offset,
+    )
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_list_threads_uses_user_updated_index_without_sort(
+    seeded: Any, generic: bool
+) -> None:
+    conn, user_id = seeded
+    first = await explain(conn, Q["list_threads"], user_id, 51, generic=generic)
+    cursor = await _cursor(conn, user_id, 20)
+    after = await explain(
+        conn,
+        Q["list_threads_before"],
+        user_id,
+        cursor["updated_at"],
+        cursor["thread_id"],
+        51,
+        generic=generic,
+    )
+    for nodes in (first, after):
+        assert_index_scan(nodes, INDEX, "threads")
+        # The index order is the requested order: no sort of the user's threads.
+        assert not any(n["Node Type"] in ("Sort", "Incremental Sort") for n in nodes), nodes
+    assert INDEX in Q["list_threads"].uses and INDEX in Q["list_threads_before"].uses
+
+
+async def test_list_threads_keyset_cursor_is_an_index_condition_not_a_filter(
+    seeded: Any,
+) -> None:
+    conn, user_id = seeded
+    cursor = await _cursor(conn, user_id, 50)
+    nodes = await explain(
+        conn,
+        Q["list_threads_before"],
+        user_id,
+        cursor["updated_at"],
+        cursor["thread_id"],
+        11,
+        generic=True,
+    )
+    scan = next(n for n in nodes if n.get("Index Name") == INDEX)
+    assert "updated_at" in scan["Index Cond"] and "Filter" not in scan

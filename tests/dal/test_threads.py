@@ -1,0 +1,646 @@
+"""Gateways of agent threads: owner scoping, JSON state written as LangGraph writes it, JSON
+views of LangGraph's serialized values, copy, prune, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import math
+import operator
+from collections import deque
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, NamedTuple, TypedDict
+from uuid import UUID
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import ChannelVersions
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from pydantic import BaseModel
+
+from dal.errors import Conflict, InvalidInput, NotFound
+from dal.gateways import conversations, threads
+from dal.langgraph import AsyncpgSaver
+from dal.records import ConversationDraft, ThreadStateDraft, User
+from dal.values import json_value
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def draft(values: dict[str, Any], **fields: Any) -> ThreadStateDraft:
+    return ThreadStateDraft(values=values, **fields)
+
+
+async def put(pool: Any, user: User, thread_id: str, values: dict[str, Any], **fields: Any) -> str:
+    saved = await threads.put_thread_state(
+        pool, user_id=user.id, thread_id=thread_id, draft=draft(values, **fields)
+    )
+    return saved.checkpoint_id
+
+
+async def count(pool: Any, sql: str, *args: Any) -> int:
+    return int(await pool.fetchval(sql, *args))
+
+
+def config(thread_id: str, user: User | None = None, **extra: Any) -> dict[str, Any]:
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": "", **extra}
+    if user is not None:
+        configurable["user_id"] = str(user.id)
+    return {"configurable": configurable}
+
+
+async def saver_put(
+    saver: AsyncpgSaver,
+    thread_id: str,
+    values: dict[str, Any],
+    *,
+    user: User | None = None,
+    parent: str | None = None,
+    step: int = 0,
+) -> str:
+    """Save a checkpoint through LangGraph's saver interface, as a graph would."""
+    checkpoint_id = f"1f0{step:05d}-0000-6000-8000-000000000000"
+    versions: ChannelVersions = {c: saver.get_next_version(None, None) for c in values}
+    cfg = config(thread_id, user, **({"checkpoint_id": parent} if parent else {}))
+    saved = await saver.aput(
+        cfg,  # type: ignore[arg-type]
+        {
+            "v": 4,
+            "id": checkpoint_id,
+            "ts": "2026-11-23T10:00:00+00:00",
+            "channel_values": values,
+            "channel_versions": versions,
+            "versions_seen": {},
+            "updated_channels": sorted(values),
+        },
+        {"source": "loop", "step": step, "parents": {}},
+        versions,
+    )
+    return str(saved["configurable"]["checkpoint_id"])
+
+
+# --- PUT state: the JSON checkpoint store -------------------------------------------------
+
+
+async def test_put_thread_state_new_thread_is_created_for_the_caller(
+    pool: Any, alice: User
+) -> None:
+    await put(pool, alice, "t-1", {"count": 1})
+
+    thread = await threads.get_thread(pool, user_id=alice.id, thread_id="t-1")
+    assert (thread.user_id, thread.conversation_id, thread.metadata) == (alice.id, None, {})
+
+
+async def test_put_thread_state_saver_reads_the_values_back(pool: Any, alice: User) -> None:
+    values = {"todo": [{"task": "write", "done": False}], "count": 3, "name": "é", "none": None}
+    checkpoint_id = await put(pool, alice, "t-1", values, metadata={"agent": "planner"})
+
+    got = await AsyncpgSaver(pool).aget_tuple(config("t-1"))  # type: ignore[arg-type]
+
+    assert got is not None
+    assert got.checkpoint["channel_values"] == values
+    assert got.checkpoint["id"] == checkpoint_id
+    assert got.checkpoint["v"] == 4
+    assert got.checkpoint["versions_seen"] == {}
+    assert got.checkpoint["updated_channels"] == sorted(values)
+    assert set(got.checkpoint["channel_versions"]) == set(values)
+    assert got.metadata == {"agent": "planner", "source": "update", "step": 0, "parents": {}}
+    assert got.parent_config is None
+    assert got.pending_writes == []
+
+
+async def test_put_thread_state_chains_to_the_newest_checkpoint(pool: Any, alice: User) -> None:
+    first = await put(pool, alice, "t-1", {"n": 1, "items": [1]})
+    second = await put(pool, alice, "t-1", {"n": 2})
+    saver = AsyncpgSaver(pool)
+
+    got = await saver.aget_tuple(config("t-1"))  # type: ignore[arg-type]
+
+    assert got is not None and got.parent_config is not None
+    assert second > first  # ids sort like LangGraph's: newest last
+    assert got.parent_config["configurable"]["checkpoint_id"] == first
+    assert got.checkpoint["channel_values"] == {"n": 2}  # the state is replaced, not merged
+    assert got.metadata["step"] == 1
+    before = await saver.aget_tuple(config("t-1", checkpoint_id=first))  # type: ignore[arg-type]
+    assert before is not None
+    [old_version] = set(before.checkpoint["channel_versions"].values())
+    [new_version] = set(got.checkpoint["channel_versions"].values())
+    # Versions grow as LangGraph's do (the saver's format: "<counter>.<random>").
+    assert int(str(new_version).split(".")[0]) == int(str(old_version).split(".")[0]) + 1
+
+
+async def test_put_thread_state_namespaces_are_separate(pool: Any, alice: User) -> None:
+    root = await put(pool, alice, "t-1", {"n": 1})
+    sub = await put(pool, alice, "t-1", {"n": 2}, checkpoint_ns="child:1")
+
+    state = await threads.get_thread_state(
+        pool, user_id=alice.id, thread_id="t-1", checkpoint_ns="child:1"
+    )
+
+    assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (sub, None, {"n": 2})
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    assert (state.checkpoint_id, state.values) == (root, {"n": 1})
+
+
+async def test_put_thread_state_graph_continuing_the_thread_keeps_unchanged_channels(
+    pool: Any, alice: User
+) -> None:
+    class State(TypedDict):
+        items: list[int]
+        log: Annotated[list[str], operator.add]
+        n: int
+
+    def step(state: State) -> dict[str, Any]:
+        return {"n": state["n"] + 1, "log": ["step"]}
+
+    builder = StateGraph(State)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_edge("step", END)
+    graph = builder.compile(checkpointer=AsyncpgSaver(pool))
+    await put(pool, alice, "t-1", {"items": [1, 2], "log": ["put"], "n": 5})
+
+    result = await graph.ainvoke({"n": 7}, config("t-1"))  # type: ignore[call-overload]
+
+    # "items" is not touched by the run: it must survive it (a checkpoint only stores a
+    # non-scalar value again when its version changes).
+    assert result == {"items": [1, 2], "log": ["put", "step"], "n": 8}
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    assert state.values["items"] == [1, 2]
+    assert state.values["log"] == ["put", "step"]
+    assert state.metadata["source"] == "loop"
+
+
+async def test_put_thread_state_concurrent_writes_form_one_chain(pool: Any, alice: User) -> None:
+    await put(pool, alice, "t-1", {"n": 0})
+
+    await asyncio.gather(*(put(pool, alice, "t-1", {"n": i}) for i in range(1, 9)))
+
+    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
+    items = history.items
+    assert len(items) == 9
+    # Each checkpoint's parent is the one just older: the writes queued on the thread row.
+    for newer, older in zip(items, items[1:], strict=False):
+        assert newer.parent_checkpoint_id == older.checkpoint_id
+    assert [item.metadata["step"] for item in items] == list(range(8, -1, -1))
+
+
+async def test_put_thread_state_of_other_users_thread_raises_not_found_and_writes_nothing(
+    pool: Any, alice: User, bob: User
+) -> None:
+    await put(pool, alice, "t-1", {"n": 1})
+
+    with pytest.raises(NotFound):
+        await put(pool, bob, "t-1", {"n": 666})
+
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    assert state.values == {"n": 1}
+    assert await count(pool, "SELECT count(*) FROM checkpoints WHERE thread_id = 't-1'") == 1
+
+
+async def test_put_thread_state_of_thread_nobody_owns_raises_not_found(
+    pool: Any, alice: User
+) -> None:
+    await saver_put(AsyncpgSaver(pool), "anon", {"n": 1})  # a saver config without user_id
+
+    with pytest.raises(NotFound):
+        await put(pool, alice, "anon", {"n": 2})
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(pool, user_id=alice.id, thread_id="anon")
+    owner = await pool.fetchval("SELECT user_id FROM threads WHERE thread_id = 'anon'")
+    assert owner is None
+    assert await count(pool, "SELECT count(*) FROM checkpoints WHERE thread_id = 'anon'") == 1
+
+
+async def test_put_thread_state_links_the_callers_conversation(pool: Any, alice: User) -> None:
+    conversation = await conversations.insert_conversation(
+        pool, user_id=alice.id, draft=ConversationDraft()
+    )
+    await put(pool, alice, "t-1", {"n": 1}, conversation_id=conversation.id)
+    await put(pool, alice, "t-1", {"n": 2})  # no conversation_id: the link stays
+
+    thread = await threads.get_thread(pool, user_id=alice.id, thread_id="t-1")
+    assert thread.conversation_id == conversation.id
+
+
+async def test_put_thread_state_with_other_users_conversation_raises_not_found(
+    pool: Any, alice: User, bob: User
+) -> None:
+    theirs = await conversations.insert_conversation(
+        pool, user_id=bob.id, draft=ConversationDraft()
+    )
+
+    with pytest.raises(NotFound, match="conversation"):
+        await put(pool, alice, "t-1", {"n": 1}, conversation_id=theirs.id)
+
+    assert await count(pool, "SELECT count(*) FROM threads") == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "fields", "message"),
+    [
+        ({"n": 1}, {"metadata": {"step": 3}}, "step are set by the server"),
+        ({"n": 1}, {"metadata": {"source": "x", "parents": {}}}, "parents, source"),
+        ({"n": 2**64}, {}, "64-bit"),
+        ({"deep": {"n": [2**64]}}, {}, "64 bits"),
+    ],
+    ids=["reserved-step", "reserved-source-parents", "big-int-inline", "big-int-nested"],
+)
+async def test_put_thread_state_bad_values_raise_invalid_input_and_write_nothing(
+    pool: Any, alice: User, values: dict[str, Any], fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        await put(pool, alice, "t-1", values, **fields)
+
+    assert await count(pool, "SELECT count(*) FROM threads") == 0
+
+
+async def test_put_thread_state_thread_id_over_500_bytes_raises_invalid_input(
+    pool: Any, alice: User
+) -> None:
+    with pytest.raises(InvalidInput, match="500 bytes"):
+        await put(pool, alice, "線" * 167, {"n": 1})  # 501 bytes in UTF-8
+    await put(pool, alice, "線" * 166, {"n": 1})  # 498 bytes: fine
+
+
+async def test_put_thread_state_after_a_checkpoint_from_the_future_raises_conflict(
+    pool: Any, alice: User
+) -> None:
+    saver = AsyncpgSaver(pool)
+    await saver_put(saver, "t-1", {"n": 1}, user=alice, step=0)
+    await pool.execute("UPDATE checkpoints SET checkpoint_id = 'ffffffff-0000-6000-8000-0'")
+
+    with pytest.raises(Conflict, match="clock"):
+        await put(pool, alice, "t-1", {"n": 2})
+
+    assert await count(pool, "SELECT count(*) FROM checkpoints") == 1
+
+
+# --- reading: JSON views of checkpoints ---------------------------------------------------
+
+
+async def test_get_thread_state_decodes_langgraph_values_and_writes_to_json(
+    pool: Any, alice: User
+) -> None:
+    saver = AsyncpgSaver(pool)
+    when = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    checkpoint_id = await saver_put(
+        saver,
+        "lg",
+        {
+            "messages": [HumanMessage("hi", id="m1")],
+            "when": when,
+            "tags": {"b", "a"},
+            "n": 3,
+        },
+        user=alice,
+    )
+    await saver.aput_writes(
+        config("lg", checkpoint_id=checkpoint_id),  # type: ignore[arg-type]
+        [("messages", [AIMessage("hello", id="m2")]), ("__pregel_tasks", Send("node", {"x": 1}))],
+        task_id="task-1",
+    )
+
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="lg")
+
+    assert state.checkpoint_id == checkpoint_id
+    assert state.created_at == datetime(2026, 11, 23, 10, tzinfo=UTC)
+    messages = state.values["messages"]
+    assert isinstance(messages, list) and len(messages) == 1
+    message = messages[0]
+    assert isinstance(message, dict)
+    assert (message["type"], message["content"], message["id"]) == ("human", "hi", "m1")
+    assert state.values["when"] == "2026-11-23T10:30:00+00:00"
+    assert state.values["tags"] == ["a", "b"]
+    assert state.values["n"] == 3
+    [reply, send] = state.pending_writes
+    assert (reply.task_id, reply.channel) == ("task-1", "messages")
+    assert isinstance(reply.value, list) and isinstance(reply.value[0], dict)
+    assert (reply.value[0]["type"], reply.value[0]["content"]) == ("ai", "hello")
+    assert send.value == {"node": "node", "arg": {"x": 1}, "timeout": None}
+
+
+async def test_get_thread_state_undecodable_blob_shows_its_type_and_bytes(
+    pool: Any, alice: User
+) -> None:
+    await put(pool, alice, "t-1", {"doc": {"a": 1}})
+    await pool.execute("UPDATE checkpoint_blobs SET type = 'pickle', blob = '\\x0102'::bytea")
+
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+
+    assert state.values == {"doc": {"undecodable": True, "type": "pickle", "data": "AQI="}}
+
+
+async def test_get_thread_state_without_checkpoint_raises_not_found(pool: Any, alice: User) -> None:
+    await put(pool, alice, "t-1", {"n": 1})
+    await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="delete")
+
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1", checkpoint_ns="x")
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(pool, user_id=alice.id, thread_id="missing")
+
+
+async def test_list_thread_history_filters_by_metadata_and_pages_before(
+    pool: Any, alice: User
+) -> None:
+    ids = [
+        await put(pool, alice, "t-1", {"n": i}, metadata={"kind": "even" if i % 2 == 0 else "odd"})
+        for i in range(6)
+    ]
+    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1", limit=2)
+    assert [s.checkpoint_id for s in history.items] == [ids[5], ids[4]]
+
+    older = await threads.list_thread_history(
+        pool, user_id=alice.id, thread_id="t-1", limit=2, before=ids[4]
+    )
+    assert [s.checkpoint_id for s in older.items] == [ids[3], ids[2]]
+
+    even = await threads.list_thread_history(
+        pool, user_id=alice.id, thread_id="t-1", metadata_filter={"kind": "even"}
+    )
+    assert [s.values["n"] for s in even.items] == [4, 2, 0]
+    even_before = await threads.list_thread_history(
+        pool, user_id=alice.id, thread_id="t-1", metadata_filter={"kind": "even"}, before=ids[4]
+    )
+    assert [s.values["n"] for s in even_before.items] == [2, 0]
+
+
+@pytest.mark.parametrize("limit", [0, 201])
+async def test_list_thread_history_limit_out_of_range_raises_invalid_input(
+    pool: Any, alice: User, limit: int
+) -> None:
+    await put(pool, alice, "t-1", {"n": 1})
+    with pytest.raises(InvalidInput):
+        await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1", limit=limit)
+
+
+async def test_list_threads_pages_by_keyset_newest_update_first(
+    pool: Any, alice: User, bob: User
+) -> None:
+    for i in range(7):
+        await put(pool, alice, f"a-{i}", {"n": i})
+    await put(pool, bob, "b-0", {"n": 0})
+    await put(pool, alice, "a-2", {"n": 99})  # updated last: comes first
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await threads.list_threads(pool, user_id=alice.id, limit=3, cursor=cursor)
+        seen += [t.thread_id for t in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    assert seen == ["a-2", "a-6", "a-5", "a-4", "a-3", "a-1", "a-0"]
+    assert [t.thread_id for t in (await threads.list_threads(pool, user_id=bob.id)).items] == [
+        "b-0"
+    ]
+
+
+@pytest.mark.parametrize("cursor", ["nope", "WyJ4IiwgMV0", ""])
+async def test_list_threads_bad_cursor_raises_invalid_input(
+    pool: Any, alice: User, cursor: str
+) -> None:
+    with pytest.raises(InvalidInput, match="cursor"):
+        await threads.list_threads(pool, user_id=alice.id, cursor=cursor)
+
+
+async def test_conversation_cursor_keeps_its_behaviour_after_the_move(
+    pool: Any, alice: User
+) -> None:
+    made = await conversations.insert_conversation(
+        pool, user_id=alice.id, draft=ConversationDraft()
+    )
+    cursor = conversations.encode_cursor(made)
+    assert conversations.decode_cursor(cursor) == (made.updated_at, made.id)
+    await put(pool, alice, "t-1", {"n": 1})
+    thread = await threads.get_thread(pool, user_id=alice.id, thread_id="t-1")
+    with pytest.raises(InvalidInput, match="cursor"):  # a thread id is not a conversation id
+        conversations.decode_cursor(threads.encode_cursor(thread))
+
+
+# --- copy, prune, delete ------------------------------------------------------------------
+
+
+async def test_copy_thread_copies_every_checkpoint_to_a_new_thread_of_the_caller(
+    pool: Any, alice: User
+) -> None:
+    ids = [await put(pool, alice, "src", {"n": i}) for i in range(3)]
+
+    copied = await threads.copy_thread(
+        pool, user_id=alice.id, thread_id="src", target_thread_id="dst"
+    )
+
+    assert (copied.thread_id, copied.copied) == ("dst", 3)
+    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="dst")
+    assert [s.checkpoint_id for s in history.items] == ids[::-1]
+    assert (await threads.get_thread(pool, user_id=alice.id, thread_id="dst")).user_id == alice.id
+
+
+async def test_copy_thread_latest_only_copies_the_newest_checkpoint_as_a_root(
+    pool: Any, alice: User
+) -> None:
+    ids = [await put(pool, alice, "src", {"items": [i]}) for i in range(3)]
+
+    copied = await threads.copy_thread(
+        pool, user_id=alice.id, thread_id="src", target_thread_id="dst", latest_only=True
+    )
+
+    assert copied.copied == 1
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="dst")
+    assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (
+        ids[2],
+        None,
+        {"items": [2]},
+    )
+
+
+async def test_copy_thread_to_an_existing_thread_raises_conflict_and_copies_nothing(
+    pool: Any, alice: User, bob: User
+) -> None:
+    await put(pool, alice, "src", {"n": 1})
+    await put(pool, alice, "mine", {"n": 2})
+    await put(pool, bob, "theirs", {"n": 3})
+
+    for target in ("mine", "theirs", "src"):
+        with pytest.raises(Conflict, match="already exists"):
+            await threads.copy_thread(
+                pool, user_id=alice.id, thread_id="src", target_thread_id=target
+            )
+
+    assert await count(pool, "SELECT count(*) FROM checkpoints") == 3
+    state = await threads.get_thread_state(pool, user_id=bob.id, thread_id="theirs")
+    assert state.values == {"n": 3}
+
+
+async def test_copy_thread_of_other_users_thread_raises_not_found_and_creates_nothing(
+    pool: Any, alice: User, bob: User
+) -> None:
+    await put(pool, alice, "src", {"n": 1})
+
+    with pytest.raises(NotFound):
+        await threads.copy_thread(pool, user_id=bob.id, thread_id="src", target_thread_id="dst")
+
+    assert await count(pool, "SELECT count(*) FROM threads WHERE thread_id = 'dst'") == 0
+
+
+async def test_prune_thread_keep_latest_keeps_the_newest_checkpoint_of_each_namespace(
+    pool: Any, alice: User
+) -> None:
+    ids = [await put(pool, alice, "t-1", {"items": [i]}) for i in range(4)]
+    await put(pool, alice, "t-1", {"n": 1}, checkpoint_ns="sub")
+
+    pruned = await threads.prune_thread(
+        pool, user_id=alice.id, thread_id="t-1", strategy="keep_latest"
+    )
+
+    assert pruned.deleted == 3
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (
+        ids[3],
+        None,
+        {"items": [3]},
+    )
+    assert await count(pool, "SELECT count(*) FROM checkpoint_blobs") == 1  # only [3]'s
+
+
+async def test_prune_thread_delete_deletes_every_checkpoint_and_keeps_the_thread(
+    pool: Any, alice: User
+) -> None:
+    for i in range(3):
+        await put(pool, alice, "t-1", {"items": [i]})
+
+    pruned = await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="delete")
+
+    assert pruned.deleted == 3
+    assert await threads.get_thread(pool, user_id=alice.id, thread_id="t-1")
+    assert await count(pool, "SELECT count(*) FROM checkpoint_blobs") == 0
+
+
+async def test_prune_thread_keep_latest_with_delta_channel_raises_conflict(
+    pool: Any, alice: User
+) -> None:
+    await put(pool, alice, "t-1", {"n": 1}, metadata={"counters_since_delta_snapshot": {}})
+    await put(pool, alice, "t-1", {"n": 2})
+
+    with pytest.raises(Conflict, match="DeltaChannel"):
+        await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="keep_latest")
+
+    assert await count(pool, "SELECT count(*) FROM checkpoints") == 2
+
+
+async def test_prune_thread_bad_strategy_raises_invalid_input(pool: Any, alice: User) -> None:
+    await put(pool, alice, "t-1", {"n": 1})
+    with pytest.raises(InvalidInput, match="strategy"):
+        await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="all")
+
+
+async def test_other_users_thread_raises_not_found_everywhere_and_stays(
+    pool: Any, alice: User, bob: User
+) -> None:
+    checkpoint_id = await put(pool, alice, "t-1", {"n": 1})
+    await put(pool, alice, "t-1", {"n": 2})
+
+    with pytest.raises(NotFound):
+        await threads.get_thread(pool, user_id=bob.id, thread_id="t-1")
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(pool, user_id=bob.id, thread_id="t-1")
+    with pytest.raises(NotFound):
+        await threads.get_thread_state(
+            pool, user_id=bob.id, thread_id="t-1", checkpoint_id=checkpoint_id
+        )
+    with pytest.raises(NotFound):
+        await threads.list_thread_history(pool, user_id=bob.id, thread_id="t-1")
+    for strategy in ("keep_latest", "delete"):
+        with pytest.raises(NotFound):
+            await threads.prune_thread(pool, user_id=bob.id, thread_id="t-1", strategy=strategy)
+    with pytest.raises(NotFound):
+        await threads.delete_thread(pool, user_id=bob.id, thread_id="t-1")
+    assert (await threads.list_threads(pool, user_id=bob.id)).items == []
+
+    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
+    assert [s.values for s in history.items] == [{"n": 2}, {"n": 1}]
+
+
+async def test_delete_thread_deletes_its_checkpoints(pool: Any, alice: User) -> None:
+    await put(pool, alice, "t-1", {"items": [1]})
+
+    await threads.delete_thread(pool, user_id=alice.id, thread_id="t-1")
+
+    for table in ("threads", "checkpoints", "checkpoint_blobs"):
+        assert await count(pool, f"SELECT count(*) FROM {table}") == 0
+    with pytest.raises(NotFound):
+        await threads.delete_thread(pool, user_id=alice.id, thread_id="t-1")
+
+
+# --- json_value ---------------------------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Box:
+    label: str
+    at: date
+
+
+class Model(BaseModel):
+    id: UUID
+    when: datetime
+
+
+def test_json_value_converts_python_values_to_json() -> None:
+    uid = UUID("01234567-89ab-7def-8123-456789abcdef")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    value = {
+        "uuid": uid,
+        "when": when,
+        "bytes": b"\x00\xff",
+        "set": {3, 1, 2},
+        "mixed_set": {1, "a"},
+        "tuple": (1, "a"),
+        "deque": deque([1, 2]),
+        "point": Point(1, 2),
+        "box": Box("b", date(2026, 1, 2)),
+        "model": Model(id=uid, when=when),
+        "enum": Color.RED,
+        "decimal": Decimal("1.50"),
+        "nan": math.nan,
+        "inf": -math.inf,
+        "big": 2**70,
+        1: "int key",
+        "object": object,
+    }
+
+    converted = json_value(value)
+
+    assert isinstance(converted, dict)
+    assert converted["uuid"] == str(uid)
+    assert converted["when"] == "2026-01-02T03:04:05+00:00"
+    assert converted["bytes"] == "AP8="
+    assert converted["set"] == [1, 2, 3]
+    assert sorted(map(str, converted["mixed_set"])) == ["1", "a"]  # type: ignore[arg-type]
+    assert converted["tuple"] == [1, "a"]
+    assert converted["deque"] == [1, 2]
+    assert converted["point"] == {"x": 1, "y": 2}
+    assert converted["box"] == {"label": "b", "at": "2026-01-02"}
+    assert converted["model"] == {"id": str(uid), "when": "2026-01-02T03:04:05Z"}
+    assert converted["enum"] == "red"
+    assert converted["decimal"] == "1.50"
+    assert (converted["nan"], converted["inf"]) == ("nan", "-inf")
+    assert converted["big"] == 2**70
+    assert converted["1"] == "int key"
+    assert converted["object"] == "<class 'object'>"
