@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app.errors import EXCEPTION_HANDLERS
 from app.openapi import build_openapi
-from app.routes import conversations, health, messages, users
+from app.routes import conversations, health, messages, threads, users
 from app.state import lifespan_for
 from dal.settings import Settings
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *users.routes,
         *conversations.routes,
         *messages.routes,
+        *threads.routes,
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(

@@ -14,10 +14,20 @@ from dal.records import (
     ConversationDraft,
     ConversationPage,
     ConversationPatch,
+    CopiedThread,
     Message,
     MessageDraft,
     MessagePage,
     MessagePatch,
+    Pruned,
+    SavedCheckpoint,
+    Thread,
+    ThreadCopy,
+    ThreadHistory,
+    ThreadPage,
+    ThreadPrune,
+    ThreadState,
+    ThreadStateDraft,
     TokenDraft,
     User,
     UserDraft,
@@ -36,7 +46,8 @@ class Operation:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    query: tuple[tuple[str, str], ...] = ()  # (name, description), integers except "cursor"
+    query: tuple[tuple[str, str], ...] = ()  # (name, description), integers unless in text
+    text: tuple[str, ...] = ("cursor",)  # the query parameters that are strings
     errors: tuple[int, ...] = ()
     # Another success status with the same response body, and what it means.
     also: tuple[int, str] | None = None
@@ -44,6 +55,12 @@ class Operation:
 
 _CONV = "/v1/conversations/{conversation_id}"
 _MSG = _CONV + "/messages/{message_id}"
+_THREAD = "/v1/threads/{thread_id}"
+# Path parameters that are any string (the others are UUIDs): LangGraph's ids.
+_TEXT_PATH = frozenset({"thread_id", "checkpoint_id"})
+# Request bodies required on POST (the others may be empty: {} is assumed).
+_REQUIRED_POST_BODIES = (MessageDraft, UserDraft, ThreadCopy, ThreadPrune)
+_NS = ("checkpoint_ns", 'checkpoint namespace (default "": the root graph)')
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -164,6 +181,81 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(404, 409),
     ),
     Operation("delete", _MSG, "Delete a message", status=204, errors=(404,)),
+    Operation(
+        "get",
+        "/v1/threads",
+        "List the caller's agent threads, most recently updated first",
+        response=ThreadPage,
+        query=(
+            ("limit", "page size, 1-200 (default 50)"),
+            ("cursor", "next_cursor of the previous page"),
+        ),
+    ),
+    Operation("get", _THREAD, "Get a thread", response=Thread, errors=(404,)),
+    Operation(
+        "delete", _THREAD, "Delete a thread and all its checkpoints", status=204, errors=(404,)
+    ),
+    Operation(
+        "get",
+        _THREAD + "/state",
+        "The thread's newest checkpoint, values and pending writes as JSON",
+        response=ThreadState,
+        query=(_NS,),
+        text=("checkpoint_ns",),
+        errors=(404,),
+    ),
+    Operation(
+        "put",
+        _THREAD + "/state",
+        "Save JSON state as the thread's new newest checkpoint (the thread is created if new)",
+        body=ThreadStateDraft,
+        response=SavedCheckpoint,
+        status=201,
+        errors=(404, 409),
+    ),
+    Operation(
+        "get",
+        _THREAD + "/history",
+        "The thread's checkpoints, newest first, as JSON",
+        response=ThreadHistory,
+        query=(
+            ("limit", "page size, 1-200 (default 20)"),
+            ("before", "only checkpoints older than this checkpoint id"),
+            (
+                "metadata",
+                'only checkpoints whose metadata contains this JSON object, e.g. {"step": 2}',
+            ),
+            _NS,
+        ),
+        text=("before", "metadata", "checkpoint_ns"),
+        errors=(404,),
+    ),
+    Operation(
+        "get",
+        _THREAD + "/checkpoints/{checkpoint_id}",
+        "One checkpoint of the thread as JSON",
+        response=ThreadState,
+        query=(_NS,),
+        text=("checkpoint_ns",),
+        errors=(404,),
+    ),
+    Operation(
+        "post",
+        _THREAD + "/copy",
+        "Copy the thread's checkpoints (all, or the newest of each namespace) to a new thread",
+        body=ThreadCopy,
+        response=CopiedThread,
+        status=201,
+        errors=(404, 409),
+    ),
+    Operation(
+        "post",
+        _THREAD + "/prune",
+        "Delete the thread's checkpoints: all, or all but the newest of each namespace",
+        body=ThreadPrune,
+        response=Pruned,
+        errors=(404, 409),
+    ),
 )
 
 _ERRORS = {
@@ -194,12 +286,14 @@ def _operation(op: Operation) -> dict[str, Any]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": {"type": "string"}
+            if name in _TEXT_PATH
+            else {"type": "string", "format": "uuid"},
         }
         for name in (part[1:-1] for part in op.path.split("/") if part.startswith("{"))
     ]
     for name, description in op.query:
-        schema = {"type": "string"} if name == "cursor" else {"type": "integer"}
+        schema = {"type": "string"} if name in op.text else {"type": "integer"}
         params.append({"name": name, "in": "query", "description": description, "schema": schema})
     if op.method == "patch" and op.path == _CONV:
         params.append(
@@ -236,7 +330,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {"summary": op.summary, "parameters": params, "responses": responses}
     if op.body is not None:
         out["requestBody"] = {
-            "required": op.method != "post" or op.body is MessageDraft or op.body is UserDraft,
+            "required": op.method != "post" or op.body in _REQUIRED_POST_BODIES,
             "content": _json(op.body),
         }
     out["security"] = [] if op.auth == "none" else [{"bearer": []}]
@@ -261,7 +355,8 @@ def build_openapi() -> dict[str, Any]:
             "title": "Mnemo",
             "version": "0.1.0",
             "description": "Memory for AI agents and chat products: users, conversations, "
-            "messages (Vercel AI SDK UI message parts), on PostgreSQL.",
+            "messages (Vercel AI SDK UI message parts), agent threads and their checkpoints "
+            "(LangGraph's, or JSON state), on PostgreSQL.",
         },
         "paths": paths,
         "components": {
