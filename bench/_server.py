@@ -52,8 +52,11 @@ def server(database_url: str | None) -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database(server_url: str, *, parameters: Mapping[str, str] = {}) -> Iterator[str]:
-    """A new database on the server with every migration applied; dropped on exit.
+def fresh_database(
+    server_url: str, *, parameters: Mapping[str, str] = {}, migrated: bool = True
+) -> Iterator[str]:
+    """A new database on the server, with every Mnemo migration applied unless ``migrated``
+    is False (an empty database, e.g. for LangGraph's own saver to set up); dropped on exit.
 
     ``parameters`` become the database's defaults (``ALTER DATABASE ... SET``), so every
     session of every pool opened on it afterwards gets them alike.
@@ -69,11 +72,29 @@ def fresh_database(server_url: str, *, parameters: Mapping[str, str] = {}) -> It
             )
     try:
         url = with_database(server_url, name)
-        applied = migrate.apply(url)
-        _log.info("database %s: %d migrations applied", name, len(applied))
+        if migrated:
+            applied = migrate.apply(url)
+            _log.info("database %s: %d migrations applied", name, len(applied))
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def server_info(url: str) -> dict[str, str]:
+    """The server's version and the settings that weigh on a write benchmark, as a session on
+    ``url`` sees them (a database can override them)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('fsync'),"
+            " current_setting('synchronous_commit'), current_setting('shared_buffers')"
+        ).fetchone()
+    assert row is not None
+    keys = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+    return dict(zip(keys, (str(value) for value in row), strict=True))
