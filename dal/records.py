@@ -336,6 +336,20 @@ class CheckpointRow(Row):
     write_values: list[bytes] | None
 
 
+class DeltaHistoryRow(Row):
+    """Row of list_delta_channel_history: a write to a DeltaChannel on the path to a
+    checkpoint, or (no task_id) the seed of one, its value the blob, else ``inline_value``."""
+
+    depth: int
+    channel: str
+    task_path: str | None
+    task_id: str | None
+    idx: int | None
+    type: str | None
+    value: bytes | None
+    inline_value: Any
+
+
 class Blob(BaseModel):
     """One serialized channel value of a checkpoint, at the version it was written."""
 

@@ -520,3 +520,72 @@ WITH latest AS (
 )
 SELECT count(*) AS deleted
   FROM deleted;
+
+-- name: list_delta_channel_history
+-- What LangGraph needs to rebuild DeltaChannels at a checkpoint
+-- (BaseCheckpointSaver.get_delta_channel_history), in one statement instead of one read per
+-- ancestor. Walks the parent chain up from the checkpoint's parent; each channel's walk stops
+-- at the first ancestor that stores a value of it (inline, or a blob at the ancestor's
+-- version of the channel: what get_checkpoint would return), its seed. Returns the writes to
+-- each channel made on that path (the ancestors' pending writes, the seed's included) and the
+-- seeds: oldest ancestor first, writes in LangGraph's replay order (task_path, task_id, idx).
+-- The walk follows parents, not ids: on a forked thread only the checkpoint's own ancestors
+-- count. A seed row has no task_id; its value is the blob, else inline_value.
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 thread_id text
+-- $2 checkpoint_ns text
+-- $3 checkpoint_id text          NULL: the newest checkpoint of the namespace
+-- $4 channels text[]
+WITH RECURSIVE chain (checkpoint_id, parent_checkpoint_id, checkpoint, depth, wanted) AS (
+    SELECT p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint, 1, $4::text[]
+      FROM checkpoints AS t
+      JOIN checkpoints AS p
+        ON p.thread_id = t.thread_id AND p.checkpoint_ns = t.checkpoint_ns
+       AND p.checkpoint_id = t.parent_checkpoint_id
+     WHERE t.thread_id = $1
+       AND t.checkpoint_ns = $2
+       AND t.checkpoint_id = coalesce($3, (
+            SELECT max(m.checkpoint_id)
+              FROM checkpoints AS m
+             WHERE m.thread_id = $1
+               AND m.checkpoint_ns = $2))
+    UNION ALL
+    SELECT p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint, c.depth + 1, n.wanted
+      FROM chain AS c
+     CROSS JOIN LATERAL (
+            -- The channels still without a seed once this ancestor is read.
+            SELECT ARRAY(
+                SELECT ch
+                  FROM unnest(c.wanted) AS ch
+                 WHERE NOT c.checkpoint -> 'channel_values' ? ch
+                   AND NOT EXISTS (
+                        SELECT 1
+                          FROM checkpoint_blobs AS b
+                         WHERE b.thread_id = $1 AND b.checkpoint_ns = $2 AND b.channel = ch
+                           AND b.version = c.checkpoint -> 'channel_versions' ->> ch
+                           AND b.type <> 'empty' AND b.blob IS NOT NULL)
+            ) AS wanted
+       ) AS n
+      JOIN checkpoints AS p
+        ON p.thread_id = $1 AND p.checkpoint_ns = $2
+       AND p.checkpoint_id = c.parent_checkpoint_id
+     WHERE cardinality(n.wanted) > 0
+)
+SELECT c.depth, w.channel, w.task_path, w.task_id, w.idx, w.type, w.blob AS value,
+       NULL::jsonb AS inline_value
+  FROM chain AS c
+  JOIN checkpoint_writes AS w
+    ON w.thread_id = $1 AND w.checkpoint_ns = $2 AND w.checkpoint_id = c.checkpoint_id
+   AND w.channel = ANY(c.wanted)
+UNION ALL
+SELECT c.depth, s.channel, NULL, NULL, NULL, b.type, b.blob,
+       c.checkpoint -> 'channel_values' -> s.channel
+  FROM chain AS c
+ CROSS JOIN unnest(c.wanted) AS s(channel)
+  LEFT JOIN checkpoint_blobs AS b
+    ON b.thread_id = $1 AND b.checkpoint_ns = $2 AND b.channel = s.channel
+   AND b.version = c.checkpoint -> 'channel_versions' ->> s.channel
+   AND b.type <> 'empty' AND b.blob IS NOT NULL
+ WHERE b.blob IS NOT NULL
+    OR c.checkpoint -> 'channel_values' ? s.channel
+ ORDER BY depth DESC, task_path NULLS FIRST, task_id, idx;

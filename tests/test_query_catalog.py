@@ -16,6 +16,7 @@ from dal.records import (
     CheckpointRow,
     Conversation,
     CopyTarget,
+    DeltaHistoryRow,
     Message,
     Thread,
     Token,
@@ -58,6 +59,7 @@ RECORD_OF: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "upsert_thread_of_user": (Thread, ()),
     "get_latest_checkpoint_head": (CheckpointHead, ()),
     "insert_thread_copy": (CopyTarget, ()),
+    "list_delta_channel_history": (DeltaHistoryRow, ()),
 }
 VERB_PREFIXES = (
     "get_",

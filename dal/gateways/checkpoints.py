@@ -14,7 +14,7 @@ from uuid import UUID
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound
 from dal.queries import Q
-from dal.records import Blob, CheckpointRow, Write
+from dal.records import Blob, CheckpointRow, DeltaHistoryRow, Write
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -137,6 +137,28 @@ async def list_checkpoints(
             limit,
         )
     return CheckpointRow.from_rows(rows)
+
+
+async def list_delta_channel_history(
+    db: Executor,
+    *,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str | None,
+    channels: Sequence[str],
+) -> list[DeltaHistoryRow]:
+    """The writes to ``channels`` on the parent chain of a checkpoint (the newest of the
+    namespace when ``checkpoint_id`` is None) back to each channel's seed, and the seeds,
+    oldest first; empty if the checkpoint has no parent or does not exist."""
+    rows = await fetch_all(
+        db,
+        Q["list_delta_channel_history"],
+        thread_id,
+        checkpoint_ns,
+        checkpoint_id,
+        list(channels),
+    )
+    return DeltaHistoryRow.from_rows(rows)
 
 
 async def delete_thread(db: Executor, *, thread_id: str) -> bool:

@@ -122,3 +122,46 @@ async def test_saver_lists_a_long_history_with_limit_before_and_filter(
     assert latest is not None and latest.checkpoint["channel_values"]["n"] == 999
     assert latest.parent_config is not None
     assert latest.parent_config["configurable"]["checkpoint_id"] == checkpoint_id(998)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_delta_channel_history_walks_parents_through_primary_keys(
+    seeded: Any, generic: bool
+) -> None:
+    # Writes after every checkpoint, blobs of every version: each step of the walk is a
+    # lookup by key in each table, never a scan.
+    await seeded.execute(
+        """
+        INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
+                                       channel, type, blob)
+        SELECT thread_id, checkpoint_ns, checkpoint_id, 'task', 0, 'n', 'msgpack', '\\x00'
+          FROM checkpoints;
+        INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+        SELECT thread_id, checkpoint_ns, 'other', checkpoint_id, 'msgpack', '\\x00'
+          FROM checkpoints;
+        ANALYZE;
+        """
+    )
+    # A channel nothing stores or writes: the walk goes up all 999 ancestors.
+    args = (LONG, "", checkpoint_id(999))
+    channels = ["absent"]
+    nodes = await explain(
+        seeded,
+        Q["list_delta_channel_history"],
+        *args,
+        "{absent}" if generic else channels,  # the generic plan's EXECUTE takes literals
+        generic=generic,
+    )
+    for index, table in (
+        ("checkpoints_pkey", "checkpoints"),
+        ("checkpoint_blobs_pkey", "checkpoint_blobs"),
+        ("checkpoint_writes_pkey", "checkpoint_writes"),
+    ):
+        assert_index_scan(nodes, index, table)
+    assert await seeded.fetch(Q["list_delta_channel_history"].sql, *args, channels) == []
+    # "n" is inline in every checkpoint: the parent is the seed, and the walk stops there.
+    rows = await seeded.fetch(Q["list_delta_channel_history"].sql, LONG, "", None, ["n"])
+    assert [(r["depth"], r["task_id"], r["inline_value"]) for r in rows] == [
+        (1, None, "998"),
+        (1, "task", None),
+    ]
