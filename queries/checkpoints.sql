@@ -113,9 +113,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
@@ -151,9 +158,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
@@ -187,9 +201,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
@@ -226,9 +247,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
@@ -269,9 +297,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
@@ -315,9 +350,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
                array_agg(bl.blob) AS blob_values
           FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-          JOIN checkpoint_blobs AS bl
-            ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-           AND bl.channel = v.key AND bl.version = v.value
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
        ) AS b ON true
   LEFT JOIN LATERAL (
         SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,

@@ -124,13 +124,10 @@ async def test_saver_lists_a_long_history_with_limit_before_and_filter(
     assert latest.parent_config["configurable"]["checkpoint_id"] == checkpoint_id(998)
 
 
-@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
-async def test_delta_channel_history_walks_parents_through_primary_keys(
-    seeded: Any, generic: bool
-) -> None:
-    # Writes after every checkpoint, blobs of every version: each step of the walk is a
-    # lookup by key in each table, never a scan.
-    await seeded.execute(
+async def add_writes_and_blobs(conn: asyncpg.Connection[Any]) -> None:
+    """A pending write after every checkpoint, and a blob of channel "other" at every
+    checkpoint's id taken as a version (20,000 of each)."""
+    await conn.execute(
         """
         INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
                                        channel, type, blob)
@@ -139,9 +136,38 @@ async def test_delta_channel_history_walks_parents_through_primary_keys(
         INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
         SELECT thread_id, checkpoint_ns, 'other', checkpoint_id, 'msgpack', '\\x00'
           FROM checkpoints;
+        UPDATE checkpoints
+           SET checkpoint = jsonb_set(checkpoint, '{channel_versions,other}',
+                                      to_jsonb(checkpoint_id));
         ANALYZE;
         """
     )
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_checkpoint_reads_probe_blobs_by_their_whole_key(seeded: Any, generic: bool) -> None:
+    # 1,000 blobs in the thread: reading one checkpoint looks up its versions, not them all.
+    await add_writes_and_blobs(seeded)
+    cases = [
+        ("get_latest_checkpoint", (LONG, "")),
+        ("get_checkpoint", (LONG, "", checkpoint_id(500))),
+        ("list_checkpoints", (LONG, "", 10)),
+    ]
+    for name, args in cases:
+        nodes = await explain(seeded, Q[name], *args, generic=generic)
+        probes = [n for n in nodes if n.get("Index Name") == "checkpoint_blobs_pkey"]
+        assert probes and all("version" in n["Index Cond"] for n in probes), (name, nodes)
+        assert not any(n["Node Type"] == "Hash Join" for n in nodes), name
+    row = await seeded.fetchrow(Q["get_checkpoint"].sql, LONG, "", checkpoint_id(500))
+    assert row["blob_channels"] == ["other"]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_delta_channel_history_walks_parents_through_primary_keys(
+    seeded: Any, generic: bool
+) -> None:
+    # Each step of the walk is a lookup by key in each table, never a scan.
+    await add_writes_and_blobs(seeded)
     # A channel nothing stores or writes: the walk goes up all 999 ancestors.
     args = (LONG, "", checkpoint_id(999))
     channels = ["absent"]
