@@ -36,10 +36,10 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from dal import migrate
-from dal.database import open_pool, transaction
-from dal.errors import NotFound
+from dal.database import Executor, open_pool, transaction, translating
+from dal.errors import NotFound, Unavailable
 from dal.gateways import checkpoints
-from dal.records import Blob, CheckpointRow, Write
+from dal.records import Blob, CheckpointPut, CheckpointRow, Write, WritesPut
 from dal.settings import Settings
 
 _INT64 = range(-(2**63), 2**63)
@@ -73,6 +73,128 @@ def _user_id(config: RunnableConfig) -> UUID | None:
         return None
 
 
+Save = tuple[CheckpointPut | WritesPut, "asyncio.Future[None]"]
+
+
+class _GroupCommit:
+    """Saves that arrive while others are being committed are committed together, next.
+
+    LangGraph saves a step's checkpoint and its tasks' writes in the background, close
+    together, each call waiting for its own. Committing each alone costs a round trip and a
+    commit (a WAL flush to disk) apiece. Here a committer task takes every save waiting, as one
+    statement in one transaction, then the next ones: each call still returns only once its
+    rows are committed, and the rows are those of running the calls one by one, in order. A
+    3-node invocation commits 5 or 6 times instead of 9, and concurrent graphs share commits.
+    If a batch fails, each of its saves is retried alone, so an error reaches only the call
+    that caused it.
+
+    A second committer starts when a save arrives while the first is busy committing, so a
+    checkpoint (the next step's saves wait for it) never queues behind a batch of writes; a
+    committer holds one pooled connection while saves are waiting, and no longer.
+    """
+
+    COMMITTERS = 2
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self._waiting: list[Save] = []
+        self._running = 0  # committer tasks
+        self._idle = 0  # committers between batches (about to take the waiting saves)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def save(self, item: CheckpointPut | WritesPut) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((item, done))
+        if self._idle == 0 and self._running < self.COMMITTERS:
+            self._start()
+        await done
+
+    def _start(self) -> None:
+        self._running += 1
+        self._idle += 1
+        task = asyncio.get_running_loop().create_task(self._commit_waiting())
+        self._tasks.add(task)  # a reference, so the task is not collected mid-way
+        task.add_done_callback(self._tasks.discard)
+
+    async def _commit_waiting(self) -> None:
+        idle, running = True, True  # what this task counts for in _idle and _running
+
+        def leave() -> None:
+            # No await between the last look at _waiting and this: a save arriving later sees
+            # this committer gone and starts another.
+            nonlocal idle, running
+            self._idle -= idle
+            self._running -= running
+            idle = running = False
+
+        try:
+            with translating():
+                async with self._pool.acquire() as conn:
+                    # One more turn of the event loop: saves submitted in the same moment (a
+                    # task's writes and the step's checkpoint) join the first batch.
+                    await asyncio.sleep(0)
+                    while self._waiting:
+                        batch, self._waiting = self._waiting, []
+                        self._idle -= 1
+                        idle = False
+                        healthy = await self._commit(conn, batch)
+                        self._idle += 1
+                        idle = True
+                        if not healthy:
+                            break  # the connection failed: let the pool replace it
+                    leave()
+        except BaseException as exc:  # no connection to be had, or cancelled
+            leave()
+            if self._running == 0:  # nobody else will take them
+                batch, self._waiting = self._waiting, []
+                _settle(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            leave()
+            if self._waiting and self._running == 0:
+                self._start()  # saves that came after a failed connection
+
+    async def _commit(self, conn: Executor, batch: Sequence[Save]) -> bool:
+        """Commit a batch, or each of its saves alone if it fails; False if the connection
+        is no longer usable."""
+        try:
+            await checkpoints.upsert_checkpoint_batch(
+                conn,
+                checkpoints=[item for item, _ in batch if isinstance(item, CheckpointPut)],
+                writes=[item for item, _ in batch if isinstance(item, WritesPut)],
+            )
+        except Exception as exc:
+            if isinstance(exc, Unavailable) or len(batch) == 1:
+                _settle(batch, exc)
+                return not isinstance(exc, Unavailable)
+            for one in batch:
+                if not await self._commit(conn, [one]):
+                    _settle(batch, exc)  # the rest: the same failure
+                    return False
+            return True
+        except BaseException as exc:  # cancelled (the loop is closing): nobody waits forever
+            _settle(batch, exc)
+            raise
+        _settle(batch, None)
+        return True
+
+
+def _settle(
+    batch: Sequence[tuple[object, asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    for _, done in batch:
+        if done.done():  # its caller was cancelled
+            continue
+        if error is None:
+            done.set_result(None)
+        elif isinstance(error, asyncio.CancelledError):
+            done.cancel()
+        else:
+            done.set_exception(error)
+
+
 class AsyncpgSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpoint saver on asyncpg, storing in Mnemo's PostgreSQL schema."""
 
@@ -86,6 +208,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.pool = pool
         self.database_url = database_url
+        self._saves = _GroupCommit(pool)
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -139,16 +262,17 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
                     )
                 )
         stored = {**checkpoint, "channel_values": inline}
-        await checkpoints.upsert_checkpoint(
-            self.pool,
-            thread_id=thread_id,
-            checkpoint_ns=checkpoint_ns,
-            checkpoint_id=checkpoint["id"],
-            parent_checkpoint_id=configurable.get("checkpoint_id"),
-            checkpoint=stored,
-            metadata=get_serializable_checkpoint_metadata(config, metadata),  # type: ignore[arg-type]
-            blobs=blobs,
-            user_id=_user_id(config),
+        await self._saves.save(
+            CheckpointPut(
+                thread_id=thread_id,
+                checkpoint_ns=checkpoint_ns,
+                checkpoint_id=checkpoint["id"],
+                parent_checkpoint_id=configurable.get("checkpoint_id"),
+                checkpoint=stored,
+                metadata=get_serializable_checkpoint_metadata(config, metadata),
+                blobs=blobs,
+                user_id=_user_id(config),
+            )
         )
         return {
             "configurable": {
@@ -173,15 +297,16 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
             rows.append(
                 Write(idx=WRITES_IDX_MAP.get(channel, idx), channel=channel, type=type_, value=data)
             )
-        await checkpoints.insert_checkpoint_writes(
-            self.pool,
-            thread_id=configurable["thread_id"],
-            checkpoint_ns=configurable.get("checkpoint_ns", ""),
-            checkpoint_id=configurable["checkpoint_id"],
-            task_id=task_id,
-            task_path=task_path,
-            writes=rows,
-            replace=all(channel in WRITES_IDX_MAP for channel, _ in writes),
+        await self._saves.save(
+            WritesPut(
+                thread_id=configurable["thread_id"],
+                checkpoint_ns=configurable.get("checkpoint_ns", ""),
+                checkpoint_id=configurable["checkpoint_id"],
+                task_id=task_id,
+                task_path=task_path,
+                writes=rows,
+                replace=all(channel in WRITES_IDX_MAP for channel, _ in writes),
+            )
         )
 
     # --- reading ---------------------------------------------------------------------

@@ -370,6 +370,35 @@ class Write(BaseModel):
     value: bytes
 
 
+class CheckpointPut(BaseModel):
+    """A checkpoint to save (without the values stored as blobs), with its new blobs."""
+
+    model_config = ConfigDict(frozen=True)
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    checkpoint: dict[str, Any]
+    metadata: dict[str, Any]
+    blobs: Sequence[Blob] = ()
+    # Owner of the thread if it is new (None, or an id that is no user's: no owner).
+    user_id: UUID | None = None
+
+
+class WritesPut(BaseModel):
+    """A task's pending writes to save. ``replace``: a write already saved at the same index is
+    overwritten (every write goes to a special channel); otherwise the first one saved stays."""
+
+    model_config = ConfigDict(frozen=True)
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    task_id: str
+    task_path: str
+    writes: Sequence[Write]
+    replace: bool = False
+
+
 # --- agent threads (the HTTP view of checkpoints) ----------------------------------------
 
 # A checkpoint namespace ("" for the root graph, "node:task_id" for a subgraph).

@@ -6,97 +6,94 @@
 -- keyed by (thread, namespace, channel, version), so a value that did not change between
 -- checkpoints is stored once. Pending writes are keyed by the checkpoint they follow.
 
--- name: upsert_checkpoint
--- Save a checkpoint with its new channel blobs, in one statement: the thread row is created
--- (or its updated_at bumped; its first owner stays), the blobs of new versions inserted
--- (a version already stored is the same value), the checkpoint inserted or replaced.
--- uses: threads_pkey, checkpoint_blobs_pkey, checkpoints_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 checkpoint_id text
--- $4 parent_checkpoint_id text       NULL for the first checkpoint
--- $5 checkpoint jsonb
--- $6 metadata jsonb
--- $7 blob_channels text[]
--- $8 blob_versions text[]
--- $9 blob_types text[]
--- $10 blob_values bytea[]
--- $11 user_id uuid                   owner for a new thread; NULL or an unknown user: none
-WITH thread AS (
+-- name: upsert_checkpoint_batch
+-- Save checkpoints (with their new channel blobs) and pending writes, of one thread or many,
+-- in one statement: one round trip and one commit for every save the saver has waiting (its
+-- group commit, dal/langgraph.py), or for a single one.
+-- - Each checkpoint's thread row is created, or its updated_at bumped (its first owner
+--   stays); the checkpoint is inserted, or replaced if its id exists.
+-- - A blob whose version is already stored is kept: a version is one value.
+-- - A write already saved (same task and index) is kept as it was (a retried task writes the
+--   same thing), unless it comes from a call whose writes all go to special channels (error,
+--   interrupt, resume...): their fixed negative indexes mean "the latest one", so they
+--   replace. Writes need no thread row: they may be saved before their checkpoint commits.
+-- The caller sends each checkpoint and write key at most once (dal/gateways/checkpoints.py
+-- folds repeats as running the saves one by one would). Rows come as JSON arrays of objects
+-- (one parameter each, however many rows: cheaper to send than an array per column), the
+-- bytes of blobs and writes as bytea arrays in the same order.
+-- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 checkpoints jsonb       [{thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, user_id}]
+-- $2 blobs jsonb             [{thread_id, checkpoint_ns, channel, version, type}]
+-- $3 blob_values bytea[]     the blobs' bytes, in the order of $2
+-- $4 writes jsonb            [{thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, replace}]
+-- $5 write_values bytea[]    the writes' bytes, in the order of $4
+WITH new_checkpoints AS (
+    SELECT n.thread_id, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id, n.checkpoint,
+           n.metadata, n.user_id
+      FROM jsonb_to_recordset($1::jsonb)
+           AS n(thread_id text, checkpoint_ns text, checkpoint_id text,
+                parent_checkpoint_id text, checkpoint jsonb, metadata jsonb, user_id uuid)
+), thread AS (
     INSERT INTO threads AS t (thread_id, user_id)
-    VALUES ($1, (SELECT u.id FROM users AS u WHERE u.id = $11))
+    SELECT DISTINCT ON (n.thread_id) n.thread_id, u.id
+      FROM new_checkpoints AS n
+      LEFT JOIN users AS u ON u.id = n.user_id
+     ORDER BY n.thread_id, u.id NULLS LAST
     ON CONFLICT (thread_id) DO UPDATE
        SET updated_at = now(),
            user_id = coalesce(t.user_id, excluded.user_id)
-    RETURNING t.thread_id
 ), blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT $1, $2, b.channel, b.version, b.type, b.blob
-      FROM unnest($7::text[], $8::text[], $9::text[], $10::bytea[]) AS b(channel, version, type, blob)
+    SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, v.blob
+      FROM ROWS FROM (jsonb_to_recordset($2::jsonb)
+                      AS (thread_id text, checkpoint_ns text, channel text, version text,
+                          type text))
+           WITH ORDINALITY AS b(thread_id, checkpoint_ns, channel, version, type, i)
+      JOIN unnest($3::bytea[]) WITH ORDINALITY AS v(blob, i) USING (i)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+), new_writes AS (
+    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
+           w.channel, w.type, v.blob, w.replace
+      FROM ROWS FROM (jsonb_to_recordset($4::jsonb)
+                      AS (thread_id text, checkpoint_ns text, checkpoint_id text,
+                          task_id text, task_path text, idx int4, channel text, type text,
+                          replace bool))
+           WITH ORDINALITY AS w(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
+                                idx, channel, type, replace, i)
+      JOIN unnest($5::bytea[]) WITH ORDINALITY AS v(blob, i) USING (i)
+), kept_writes AS (
+    INSERT INTO checkpoint_writes
+           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
+           w.channel, w.type, w.blob
+      FROM new_writes AS w
+     WHERE NOT w.replace
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+), replaced_writes AS (
+    INSERT INTO checkpoint_writes AS cw
+           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
+           w.channel, w.type, w.blob
+      FROM new_writes AS w
+     WHERE w.replace
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
+       SET channel = excluded.channel,
+           type = excluded.type,
+           blob = excluded.blob,
+           task_path = excluded.task_path
+), saved AS (
+    INSERT INTO checkpoints AS c
+           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+    SELECT n.thread_id, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id, n.checkpoint,
+           n.metadata
+      FROM new_checkpoints AS n
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
+       SET checkpoint = excluded.checkpoint,
+           metadata = excluded.metadata
+    RETURNING 1
 )
-INSERT INTO checkpoints AS c
-       (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-SELECT thread.thread_id, $2, $3, $4, $5, $6
-  FROM thread
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
-   SET checkpoint = excluded.checkpoint,
-       metadata = excluded.metadata
-RETURNING c.checkpoint_id;
-
--- name: insert_checkpoint_writes
--- Save a task's pending writes in one statement; a write already saved (same task and index)
--- is kept as it was (a retried task writes the same thing). The thread row is created if this
--- comes first, without touching an existing one (parallel tasks write at once).
--- uses: threads_pkey, checkpoint_writes_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 checkpoint_id text
--- $4 task_id text
--- $5 task_path text
--- $6 idxs int4[]
--- $7 channels text[]
--- $8 types text[]
--- $9 blobs bytea[]
-WITH thread AS (
-    INSERT INTO threads (thread_id) VALUES ($1)
-    ON CONFLICT (thread_id) DO NOTHING
-)
-INSERT INTO checkpoint_writes
-       (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
-  FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
-RETURNING idx;
-
--- name: upsert_checkpoint_writes
--- Like insert_checkpoint_writes, but a write at the same index is replaced: used when every
--- write goes to a special channel (error, interrupt, resume...), whose fixed negative index
--- means "the latest one".
--- uses: threads_pkey, checkpoint_writes_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 checkpoint_id text
--- $4 task_id text
--- $5 task_path text
--- $6 idxs int4[]
--- $7 channels text[]
--- $8 types text[]
--- $9 blobs bytea[]
-WITH thread AS (
-    INSERT INTO threads (thread_id) VALUES ($1)
-    ON CONFLICT (thread_id) DO NOTHING
-)
-INSERT INTO checkpoint_writes AS cw
-       (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
-  FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
-   SET channel = excluded.channel,
-       type = excluded.type,
-       blob = excluded.blob,
-       task_path = excluded.task_path
-RETURNING cw.idx;
+SELECT count(*) AS saved
+  FROM saved;
 
 -- name: get_checkpoint
 -- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
@@ -373,12 +370,21 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
  ORDER BY c.checkpoint_id DESC;
 
 -- name: delete_thread
--- Delete a thread: its checkpoints, blobs and writes go with it (ON DELETE CASCADE).
--- uses: threads_pkey
+-- Delete a thread with its checkpoints, blobs and writes, in one statement. The trigger on
+-- threads would delete them with the thread row; writes saved without any checkpoint have
+-- no thread row, so they are deleted here too. Returns the thread id if there was anything.
+-- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 thread_id text
-DELETE FROM threads
- WHERE thread_id = $1
-RETURNING thread_id;
+WITH thread AS (
+    DELETE FROM threads WHERE thread_id = $1
+    RETURNING thread_id
+), writes AS (
+    DELETE FROM checkpoint_writes WHERE thread_id = $1
+    RETURNING thread_id
+)
+SELECT thread_id FROM thread
+ UNION
+SELECT thread_id FROM writes;
 
 -- name: delete_checkpoints_for_runs
 -- Delete the checkpoints written by these runs, with their pending writes, in one statement.

@@ -9,75 +9,83 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound
 from dal.queries import Q
-from dal.records import Blob, CheckpointRow, DeltaHistoryRow, Write
+from dal.records import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, WritesPut
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
-async def upsert_checkpoint(
+async def upsert_checkpoint_batch(
     db: Executor,
     *,
-    thread_id: str,
-    checkpoint_ns: str,
-    checkpoint_id: str,
-    parent_checkpoint_id: str | None,
-    checkpoint: dict[str, Any],
-    metadata: dict[str, Any],
-    blobs: Sequence[Blob],
-    user_id: UUID | None = None,
-) -> str:
-    """Save a checkpoint and its new blobs in one round trip; returns its id."""
+    checkpoints: Sequence[CheckpointPut] = (),
+    writes: Sequence[WritesPut] = (),
+) -> int:
+    """Save checkpoints with their new blobs and tasks' pending writes, of any threads, in one
+    round trip and one transaction; returns how many checkpoints were saved.
+
+    The result is that of saving them one by one in the given order: a checkpoint given twice
+    is saved as the last one; a write key given twice keeps the last value among calls that
+    replace, else the first.
+    """
+    latest = {(c.thread_id, c.checkpoint_ns, c.checkpoint_id): c for c in checkpoints}
+    cps, blob_keys, blob_values = [], [], []
+    for c in latest.values():
+        cps.append(
+            {
+                "thread_id": c.thread_id,
+                "checkpoint_ns": c.checkpoint_ns,
+                "checkpoint_id": c.checkpoint_id,
+                "parent_checkpoint_id": c.parent_checkpoint_id,
+                "checkpoint": c.checkpoint,
+                "metadata": c.metadata,
+                "user_id": None if c.user_id is None else str(c.user_id),
+            }
+        )
+        for b in c.blobs:
+            blob_keys.append(
+                {
+                    "thread_id": c.thread_id,
+                    "checkpoint_ns": c.checkpoint_ns,
+                    "channel": b.channel,
+                    "version": b.version,
+                    "type": b.type,
+                }
+            )
+            blob_values.append(b.value)
+    rows: dict[tuple[str, str, str, str, int], tuple[WritesPut, Write]] = {}
+    for put in writes:
+        for w in put.writes:
+            key = (put.thread_id, put.checkpoint_ns, put.checkpoint_id, put.task_id, w.idx)
+            if put.replace or key not in rows:
+                rows[key] = (put, w)
+    write_keys = [
+        {
+            "thread_id": p.thread_id,
+            "checkpoint_ns": p.checkpoint_ns,
+            "checkpoint_id": p.checkpoint_id,
+            "task_id": p.task_id,
+            "task_path": p.task_path,
+            "idx": w.idx,
+            "channel": w.channel,
+            "type": w.type,
+            "replace": p.replace,
+        }
+        for p, w in rows.values()
+    ]
     saved = await fetch_value(
         db,
-        Q["upsert_checkpoint"],
-        thread_id,
-        checkpoint_ns,
-        checkpoint_id,
-        parent_checkpoint_id,
-        checkpoint,
-        metadata,
-        [b.channel for b in blobs],
-        [b.version for b in blobs],
-        [b.type for b in blobs],
-        [b.value for b in blobs],
-        user_id,
+        Q["upsert_checkpoint_batch"],
+        cps,
+        blob_keys,
+        blob_values,
+        write_keys,
+        [w.value for _, w in rows.values()],
     )
-    assert saved is not None  # the thread CTE always yields its row
-    return str(saved)
-
-
-async def insert_checkpoint_writes(
-    db: Executor,
-    *,
-    thread_id: str,
-    checkpoint_ns: str,
-    checkpoint_id: str,
-    task_id: str,
-    task_path: str,
-    writes: Sequence[Write],
-    replace: bool = False,
-) -> None:
-    """Save a task's pending writes in one round trip. With ``replace``, a write at the same
-    index is overwritten (special channels); otherwise the first one saved stays."""
-    query = Q["upsert_checkpoint_writes"] if replace else Q["insert_checkpoint_writes"]
-    await fetch_all(
-        db,
-        query,
-        thread_id,
-        checkpoint_ns,
-        checkpoint_id,
-        task_id,
-        task_path,
-        [w.idx for w in writes],
-        [w.channel for w in writes],
-        [w.type for w in writes],
-        [w.value for w in writes],
-    )
+    return int(saved)
 
 
 async def get_checkpoint(

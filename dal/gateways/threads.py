@@ -29,6 +29,7 @@ from dal.queries import Q
 from dal.records import (
     Blob,
     CheckpointHead,
+    CheckpointPut,
     CopiedThread,
     CopyTarget,
     Pruned,
@@ -267,8 +268,7 @@ async def put_thread_state(
             )
         step = parent.step + 1 if parent is not None and type(parent.step) is int else 0
         channels = sorted(draft.values)
-        await checkpoints.upsert_checkpoint(
-            conn,
+        put = CheckpointPut(
             thread_id=thread_id,
             checkpoint_ns=draft.checkpoint_ns,
             checkpoint_id=checkpoint_id,
@@ -289,6 +289,7 @@ async def put_thread_state(
             ],
             user_id=user_id,
         )
+        await checkpoints.upsert_checkpoint_batch(conn, checkpoints=[put])
     return SavedCheckpoint(
         thread_id=thread_id, checkpoint_ns=draft.checkpoint_ns, checkpoint_id=checkpoint_id
     )
