@@ -579,6 +579,34 @@ async def test_delete_thread_deletes_its_checkpoints(pool: Any, alice: User) -> 
         await threads.delete_thread(pool, user_id=alice.id, thread_id="t-1")
 
 
+async def test_deleting_a_user_deletes_their_threads_checkpoints_blobs_and_writes(
+    pool: Any, alice: User, bob: User
+) -> None:
+    saver = AsyncpgSaver(pool)
+    class Items(TypedDict):
+        items: Annotated[list[int], operator.add]
+
+    for user in (alice, bob):
+        graph = StateGraph(Items)
+        graph.add_node("add", lambda state: {"items": [1]})
+        graph.add_edge(START, "add")
+        graph.add_edge("add", END)
+        compiled = graph.compile(checkpointer=saver)
+        await compiled.ainvoke({"items": [0]}, config(f"t-{user.username}", user))
+    tables = ("threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    before = {t: await count(pool, f"SELECT count(*) FROM {t}") for t in tables}
+    assert all(before.values()), before
+
+    # No route deletes users; the foreign key's cascade reaches the threads, and the trigger
+    # on threads the rest.
+    await pool.execute("DELETE FROM users WHERE id = $1", alice.id)
+
+    for table in tables:
+        left = await count(pool, f"SELECT count(*) FROM {table} WHERE thread_id = 't-alice'")
+        assert left == 0, table
+        assert await count(pool, f"SELECT count(*) FROM {table}") > 0, table  # bob's stay
+
+
 # --- json_value ---------------------------------------------------------------------------
 
 
