@@ -6,8 +6,10 @@
 
 or ``AsyncpgSaver(pool)`` on a pool you opened with ``dal.open_pool()``. Channel values are
 serialized with LangGraph's serializer (``saver.serde``); None, str, int, float and bool values
-stay inline in the checkpoint's JSON, others are stored once per version as blobs. A put is one
-round trip, and so is each read.
+stay inline in the checkpoint's JSON, others are stored once per version as blobs. Every read
+is one query (a checkpoint with its blobs and pending writes, a page of history, the whole
+DeltaChannel ancestor walk); saves made at once share one statement and one commit (see
+``_GroupCommit``).
 """
 
 from __future__ import annotations

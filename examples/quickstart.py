@@ -1,8 +1,6 @@
-"""Mnemo from Python, without HTTP: the gateways on a pool.
-
-Run it with the project's virtualenv: `.venv/bin/python examples/quickstart.py`. It uses
-DATABASE_URL, or the same embedded PostgreSQL as `make run` (run `make migrate` once first).
-"""
+"""Mnemo from Python, without HTTP: the gateways on a pool. Run it with the project's
+virtualenv, `.venv/bin/python examples/quickstart.py`, on DATABASE_URL or the embedded
+PostgreSQL of `make run` (run `make migrate` once first)."""
 
 from __future__ import annotations
 
