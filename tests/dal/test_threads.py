@@ -583,6 +583,7 @@ async def test_deleting_a_user_deletes_their_threads_checkpoints_blobs_and_write
     pool: Any, alice: User, bob: User
 ) -> None:
     saver = AsyncpgSaver(pool)
+
     class Items(TypedDict):
         items: Annotated[list[int], operator.add]
 
