@@ -1,6 +1,6 @@
 """A LangGraph agent (no LLM) that checkpoints into Mnemo, stops for a human, and resumes.
-Run it with the project's virtualenv, `.venv/bin/python examples/agent.py`, on DATABASE_URL
-or the embedded PostgreSQL of `make run`."""
+Run it with the project's virtualenv after `make install-dev` (for LangGraph itself),
+`.venv/bin/python examples/agent.py`, on DATABASE_URL or the embedded PostgreSQL of `make run`."""
 
 from __future__ import annotations
 
