@@ -141,10 +141,14 @@ class _GroupCommit:
                         self._idle -= 1
                         idle = False
                         healthy = await self._commit(conn, batch)
+                        if not healthy:
+                            # Its connection failed: the batch, once more on another one, then
+                            # this committer ends (the pool replaces the connection).
+                            await self._commit_on_new_connection(batch)
                         self._idle += 1
                         idle = True
                         if not healthy:
-                            break  # the connection failed: let the pool replace it
+                            break
                     leave()
         except BaseException as exc:  # no connection to be had, or cancelled
             leave()
@@ -159,8 +163,8 @@ class _GroupCommit:
                 self._start()  # saves that came after a failed connection
 
     async def _commit(self, conn: Executor, batch: Sequence[Save]) -> bool:
-        """Commit a batch, or each of its saves alone if it fails; False if the connection
-        is no longer usable."""
+        """Commit a batch, or each of its saves alone if it fails. False, with the saves not
+        committed yet left unsettled, if the connection failed."""
         try:
             await checkpoints.upsert_checkpoint_batch(
                 conn,
@@ -168,12 +172,13 @@ class _GroupCommit:
                 writes=[item for item, _ in batch if isinstance(item, WritesPut)],
             )
         except Exception as exc:
-            if isinstance(exc, Unavailable) or len(batch) == 1:
+            if isinstance(exc, Unavailable) or not _usable(conn):
+                return False
+            if len(batch) == 1:
                 _settle(batch, exc)
-                return not isinstance(exc, Unavailable)
+                return True
             for one in batch:
                 if not await self._commit(conn, [one]):
-                    _settle(batch, exc)  # the rest: the same failure
                     return False
             return True
         except BaseException as exc:  # cancelled (the loop is closing): nobody waits forever
@@ -181,6 +186,29 @@ class _GroupCommit:
             raise
         _settle(batch, None)
         return True
+
+    async def _commit_on_new_connection(self, batch: Sequence[Save]) -> None:
+        """The saves of a batch whose connection failed, on another connection. They may or
+        may not have been committed; committing them again changes nothing (the statement
+        only upserts what it is given)."""
+        unsettled = [save for save in batch if not save[1].done()]
+        try:
+            with translating():
+                async with self._pool.acquire() as conn:
+                    if await self._commit(conn, unsettled):
+                        return
+        except Exception as exc:
+            _settle(unsettled, exc)
+            return
+        _settle(unsettled, Unavailable("the database connection was lost"))
+
+
+def _usable(conn: Executor) -> bool:
+    """Whether a pooled connection still works (asyncpg detaches it once it is lost)."""
+    try:
+        return not conn.is_closed()  # type: ignore[attr-defined]
+    except asyncpg.InterfaceError:
+        return False
 
 
 def _settle(

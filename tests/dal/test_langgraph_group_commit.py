@@ -118,6 +118,8 @@ async def test_a_lost_connection_fails_its_saves_then_the_saver_recovers(
     outcomes = await asyncio.gather(
         *(put(saver, f"during-{i}") for i in range(3)), return_exceptions=True
     )
+    # Each call saved (a batch whose connection died goes again on another one), or says the
+    # database is unavailable; never a driver error.
     assert all(isinstance(o, str | Unavailable) for o in outcomes), outcomes
     # The pool replaces dead connections: saves work again without any restart.
     for attempt in range(20):
