@@ -197,8 +197,10 @@ class _GroupCommit:
                 async with self._pool.acquire() as conn:
                     if await self._commit(conn, unsettled):
                         return
-        except Exception as exc:
+        except BaseException as exc:  # no connection to be had, or cancelled
             _settle(unsettled, exc)
+            if not isinstance(exc, Exception):
+                raise
             return
         _settle(unsettled, Unavailable("the database connection was lost"))
 
