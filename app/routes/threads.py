@@ -66,24 +66,14 @@ async def get_thread(request: Request[AppState]) -> Response:
 
 
 async def get_state(request: Request[AppState]) -> Response:
+    """The newest checkpoint (``/state``), or the one the path names (``/checkpoints/{id}``)."""
     me = await current_user(request)
     state = await threads.get_thread_state(
         request.state["pool"],
         user_id=me.id,
         thread_id=_thread_id(request),
         checkpoint_ns=_checkpoint_ns(request),
-    )
-    return record_response(state)
-
-
-async def get_checkpoint(request: Request[AppState]) -> Response:
-    me = await current_user(request)
-    state = await threads.get_thread_state(
-        request.state["pool"],
-        user_id=me.id,
-        thread_id=_thread_id(request),
-        checkpoint_ns=_checkpoint_ns(request),
-        checkpoint_id=request.path_params["checkpoint_id"],
+        checkpoint_id=request.path_params.get("checkpoint_id"),
     )
     return record_response(state)
 
@@ -149,7 +139,7 @@ routes = [
     Route(_ONE + "/state", get_state, methods=["GET"]),
     Route(_ONE + "/state", put_state, methods=["PUT"]),
     Route(_ONE + "/history", get_history, methods=["GET"]),
-    Route(_ONE + "/checkpoints/{checkpoint_id:str}", get_checkpoint, methods=["GET"]),
+    Route(_ONE + "/checkpoints/{checkpoint_id:str}", get_state, methods=["GET"]),
     Route(_ONE + "/copy", copy_thread, methods=["POST"]),
     Route(_ONE + "/prune", prune_thread, methods=["POST"]),
 ]
