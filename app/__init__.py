@@ -6,11 +6,13 @@ from functools import cache
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import EXCEPTION_HANDLERS
+from app.middleware import MnemoRouter, RequestTargetCheck
 from app.openapi import build_openapi
 from app.routes import conversations, health, messages, threads, users
 from app.state import lifespan_for
@@ -37,6 +39,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *threads.routes,
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(
-        routes=routes, lifespan=lifespan_for(settings), exception_handlers=EXCEPTION_HANDLERS
+    app = Starlette(
+        exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(RequestTargetCheck)]
     )
+    # Starlette builds its own router; ours differs on 405 and trailing slashes (see there).
+    app.router = MnemoRouter(routes, lifespan=lifespan_for(settings))
+    return app

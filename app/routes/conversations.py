@@ -25,7 +25,8 @@ def if_match_version(request: Request[AppState]) -> int | None:
     if raw is None or raw.strip() == "*":
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 9:
+    # isdigit() alone takes "²", which int() refuses
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise HttpError(400, "bad_if_match", 'If-Match must be a conversation version, e.g. "3"')
     return int(value)
 

@@ -506,3 +506,188 @@ def test_cursor_with_out_of_range_timestamp_is_422_cursor_invalid(
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     response = client.get("/v1/conversations", params={"cursor": cursor}, headers=alice.headers)
     assert assert_error(response, 422)["message"] == "cursor is not valid"
+
+
+# --- headers, paths and methods that Starlette's defaults let through ----------------------
+
+
+def raw_request(
+    client: TestClient,
+    method: str,
+    raw_path: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+) -> tuple[int, dict[str, str], bytes]:
+    """A request sent to the app as raw ASGI, with header bytes as given: the test client
+    re-encodes header values as UTF-8, so it cannot send the byte a real client may send (a
+    header is Latin-1 to Starlette). Runs in the client's event loop, with its lifespan state."""
+    from urllib.parse import unquote
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "path": unquote(raw_path.decode("ascii")),
+        "raw_path": raw_path,
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("testclient", 50000),
+        "server": ("testserver", 80),
+        "state": client.app_state.copy(),
+    }
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    assert client.portal is not None
+    client.portal.call(client.app, scope, receive, send)
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    response_headers = {
+        key.decode("latin-1"): value.decode("latin-1")
+        for key, value in start["headers"]  # type: ignore[attr-defined]
+    }
+    content = b"".join(m.get("body", b"") for m in sent[1:])  # type: ignore[misc]
+    return start["status"], response_headers, content  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("value", [b'"\xb2"', b"\xb3", b'W/"\xb9"', b'"1\xb2"'])
+def test_if_match_with_non_ascii_digit_is_400_and_changes_nothing(
+    client: TestClient, alice: Caller, value: bytes
+) -> None:
+    conversation = make_conversation(client, alice, title="kept")
+    token = alice.headers["Authorization"].encode()
+    status, _, content = raw_request(
+        client,
+        "PATCH",
+        f"/v1/conversations/{conversation['id']}".encode(),
+        [(b"authorization", token), (b"content-type", b"application/json"), (b"if-match", value)],
+        b'{"title": "changed"}',
+    )
+    assert status == 400, content
+    assert json.loads(content)["error"]["code"] == "bad_if_match"
+    assert get_conversation(client, alice, conversation["id"])["title"] == "kept"
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb3", b"9" * 5_000, b"0" * 30 + b"1"])
+def test_content_length_odd_digits_never_500(
+    client: TestClient, alice: Caller, value: bytes
+) -> None:
+    body = b'{"display_name": "x"}'
+    status, _, content = raw_request(
+        client,
+        "PATCH",
+        b"/v1/me",
+        [
+            (b"authorization", alice.headers["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", value),
+        ],
+        body,
+    )
+    # Too large as declared, or read as it comes (the body is small): never a 500.
+    assert status == (413 if value.startswith(b"9") else 200), content
+
+
+@pytest.mark.parametrize("escape", ["%FF", "%C0%AF", "%C3", "%ED%A0%80", "a%80b"])
+def test_path_escape_that_is_not_utf8_is_400_and_stores_nothing(
+    client: TestClient, alice: Caller, settings: Settings, escape: str
+) -> None:
+    # Decoded leniently, each would become the thread "\ufffd" (or "a\ufffdb").
+    thread = f"/v1/threads/{escape}"
+    body = {"values": {"x": 1}}
+    assert_error(
+        client.put(thread + "/state", json=body, headers=alice.headers), 400, "malformed_path"
+    )
+    for method in ("GET", "DELETE"):
+        response = client.request(method, thread, headers=alice.headers)
+        assert_error(response, 400, "malformed_path")
+    assert_error(client.get(f"/v1/conversations/{escape}", headers=alice.headers), 400)
+    assert count_rows(settings, "SELECT count(*) FROM threads") == 0
+
+
+def test_nul_in_path_or_query_is_400(client: TestClient, alice: Caller, settings: Settings) -> None:
+    response = client.put("/v1/threads/a%00b/state", json={"values": {}}, headers=alice.headers)
+    assert_error(response, 400, "malformed_path")
+    response = client.get("/v1/threads", params={"cursor": "\x00"}, headers=alice.headers)
+    assert_error(response, 400, "malformed_query")
+    assert count_rows(settings, "SELECT count(*) FROM threads") == 0
+
+
+def test_query_escape_that_is_not_utf8_is_400(client: TestClient, alice: Caller) -> None:
+    response = client.get("/v1/threads/t/state?checkpoint_ns=%FF", headers=alice.headers)
+    assert_error(response, 400, "malformed_query")
+    response = client.get('/v1/threads/t/history?metadata={"a":"%C0"}', headers=alice.headers)
+    assert_error(response, 400, "malformed_query")
+
+
+def test_path_escapes_of_valid_utf8_still_name_their_thread(
+    client: TestClient, alice: Caller
+) -> None:
+    # U+FFFD itself, sent properly encoded, is an ordinary thread id.
+    for thread_id, escaped in [("café", "caf%C3%A9"), ("\ufffd", "%EF%BF%BD"), ("a b", "a%20b")]:
+        url = f"/v1/threads/{escaped}/state"
+        response = client.put(url, json={"values": {"n": 1}}, headers=alice.headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["thread_id"] == thread_id
+        assert client.get(url, headers=alice.headers).json()["thread_id"] == thread_id
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/threads/%2F",
+        "/v1/threads/%2F/state",
+        "/v1/me/",
+        "/v1/conversations/",
+        "//v1/me",
+        "/v1/threads//state",
+        "/health/",
+        "/v1/users/",
+    ],
+)
+def test_odd_slashes_are_404_never_a_redirect(client: TestClient, alice: Caller, path: str) -> None:
+    response = client.get(path, headers=alice.headers, follow_redirects=False)
+    assert_error(response, 404, "not_found")
+
+
+def _route_methods(client: TestClient) -> dict[str, set[str]]:
+    """Every route path of the app with the union of its routes' methods."""
+    from starlette.routing import Route
+
+    methods: dict[str, set[str]] = {}
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        assert isinstance(route, Route)
+        methods.setdefault(route.path, set()).update(route.methods or ())
+    return methods
+
+
+def test_405_allow_lists_every_method_of_the_path(client: TestClient, alice: Caller) -> None:
+    import re
+
+    conversation = make_conversation(client, alice)
+    values = {
+        "user_id": alice.id,
+        "token_id": MISSING_ID,
+        "conversation_id": conversation["id"],
+        "message_id": MISSING_ID,
+        "thread_id": "t",
+        "checkpoint_id": "c",
+    }
+    checked = 0
+    for template, allowed in _route_methods(client).items():
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values[m[1]], template)
+        for method in {"GET", "PUT", "POST", "PATCH", "DELETE"} - allowed:
+            response = client.request(method, path, headers=alice.headers)
+            assert_error(response, 405, "method_not_allowed")
+            assert set(response.headers["allow"].split(", ")) == allowed, (method, path)
+            checked += 1
+    assert checked > 20
+    response = client.put("/v1/me", headers=alice.headers)
+    assert response.headers["allow"] == "GET, HEAD, PATCH"
