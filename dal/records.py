@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -180,11 +181,25 @@ class UserDraft(BaseModel):
 
 
 class UserPatch(_Patch):
-    """Fields to change; an absent (or null) field stays as it is."""
+    """Fields to change: an absent field stays as it is; ``null`` clears ``display_name`` or
+    ``avatar_url`` (``metadata`` cannot be null: ``{}`` empties it)."""
 
     display_name: DisplayName | None = None
     avatar_url: Url | None = None
     metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:  # replaces _Patch's: here a null is a change
+        if not self.model_fields_set:
+            raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
+        return self
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_not_null(cls, value: Metadata | None) -> Metadata | None:
+        if value is None:
+            raise ValueError("metadata cannot be null: send {} to empty it")
+        return value
 
 
 class Token(Row):

@@ -28,16 +28,19 @@ SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at,
  WHERE username = $1;
 
 -- name: update_user
--- Change a user's profile; a NULL argument leaves that field as it is.
+-- Change a user's profile. A nullable field is set only when its flag is true (then NULL
+-- clears it), so a patch can tell "leave it" from "clear it".
 -- uses: users_pkey
 -- $1 id uuid
--- $2 display_name text          NULL keeps it
--- $3 avatar_url text            NULL keeps it
--- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
+-- $2 set_display_name bool      false keeps display_name
+-- $3 display_name text          the new value, NULL clears it
+-- $4 set_avatar_url bool        false keeps avatar_url
+-- $5 avatar_url text            the new value, NULL clears it
+-- $6 metadata jsonb             NULL keeps it (it is never NULL); otherwise replaces it whole
 UPDATE users
-   SET display_name = coalesce($2, display_name),
-       avatar_url = coalesce($3, avatar_url),
-       metadata = coalesce($4, metadata),
+   SET display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
+       avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END,
+       metadata = coalesce($6, metadata),
        updated_at = now()
  WHERE id = $1
 RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at;

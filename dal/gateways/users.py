@@ -58,9 +58,18 @@ async def get_user_by_username(db: Executor, *, username: str) -> User:
 
 
 async def update_user(db: Executor, *, user_id: UUID, patch: UserPatch) -> User:
-    """Change a user's profile fields given in ``patch``; NotFound if there is no such user."""
+    """Change the profile fields ``patch`` holds (a null display_name or avatar_url clears it,
+    an absent one stays); NotFound if there is no such user."""
+    given = patch.model_fields_set
     row = await fetch_one(
-        db, Q["update_user"], user_id, patch.display_name, patch.avatar_url, patch.metadata
+        db,
+        Q["update_user"],
+        user_id,
+        "display_name" in given,
+        patch.display_name,
+        "avatar_url" in given,
+        patch.avatar_url,
+        patch.metadata,
     )
     if row is None:
         raise NotFound("user", user_id)

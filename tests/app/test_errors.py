@@ -481,7 +481,8 @@ def test_empty_patch_is_422_and_changes_nothing(
     conversation = make_conversation(client, alice)
     url = path.format(cid=conversation["id"])
     before = client.get(url, headers=alice.headers).json()
-    for body in ({}, {"title": None} if "conversations" in path else {"display_name": None}):
+    # (a null display_name clears it: not an empty patch; metadata is never null)
+    for body in ({}, {"title": None} if "conversations" in path else {"metadata": None}):
         assert_error(client.patch(url, json=body, headers=alice.headers), 422)
     assert client.get(url, headers=alice.headers).json() == before
 

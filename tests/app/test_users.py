@@ -321,3 +321,40 @@ def test_update_me_unicode_round_trips(client: TestClient, alice: Caller) -> Non
     me = client.get("/v1/me", headers=alice.headers).json()
     assert me["display_name"] == profile["display_name"]
     assert me["metadata"] == profile["metadata"]
+
+
+@pytest.mark.parametrize("route", ["me", "admin"])
+def test_update_user_null_clears_a_field_and_absent_keeps_it(
+    client: TestClient, alice: Caller, route: str
+) -> None:
+    url, headers = ("/v1/me", alice.headers) if route == "me" else (f"/v1/users/{alice.id}", ADMIN)
+    profile = {
+        "display_name": "Alice",
+        "avatar_url": "https://a.example/1.png",
+        "metadata": {"a": 1},
+    }
+    assert client.patch(url, json=profile, headers=headers).status_code == 200
+
+    response = client.patch(url, json={"display_name": None}, headers=headers)
+
+    assert response.status_code == 200, response.text
+    user = response.json()
+    assert user["display_name"] is None
+    assert user["avatar_url"] == "https://a.example/1.png" and user["metadata"] == {"a": 1}
+
+    response = client.patch(url, json={"avatar_url": None, "display_name": "A"}, headers=headers)
+
+    user = response.json()
+    assert (user["display_name"], user["avatar_url"], user["metadata"]) == ("A", None, {"a": 1})
+    assert client.get(f"/v1/users/{alice.id}", headers=ADMIN).json() == user
+
+
+def test_update_me_null_metadata_is_422_and_changes_nothing(
+    client: TestClient, alice: Caller
+) -> None:
+    response = client.patch("/v1/me", json={"metadata": None}, headers=alice.headers)
+
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["field"] == "metadata"
+    assert "{}" in error["message"]
+    assert client.get("/v1/me", headers=alice.headers).json() == alice.user

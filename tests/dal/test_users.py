@@ -41,6 +41,25 @@ async def test_update_user_changes_only_given_fields(pool: Any, alice: User) -> 
     assert updated.display_name == alice.display_name and updated.updated_at > alice.updated_at
 
 
+async def test_update_user_null_clears_and_absent_keeps(pool: Any) -> None:
+    user = await users.insert_user(
+        pool, draft=UserDraft(username="dora", display_name="Dora", avatar_url="https://x/d.png")
+    )
+
+    cleared = await users.update_user(pool, user_id=user.id, patch=UserPatch(display_name=None))
+
+    assert cleared.display_name is None and cleared.avatar_url == "https://x/d.png"
+    patch = UserPatch.model_validate_json('{"avatar_url": null, "metadata": {"k": 1}}')
+    cleared = await users.update_user(pool, user_id=user.id, patch=patch)
+    assert (cleared.display_name, cleared.avatar_url, cleared.metadata) == (None, None, {"k": 1})
+
+
+def test_user_patch_empty_or_null_metadata_is_rejected() -> None:
+    for body in ("{}", '{"metadata": null}'):
+        with pytest.raises(ValidationError):
+            UserPatch.model_validate_json(body)
+
+
 async def test_get_and_update_missing_user_raise_not_found(pool: Any) -> None:
     from dal.ids import new_id
 
