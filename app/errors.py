@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dal.errors import (
@@ -20,6 +20,7 @@ from dal.errors import (
     NotFound,
     StaleVersion,
     Timeout,
+    TooLarge,
     Unauthorized,
     Unavailable,
 )
@@ -33,6 +34,7 @@ STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     StaleVersion: 412,
     Conflict: 409,
+    TooLarge: 413,
     InvalidInput: 422,
     Unauthorized: 401,
     Forbidden: 403,
@@ -114,6 +116,13 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away before its whole body arrived (or its body timed out, see
+    app/server.py): not an error of the server. The answer goes nowhere."""
+    _log.debug("%s %s: the client left before sending its body", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error")
@@ -123,5 +132,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error,
     ValidationError: validation_error,
     HTTPException: http_exception,
+    ClientDisconnect: client_disconnected,
     Exception: unexpected_error,
 }

@@ -40,8 +40,25 @@ class StaleVersion(Conflict):
     code = "stale_version"
 
 
+class IdempotencyMismatch(Conflict):
+    """A create reused an id with other content (or an id that is not the caller's to reuse)."""
+
+    code = "idempotency_mismatch"
+
+
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class TooLarge(InvalidInput):
+    """A value over a configured size limit (e.g. APP_MAX_MESSAGE_BYTES); ``code`` names it."""
+
+    code = "too_large"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class Unauthorized(DomainError):
@@ -50,6 +67,18 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     code = "forbidden"
+
+
+class LimitReached(Conflict):
+    """A count is at its configured limit (e.g. APP_MAX_TOKENS_PER_USER): nothing more can be
+    added until something is removed. ``code`` names the limit."""
+
+    code = "limit_reached"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class Unavailable(DomainError):
@@ -107,10 +136,20 @@ def translate(exc: BaseException) -> DomainError | None:
         if "connection is closed" in text or "pool is clos" in text:
             return Unavailable("the database is unreachable")
         return None
+    if isinstance(exc, TimeoutError):
+        # Client-side: no connection within DB_CONNECTION_TIMEOUT, or no answer within
+        # DB_QUERY_TIMEOUT + DB_ANSWER_MARGIN (the server's own limit is 57014, below).
+        return Unavailable("the database did not answer in time")
     state: str = getattr(exc, "sqlstate", None) or ""
     # OSError covers refused connections and connect/acquire timeouts (TimeoutError).
     if state.startswith("08") or isinstance(exc, OSError):
         return Unavailable("the database is unreachable")
+    if state.startswith("54"):
+        # Program limits: a value larger than PostgreSQL can index or hold (a B-tree entry
+        # over about 2,700 bytes, a statement too deeply nested...). The client sent it. The
+        # server's message names the limit, never the value.
+        reason = getattr(exc, "message", None) or type(exc).__name__
+        return InvalidInput(f"a value exceeds a database limit: {reason}")
     kind = _BY_STATE.get(state)
     if kind is None:
         return None

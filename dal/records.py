@@ -20,9 +20,12 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 Role = Literal["user", "assistant", "system", "tool"]
 MessageStatus = Literal["complete", "streaming"]
@@ -66,8 +69,88 @@ def _check_part(part: dict[str, JsonValue]) -> dict[str, JsonValue]:
     return part
 
 
-Part = Annotated[dict[str, JsonValue], AfterValidator(_check_part)]
-Metadata = dict[str, JsonValue]
+# --- JSON values a client stores (metadata, a message part, a thread's values) -------------
+# Each must nest at most MAX_JSON_DEPTH objects/arrays deep (the value itself is level 1) and
+# hold only numbers that come back as sent: integers within 64 bits, floats finite (so within
+# a double's range). A validation context {JSON_DEPTH_CONTEXT: n} sets another depth limit
+# (the app passes APP_MAX_JSON_DEPTH). The README's "JSON values" states the rule.
+MAX_JSON_DEPTH = 64
+JSON_DEPTH_CONTEXT = "max_json_depth"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_DOUBLE_MAX = 1.7976931348623157e308
+
+
+def json_problem(value: object, max_depth: int) -> tuple[str, str] | None:
+    """Why a parsed JSON value may not be stored, as (error type, message), or None.
+
+    Iterative, so any depth is safe to check. Refuses nesting deeper than ``max_depth``, a
+    float that is not finite (the JSON parser reads 1e400 as infinity; orjson would write it
+    as null) and an integer beyond 64 bits (jsonb would keep it but nothing reads it back).
+    """
+    if not isinstance(value, dict | list):
+        return _scalar_problem(value, ())
+    # (container, its depth, its path as (parent path, key)): a path is built per container,
+    # never per scalar, and spelled out only for the message.
+    stack: list[tuple[Any, int, Any]] = [(value, 1, ())]
+    while stack:
+        container, depth, path = stack.pop()
+        if depth > max_depth:
+            return "json_too_deep", f"nested deeper than {max_depth} levels{_at(path)}"
+        pairs = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, item in pairs:
+            kind = type(item)  # exact types first: this loop sees every value of the body
+            if kind is str or item is None or kind is bool:
+                continue
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1, (path, key)))
+            elif kind is float:
+                if not -_DOUBLE_MAX <= item <= _DOUBLE_MAX:  # also false for NaN
+                    return _scalar_problem(item, (path, key))
+            elif kind is int:
+                if not INT64_MIN <= item <= INT64_MAX:
+                    return _scalar_problem(item, (path, key))
+            elif isinstance(item, dict | list):  # subclasses, from Python callers
+                stack.append((item, depth + 1, (path, key)))
+            elif problem := _scalar_problem(item, (path, key)):
+                return problem
+    return None
+
+
+def _scalar_problem(value: object, path: Any) -> tuple[str, str] | None:
+    if isinstance(value, float) and not -_DOUBLE_MAX <= value <= _DOUBLE_MAX:
+        return "json_number", (
+            f"number out of range{_at(path)}: numbers are doubles, at most about 1.8e308 in "
+            "magnitude (NaN and Infinity are not JSON)"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return "json_number", (
+                f"integer out of range{_at(path)}: integers are 64-bit, {INT64_MIN} to {INT64_MAX}"
+            )
+    return None
+
+
+def _at(path: Any) -> str:
+    """The " at a.0.b" of a (parent path, key) chain, cut short (keys are client text)."""
+    keys: list[str] = []
+    while path:
+        path, key = path
+        keys.append(str(key))
+    where = ".".join(reversed(keys))
+    return f" at {where[:60]}{'…' if len(where) > 60 else ''}" if keys else ""
+
+
+def _check_json(value: Any, info: ValidationInfo) -> Any:
+    limit = (info.context or {}).get(JSON_DEPTH_CONTEXT, MAX_JSON_DEPTH)
+    problem = json_problem(value, limit)
+    if problem is not None:
+        raise PydanticCustomError(problem[0], "{problem}", {"problem": problem[1]})
+    return value
+
+
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_check_json)]
+Part = Annotated[dict[str, JsonValue], AfterValidator(_check_part), AfterValidator(_check_json)]
+Metadata = JsonObject
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -87,6 +170,10 @@ Title = Annotated[str, Field(max_length=1000)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], Field(max_length=100)]
 DisplayName = Annotated[str, Field(max_length=200)]
+# A token's lifetime in seconds: at most 100 years here (APP_MAX_TOKEN_EXPIRES_IN may allow
+# less), which keeps now() + it far inside PostgreSQL's timestamps.
+MAX_TOKEN_EXPIRES_IN = 100 * 365 * 24 * 3600
+TokenExpiresIn = Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN)]
 # A LangGraph thread id: any string the agent chose.
 ThreadId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Url = Annotated[str, Field(max_length=2000)]
@@ -178,6 +265,8 @@ class UserDraft(BaseModel):
     display_name: DisplayName | None = None
     avatar_url: Url | None = None
     metadata: Metadata = Field(default_factory=dict)
+    # Seconds until the user's first token expires; None: it never does.
+    token_expires_in: TokenExpiresIn | None = None
 
 
 class UserPatch(_Patch):
@@ -207,12 +296,15 @@ class Token(Row):
     user_id: UUID
     name: str | None
     created_at: datetime
+    expires_at: datetime | None
     revoked_at: datetime | None
 
 
 class TokenDraft(BaseModel):
     model_config = _INPUT
     name: Annotated[str, Field(max_length=200)] | None = None
+    # Seconds until the token expires; None: it never does (it works until revoked).
+    expires_in: TokenExpiresIn | None = None
 
 
 class IssuedToken(BaseModel):
@@ -224,6 +316,14 @@ class IssuedToken(BaseModel):
 
 
 # --- conversations ----------------------------------------------------------------------
+
+
+def _not_null(value: Any, info: ValidationInfo) -> Any:
+    """A patch field that cannot be null: refused, not silently kept (absent keeps it)."""
+    if value is None:
+        raise ValueError(f"{info.field_name} cannot be null: leave it out to keep it")
+    return value
+
 
 
 class Conversation(Row):
@@ -250,12 +350,26 @@ class ConversationDraft(BaseModel):
 
 
 class ConversationPatch(_Patch):
-    """Fields to change; an absent (or null) field stays as it is."""
+    """Fields to change; an absent field stays as it is. ``title``, ``metadata`` and ``tags``
+    cannot be null (send ``""``, ``{}`` or ``[]`` to empty them)."""
 
-    title: Title | None = None
-    metadata: Metadata | None = None
-    tags: Tags | None = None
+    title: Title | SkipJsonSchema[None] = None
+    metadata: Metadata | SkipJsonSchema[None] = None
+    tags: Tags | SkipJsonSchema[None] = None
     thread_id: ThreadId | None = None
+
+
+    @field_validator("title", "metadata", "tags")
+    @classmethod
+    def _conversation_field_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return _not_null(value, info)
+
+
+class CreatedConversation(Row):
+    """The result of a create: ``created`` is False when the id was already there (a retry)."""
+
+    conversation: Conversation
+    created: bool
 
 
 class ConversationPage(Row):
@@ -292,12 +406,18 @@ class MessageDraft(BaseModel):
 
 class MessagePatch(_Patch):
     """An edit: replace ``parts``, append ``append_parts`` (streaming only), replace
-    ``metadata``, set ``status`` (``complete`` finalizes a streaming message)."""
+    ``metadata``, set ``status`` (``complete`` finalizes a streaming message). An absent field
+    stays as it is; none can be null (``[]`` or ``{}`` empties parts or metadata)."""
 
-    parts: list[Part] | None = None
-    append_parts: list[Part] | None = None
-    metadata: Metadata | None = None
-    status: MessageStatus | None = None
+    parts: list[Part] | SkipJsonSchema[None] = None
+    append_parts: list[Part] | SkipJsonSchema[None] = None
+    metadata: Metadata | SkipJsonSchema[None] = None
+    status: MessageStatus | SkipJsonSchema[None] = None
+
+    @field_validator("parts", "append_parts", "metadata", "status")
+    @classmethod
+    def _message_field_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return _not_null(value, info)
 
 
 class Appended(Row):
@@ -396,8 +516,8 @@ class CheckpointPut(BaseModel):
     checkpoint: dict[str, Any]
     metadata: dict[str, Any]
     blobs: Sequence[Blob] = ()
-    # Owner of the thread if it is new (None, or an id that is no user's: no owner).
-    user_id: UUID | None = None
+    # The thread's owner (thread ids are scoped per owner): a user's id, or the nil UUID.
+    owner: UUID
 
 
 class WritesPut(BaseModel):
@@ -406,6 +526,8 @@ class WritesPut(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     thread_id: str
+    # The thread's owner, as in CheckpointPut.
+    owner: UUID
     checkpoint_ns: str
     checkpoint_id: str
     task_id: str
@@ -467,7 +589,7 @@ class ThreadStateDraft(BaseModel):
     """A new checkpoint of JSON state: ``values`` is the whole state, one channel per key."""
 
     model_config = _INPUT
-    values: dict[Channel, JsonValue]
+    values: Annotated[dict[Channel, JsonValue], AfterValidator(_check_json)]
     metadata: Metadata = Field(default_factory=dict)
     checkpoint_ns: CheckpointNs = ""
     # Link the thread to this conversation of the caller's.

@@ -22,15 +22,45 @@ class Settings(BaseSettings):
     db_connection_timeout: float = Field(default=5.0, gt=0)
     # statement_timeout of every session, in seconds; 0 disables it.
     db_query_timeout: float = Field(default=30.0, ge=0)
+    # Seconds the client waits beyond DB_QUERY_TIMEOUT for an answer before it drops the
+    # connection (503): a frozen server cannot enforce its statement_timeout.
+    db_answer_margin: float = Field(default=2.0, gt=0)
     # asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode).
     db_statement_cache_size: int = Field(default=100, ge=0)
 
+    # Unrevoked, unexpired tokens a user may hold (409 too_many_tokens on POST /v1/tokens).
+    app_max_tokens_per_user: int = Field(default=100, ge=1)
+    # Longest expires_in a token may ask for, in seconds (422 above); 10 years by default, at
+    # most dal.records.MAX_TOKEN_EXPIRES_IN (100 years). A token given no expires_in never
+    # expires (it works until revoked).
+    app_max_token_expires_in: int = Field(default=10 * 365 * 24 * 3600, ge=1, le=3_153_600_000)
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=8000, ge=0, le=65535)
     # Bearer token for admin routes (creating users). Unset: `python -m app` makes one
     # in DATA_DIR/admin-token.
     app_admin_token: SecretStr | None = None
     app_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # How deeply a JSON value (metadata, a message part, a thread's values, a metadata filter)
+    # may nest objects and arrays (422 above). 64 is far beyond real documents (AI SDK parts and
+    # LangChain messages are under 10 deep) and well inside what the parser (200) and the
+    # encoders (orjson, msgpack: about 255, with a response's wrapping) can take, hence le=128.
+    app_max_json_depth: int = Field(default=64, ge=1, le=128)
+    # A message's parts, bytes (their JSON text) and count, whether stored at once or grown by
+    # appends (413 message_too_large); twice a body, so every body fits and a stream can grow.
+    app_max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    app_max_message_parts: int = Field(default=1000, ge=1)
+    # Bytes of messages (parts, text, metadata) in one page of GET .../messages: the page ends
+    # early (has_more: true) rather than exceed it, but always holds at least one message.
+    app_max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    # Seconds GET /health waits for the database before answering 503.
+    app_health_timeout: float = Field(default=1.0, gt=0)
+    # What a client may hold (app/server.py): seconds an idle keep-alive connection stays
+    # open, seconds to send a request's headers, seconds to send its whole body (408), and
+    # connections served at once (503 above).
+    app_keep_alive_timeout: float = Field(default=5.0, gt=0)
+    app_header_timeout: float = Field(default=10.0, gt=0)
+    app_body_timeout: float = Field(default=60.0, gt=0)
+    app_max_connections: int = Field(default=500, ge=1)
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"

@@ -2,17 +2,41 @@
 -- conversation is invisible, never forbidden.
 
 -- name: insert_conversation
--- Create a conversation for a user; a missing user violates the foreign key (NotFound).
+-- Create a conversation for a user; a missing user violates the foreign key (NotFound). An id
+-- that is taken (conversation ids are global) stores nothing and returns no row, without an
+-- error that would abort a caller's transaction: get_conversation_retried then tells a retry
+-- from a conflict. draft_digest keeps what this request asked for.
 -- $1 user_id uuid
 -- $2 id uuid
 -- $3 title text
 -- $4 metadata jsonb
 -- $5 tags text[]
 -- $6 thread_id text             the agent thread serving it, or NULL
-INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id)
-VALUES ($2, $1, $3, $4, $5, $6)
+INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id, draft_digest)
+VALUES ($2, $1, $3, $4, $5, $6, mnemo_conversation_digest($3, $4, $5, $6))
+    ON CONFLICT (id) DO NOTHING
 RETURNING id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
           created_at, updated_at;
+
+-- name: get_conversation_retried
+-- The caller's conversation $2 if the request that created it is this one (same title,
+-- metadata, tags and thread; compared by digest, so edits since do not matter): a retry.
+-- No row when it is someone else's or was created with other content, alike (a conflict,
+-- which must not tell whose). Rows from before digests were kept compare what they hold now.
+-- uses: conversations_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+-- $3 title text
+-- $4 metadata jsonb
+-- $5 tags text[]
+-- $6 thread_id text
+SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
+       created_at, updated_at
+  FROM conversations
+ WHERE id = $2
+   AND user_id = $1
+   AND coalesce(draft_digest = mnemo_conversation_digest($3, $4, $5, $6),
+                draft_digest IS NULL AND (title, metadata, tags) = ($3, $4, $5));
 
 -- name: get_conversation
 -- The caller's conversation by id.

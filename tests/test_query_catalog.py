@@ -180,6 +180,7 @@ def test_loader_reads_doc_params_and_uses_lines() -> None:
         (2, "conversation_id", "uuid"),
         (3, "after_seq", "int8"),
         (4, "page_size", "int8"),
+        (5, "max_bytes", "int8"),
     ]
     assert query.doc.startswith("The page of messages just after seq $3")
     assert query.source.startswith("queries/messages.sql:")

@@ -34,11 +34,14 @@ def if_match_version(request: Request[AppState]) -> int | None:
 async def create_conversation(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, ConversationDraft, optional=True)
-    conversation = await conversations.insert_conversation(
+    made = await conversations.create_conversation(
         request.state["pool"], user_id=me.id, draft=draft
     )
+    conversation = made.conversation
     headers = {"Location": f"/v1/conversations/{conversation.id}", **_etag(conversation)}
-    return record_response(conversation, 201, headers)
+    # 201 when created now; 200 when this id was already created by the same request (a
+    # retry): the conversation as it is now. Any other taken id: 409 idempotency_mismatch.
+    return record_response(conversation, 201 if made.created else 200, headers)
 
 
 async def list_conversations(request: Request[AppState]) -> Response:

@@ -18,11 +18,18 @@ async def append_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, MessageDraft)
     conversation_id = request.path_params["conversation_id"]
+    settings = request.state["settings"]
     appended = await messages.insert_message(
-        request.state["pool"], user_id=me.id, conversation_id=conversation_id, draft=draft
+        request.state["pool"],
+        user_id=me.id,
+        conversation_id=conversation_id,
+        draft=draft,
+        max_bytes=settings.app_max_message_bytes,
+        max_parts=settings.app_max_message_parts,
     )
     message = appended.message
-    # 201 when stored now; 200 when this id was already stored (a retry): same message.
+    # 201 when stored now; 200 when this id was already stored by the same request (a retry):
+    # the stored message as it is now. The id with other content is 409 idempotency_mismatch.
     return record_response(
         message,
         201 if appended.created else 200,
@@ -41,6 +48,7 @@ async def list_messages(request: Request[AppState]) -> Response:
         limit=limit,
         before=int_param(request, "before", default=None),
         after=int_param(request, "after", default=None),
+        max_bytes=request.state["settings"].app_max_page_bytes,
     )
     return record_response(page)
 
@@ -59,12 +67,15 @@ async def get_message(request: Request[AppState]) -> Response:
 async def update_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     patch = await read_json(request, MessagePatch)
+    settings = request.state["settings"]
     message = await messages.update_message(
         request.state["pool"],
         user_id=me.id,
         conversation_id=request.path_params["conversation_id"],
         message_id=request.path_params["message_id"],
         patch=patch,
+        max_bytes=settings.app_max_message_bytes,
+        max_parts=settings.app_max_message_parts,
     )
     return record_response(message)
 

@@ -7,10 +7,16 @@ from uuid import UUID
 
 from dal.cursors import decode_keyset, encode_keyset
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
-from dal.errors import InvalidInput, NotFound, StaleVersion
+from dal.errors import IdempotencyMismatch, InvalidInput, NotFound, StaleVersion
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import Conversation, ConversationDraft, ConversationPage, ConversationPatch
+from dal.records import (
+    Conversation,
+    ConversationDraft,
+    ConversationPage,
+    ConversationPatch,
+    CreatedConversation,
+)
 
 MAX_PAGE_SIZE = 200
 
@@ -29,22 +35,40 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidInput("cursor is not valid") from exc
 
 
+async def create_conversation(
+    db: Executor, *, user_id: UUID, draft: ConversationDraft
+) -> CreatedConversation:
+    """Create a conversation for the user, idempotently when ``draft.id`` is given.
+
+    If that id is taken by a conversation this same request created (same title, metadata,
+    tags and thread), nothing is written and it comes back as it is now with
+    ``created=False``; any other taken id (other content, or another user's conversation: ids
+    are global) is IdempotencyMismatch, the same answer either way. NotFound if the user does
+    not exist. A lost race with a concurrent create raises nothing that aborts a caller's
+    transaction.
+    """
+    args = (user_id, draft.id or new_id(), draft.title, draft.metadata, draft.tags)
+    row = await fetch_one(db, Q["insert_conversation"], *args, draft.thread_id)
+    if row is not None:
+        return CreatedConversation.from_values(
+            {"conversation": Conversation.from_row(row), "created": True}
+        )
+    row = await fetch_one(db, Q["get_conversation_retried"], *args, draft.thread_id)
+    if row is None:
+        raise IdempotencyMismatch(
+            f"conversation {draft.id} already exists and was not created by this request: "
+            "use a new id"
+        )
+    return CreatedConversation.from_values(
+        {"conversation": Conversation.from_row(row), "created": False}
+    )
+
+
 async def insert_conversation(
     db: Executor, *, user_id: UUID, draft: ConversationDraft
 ) -> Conversation:
-    """Create a conversation for the user; NotFound if the user does not exist."""
-    row = await fetch_one(
-        db,
-        Q["insert_conversation"],
-        user_id,
-        draft.id or new_id(),
-        draft.title,
-        draft.metadata,
-        draft.tags,
-        draft.thread_id,
-    )
-    assert row is not None  # INSERT ... RETURNING always returns the row
-    return Conversation.from_row(row)
+    """``create_conversation``'s conversation, whether created now or by an earlier try."""
+    return (await create_conversation(db, user_id=user_id, draft=draft)).conversation
 
 
 async def get_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> Conversation:

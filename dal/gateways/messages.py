@@ -6,54 +6,77 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
-from dal.errors import Conflict, InvalidInput, NotFound
+from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, TooLarge
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records import Appended, Message, MessageDraft, MessagePage, MessagePatch
 
 MAX_PAGE_SIZE = 200
-_UNIQUE_ID = "messages_conversation_id_id_key"
+# The defaults of APP_MAX_MESSAGE_BYTES, APP_MAX_MESSAGE_PARTS and APP_MAX_PAGE_BYTES, for
+# callers of the gateways that pass no limits of their own (the app passes its settings).
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+MAX_MESSAGE_PARTS = 1000
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 def _message(row: Record) -> Message:
     return Message.from_row(row)
 
 
+def _too_large(max_bytes: int, max_parts: int) -> TooLarge:
+    return TooLarge(
+        f"a message holds at most {max_parts} parts and {max_bytes} bytes of parts "
+        "(APP_MAX_MESSAGE_PARTS, APP_MAX_MESSAGE_BYTES)",
+        code="message_too_large",
+    )
+
+
 async def insert_message(
-    db: Executor, *, user_id: UUID, conversation_id: UUID, draft: MessageDraft
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    draft: MessageDraft,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_parts: int = MAX_MESSAGE_PARTS,
 ) -> Appended:
     """Append a message (one statement; seq = previous + 1, gapless under concurrency).
 
-    If ``draft.id`` is already in the conversation, nothing is written and the stored message
-    comes back with ``created=False``. NotFound if the conversation is missing or not theirs.
+    If ``draft.id`` is already in the conversation, nothing is written: the stored message
+    (as it is now) comes back with ``created=False`` when this draft is the request that
+    created it (same role, parts, metadata and status), else IdempotencyMismatch. TooLarge
+    (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``; NotFound if
+    the conversation is missing or not theirs. Raises no error that aborts a caller's
+    transaction on a concurrent retry of the same id.
     """
     message_id = draft.id or new_id()
-    try:
-        row = await fetch_one(
-            db,
-            Q["insert_message"],
-            user_id,
-            conversation_id,
-            message_id,
-            draft.role,
-            draft.parts,
-            draft.metadata,
-            draft.status,
-        )
-    except Conflict as exc:
-        if exc.constraint != _UNIQUE_ID:
-            raise
-        # A concurrent retry of the same id got there first: return what it stored.
-        return Appended(
-            message=await get_message(
-                db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
-            ),
-            created=False,
-        )
+    args = (
+        user_id,
+        conversation_id,
+        message_id,
+        draft.role,
+        draft.parts,
+        draft.metadata,
+        draft.status,
+        max_bytes,
+        max_parts,
+    )
+    row = await fetch_one(db, Q["insert_message"], *args)
     if row is None:
-        raise NotFound("conversation", conversation_id)
+        # Missing conversation, or a concurrent request stored this id while this one waited
+        # for the conversation: a new statement (a new snapshot) sees which.
+        row = await fetch_one(db, Q["insert_message"], *args)
+        if row is None:
+            raise NotFound("conversation", conversation_id)
     values = dict(row.items())
     created = values.pop("created")
+    if values["seq"] is None:
+        raise _too_large(max_bytes, max_parts)
+    if created is None:
+        raise IdempotencyMismatch(
+            f"message {message_id} was already stored with other content: "
+            "retry with the same content, or use a new id"
+        )
     return Appended.from_values({"message": Message.from_values(values), "created": created})
 
 
@@ -67,18 +90,16 @@ async def get_message(
     return _message(row)
 
 
-def _page(
-    rows: Sequence[Record], limit: int, conversation_id: UUID, *, newest: bool
-) -> MessagePage:
+def _page(rows: Sequence[Record], conversation_id: UUID) -> MessagePage:
     if not rows:
         raise NotFound("conversation", conversation_id)
     if rows[0]["seq"] is None:  # the conversation's row alone: no message in this range
         return MessagePage(items=[], has_more=False)
-    has_more = len(rows) > limit
-    if has_more:
-        # The extra row is the one farthest from the cursor: the oldest when paging backwards.
-        rows = rows[1:] if newest else rows[:limit]
-    return MessagePage.from_row({"items": Message.from_rows(rows), "has_more": has_more})
+    # The row after the page (past the count or the bytes) comes without its parts.
+    items = [row for row in rows if row["parts"] is not None]
+    return MessagePage.from_row(
+        {"items": Message.from_rows(items), "has_more": len(items) < len(rows)}
+    )
 
 
 async def list_messages(
@@ -89,12 +110,15 @@ async def list_messages(
     limit: int = 50,
     before: int | None = None,
     after: int | None = None,
+    max_bytes: int = MAX_PAGE_BYTES,
 ) -> MessagePage:
     """A page of messages, always oldest first.
 
     With neither cursor: the newest ``limit``. ``before=S``: the page just before seq S;
-    ``after=S``: the page just after it. ``has_more`` says whether more exist beyond the page
-    in the direction of travel (older for newest/before, newer for after).
+    ``after=S``: the page just after it. A page also ends before its messages exceed
+    ``max_bytes`` (parts, content and metadata), but holds at least one. ``has_more`` says
+    whether more exist beyond the page in the direction of travel (older for newest/before,
+    newer for after).
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
@@ -102,23 +126,32 @@ async def list_messages(
         raise InvalidInput("give before or after, not both")
     if after is not None:
         rows = await fetch_all(
-            db, Q["list_messages_after"], user_id, conversation_id, after, limit + 1
+            db, Q["list_messages_after"], user_id, conversation_id, after, limit + 1, max_bytes
         )
-        return _page(rows, limit, conversation_id, newest=False)
-    if before is not None:
+    elif before is not None:
         rows = await fetch_all(
-            db, Q["list_messages_before"], user_id, conversation_id, before, limit + 1
+            db, Q["list_messages_before"], user_id, conversation_id, before, limit + 1, max_bytes
         )
     else:
-        rows = await fetch_all(db, Q["list_messages_latest"], user_id, conversation_id, limit + 1)
-    return _page(rows, limit, conversation_id, newest=True)
+        rows = await fetch_all(
+            db, Q["list_messages_latest"], user_id, conversation_id, limit + 1, max_bytes
+        )
+    return _page(rows, conversation_id)
 
 
 async def update_message(
-    db: Executor, *, user_id: UUID, conversation_id: UUID, message_id: UUID, patch: MessagePatch
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    message_id: UUID,
+    patch: MessagePatch,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_parts: int = MAX_MESSAGE_PARTS,
 ) -> Message:
     """Edit a message in one statement (see MessagePatch). Conflict when appending to a
-    complete message or reopening one; NotFound if missing or not the caller's."""
+    complete message or reopening one; TooLarge (``message_too_large``) when its parts would
+    exceed ``max_bytes`` or ``max_parts``; NotFound if missing or not the caller's."""
     row = await fetch_one(
         db,
         Q["update_message"],
@@ -129,13 +162,20 @@ async def update_message(
         patch.append_parts,
         patch.metadata,
         patch.status,
+        max_bytes,
+        max_parts,
     )
     if row is None:
-        # Tell why (error path only): missing, or a streaming-only change to a complete message.
-        await get_message(
+        # Tell why (error path only): missing, a streaming-only change to a complete message,
+        # or parts over the limits.
+        current = await get_message(
             db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
         )
-        raise Conflict(f"message {message_id} is complete: it can no longer be streamed to")
+        if current.status == "complete" and (
+            patch.append_parts is not None or patch.status == "streaming"
+        ):
+            raise Conflict(f"message {message_id} is complete: it can no longer be streamed to")
+        raise _too_large(max_bytes, max_parts)
     return _message(row)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from dal.database import transaction
 from dal.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from dal.gateways import conversations, messages
 from dal.ids import new_id
@@ -26,13 +28,92 @@ async def test_insert_conversation_stores_title_metadata_tags(pool: Any, alice: 
     assert got == made
 
 
-async def test_insert_conversation_with_client_id_twice_raises_conflict(
+async def test_insert_conversation_retry_with_same_id_and_content_returns_the_stored_one(
     pool: Any, alice: User
 ) -> None:
-    draft = ConversationDraft(id=new_id())
-    await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
-    with pytest.raises(Conflict):
-        await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+    draft = ConversationDraft(id=new_id(), title="t", metadata={"k": [1, 2.5]}, tags=["a"])
+    made = await conversations.create_conversation(pool, user_id=alice.id, draft=draft)
+    # Edited since: the retry is compared with the request that created it.
+    edited = await conversations.update_conversation(
+        pool,
+        user_id=alice.id,
+        conversation_id=made.conversation.id,
+        patch=ConversationPatch(title="renamed"),
+    )
+    retry = await conversations.create_conversation(pool, user_id=alice.id, draft=draft)
+    assert made.created and not retry.created and retry.conversation == edited
+    again = await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+    assert again == edited
+    assert (await conversations.list_conversations(pool, user_id=alice.id)).items == [edited]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"title": "other"}, {"metadata": {"k": [1]}}, {"tags": []}, {"tags": ["a", "b"]}],
+    ids=["title", "metadata", "no-tags", "more-tags"],
+)
+async def test_insert_conversation_retry_with_other_content_raises_idempotency_mismatch(
+    pool: Any, alice: User, changed: dict[str, Any]
+) -> None:
+    original: dict[str, Any] = {"id": new_id(), "title": "t", "metadata": {"k": [1, 2]}}
+    original["tags"] = ["a"]
+    made = await conversations.insert_conversation(
+        pool, user_id=alice.id, draft=ConversationDraft(**original)
+    )
+    with pytest.raises(Conflict) as raised:
+        await conversations.insert_conversation(
+            pool, user_id=alice.id, draft=ConversationDraft(**{**original, **changed})
+        )
+    assert raised.value.code == "idempotency_mismatch"
+    got = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    assert got == made
+
+
+async def test_insert_conversation_with_id_of_another_users_answers_as_a_mismatch(
+    pool: Any, alice: User, bob: User
+) -> None:
+    """Conversation ids are global: another user's id is a conflict, but its answer is the
+    one a different request of one's own gets, whatever the content (nothing of it leaks)."""
+    draft = ConversationDraft(id=new_id(), title="alice's")
+    made = await conversations.insert_conversation(pool, user_id=alice.id, draft=draft)
+    errors = []
+    for attempt in (draft, ConversationDraft(id=draft.id, title="other")):
+        with pytest.raises(Conflict) as raised:
+            await conversations.insert_conversation(pool, user_id=bob.id, draft=attempt)
+        errors.append((type(raised.value), raised.value.code, raised.value.message))
+    own = ConversationDraft(id=new_id(), title="bob's")
+    await conversations.insert_conversation(pool, user_id=bob.id, draft=own)
+    with pytest.raises(Conflict) as raised:
+        await conversations.insert_conversation(
+            pool, user_id=bob.id, draft=ConversationDraft(id=own.id, title="changed")
+        )
+    mine = (type(raised.value), raised.value.code, raised.value.message.replace(str(own.id), "ID"))
+    assert [(t, c, m.replace(str(draft.id), "ID")) for t, c, m in errors] == [mine, mine]
+    got = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
+    assert got == made
+    with pytest.raises(NotFound):
+        await conversations.get_conversation(pool, user_id=bob.id, conversation_id=made.id)
+
+
+async def test_insert_conversation_concurrent_creates_of_one_id_in_transactions_store_it_once(
+    pool: Any, alice: User
+) -> None:
+    draft = ConversationDraft(id=new_id(), title="once")
+    callers = 6
+    all_in_a_transaction = asyncio.Barrier(callers)
+
+    async def caller() -> bool:
+        async with transaction(pool) as tx:
+            await tx.execute("SELECT 1")
+            await all_in_a_transaction.wait()
+            made = await conversations.create_conversation(tx, user_id=alice.id, draft=draft)
+            # The transaction is still usable after a lost race.
+            assert await tx.fetchval("SELECT 1") == 1
+            return made.created
+
+    assert sorted(await asyncio.gather(*(caller() for _ in range(callers)))) == [False] * (
+        callers - 1
+    ) + [True]
 
 
 async def test_insert_conversation_for_missing_user_raises_not_found(pool: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from dal.database import transaction
 from dal.errors import Conflict, InvalidInput, NotFound
 from dal.gateways import conversations, messages
 from dal.ids import new_id
@@ -98,13 +99,72 @@ async def test_insert_message_retry_with_same_id_returns_original_without_gap(
 ) -> None:
     conv = await make_conversation(pool, alice)
     message_id = new_id()
-    first = await append(pool, alice, conv, text("hello"), id=message_id)
-    retry = await append(pool, alice, conv, text("changed on retry"), id=message_id)
+    first = await append(pool, alice, conv, text("hello"), id=message_id, metadata={"a": 1})
+    retry = await append(pool, alice, conv, text("hello"), id=message_id, metadata={"a": 1})
     assert first.created and not retry.created and retry.message == first.message
     nxt = await append(pool, alice, conv, text("next"))
     assert nxt.message.seq == 2
     after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
     assert after.message_count == 2
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"parts": [text("changed on retry")]},
+        {"parts": [text("hello"), text("hello")]},
+        {"parts": []},
+        {"role": "assistant"},
+        {"metadata": {"a": 2}},
+        {"metadata": {}},
+        {"status": "streaming"},
+    ],
+    ids=["parts", "more-parts", "no-parts", "role", "metadata", "no-metadata", "status"],
+)
+async def test_insert_message_retry_with_other_content_raises_idempotency_mismatch(
+    pool: Any, alice: User, changed: dict[str, Any]
+) -> None:
+    conv = await make_conversation(pool, alice)
+    message_id = new_id()
+    original = {"role": "user", "parts": [text("hello")], "metadata": {"a": 1}}
+    first = await messages.insert_message(
+        pool,
+        user_id=alice.id,
+        conversation_id=conv.id,
+        draft=MessageDraft(id=message_id, **original),  # type: ignore[arg-type]
+    )
+    with pytest.raises(Conflict) as raised:
+        await messages.insert_message(
+            pool,
+            user_id=alice.id,
+            conversation_id=conv.id,
+            draft=MessageDraft(id=message_id, **{**original, **changed}),  # type: ignore[arg-type]
+        )
+    assert raised.value.code == "idempotency_mismatch"
+    assert str(message_id) in raised.value.message
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": message_id}
+    assert await messages.get_message(pool, **ids) == first.message
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert after.message_count == 1
+    assert (await append(pool, alice, conv, text("next"))).message.seq == 2
+
+
+async def test_insert_message_retry_after_streaming_and_finalizing_returns_it_as_it_is_now(
+    pool: Any, alice: User
+) -> None:
+    """A retry is compared with the request that created the message, not with what the
+    message has become since (parts appended, status complete)."""
+    conv = await make_conversation(pool, alice)
+    message_id = new_id()
+    started = await append(pool, alice, conv, role="assistant", status="streaming", id=message_id)
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": message_id}
+    await messages.update_message(pool, **ids, patch=MessagePatch(append_parts=[text("Hi")]))
+    done = await messages.update_message(pool, **ids, patch=MessagePatch(status="complete"))
+    retry = await append(pool, alice, conv, role="assistant", status="streaming", id=message_id)
+    assert not retry.created and retry.message == done and started.message.seq == done.seq
+    with pytest.raises(Conflict, match="idempotency|other content"):
+        # The message's current content is not the request that created it.
+        await append(pool, alice, conv, text("Hi"), role="assistant", id=message_id)
 
 
 async def test_concurrent_retries_of_one_id_store_it_once(pool: Any, alice: User) -> None:
@@ -281,7 +341,7 @@ async def test_nul_character_raises_invalid_input_and_stores_nothing(
 
 async def test_unstorable_numbers_are_refused_not_altered(pool: Any, alice: User) -> None:
     conv = await make_conversation(pool, alice)
-    with pytest.raises(InvalidInput, match="64-bit"):
+    with pytest.raises((InvalidInput, ValidationError), match="64-bit"):
         await append(pool, alice, conv, text("big"), metadata={"n": 2**70})
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValidationError, match="finite"):
@@ -291,3 +351,128 @@ async def test_unstorable_numbers_are_refused_not_altered(pool: Any, alice: User
         pool, user_id=alice.id, conversation_id=conv.id, message_id=kept.message.id
     )
     assert got.metadata == {"n": 2**63 - 1, "f": 1.5e300} and got.seq == 1
+
+
+async def wait_until_waiting_for_a_lock(pool: Any, pid: int) -> None:
+    """Until the backend ``pid`` waits for a lock (its statement has taken its snapshot)."""
+    for _ in range(1000):
+        waiting = await pool.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+async def test_delete_message_waiting_on_an_append_keeps_last_message_at_of_that_append(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    older = await append(pool, alice, conv, text("older"))
+    newest = await append(pool, alice, conv, text("to delete"))
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    async with pool.acquire() as appender, pool.acquire() as deleter:
+        tx = appender.transaction()
+        await tx.start()
+        # The append holds the conversation's row lock until it commits.
+        appended = await messages.insert_message(
+            appender, **ids, draft=MessageDraft(role="user", parts=[text("newer")])
+        )
+        deleting = asyncio.create_task(
+            messages.delete_message(deleter, **ids, message_id=newest.message.id)
+        )
+        await wait_until_waiting_for_a_lock(pool, deleter.get_server_pid())
+        await tx.commit()
+        await deleting
+    after = await conversations.get_conversation(pool, **ids)
+    assert after.message_count == 2
+    assert after.last_message_at == appended.message.created_at > older.message.created_at
+
+
+async def test_concurrent_deletes_leave_last_message_at_of_the_newest_remaining(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    made = [await append(pool, alice, conv, text(f"m{i}")) for i in range(3)]
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    async with pool.acquire() as first, pool.acquire() as second:
+        tx = first.transaction()
+        await tx.start()
+        await messages.delete_message(first, **ids, message_id=made[2].message.id)
+        deleting = asyncio.create_task(
+            messages.delete_message(second, **ids, message_id=made[1].message.id)
+        )
+        await wait_until_waiting_for_a_lock(pool, second.get_server_pid())
+        await tx.commit()
+        await deleting
+    after = await conversations.get_conversation(pool, **ids)
+    assert after.message_count == 1 and after.last_message_at == made[0].message.created_at
+
+
+async def test_insert_message_retry_in_a_transaction_waiting_on_the_first_keeps_it_usable(
+    pool: Any, alice: User
+) -> None:
+    """A retry of an id inside a caller's transaction, queued behind the transaction storing
+    it, gets the stored message and leaves the transaction usable (no aborting error)."""
+    conv = await make_conversation(pool, alice)
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    draft = MessageDraft(id=new_id(), role="user", parts=[text("once")])
+    stored, commit = asyncio.Event(), asyncio.Event()
+
+    async def first() -> Any:
+        async with transaction(pool) as tx:
+            made = await messages.insert_message(tx, **ids, draft=draft)
+            stored.set()
+            await commit.wait()
+        return made
+
+    async def second(pid: asyncio.Future[int]) -> tuple[Any, Any]:
+        await stored.wait()
+        async with transaction(pool) as tx:
+            pid.set_result(await tx.fetchval("SELECT pg_backend_pid()"))
+            retried = await messages.insert_message(tx, **ids, draft=draft)
+            nxt = await messages.insert_message(
+                tx, **ids, draft=MessageDraft(role="user", parts=[text("next")])
+            )
+        return retried, nxt
+
+    pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    first_task, second_task = asyncio.create_task(first()), asyncio.create_task(second(pid))
+    await wait_until_waiting_for_a_lock(pool, await pid)
+    commit.set()
+    made = await first_task
+    retried, nxt = await second_task
+    assert made.created and not retried.created and retried.message == made.message
+    assert nxt.message.seq == 2
+    page = await messages.list_messages(pool, **ids)
+    assert [(m.seq, m.content) for m in page.items] == [(1, "once"), (2, "next")]
+
+
+async def test_insert_message_concurrent_retries_each_in_a_transaction_store_it_once(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    draft = MessageDraft(id=new_id(), role="user", parts=[text("same")])
+
+    callers = 8
+    all_in_a_transaction = asyncio.Barrier(callers)
+
+    async def caller(n: int) -> tuple[bool, int]:
+        async with transaction(pool) as tx:
+            await tx.execute("SELECT 1")
+            await all_in_a_transaction.wait()
+            retried = await messages.insert_message(tx, **ids, draft=draft)
+            own = await messages.insert_message(
+                tx, **ids, draft=MessageDraft(role="user", parts=[text(f"own {n}")])
+            )
+            return retried.created, own.message.seq
+
+    results = await asyncio.gather(*(caller(n) for n in range(callers)))
+    assert sum(created for created, _ in results) == 1
+    page = await messages.list_messages(pool, **ids, limit=50)
+    assert [m.seq for m in page.items] == list(range(1, 10))
+    assert sum(m.content == "same" for m in page.items) == 1
+    after = await conversations.get_conversation(pool, **ids)
+    assert after.message_count == 9

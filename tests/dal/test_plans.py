@@ -36,8 +36,10 @@ async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[An
     for row in busy:
         await conn.execute(
             f"""
-            INSERT INTO messages (conversation_id, seq, id, role, parts, content)
-            SELECT $1, s, gen_random_uuid(), 'user', '[{{"type": "text", "text": "x"}}]', 'x'
+            INSERT INTO messages (conversation_id, seq, id, role, parts, content, parts_bytes,
+                                  parts_count)
+            SELECT $1, s, gen_random_uuid(), 'user', '[{{"type": "text", "text": "x"}}]', 'x',
+                   29, 1
               FROM generate_series(1, {MESSAGES_PER_CONVERSATION}) AS s
             """,
             row["id"],
@@ -97,9 +99,9 @@ def assert_index_scan(nodes: list[dict[str, Any]], index: str, table: str) -> No
 @pytest.mark.parametrize(
     ("name", "extra"),
     [
-        ("list_messages_latest", (51,)),
-        ("list_messages_before", (500, 51)),
-        ("list_messages_after", (500, 51)),
+        ("list_messages_latest", (51, 4 << 20)),
+        ("list_messages_before", (500, 51, 4 << 20)),
+        ("list_messages_after", (500, 51, 4 << 20)),
     ],
 )
 async def test_message_page_uses_messages_pkey(
@@ -167,8 +169,14 @@ async def test_message_by_id_uses_its_unique_index(seeded: Any, name: str) -> No
     )
     args: dict[str, tuple[Any, ...]] = {
         "get_message": (user_id, conversation_id, message_id),
-        "update_message": (user_id, conversation_id, message_id, None, None, '{"a": 1}', None),
-        "insert_message": (user_id, conversation_id, message_id, "user", "[]", "{}", "complete"),
+        "update_message": (
+            *(user_id, conversation_id, message_id, None, '[{"a": 1}]', None, None),
+            *(1 << 20, 9),
+        ),
+        "insert_message": (
+            *(user_id, conversation_id, message_id, "user", "[]", "{}", "complete"),
+            *(1 << 20, 9),
+        ),
         "delete_message": (user_id, conversation_id, message_id),
     }
     async with conn.transaction():  # EXPLAIN does not execute, but keep it harmless anyway
