@@ -1,17 +1,25 @@
-"""yoyo migrations: apply, roll back, apply again; concurrent runs; the yoyo CLI."""
+"""yoyo migrations: apply, roll back, apply again; concurrent runs; the yoyo CLI, which asks
+before it rolls back; Python migrations noticed as pending like SQL ones."""
 
 from __future__ import annotations
 
 import os
+import pty
+import select
+import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
+from starlette.testclient import TestClient
 
+from app import create_app
 from dal import migrate
+from dal.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"users", "api_tokens", "conversations", "messages"}
@@ -40,7 +48,9 @@ def test_migration_files_each_have_a_rollback_and_a_depends_line() -> None:
     ids = migrate.migration_ids()
     assert len(ids) >= 2
     for id_ in ids:
-        text = (migrate.MIGRATIONS_DIR / f"{id_}.sql").read_text()
+        sql = migrate.MIGRATIONS_DIR / f"{id_}.sql"
+        assert sql.exists(), f"{id_}: Mnemo's migrations are SQL files (yoyo new --sql)"
+        text = sql.read_text()
         assert "-- depends:" in text, id_
         assert (migrate.MIGRATIONS_DIR / f"{id_}.rollback.sql").exists(), id_
 
@@ -113,3 +123,166 @@ def test_yoyo_url_selects_psycopg3_and_refuses_other_schemes() -> None:
     assert migrate.yoyo_url("postgres://u@h/d").startswith("postgresql+psycopg://")
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         migrate.yoyo_url("mysql://u@h/d")
+
+
+# What `yoyo new -m ...` writes without --sql: a Python migration.
+PYTHON_MIGRATION_ID = "20991231_01_py7gn-python-migration"
+PYTHON_MIGRATION = """from yoyo import step
+
+__depends__ = {"20261123_03_k8t2w-create-threads-checkpoints"}
+
+steps = [step("CREATE TABLE python_migration_probe (id int)", "DROP TABLE python_migration_probe")]
+"""
+
+
+@pytest.fixture
+def migrations_with_python(tmp_path: Path) -> Path:
+    """Mnemo's migrations plus one written in Python."""
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, directory)
+    (directory / f"{PYTHON_MIGRATION_ID}.py").write_text(PYTHON_MIGRATION)
+    return directory
+
+
+def test_migration_ids_count_python_migrations_too(migrations_with_python: Path) -> None:
+    assert migrate.migration_ids(migrations_with_python) == sorted(
+        [*migrate.migration_ids(), PYTHON_MIGRATION_ID]
+    )
+
+
+def test_health_reports_a_pending_python_migration_until_dal_migrate_applies_it(
+    database_url: str,
+    migrations_with_python: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations_with_python)
+    settings = Settings(
+        database_url=database_url,
+        app_admin_token="admin",  # type: ignore[arg-type]
+        data_dir=tmp_path,
+    )
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["pending_migrations"] == [PYTHON_MIGRATION_ID]
+
+        assert migrate.apply(database_url) == [PYTHON_MIGRATION_ID]
+        assert client.get("/health").json()["status"] == "ok"
+    tables, _, _ = schema_objects(database_url)
+    assert "python_migration_probe" in tables
+
+
+def run_in_terminal(
+    argv: list[str], env: dict[str, str], *, prompt: str, answer: str
+) -> tuple[str, int]:
+    """Run ``argv`` on a pseudo-terminal (yoyo asks only on one), type ``answer`` once
+    ``prompt`` shows; returns (everything it printed, exit status)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    break
+                output += chunk
+            if not answered and prompt.encode() in output:
+                os.write(leader, answer.encode())
+                answered = True
+            if process.poll() is not None and not ready:
+                break
+        return output.decode(errors="replace"), process.wait(timeout=30)
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("through_mnemo", [False, True], ids=["yoyo", "mnemo-yoyo"])
+def test_yoyo_rollback_asks_before_dropping_anything(
+    database_url: str, through_mnemo: bool
+) -> None:
+    before = schema_objects(database_url)[2]
+    bin_dir = Path(sys.executable).parent
+    if through_mnemo:  # it finds the database itself (DATABASE_URL here)
+        argv = [str(bin_dir / "mnemo"), "yoyo", "rollback"]
+    else:  # as the README has it, from the project folder, so with yoyo.ini's settings
+        argv = [str(bin_dir / "yoyo"), "rollback", "--database", migrate.yoyo_url(database_url)]
+    env = {**os.environ, "DATABASE_URL": database_url}
+    output, status = run_in_terminal(
+        argv, env, prompt="Shall I rollback this migration?", answer="q"
+    )
+    assert "Shall I rollback this migration?" in output, output
+    assert status == 0, output
+    assert schema_objects(database_url)[2] == before  # "q": cancelled, nothing rolled back
+
+
+# --- 20261202_01: thread ids scoped per owner --------------------------------------------
+
+THREADS_BEFORE_OWNERS = "20261123_03_k8t2w-create-threads-checkpoints"
+
+
+def test_threads_per_user_migration_gives_existing_rows_their_threads_owner(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    # The schema as it was before thread ids were scoped, with rows of an owned thread, of a
+    # thread nobody owns, and writes saved before any checkpoint (no thread row).
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for id_ in migrate.migration_ids():
+        if id_ <= THREADS_BEFORE_OWNERS:
+            for suffix in (".sql", ".rollback.sql"):
+                shutil.copy(migrate.MIGRATIONS_DIR / f"{id_}{suffix}", before)
+    migrate.apply(empty_database_url, directory=before)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user_id = conn.execute(
+            "INSERT INTO users (id, username) VALUES (gen_random_uuid(), 'alice') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "INSERT INTO threads (thread_id, user_id) VALUES ('mine', %s), ('anon', NULL)",
+            [user_id],
+        )
+        for thread_id in ("mine", "anon", "orphan"):
+            if thread_id != "orphan":
+                conn.execute(
+                    "INSERT INTO checkpoints (thread_id, checkpoint_id, checkpoint) "
+                    "VALUES (%s, 'c1', '{}')",
+                    [thread_id],
+                )
+                conn.execute(
+                    "INSERT INTO checkpoint_blobs (thread_id, channel, version, type, blob) "
+                    "VALUES (%s, 'n', '1', 'msgpack', '\\x00')",
+                    [thread_id],
+                )
+            conn.execute(
+                "INSERT INTO checkpoint_writes "
+                "(thread_id, checkpoint_id, task_id, idx, channel, type, blob) "
+                "VALUES (%s, 'c1', 't', 0, 'n', 'msgpack', '\\x00')",
+                [thread_id],
+            )
+
+    migrate.apply(empty_database_url)
+
+    nil = "00000000-0000-0000-0000-000000000000"
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        for table in ("threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            owners = dict(
+                conn.execute(f"SELECT thread_id, owner::text FROM {table}").fetchall()  # noqa: S608
+            )
+            expected = {"mine": str(user_id), "anon": nil, "orphan": nil}
+            assert owners == {k: v for k, v in expected.items() if k in owners}, table
+        # Deleting the user still deletes their thread's rows, and only those.
+        conn.execute("DELETE FROM users WHERE id = %s", [user_id])
+        left = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'mine'")
+        assert left.fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (1,)
