@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from app.errors import HttpError
 from app.state import AppState
 from dal.errors import InvalidInput
+from dal.records import JSON_DEPTH_CONTEXT, JsonObject
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,11 +20,6 @@ M = TypeVar("M", bound=BaseModel)
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 INT8_MAX = 2**63 - 1
 _INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only (int() also takes "1_0", "٣")
-# JSON text that may parse to NaN or an infinite float: pydantic's JSON parser takes NaN and
-# Infinity literals (and 1e400 overflows to inf) even in JSON values with allow_inf_nan=False,
-# and the jsonb codec would then store null in their place. Only bodies matching this are
-# walked (the walk costs more than the parse).
-_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\d{300}")
 
 
 def _is_json(content_type: str) -> bool:
@@ -53,17 +48,24 @@ async def read_body(request: Request[AppState]) -> bytes:
 
 async def read_json(request: Request[AppState], model: type[M], *, optional: bool = False) -> M:
     """The body parsed and validated as ``model``: 415 if not JSON, 400 if malformed, 422 if
-    invalid. With ``optional``, an empty body counts as ``{}``."""
+    invalid (JSON values checked as ``dal.records`` says: nesting up to APP_MAX_JSON_DEPTH,
+    numbers that come back as sent). With ``optional``, an empty body counts as ``{}``."""
     body = await read_body(request)
+    context = {JSON_DEPTH_CONTEXT: request.state["settings"].app_max_json_depth}
     if not body.strip() and optional:
-        return model.model_validate_json(b"{}")
+        return model.model_validate_json(b"{}", context=context)
     if not _is_json(request.headers.get("content-type", "")):
         raise HttpError(415, "unsupported_media_type", "send the body as application/json")
     if _NUL_ESCAPE.search(body):
         raise InvalidInput("text may not contain the NUL character (\\u0000)")
     try:
-        parsed = model.model_validate_json(body)
+        return model.model_validate_json(body, context=context)
     except ValidationError as exc:
+        if _too_deep_to_parse(exc):
+            # The parser stops at 200 levels, before any field is known: a body that deep
+            # holds a value over the limit (which is at most 128), whatever its field.
+            message = f"nested deeper than {context[JSON_DEPTH_CONTEXT]} levels"
+            raise HttpError(422, "validation_error", message) from exc
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise HttpError(400, "malformed_json", "the body is not valid JSON") from exc
         if any(
@@ -71,23 +73,46 @@ async def read_json(request: Request[AppState], model: type[M], *, optional: boo
         ) and not body.lstrip().startswith(b"{"):
             raise InvalidInput("the body must be a JSON object") from exc
         raise
-    if _MAYBE_NOT_FINITE.search(body) and not _all_finite(list(parsed.__dict__.values())):
-        raise InvalidInput("numbers must be finite (no NaN or Infinity)")
-    return parsed
 
 
-def _all_finite(value: object) -> bool:
-    """Whether no float inside a JSON value (nested dicts and lists) is NaN or infinite."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            return False
-    return True
+def _too_deep_to_parse(exc: ValidationError) -> bool:
+    """Whether pydantic's JSON parser gave up on the nesting (its limit: 200 levels)."""
+    return any(
+        error["type"] == "json_invalid"
+        and "recursion limit exceeded" in str((error.get("ctx") or {}).get("error", ""))
+        for error in exc.errors(include_input=False)
+    )
+
+
+# A JSON object in a query parameter, parsed and checked as the bodies' JSON values are.
+_JSON_OBJECT: TypeAdapter[JsonObject] = TypeAdapter(
+    JsonObject, config=ConfigDict(strict=True, allow_inf_nan=False)
+)
+
+
+def json_object_param(request: Request[AppState], name: str) -> dict[str, JsonValue] | None:
+    """A query parameter holding a JSON object (URL-encoded), read as bodies are (same parser,
+    nesting limit and number rule); None if absent or empty, InvalidInput otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    limit = request.state["settings"].app_max_json_depth
+    text = raw.encode()
+    if _NUL_ESCAPE.search(text):
+        raise InvalidInput(f"{name}: text may not contain the NUL character (\\u0000)")
+    try:
+        return _JSON_OBJECT.validate_json(text, context={JSON_DEPTH_CONTEXT: limit})
+    except ValidationError as exc:
+        if _too_deep_to_parse(exc):
+            raise InvalidInput(f"{name}: nested deeper than {limit} levels") from exc
+        problems = [
+            error["msg"]
+            for error in exc.errors(include_input=False)
+            if error["type"] in ("json_too_deep", "json_number")
+        ]
+        if problems:
+            raise InvalidInput(f"{name}: {problems[0]}") from exc
+        raise InvalidInput(f'{name} must be a JSON object, e.g. {{"source": "loop"}}') from exc
 
 
 def int_param(

@@ -5,18 +5,14 @@ Thread ids are whatever the agent chose (LangGraph lets users pick them): any pa
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import current_user
-from app.body import int_param, read_json
+from app.body import int_param, json_object_param, read_json
 from app.responses import no_content, record_response
 from app.state import AppState
-from dal.errors import InvalidInput
 from dal.gateways import threads
 from dal.records import ThreadCopy, ThreadPrune, ThreadStateDraft
 
@@ -28,20 +24,6 @@ def _thread_id(request: Request[AppState]) -> str:
 
 def _checkpoint_ns(request: Request[AppState]) -> str:
     return request.query_params.get("checkpoint_ns", "")
-
-
-def metadata_param(request: Request[AppState]) -> dict[str, Any] | None:
-    """The ``metadata`` query parameter: a JSON object (URL-encoded); InvalidInput otherwise."""
-    raw = request.query_params.get("metadata")
-    if raw is None or raw == "":
-        return None
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput('metadata must be a JSON object, e.g. {"source": "loop"}') from exc
-    if not isinstance(value, dict):
-        raise InvalidInput('metadata must be a JSON object, e.g. {"source": "loop"}')
-    return value
 
 
 async def list_threads(request: Request[AppState]) -> Response:
@@ -89,7 +71,7 @@ async def get_history(request: Request[AppState]) -> Response:
         checkpoint_ns=_checkpoint_ns(request),
         limit=limit,
         before=request.query_params.get("before") or None,
-        metadata_filter=metadata_param(request),
+        metadata_filter=json_object_param(request, "metadata"),
     )
     return record_response(history)
 
