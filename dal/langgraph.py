@@ -10,6 +10,12 @@ stay inline in the checkpoint's JSON, others are stored once per version as blob
 is one query (a checkpoint with its blobs and pending writes, a page of history, the whole
 DeltaChannel ancestor walk); saves made at once share one statement and one commit (see
 ``_GroupCommit``).
+
+Thread ids are scoped per user: ``config["configurable"]["user_id"]`` (else the saver's own
+``user_id``, else none) names the owner of the thread, and two owners' threads ``main`` are two
+threads. The owner travels with every call (no lookup): a Mnemo user's id (a UUID) makes the
+thread that user's (it shows in their ``GET /v1/threads``); any other value scopes the thread
+to that value (its UUIDv5); no user is the nil UUID's scope, reachable only from Python.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 from langchain_core.runnables import RunnableConfig
@@ -65,14 +71,23 @@ def _stays_inline(value: Any) -> bool:
     return False
 
 
-def _user_id(config: RunnableConfig) -> UUID | None:
-    raw = config.get("configurable", {}).get("user_id")
-    if isinstance(raw, UUID):
-        return raw
+# Owners of threads whose user_id is not a UUID are UUIDv5s in this namespace.
+_USER_ID_NAMESPACE = UUID("6f1d3c1e-2b7a-5e8c-9a41-0d5b7c3e9f20")
+
+
+def owner_of(user_id: object) -> UUID:
+    """The owner scope of a ``user_id``: the id itself if it is a UUID (a Mnemo user's id,
+    as a UUID or its text), else the UUIDv5 of its text; None or "" is no user (the nil UUID).
+    """
+    if user_id is None or user_id == "":
+        return checkpoints.NO_OWNER
+    if isinstance(user_id, UUID):
+        return user_id
+    text = str(user_id)
     try:
-        return UUID(str(raw)) if raw is not None else None
+        return UUID(text)
     except ValueError:
-        return None
+        return uuid5(_USER_ID_NAMESPACE, text)
 
 
 Save = tuple[CheckpointPut | WritesPut, "asyncio.Future[None]"]
@@ -236,10 +251,16 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         *,
         serde: SerializerProtocol | None = None,
         database_url: str | None = None,
+        user_id: object = None,
     ) -> None:
+        """``user_id``: the owner of threads whose config names none (and of the calls that
+        take no config: ``adelete_thread``, ``acopy_thread``, ``aprune``,
+        ``adelete_for_runs``, unless given ``user_id=``)."""
         super().__init__(serde=serde)
         self.pool = pool
         self.database_url = database_url
+        self.user_id = user_id
+        self.owner = owner_of(user_id)
         self._saves = _GroupCommit(pool)
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -249,13 +270,18 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls, url: str, *, serde: SerializerProtocol | None = None, **settings: Any
+        cls,
+        url: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        user_id: object = None,
+        **settings: Any,
     ) -> AsyncIterator[AsyncpgSaver]:
         """A saver on its own pool to ``url`` (closed on exit). ``settings`` are Settings
         fields, e.g. ``db_max_connections=20``."""
         pool = await open_pool(Settings(database_url=url, **settings))
         try:
-            yield cls(pool, serde=serde, database_url=url)
+            yield cls(pool, serde=serde, database_url=url, user_id=user_id)
         finally:
             await pool.close()
 
@@ -267,6 +293,20 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         if not url:
             raise ValueError("setup() needs a database URL: pass database_url= or set DATABASE_URL")
         await asyncio.to_thread(migrate.apply, url)
+
+    # --- scoping ---------------------------------------------------------------------
+
+    def _scope(self, config: RunnableConfig | None) -> tuple[UUID, dict[str, Any]]:
+        """The owner of the thread a config names, and what configs this saver returns carry
+        of it (the config's ``user_id``, so that a config LangGraph hands back, e.g. a
+        snapshot's, still reaches the same thread)."""
+        raw = ((config or {}).get("configurable") or {}).get("user_id")
+        if raw is None:
+            return self.owner, {}
+        return owner_of(raw), {"user_id": raw}
+
+    def _owner_arg(self, user_id: object) -> UUID:
+        return self.owner if user_id is None else owner_of(user_id)
 
     # --- writing ---------------------------------------------------------------------
 
@@ -280,6 +320,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         thread_id = configurable["thread_id"]
         checkpoint_ns = configurable.get("checkpoint_ns", "")
+        owner, scope = self._scope(config)
         inline: dict[str, Any] = {}
         blobs: list[Blob] = []
         dumps = self.serde.dumps_typed
@@ -303,7 +344,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
                 checkpoint=stored,
                 metadata=get_serializable_checkpoint_metadata(config, metadata),
                 blobs=blobs,
-                user_id=_user_id(config),
+                owner=owner,
             )
         )
         return {
@@ -311,6 +352,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
                 "thread_id": thread_id,
                 "checkpoint_ns": checkpoint_ns,
                 "checkpoint_id": checkpoint["id"],
+                **scope,
             }
         }
 
@@ -332,6 +374,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         await self._saves.save(
             WritesPut(
                 thread_id=configurable["thread_id"],
+                owner=self._scope(config)[0],
                 checkpoint_ns=configurable.get("checkpoint_ns", ""),
                 checkpoint_id=configurable["checkpoint_id"],
                 task_id=task_id,
@@ -343,7 +386,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     # --- reading ---------------------------------------------------------------------
 
-    def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
+    def _tuple(self, row: CheckpointRow, scope: dict[str, Any]) -> CheckpointTuple:
         loads = self.serde.loads_typed
         values = dict(row.checkpoint.get("channel_values") or {})
         if row.blob_channels:
@@ -364,7 +407,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
                 strict=True,
             ):
                 pending.append((task_id, channel, loads((write_type or "", data))))
-        ids = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns}
+        ids = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns, **scope}
         return CheckpointTuple(
             config={"configurable": {**ids, "checkpoint_id": row.checkpoint_id}},
             checkpoint={**row.checkpoint, "channel_values": values},  # type: ignore[typeddict-item]
@@ -379,16 +422,18 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         configurable = config["configurable"]
+        owner, scope = self._scope(config)
         try:
             row = await checkpoints.get_checkpoint(
                 self.pool,
+                owner=owner,
                 thread_id=configurable["thread_id"],
                 checkpoint_ns=configurable.get("checkpoint_ns", ""),
                 checkpoint_id=get_checkpoint_id(config),
             )
         except NotFound:
             return None
-        return self._tuple(row)
+        return self._tuple(row, scope)
 
     async def alist(
         self,
@@ -399,8 +444,10 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         configurable = (config or {}).get("configurable", {})
+        owner, scope = self._scope(config)
         rows = await checkpoints.list_checkpoints(
             self.pool,
+            owner=owner,
             thread_id=configurable.get("thread_id"),
             checkpoint_ns=configurable.get("checkpoint_ns"),
             checkpoint_id=configurable.get("checkpoint_id"),
@@ -409,7 +456,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
             limit=limit,
         )
         for row in rows:
-            yield self._tuple(row)
+            yield self._tuple(row, scope)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -422,6 +469,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         rows = await checkpoints.list_delta_channel_history(
             self.pool,
+            owner=self._scope(config)[0],
             thread_id=configurable["thread_id"],
             checkpoint_ns=configurable.get("checkpoint_ns", ""),
             checkpoint_id=get_checkpoint_id(config),
@@ -442,37 +490,51 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     # --- deleting, copying, pruning --------------------------------------------------
 
-    async def adelete_thread(self, thread_id: str) -> None:
-        await checkpoints.delete_thread(self.pool, thread_id=str(thread_id))
+    async def adelete_thread(self, thread_id: str, *, user_id: object = None) -> None:
+        """Delete a thread of ``user_id`` (default: the saver's ``user_id``)."""
+        await checkpoints.delete_thread(
+            self.pool, owner=self._owner_arg(user_id), thread_id=str(thread_id)
+        )
 
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await checkpoints.delete_checkpoints_for_runs(self.pool, run_ids=[str(r) for r in run_ids])
+    async def adelete_for_runs(self, run_ids: Sequence[str], *, user_id: object = None) -> None:
+        """Delete what these runs wrote in the threads of ``user_id`` (default: the saver's)."""
+        await checkpoints.delete_checkpoints_for_runs(
+            self.pool, owner=self._owner_arg(user_id), run_ids=[str(r) for r in run_ids]
+        )
 
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+    async def acopy_thread(
+        self, source_thread_id: str, target_thread_id: str, *, user_id: object = None
+    ) -> None:
+        """Copy a thread of ``user_id`` (default: the saver's) to another of theirs."""
         await checkpoints.copy_thread(
             self.pool,
+            owner=self._owner_arg(user_id),
             source_thread_id=str(source_thread_id),
             target_thread_id=str(target_thread_id),
         )
 
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", user_id: object = None
+    ) -> None:
+        """Prune threads of ``user_id`` (default: the saver's)."""
         if strategy not in checkpoints.PRUNE_STRATEGIES:
             raise ValueError(f"unknown prune strategy {strategy!r}: use keep_latest or delete")
         ids = [str(t) for t in thread_ids]
         if not ids:
             return
+        owner = self._owner_arg(user_id)
         if strategy == "delete":
-            await checkpoints.delete_checkpoints_of_threads(self.pool, thread_ids=ids)
+            await checkpoints.delete_checkpoints_of_threads(self.pool, owner=owner, thread_ids=ids)
             return
         async with transaction(self.pool) as conn:
             # A DeltaChannel is rebuilt from the chain of ancestors back to its last
             # snapshot; keeping only the latest checkpoint would silently empty it.
-            delta = await checkpoints.find_delta_channel_threads(conn, thread_ids=ids)
+            delta = await checkpoints.find_delta_channel_threads(conn, owner=owner, thread_ids=ids)
             if delta:
                 raise NotImplementedError(
                     "keep_latest cannot prune threads that use a DeltaChannel: " + ", ".join(delta)
                 )
-            await checkpoints.delete_checkpoints_except_latest(conn, thread_ids=ids)
+            await checkpoints.delete_checkpoints_except_latest(conn, owner=owner, thread_ids=ids)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Versions sort as text; the random part keeps two branches of a forked thread from
@@ -548,14 +610,18 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         )
         return result
 
-    def delete_thread(self, thread_id: str) -> None:
-        self._run(self.adelete_thread(thread_id))
+    def delete_thread(self, thread_id: str, *, user_id: object = None) -> None:
+        self._run(self.adelete_thread(thread_id, user_id=user_id))
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._run(self.adelete_for_runs(run_ids))
+    def delete_for_runs(self, run_ids: Sequence[str], *, user_id: object = None) -> None:
+        self._run(self.adelete_for_runs(run_ids, user_id=user_id))
 
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._run(self.acopy_thread(source_thread_id, target_thread_id))
+    def copy_thread(
+        self, source_thread_id: str, target_thread_id: str, *, user_id: object = None
+    ) -> None:
+        self._run(self.acopy_thread(source_thread_id, target_thread_id, user_id=user_id))
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._run(self.aprune(thread_ids, strategy=strategy))
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", user_id: object = None
+    ) -> None:
+        self._run(self.aprune(thread_ids, strategy=strategy, user_id=user_id))

@@ -1,17 +1,23 @@
 -- Agent threads and checkpoints. The first group serves the LangGraph saver
--- (dal/langgraph.py), which is trusted server-side code: it is not scoped by a user. The
--- second group serves the HTTP API and is scoped by the caller ($1 user_id).
+-- (dal/langgraph.py), which is trusted server-side code; the second group serves the HTTP API
+-- after an owner check (queries/threads.sql).
+--
+-- Thread ids are scoped per owner: every row has its thread's owner (a Mnemo user's id, or
+-- the nil UUID for threads a saver wrote without a user), every key starts with
+-- (thread_id, owner), and every query here filters by the owner its caller passes ($1, or
+-- each row's owner in upsert_checkpoint_batch). Two owners' threads of one id never meet.
 --
 -- A checkpoint row holds the checkpoint without the channel values stored as blobs; a blob is
--- keyed by (thread, namespace, channel, version), so a value that did not change between
--- checkpoints is stored once. Pending writes are keyed by the checkpoint they follow.
+-- keyed by (thread, owner, namespace, channel, version), so a value that did not change
+-- between checkpoints is stored once. Pending writes are keyed by the checkpoint they follow.
 
 -- name: upsert_checkpoint_batch
 -- Save checkpoints (with their new channel blobs) and pending writes, of one thread or many,
--- in one statement: one round trip and one commit for every save the saver has waiting (its
--- group commit, dal/langgraph.py), or for a single one.
--- - Each checkpoint's thread row is created, or its updated_at bumped (its first owner
---   stays); the checkpoint is inserted, or replaced if its id exists.
+-- of one owner or many, in one statement: one round trip and one commit for every save the
+-- saver has waiting (its group commit, dal/langgraph.py), or for a single one.
+-- - Each checkpoint's thread row (thread_id, owner) is created, or its updated_at bumped; a
+--   new one's user_id is its owner if that is a user's id; the checkpoint is inserted, or
+--   replaced if its id exists.
 -- - A blob whose version is already stored is kept: a version is one value.
 -- - A write already saved (same task and index) is kept as it was (a retried task writes the
 --   same thing), unless it comes from a call whose writes all go to special channels (error,
@@ -22,72 +28,75 @@
 -- (one parameter each, however many rows: cheaper to send than an array per column), the
 -- bytes of blobs and writes as bytea arrays in the same order.
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 checkpoints jsonb       [{thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata, user_id}]
--- $2 blobs jsonb             [{thread_id, checkpoint_ns, channel, version, type}]
+-- $1 checkpoints jsonb       [{thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata}]
+-- $2 blobs jsonb             [{thread_id, owner, checkpoint_ns, channel, version, type}]
 -- $3 blob_values bytea[]     the blobs' bytes, in the order of $2
--- $4 writes jsonb            [{thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, replace}]
+-- $4 writes jsonb            [{thread_id, owner, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, replace}]
 -- $5 write_values bytea[]    the writes' bytes, in the order of $4
 WITH new_checkpoints AS (
-    SELECT n.thread_id, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id, n.checkpoint,
-           n.metadata, n.user_id
+    SELECT n.thread_id, n.owner, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id,
+           n.checkpoint, n.metadata
       FROM jsonb_to_recordset($1::jsonb)
-           AS n(thread_id text, checkpoint_ns text, checkpoint_id text,
-                parent_checkpoint_id text, checkpoint jsonb, metadata jsonb, user_id uuid)
+           AS n(thread_id text, owner uuid, checkpoint_ns text, checkpoint_id text,
+                parent_checkpoint_id text, checkpoint jsonb, metadata jsonb)
 ), thread AS (
-    INSERT INTO threads AS t (thread_id, user_id)
-    SELECT DISTINCT ON (n.thread_id) n.thread_id, u.id
+    INSERT INTO threads AS t (thread_id, owner, user_id)
+    SELECT DISTINCT ON (n.thread_id, n.owner) n.thread_id, n.owner, u.id
       FROM new_checkpoints AS n
-      LEFT JOIN users AS u ON u.id = n.user_id
-     ORDER BY n.thread_id, u.id NULLS LAST
-    ON CONFLICT (thread_id) DO UPDATE
+      LEFT JOIN users AS u ON u.id = n.owner
+     ORDER BY n.thread_id, n.owner
+    ON CONFLICT (thread_id, owner) DO UPDATE
        SET updated_at = now(),
            user_id = coalesce(t.user_id, excluded.user_id)
 ), blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, v.blob
+    INSERT INTO checkpoint_blobs (thread_id, owner, checkpoint_ns, channel, version, type, blob)
+    SELECT b.thread_id, b.owner, b.checkpoint_ns, b.channel, b.version, b.type, v.blob
       FROM ROWS FROM (jsonb_to_recordset($2::jsonb)
-                      AS (thread_id text, checkpoint_ns text, channel text, version text,
-                          type text))
-           WITH ORDINALITY AS b(thread_id, checkpoint_ns, channel, version, type, i)
+                      AS (thread_id text, owner uuid, checkpoint_ns text, channel text,
+                          version text, type text))
+           WITH ORDINALITY AS b(thread_id, owner, checkpoint_ns, channel, version, type, i)
       JOIN unnest($3::bytea[]) WITH ORDINALITY AS v(blob, i) USING (i)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+    ON CONFLICT (thread_id, owner, checkpoint_ns, channel, version) DO NOTHING
 ), new_writes AS (
-    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
-           w.channel, w.type, v.blob, w.replace
+    SELECT w.thread_id, w.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path,
+           w.idx, w.channel, w.type, v.blob, w.replace
       FROM ROWS FROM (jsonb_to_recordset($4::jsonb)
-                      AS (thread_id text, checkpoint_ns text, checkpoint_id text,
+                      AS (thread_id text, owner uuid, checkpoint_ns text, checkpoint_id text,
                           task_id text, task_path text, idx int4, channel text, type text,
                           replace bool))
-           WITH ORDINALITY AS w(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
-                                idx, channel, type, replace, i)
+           WITH ORDINALITY AS w(thread_id, owner, checkpoint_ns, checkpoint_id, task_id,
+                                task_path, idx, channel, type, replace, i)
       JOIN unnest($5::bytea[]) WITH ORDINALITY AS v(blob, i) USING (i)
 ), kept_writes AS (
     INSERT INTO checkpoint_writes
-           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
-           w.channel, w.type, w.blob
+           (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+            type, blob)
+    SELECT w.thread_id, w.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path,
+           w.idx, w.channel, w.type, w.blob
       FROM new_writes AS w
      WHERE NOT w.replace
-    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
+    ON CONFLICT (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING
 ), replaced_writes AS (
     INSERT INTO checkpoint_writes AS cw
-           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-    SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
-           w.channel, w.type, w.blob
+           (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+            type, blob)
+    SELECT w.thread_id, w.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path,
+           w.idx, w.channel, w.type, w.blob
       FROM new_writes AS w
      WHERE w.replace
-    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
+    ON CONFLICT (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
        SET channel = excluded.channel,
            type = excluded.type,
            blob = excluded.blob,
            task_path = excluded.task_path
 ), saved AS (
     INSERT INTO checkpoints AS c
-           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-    SELECT n.thread_id, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id, n.checkpoint,
-           n.metadata
+           (thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+            metadata)
+    SELECT n.thread_id, n.owner, n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id,
+           n.checkpoint, n.metadata
       FROM new_checkpoints AS n
-    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
+    ON CONFLICT (thread_id, owner, checkpoint_ns, checkpoint_id) DO UPDATE
        SET checkpoint = excluded.checkpoint,
            metadata = excluded.metadata
     RETURNING 1
@@ -99,9 +108,10 @@ SELECT count(*) AS saved
 -- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
 -- applies them: task_path, task_id, idx), in one round trip.
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 checkpoint_id text
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
+-- $4 checkpoint_id text
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
@@ -116,7 +126,8 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                 -- every version of the thread, which grows with its history.
                 SELECT x.channel, x.type, x.blob
                   FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
                    AND x.channel = v.key AND x.version = v.value
                  LIMIT 1
                ) AS bl
@@ -127,27 +138,31 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
                array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
           FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true
- WHERE c.thread_id = $1
-   AND c.checkpoint_ns = $2
-   AND c.checkpoint_id = $3;
+ WHERE c.thread_id = $2
+   AND c.owner = $1
+   AND c.checkpoint_ns = $3
+   AND c.checkpoint_id = $4;
 
 -- name: get_latest_checkpoint
 -- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint.
 -- uses: checkpoints_pkey (backward scan), checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
   FROM (
-        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
-               metadata
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
           FROM checkpoints
-         WHERE thread_id = $1
-           AND checkpoint_ns = $2
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_ns = $3
          ORDER BY checkpoint_id DESC
          LIMIT 1
        ) AS c
@@ -161,7 +176,8 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                 -- every version of the thread, which grows with its history.
                 SELECT x.channel, x.type, x.blob
                   FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
                    AND x.channel = v.key AND x.version = v.value
                  LIMIT 1
                ) AS bl
@@ -172,71 +188,28 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
                array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
           FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true;
 
 -- name: list_checkpoints
 -- A thread namespace's checkpoints, newest first, with blobs and pending writes.
 -- uses: checkpoints_pkey (backward scan)
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
-               metadata
-          FROM checkpoints
-         WHERE thread_id = $1
-           AND checkpoint_ns = $2
-         ORDER BY checkpoint_id DESC
-         LIMIT $3
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
- ORDER BY c.checkpoint_id DESC;
-
--- name: list_checkpoints_before
--- The page of a thread namespace's checkpoints just older than a checkpoint id, newest first.
--- uses: checkpoints_pkey (backward scan from the cursor)
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 before_checkpoint_id text
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
 -- $4 page_size int8                NULL: all
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
   FROM (
-        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
-               metadata
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
           FROM checkpoints
-         WHERE thread_id = $1
-           AND checkpoint_ns = $2
-           AND checkpoint_id < $3
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_ns = $3
          ORDER BY checkpoint_id DESC
          LIMIT $4
        ) AS c
@@ -250,7 +223,8 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                 -- every version of the thread, which grows with its history.
                 SELECT x.channel, x.type, x.blob
                   FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
                    AND x.channel = v.key AND x.version = v.value
                  LIMIT 1
                ) AS bl
@@ -261,32 +235,31 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
                array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
           FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true
  ORDER BY c.checkpoint_id DESC;
 
--- name: list_checkpoints_by_metadata
--- A thread namespace's checkpoints whose metadata contains $3, newest first, optionally
--- older than a checkpoint id. On a long thread the planner can combine the GIN index with
--- the primary key (BitmapAnd); on a short one the primary key alone is cheaper.
--- uses: checkpoints_metadata_gin, checkpoints_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 metadata_filter jsonb
--- $4 before_checkpoint_id text     NULL: from the newest
+-- name: list_checkpoints_before
+-- The page of a thread namespace's checkpoints just older than a checkpoint id, newest first.
+-- uses: checkpoints_pkey (backward scan from the cursor)
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
+-- $4 before_checkpoint_id text
 -- $5 page_size int8                NULL: all
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
   FROM (
-        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
-               metadata
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
           FROM checkpoints
-         WHERE thread_id = $1
-           AND checkpoint_ns = $2
-           AND metadata @> $3
-           AND ($4::text IS NULL OR checkpoint_id < $4)
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_ns = $3
+           AND checkpoint_id < $4
          ORDER BY checkpoint_id DESC
          LIMIT $5
        ) AS c
@@ -300,7 +273,8 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                 -- every version of the thread, which grows with its history.
                 SELECT x.channel, x.type, x.blob
                   FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
                    AND x.channel = v.key AND x.version = v.value
                  LIMIT 1
                ) AS bl
@@ -311,35 +285,35 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
                array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
           FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true
  ORDER BY c.checkpoint_id DESC;
 
--- name: find_checkpoints
--- The general search behind BaseCheckpointSaver.list when it is not one of the cases above:
--- every namespace of a thread, or every thread (no thread_id), an exact checkpoint id,
--- optional cursor, metadata filter and limit. Not a hot path: LangGraph lists a thread's
--- history within one namespace (the queries above).
--- uses: checkpoints_pkey, checkpoints_metadata_gin
--- $1 thread_id text                NULL: every thread
--- $2 checkpoint_ns text            NULL: every namespace
--- $3 checkpoint_id text            NULL: any
--- $4 before_checkpoint_id text     NULL: from the newest
--- $5 metadata_filter jsonb         NULL: no filter
+-- name: list_checkpoints_by_metadata
+-- A thread namespace's checkpoints whose metadata contains $4, newest first, optionally
+-- older than a checkpoint id. On a long thread the planner can combine the GIN index with
+-- the primary key (BitmapAnd); on a short one the primary key alone is cheaper.
+-- uses: checkpoints_metadata_gin, checkpoints_pkey
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
+-- $4 metadata_filter jsonb
+-- $5 before_checkpoint_id text     NULL: from the newest
 -- $6 page_size int8                NULL: all
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
   FROM (
-        SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
-               metadata
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
           FROM checkpoints
-         WHERE ($1::text IS NULL OR thread_id = $1)
-           AND ($2::text IS NULL OR checkpoint_ns = $2)
-           AND ($3::text IS NULL OR checkpoint_id = $3)
-           AND ($4::text IS NULL OR checkpoint_id < $4)
-           AND ($5::jsonb IS NULL OR metadata @> $5)
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_ns = $3
+           AND metadata @> $4
+           AND ($5::text IS NULL OR checkpoint_id < $5)
          ORDER BY checkpoint_id DESC
          LIMIT $6
        ) AS c
@@ -353,7 +327,8 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                 -- every version of the thread, which grows with its history.
                 SELECT x.channel, x.type, x.blob
                   FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
                    AND x.channel = v.key AND x.version = v.value
                  LIMIT 1
                ) AS bl
@@ -364,22 +339,82 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
                array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
                array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
           FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.checkpoint_ns = c.checkpoint_ns
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: find_checkpoints
+-- The general search behind BaseCheckpointSaver.list when it is not one of the cases above:
+-- every namespace of a thread, or every thread (no thread_id), an exact checkpoint id,
+-- optional cursor, metadata filter and limit. Not a hot path: LangGraph lists a thread's
+-- history within one namespace (the queries above).
+-- uses: checkpoints_pkey, checkpoints_metadata_gin
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text                NULL: every thread
+-- $3 checkpoint_ns text            NULL: every namespace
+-- $4 checkpoint_id text            NULL: any
+-- $5 before_checkpoint_id text     NULL: from the newest
+-- $6 metadata_filter jsonb         NULL: no filter
+-- $7 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE owner = $1
+           AND ($2::text IS NULL OR thread_id = $2)
+           AND ($3::text IS NULL OR checkpoint_ns = $3)
+           AND ($4::text IS NULL OR checkpoint_id = $4)
+           AND ($5::text IS NULL OR checkpoint_id < $5)
+           AND ($6::jsonb IS NULL OR metadata @> $6)
+         ORDER BY checkpoint_id DESC
+         LIMIT $7
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true
  ORDER BY c.checkpoint_id DESC;
 
 -- name: delete_thread
--- Delete a thread with its checkpoints, blobs and writes, in one statement. The trigger on
--- threads would delete them with the thread row; writes saved without any checkpoint have
--- no thread row, so they are deleted here too. Returns the thread id if there was anything.
+-- Delete a thread of an owner with its checkpoints, blobs and writes, in one statement. The
+-- trigger on threads deletes them with the thread row; writes saved without any checkpoint
+-- have no thread row, so they are deleted here too. Returns the thread id if there was
+-- anything.
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_id text
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
 WITH thread AS (
-    DELETE FROM threads WHERE thread_id = $1
+    DELETE FROM threads WHERE thread_id = $2 AND owner = $1
     RETURNING thread_id
 ), writes AS (
-    DELETE FROM checkpoint_writes WHERE thread_id = $1
+    DELETE FROM checkpoint_writes WHERE thread_id = $2 AND owner = $1
     RETURNING thread_id
 )
 SELECT thread_id FROM thread
@@ -387,19 +422,23 @@ SELECT thread_id FROM thread
 SELECT thread_id FROM writes;
 
 -- name: delete_checkpoints_for_runs
--- Delete the checkpoints written by these runs, with their pending writes, in one statement.
--- Blobs stay: other checkpoints may share them (prune reclaims what nothing references).
+-- Delete the checkpoints these runs wrote in an owner's threads, with their pending writes,
+-- in one statement. Blobs stay: other checkpoints may share them (prune reclaims what
+-- nothing references).
 -- uses: checkpoints_run_id_idx, checkpoint_writes_pkey
--- $1 run_ids text[]
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 run_ids text[]
 WITH deleted AS (
     DELETE FROM checkpoints
      WHERE metadata ? 'run_id'
-       AND metadata ->> 'run_id' = ANY($1::text[])
-    RETURNING thread_id, checkpoint_ns, checkpoint_id
+       AND metadata ->> 'run_id' = ANY($2::text[])
+       AND owner = $1
+    RETURNING thread_id, owner, checkpoint_ns, checkpoint_id
 ), writes AS (
     DELETE FROM checkpoint_writes AS cw
      USING deleted AS d
      WHERE cw.thread_id = d.thread_id
+       AND cw.owner = d.owner
        AND cw.checkpoint_ns = d.checkpoint_ns
        AND cw.checkpoint_id = d.checkpoint_id
 )
@@ -407,40 +446,48 @@ SELECT count(*) AS deleted
   FROM deleted;
 
 -- name: copy_thread
--- Copy every checkpoint, blob and write of a thread to another, in one statement; the new
--- thread gets the source's owner, conversation and metadata. Rows the target already has are
--- kept. Returns how many checkpoints were copied (0: no such source).
--- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 source_thread_id text
--- $2 target_thread_id text
+-- Copy every checkpoint, blob and write of a thread to another thread of the same owner, in
+-- one statement; the new thread gets the source's conversation and metadata. Rows the
+-- target already has are kept. Returns how many checkpoints were copied (0: no such source).
+-- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 source_thread_id text
+-- $3 target_thread_id text
 WITH thread AS (
-    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
-    SELECT $2, s.user_id, s.conversation_id, s.metadata
+    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
+    SELECT $3, s.owner, s.user_id, s.conversation_id, s.metadata
       FROM threads AS s
-     WHERE s.thread_id = $1
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
-    RETURNING thread_id
+     WHERE s.thread_id = $2
+       AND s.owner = $1
+    ON CONFLICT (thread_id, owner) DO UPDATE SET updated_at = now()
+    RETURNING thread_id, owner
 ), blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT thread.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+    INSERT INTO checkpoint_blobs (thread_id, owner, checkpoint_ns, channel, version, type, blob)
+    SELECT thread.thread_id, thread.owner, b.checkpoint_ns, b.channel, b.version, b.type,
+           b.blob
       FROM checkpoint_blobs AS b, thread
-     WHERE b.thread_id = $1
+     WHERE b.thread_id = $2
+       AND b.owner = $1
     ON CONFLICT DO NOTHING
 ), writes AS (
     INSERT INTO checkpoint_writes
-           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-    SELECT thread.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
-           w.channel, w.type, w.blob
+           (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+            type, blob)
+    SELECT thread.thread_id, thread.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id,
+           w.task_path, w.idx, w.channel, w.type, w.blob
       FROM checkpoint_writes AS w, thread
-     WHERE w.thread_id = $1
+     WHERE w.thread_id = $2
+       AND w.owner = $1
     ON CONFLICT DO NOTHING
 ), copied AS (
     INSERT INTO checkpoints
-           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-    SELECT thread.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id,
-           c.checkpoint, c.metadata
+           (thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+            metadata)
+    SELECT thread.thread_id, thread.owner, c.checkpoint_ns, c.checkpoint_id,
+           c.parent_checkpoint_id, c.checkpoint, c.metadata
       FROM checkpoints AS c, thread
-     WHERE c.thread_id = $1
+     WHERE c.thread_id = $2
+       AND c.owner = $1
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
@@ -449,50 +496,57 @@ SELECT count(*) AS copied
 
 -- name: copy_thread_latest
 -- Copy only the newest checkpoint of each namespace of a thread, with the blobs it
--- references and its pending writes, to another thread (which becomes its root: no parent).
--- Bounded by the size of one checkpoint, however long the history. Returns how many
--- checkpoints were copied.
--- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 source_thread_id text
--- $2 target_thread_id text
+-- references and its pending writes, to another thread of the same owner (which becomes its
+-- root: no parent). Bounded by the size of one checkpoint, however long the history.
+-- Returns how many checkpoints were copied.
+-- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 source_thread_id text
+-- $3 target_thread_id text
 WITH latest AS (
     SELECT DISTINCT ON (c.checkpoint_ns) c.checkpoint_ns, c.checkpoint_id, c.checkpoint,
            c.metadata
       FROM checkpoints AS c
-     WHERE c.thread_id = $1
+     WHERE c.thread_id = $2
+       AND c.owner = $1
      ORDER BY c.checkpoint_ns, c.checkpoint_id DESC
 ), thread AS (
-    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
-    SELECT $2, s.user_id, s.conversation_id, s.metadata
+    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
+    SELECT $3, s.owner, s.user_id, s.conversation_id, s.metadata
       FROM threads AS s
-     WHERE s.thread_id = $1
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
-    RETURNING thread_id
+     WHERE s.thread_id = $2
+       AND s.owner = $1
+    ON CONFLICT (thread_id, owner) DO UPDATE SET updated_at = now()
+    RETURNING thread_id, owner
 ), blobs AS (
-    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT thread.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+    INSERT INTO checkpoint_blobs (thread_id, owner, checkpoint_ns, channel, version, type, blob)
+    SELECT thread.thread_id, thread.owner, b.checkpoint_ns, b.channel, b.version, b.type,
+           b.blob
       FROM latest AS l
      CROSS JOIN thread
      CROSS JOIN LATERAL jsonb_each_text(l.checkpoint -> 'channel_versions') AS v
       JOIN checkpoint_blobs AS b
-        ON b.thread_id = $1 AND b.checkpoint_ns = l.checkpoint_ns
+        ON b.thread_id = $2 AND b.owner = $1 AND b.checkpoint_ns = l.checkpoint_ns
        AND b.channel = v.key AND b.version = v.value
     ON CONFLICT DO NOTHING
 ), writes AS (
     INSERT INTO checkpoint_writes
-           (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
-    SELECT thread.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.idx,
-           w.channel, w.type, w.blob
+           (thread_id, owner, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+            type, blob)
+    SELECT thread.thread_id, thread.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id,
+           w.task_path, w.idx, w.channel, w.type, w.blob
       FROM latest AS l
      CROSS JOIN thread
       JOIN checkpoint_writes AS w
-        ON w.thread_id = $1 AND w.checkpoint_ns = l.checkpoint_ns
+        ON w.thread_id = $2 AND w.owner = $1 AND w.checkpoint_ns = l.checkpoint_ns
        AND w.checkpoint_id = l.checkpoint_id
     ON CONFLICT DO NOTHING
 ), copied AS (
     INSERT INTO checkpoints
-           (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-    SELECT thread.thread_id, l.checkpoint_ns, l.checkpoint_id, NULL, l.checkpoint, l.metadata
+           (thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+            metadata)
+    SELECT thread.thread_id, thread.owner, l.checkpoint_ns, l.checkpoint_id, NULL,
+           l.checkpoint, l.metadata
       FROM latest AS l, thread
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -501,47 +555,54 @@ SELECT count(*) AS copied
   FROM copied;
 
 -- name: find_delta_channel_threads
--- Which of these threads use a LangGraph DeltaChannel (its checkpoints carry snapshot
--- counters): keep_latest would cut the chain such a channel is rebuilt from.
+-- Which of these threads of an owner use a LangGraph DeltaChannel (its checkpoints carry
+-- snapshot counters): keep_latest would cut the chain such a channel is rebuilt from.
 -- uses: checkpoints_pkey
--- $1 thread_ids text[]
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 thread_ids text[]
 SELECT DISTINCT thread_id
   FROM checkpoints
- WHERE thread_id = ANY($1::text[])
+ WHERE thread_id = ANY($2::text[])
+   AND owner = $1
    AND metadata ? 'counters_since_delta_snapshot';
 
 -- name: delete_checkpoints_of_threads
--- Prune "delete": every checkpoint, blob and write of these threads, in one statement; the
--- thread rows (owner, conversation, metadata) stay. Returns how many checkpoints went.
+-- Prune "delete": every checkpoint, blob and write of these threads of an owner, in one
+-- statement; the thread rows (conversation, metadata) stay. Returns how many checkpoints
+-- went.
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_ids text[]
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 thread_ids text[]
 WITH blobs AS (
-    DELETE FROM checkpoint_blobs WHERE thread_id = ANY($1::text[])
+    DELETE FROM checkpoint_blobs WHERE thread_id = ANY($2::text[]) AND owner = $1
 ), writes AS (
-    DELETE FROM checkpoint_writes WHERE thread_id = ANY($1::text[])
+    DELETE FROM checkpoint_writes WHERE thread_id = ANY($2::text[]) AND owner = $1
 ), deleted AS (
-    DELETE FROM checkpoints WHERE thread_id = ANY($1::text[])
+    DELETE FROM checkpoints WHERE thread_id = ANY($2::text[]) AND owner = $1
     RETURNING 1
 )
 SELECT count(*) AS deleted
   FROM deleted;
 
 -- name: delete_checkpoints_except_latest
--- Prune "keep_latest", in one statement: per thread and namespace keep the newest
--- checkpoint (now a root: no parent), delete the others with their writes, and delete the
--- blobs no kept checkpoint references. Everything reads one snapshot, so a checkpoint being
--- saved meanwhile is neither seen nor touched. Returns how many checkpoints went.
+-- Prune "keep_latest", in one statement: per thread of the owner and namespace keep the
+-- newest checkpoint (now a root: no parent), delete the others with their writes, and delete
+-- the blobs no kept checkpoint references. Everything reads one snapshot, so a checkpoint
+-- being saved meanwhile is neither seen nor touched. Returns how many checkpoints went.
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_ids text[]
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 thread_ids text[]
 WITH latest AS (
     SELECT DISTINCT ON (thread_id, checkpoint_ns) thread_id, checkpoint_ns, checkpoint_id,
            checkpoint
       FROM checkpoints
-     WHERE thread_id = ANY($1::text[])
+     WHERE thread_id = ANY($2::text[])
+       AND owner = $1
      ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
 ), deleted AS (
     DELETE FROM checkpoints AS c
-     WHERE c.thread_id = ANY($1::text[])
+     WHERE c.thread_id = ANY($2::text[])
+       AND c.owner = $1
        AND NOT EXISTS (
             SELECT 1 FROM latest AS l
              WHERE l.thread_id = c.thread_id AND l.checkpoint_ns = c.checkpoint_ns
@@ -550,11 +611,12 @@ WITH latest AS (
 ), writes AS (
     DELETE FROM checkpoint_writes AS cw
      USING deleted AS d
-     WHERE cw.thread_id = d.thread_id AND cw.checkpoint_ns = d.checkpoint_ns
+     WHERE cw.thread_id = d.thread_id AND cw.owner = $1 AND cw.checkpoint_ns = d.checkpoint_ns
        AND cw.checkpoint_id = d.checkpoint_id
 ), blobs AS (
     DELETE FROM checkpoint_blobs AS b
-     WHERE b.thread_id = ANY($1::text[])
+     WHERE b.thread_id = ANY($2::text[])
+       AND b.owner = $1
        AND NOT EXISTS (
             SELECT 1 FROM latest AS l
              WHERE l.thread_id = b.thread_id AND l.checkpoint_ns = b.checkpoint_ns
@@ -563,7 +625,7 @@ WITH latest AS (
     UPDATE checkpoints AS c
        SET parent_checkpoint_id = NULL
       FROM latest AS l
-     WHERE c.thread_id = l.thread_id AND c.checkpoint_ns = l.checkpoint_ns
+     WHERE c.thread_id = l.thread_id AND c.owner = $1 AND c.checkpoint_ns = l.checkpoint_ns
        AND c.checkpoint_id = l.checkpoint_id AND c.parent_checkpoint_id IS NOT NULL
 )
 SELECT count(*) AS deleted
@@ -580,23 +642,26 @@ SELECT count(*) AS deleted
 -- The walk follows parents, not ids: on a forked thread only the checkpoint's own ancestors
 -- count. A seed row has no task_id; its value is the blob, else inline_value.
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
--- $1 thread_id text
--- $2 checkpoint_ns text
--- $3 checkpoint_id text          NULL: the newest checkpoint of the namespace
--- $4 channels text[]
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
+-- $4 checkpoint_id text          NULL: the newest checkpoint of the namespace
+-- $5 channels text[]
 WITH RECURSIVE chain (checkpoint_id, parent_checkpoint_id, checkpoint, depth, wanted) AS (
-    SELECT p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint, 1, $4::text[]
+    SELECT p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint, 1, $5::text[]
       FROM checkpoints AS t
       JOIN checkpoints AS p
-        ON p.thread_id = t.thread_id AND p.checkpoint_ns = t.checkpoint_ns
+        ON p.thread_id = t.thread_id AND p.owner = t.owner AND p.checkpoint_ns = t.checkpoint_ns
        AND p.checkpoint_id = t.parent_checkpoint_id
-     WHERE t.thread_id = $1
-       AND t.checkpoint_ns = $2
-       AND t.checkpoint_id = coalesce($3, (
+     WHERE t.thread_id = $2
+       AND t.owner = $1
+       AND t.checkpoint_ns = $3
+       AND t.checkpoint_id = coalesce($4, (
             SELECT max(m.checkpoint_id)
               FROM checkpoints AS m
-             WHERE m.thread_id = $1
-               AND m.checkpoint_ns = $2))
+             WHERE m.thread_id = $2
+               AND m.owner = $1
+               AND m.checkpoint_ns = $3))
     UNION ALL
     SELECT p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint, c.depth + 1, n.wanted
       FROM chain AS c
@@ -609,13 +674,14 @@ WITH RECURSIVE chain (checkpoint_id, parent_checkpoint_id, checkpoint, depth, wa
                    AND NOT EXISTS (
                         SELECT 1
                           FROM checkpoint_blobs AS b
-                         WHERE b.thread_id = $1 AND b.checkpoint_ns = $2 AND b.channel = ch
+                         WHERE b.thread_id = $2 AND b.owner = $1 AND b.checkpoint_ns = $3
+                           AND b.channel = ch
                            AND b.version = c.checkpoint -> 'channel_versions' ->> ch
                            AND b.type <> 'empty' AND b.blob IS NOT NULL)
             ) AS wanted
        ) AS n
       JOIN checkpoints AS p
-        ON p.thread_id = $1 AND p.checkpoint_ns = $2
+        ON p.thread_id = $2 AND p.owner = $1 AND p.checkpoint_ns = $3
        AND p.checkpoint_id = c.parent_checkpoint_id
      WHERE cardinality(n.wanted) > 0
 )
@@ -623,7 +689,8 @@ SELECT c.depth, w.channel, w.task_path, w.task_id, w.idx, w.type, w.blob AS valu
        NULL::jsonb AS inline_value
   FROM chain AS c
   JOIN checkpoint_writes AS w
-    ON w.thread_id = $1 AND w.checkpoint_ns = $2 AND w.checkpoint_id = c.checkpoint_id
+    ON w.thread_id = $2 AND w.owner = $1 AND w.checkpoint_ns = $3
+   AND w.checkpoint_id = c.checkpoint_id
    AND w.channel = ANY(c.wanted)
 UNION ALL
 SELECT c.depth, s.channel, NULL, NULL, NULL, b.type, b.blob,
@@ -631,7 +698,7 @@ SELECT c.depth, s.channel, NULL, NULL, NULL, b.type, b.blob,
   FROM chain AS c
  CROSS JOIN unnest(c.wanted) AS s(channel)
   LEFT JOIN checkpoint_blobs AS b
-    ON b.thread_id = $1 AND b.checkpoint_ns = $2 AND b.channel = s.channel
+    ON b.thread_id = $2 AND b.owner = $1 AND b.checkpoint_ns = $3 AND b.channel = s.channel
    AND b.version = c.checkpoint -> 'channel_versions' ->> s.channel
    AND b.type <> 'empty' AND b.blob IS NOT NULL
  WHERE b.blob IS NOT NULL

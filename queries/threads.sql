@@ -1,6 +1,8 @@
--- Agent threads over HTTP. Every query here is scoped by the caller ($1 user_id): another
--- user's thread, or one no user owns (written by a saver without a user), is invisible,
--- never forbidden. Checkpoints are then read and written by the queries of checkpoints.sql;
+-- Agent threads over HTTP. Every query here is scoped by the caller ($1 user_id), who is the
+-- owner of their threads: thread ids are scoped per owner (the key is (thread_id, owner)),
+-- so another user's thread of the same id, or one no user owns (written by a saver without a
+-- user), is another thread: invisible, never forbidden, never in the way. Checkpoints are
+-- then read and written by the queries of checkpoints.sql with the caller as the owner;
 -- dal/gateways/threads.py runs the owner check and those in one transaction.
 
 -- name: get_thread
@@ -11,7 +13,7 @@
 SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
   FROM threads
  WHERE thread_id = $2
-   AND user_id = $1;
+   AND owner = $1;
 
 -- name: get_thread_locked
 -- The caller's thread, locked against deletion until the transaction ends (FOR KEY SHARE),
@@ -23,11 +25,13 @@ SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
 SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
   FROM threads
  WHERE thread_id = $2
-   AND user_id = $1
+   AND owner = $1
    FOR KEY SHARE;
 
 -- name: list_threads
--- First page of the caller's threads, most recently updated first.
+-- First page of the caller's threads, most recently updated first. A thread's user_id is
+-- its owner whenever set (threads_owner_check), and it is set on every thread of a user: the
+-- one index on it serves this list and the cascade of a user's deletion.
 -- uses: threads_user_updated_idx
 -- $1 user_id uuid
 -- $2 page_size int8
@@ -54,43 +58,44 @@ SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
  LIMIT $4;
 
 -- name: upsert_thread_of_user
--- Claim a thread for a state write: create it owned by the caller, or take the caller's
--- existing thread. Either way the row stays locked until the transaction ends, so state
--- writes to one thread queue up (each one's parent is the one before). Another user's
--- thread, or one nobody owns, returns no row (and is left as it was). With a conversation
--- id, the thread is linked to it if it is the caller's conversation (else left as it was:
--- the caller compares).
+-- Claim a thread for a state write: create the caller's thread of this id, or take the
+-- existing one. Either way the row stays locked until the transaction ends, so state writes
+-- to one thread queue up (each one's parent is the one before). Other owners' threads of
+-- the same id are other rows: untouched. With a conversation id, the thread is linked to it
+-- if it is the caller's conversation (else left as it was: the caller compares).
 -- uses: threads_pkey, conversations_pkey
 -- $1 user_id uuid
 -- $2 thread_id text
 -- $3 conversation_id uuid       NULL keeps the link as it is
-INSERT INTO threads AS t (thread_id, user_id, conversation_id)
-VALUES ($2, $1, (SELECT c.id FROM conversations AS c WHERE c.id = $3 AND c.user_id = $1))
-ON CONFLICT (thread_id) DO UPDATE
+INSERT INTO threads AS t (thread_id, owner, user_id, conversation_id)
+VALUES ($2, $1, $1, (SELECT c.id FROM conversations AS c WHERE c.id = $3 AND c.user_id = $1))
+ON CONFLICT (thread_id, owner) DO UPDATE
    SET conversation_id = coalesce(excluded.conversation_id, t.conversation_id),
+       user_id = excluded.user_id,
        updated_at = now()
- WHERE t.user_id = $1
 RETURNING t.thread_id, t.user_id, t.conversation_id, t.metadata, t.created_at, t.updated_at;
 
 -- name: get_latest_checkpoint_head
--- What a new checkpoint needs of its parent, the newest checkpoint of a thread namespace:
--- its id, channel versions and step (no values).
+-- What a new checkpoint needs of its parent, the newest checkpoint of the caller's thread
+-- namespace: its id, channel versions and step (no values).
 -- uses: checkpoints_pkey (backward scan)
--- $1 thread_id text
--- $2 checkpoint_ns text
+-- $1 user_id uuid
+-- $2 thread_id text
+-- $3 checkpoint_ns text
 SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
        metadata -> 'step' AS step
   FROM checkpoints
- WHERE thread_id = $1
-   AND checkpoint_ns = $2
+ WHERE thread_id = $2
+   AND owner = $1
+   AND checkpoint_ns = $3
  ORDER BY checkpoint_id DESC
  LIMIT 1;
 
 -- name: insert_thread_copy
--- Create the target thread of a copy, in one statement: owned by the caller, with the
--- source's conversation and metadata, only if the source is the caller's thread (locked
--- against deletion until the transaction ends) and the target id is free. Says which of the
--- two failed, if one did.
+-- Create the target thread of a copy, in one statement: the caller's, with the source's
+-- conversation and metadata, only if the source is the caller's thread (locked against
+-- deletion until the transaction ends) and the caller has no thread of the target id. Says
+-- which of the two failed, if one did.
 -- uses: threads_pkey
 -- $1 user_id uuid
 -- $2 source_thread_id text
@@ -99,13 +104,13 @@ WITH source AS (
     SELECT s.thread_id, s.conversation_id, s.metadata
       FROM threads AS s
      WHERE s.thread_id = $2
-       AND s.user_id = $1
+       AND s.owner = $1
        FOR KEY SHARE
 ), target AS (
-    INSERT INTO threads (thread_id, user_id, conversation_id, metadata)
-    SELECT $3, $1, source.conversation_id, source.metadata
+    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
+    SELECT $3, $1, $1, source.conversation_id, source.metadata
       FROM source
-    ON CONFLICT (thread_id) DO NOTHING
+    ON CONFLICT (thread_id, owner) DO NOTHING
     RETURNING thread_id
 )
 SELECT EXISTS (SELECT 1 FROM source) AS source_found,
@@ -119,5 +124,5 @@ SELECT EXISTS (SELECT 1 FROM source) AS source_found,
 -- $2 thread_id text
 DELETE FROM threads
  WHERE thread_id = $2
-   AND user_id = $1
+   AND owner = $1
 RETURNING thread_id;

@@ -1,14 +1,18 @@
 """Agent checkpoints (LangGraph's contract): threads, checkpoints, channel blobs, pending writes.
 
 These gateways move serialized values; dal/langgraph.py serializes them and implements
-BaseCheckpointSaver on top. They are not scoped by a user: the saver is trusted server-side
-code. The HTTP API checks ownership first (dal/gateways/threads.py).
+BaseCheckpointSaver on top. Thread ids are scoped per owner: each call names the ``owner``
+of the threads it reads or writes (a user's id, or ``NO_OWNER`` for threads a saver wrote
+without a user), and never sees another owner's thread of the same id. The saver is trusted
+server-side code and passes the owner it is configured with; the HTTP API passes the caller
+after checking the thread is theirs (dal/gateways/threads.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound
@@ -16,6 +20,8 @@ from dal.queries import Q
 from dal.records import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, WritesPut
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+# The owner of threads written without a user (the nil UUID).
+NO_OWNER = UUID(int=0)
 
 
 async def upsert_checkpoint_batch(
@@ -31,24 +37,25 @@ async def upsert_checkpoint_batch(
     is saved as the last one; a write key given twice keeps the last value among calls that
     replace, else the first.
     """
-    latest = {(c.thread_id, c.checkpoint_ns, c.checkpoint_id): c for c in checkpoints}
+    latest = {(c.thread_id, c.owner, c.checkpoint_ns, c.checkpoint_id): c for c in checkpoints}
     cps, blob_keys, blob_values = [], [], []
     for c in latest.values():
         cps.append(
             {
                 "thread_id": c.thread_id,
+                "owner": str(c.owner),
                 "checkpoint_ns": c.checkpoint_ns,
                 "checkpoint_id": c.checkpoint_id,
                 "parent_checkpoint_id": c.parent_checkpoint_id,
                 "checkpoint": c.checkpoint,
                 "metadata": c.metadata,
-                "user_id": None if c.user_id is None else str(c.user_id),
             }
         )
         for b in c.blobs:
             blob_keys.append(
                 {
                     "thread_id": c.thread_id,
+                    "owner": str(c.owner),
                     "checkpoint_ns": c.checkpoint_ns,
                     "channel": b.channel,
                     "version": b.version,
@@ -56,15 +63,23 @@ async def upsert_checkpoint_batch(
                 }
             )
             blob_values.append(b.value)
-    rows: dict[tuple[str, str, str, str, int], tuple[WritesPut, Write]] = {}
+    rows: dict[tuple[str, UUID, str, str, str, int], tuple[WritesPut, Write]] = {}
     for put in writes:
         for w in put.writes:
-            key = (put.thread_id, put.checkpoint_ns, put.checkpoint_id, put.task_id, w.idx)
+            key = (
+                put.thread_id,
+                put.owner,
+                put.checkpoint_ns,
+                put.checkpoint_id,
+                put.task_id,
+                w.idx,
+            )
             if put.replace or key not in rows:
                 rows[key] = (put, w)
     write_keys = [
         {
             "thread_id": p.thread_id,
+            "owner": str(p.owner),
             "checkpoint_ns": p.checkpoint_ns,
             "checkpoint_id": p.checkpoint_id,
             "task_id": p.task_id,
@@ -89,14 +104,16 @@ async def upsert_checkpoint_batch(
 
 
 async def get_checkpoint(
-    db: Executor, *, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    db: Executor, *, owner: UUID, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
 ) -> CheckpointRow:
     """One checkpoint (the newest of the namespace when ``checkpoint_id`` is None) with its
     blobs and writes; NotFound if there is none."""
     if checkpoint_id is None:
-        row = await fetch_one(db, Q["get_latest_checkpoint"], thread_id, checkpoint_ns)
+        row = await fetch_one(db, Q["get_latest_checkpoint"], owner, thread_id, checkpoint_ns)
     else:
-        row = await fetch_one(db, Q["get_checkpoint"], thread_id, checkpoint_ns, checkpoint_id)
+        row = await fetch_one(
+            db, Q["get_checkpoint"], owner, thread_id, checkpoint_ns, checkpoint_id
+        )
     if row is None:
         raise NotFound("checkpoint", checkpoint_id or thread_id)
     return CheckpointRow.from_row(row)
@@ -105,6 +122,7 @@ async def get_checkpoint(
 async def list_checkpoints(
     db: Executor,
     *,
+    owner: UUID,
     thread_id: str | None,
     checkpoint_ns: str | None,
     checkpoint_id: str | None = None,
@@ -121,6 +139,7 @@ async def list_checkpoints(
             rows = await fetch_all(
                 db,
                 Q["list_checkpoints_by_metadata"],
+                owner,
                 thread_id,
                 checkpoint_ns,
                 metadata_filter,
@@ -129,14 +148,17 @@ async def list_checkpoints(
             )
         elif before is not None:
             rows = await fetch_all(
-                db, Q["list_checkpoints_before"], thread_id, checkpoint_ns, before, limit
+                db, Q["list_checkpoints_before"], owner, thread_id, checkpoint_ns, before, limit
             )
         else:
-            rows = await fetch_all(db, Q["list_checkpoints"], thread_id, checkpoint_ns, limit)
+            rows = await fetch_all(
+                db, Q["list_checkpoints"], owner, thread_id, checkpoint_ns, limit
+            )
     else:
         rows = await fetch_all(
             db,
             Q["find_checkpoints"],
+            owner,
             thread_id,
             checkpoint_ns,
             checkpoint_id,
@@ -150,6 +172,7 @@ async def list_checkpoints(
 async def list_delta_channel_history(
     db: Executor,
     *,
+    owner: UUID,
     thread_id: str,
     checkpoint_ns: str,
     checkpoint_id: str | None,
@@ -161,6 +184,7 @@ async def list_delta_channel_history(
     rows = await fetch_all(
         db,
         Q["list_delta_channel_history"],
+        owner,
         thread_id,
         checkpoint_ns,
         checkpoint_id,
@@ -169,42 +193,58 @@ async def list_delta_channel_history(
     return DeltaHistoryRow.from_rows(rows)
 
 
-async def delete_thread(db: Executor, *, thread_id: str) -> bool:
-    """Delete a thread with all its checkpoints, blobs and writes; False if there was none."""
-    return await fetch_value(db, Q["delete_thread"], thread_id) is not None
+async def delete_thread(db: Executor, *, owner: UUID, thread_id: str) -> bool:
+    """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
+    was none."""
+    return await fetch_value(db, Q["delete_thread"], owner, thread_id) is not None
 
 
-async def delete_checkpoints_for_runs(db: Executor, *, run_ids: Sequence[str]) -> int:
-    """Delete the checkpoints (and their writes) these runs wrote; returns how many."""
+async def delete_checkpoints_for_runs(db: Executor, *, owner: UUID, run_ids: Sequence[str]) -> int:
+    """Delete the checkpoints (and their writes) these runs wrote in the owner's threads;
+    returns how many."""
     if not run_ids:
         return 0
-    return int(await fetch_value(db, Q["delete_checkpoints_for_runs"], list(run_ids)))
+    return int(await fetch_value(db, Q["delete_checkpoints_for_runs"], owner, list(run_ids)))
 
 
 async def copy_thread(
-    db: Executor, *, source_thread_id: str, target_thread_id: str, latest_only: bool = False
+    db: Executor,
+    *,
+    owner: UUID,
+    source_thread_id: str,
+    target_thread_id: str,
+    latest_only: bool = False,
 ) -> int:
-    """Copy a thread's checkpoints (all, or the newest of each namespace) with what they need
-    to another thread, in one statement; returns how many checkpoints were copied."""
+    """Copy the owner's thread's checkpoints (all, or the newest of each namespace) with what
+    they need to another thread of the owner's, in one statement; returns how many checkpoints
+    were copied."""
     query = Q["copy_thread_latest"] if latest_only else Q["copy_thread"]
-    return int(await fetch_value(db, query, source_thread_id, target_thread_id))
+    return int(await fetch_value(db, query, owner, source_thread_id, target_thread_id))
 
 
-async def find_delta_channel_threads(db: Executor, *, thread_ids: Sequence[str]) -> list[str]:
-    """Which of these threads use a LangGraph DeltaChannel."""
-    rows = await fetch_all(db, Q["find_delta_channel_threads"], list(thread_ids))
+async def find_delta_channel_threads(
+    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
+) -> list[str]:
+    """Which of these threads of the owner's use a LangGraph DeltaChannel."""
+    rows = await fetch_all(db, Q["find_delta_channel_threads"], owner, list(thread_ids))
     return sorted(row["thread_id"] for row in rows)
 
 
-async def delete_checkpoints_of_threads(db: Executor, *, thread_ids: Sequence[str]) -> int:
-    """Prune "delete": every checkpoint of these threads (the threads stay)."""
+async def delete_checkpoints_of_threads(
+    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
+) -> int:
+    """Prune "delete": every checkpoint of these threads of the owner's (the threads stay)."""
     if not thread_ids:
         return 0
-    return int(await fetch_value(db, Q["delete_checkpoints_of_threads"], list(thread_ids)))
+    return int(await fetch_value(db, Q["delete_checkpoints_of_threads"], owner, list(thread_ids)))
 
 
-async def delete_checkpoints_except_latest(db: Executor, *, thread_ids: Sequence[str]) -> int:
+async def delete_checkpoints_except_latest(
+    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
+) -> int:
     """Prune "keep_latest": the newest checkpoint of each namespace stays, as a root."""
     if not thread_ids:
         return 0
-    return int(await fetch_value(db, Q["delete_checkpoints_except_latest"], list(thread_ids)))
+    return int(
+        await fetch_value(db, Q["delete_checkpoints_except_latest"], owner, list(thread_ids))
+    )

@@ -1,7 +1,9 @@
 """Agent threads as the HTTP API sees them: always scoped by the caller (``user_id``).
 
 A thread belongs to the user who created it (over HTTP, or through a saver whose config
-names a ``user_id``); another user's thread, or one nobody owns, is NotFound. Checkpoints
+names a ``user_id``), and thread ids are scoped per user: each user has their own thread
+``main``; another user's thread, or one nobody owns, is never seen (NotFound) nor in the
+way (a write creates the caller's own thread of that id). Checkpoints
 are read and written by the gateways of ``dal.gateways.checkpoints``, after a query here has
 checked the owner, in one transaction: reads in one snapshot, writes with the thread row
 locked. Values come back decoded and as JSON (``dal.values``).
@@ -80,7 +82,7 @@ async def _snapshot(pool: asyncpg.Pool[Any]) -> AsyncIterator[Executor]:
 
 
 async def get_thread(db: Executor, *, user_id: UUID, thread_id: str) -> Thread:
-    """The caller's thread; NotFound if it is missing, someone else's or nobody's."""
+    """The caller's thread; NotFound if the caller has none of this id."""
     row = await fetch_one(db, Q["get_thread"], user_id, thread_id)
     if row is None:
         raise NotFound("thread", thread_id)
@@ -120,8 +122,8 @@ async def upsert_thread_of_user(
     db: Executor, *, user_id: UUID, thread_id: str, conversation_id: UUID | None = None
 ) -> Thread:
     """The caller's thread, created if new, its row locked until the transaction ends (and
-    linked to ``conversation_id`` if given). NotFound if the thread is someone else's or
-    nobody's, or if the conversation is not the caller's."""
+    linked to ``conversation_id`` if given). NotFound if the conversation is not the
+    caller's."""
     row = await fetch_one(db, Q["upsert_thread_of_user"], user_id, thread_id, conversation_id)
     if row is None:
         raise NotFound("thread", thread_id)
@@ -132,10 +134,11 @@ async def upsert_thread_of_user(
 
 
 async def get_latest_checkpoint_head(
-    db: Executor, *, thread_id: str, checkpoint_ns: str
+    db: Executor, *, user_id: UUID, thread_id: str, checkpoint_ns: str
 ) -> CheckpointHead | None:
-    """Id, channel versions and step of the newest checkpoint of a namespace; None if none."""
-    row = await fetch_one(db, Q["get_latest_checkpoint_head"], thread_id, checkpoint_ns)
+    """Id, channel versions and step of the newest checkpoint of a namespace of the caller's
+    thread; None if none."""
+    row = await fetch_one(db, Q["get_latest_checkpoint_head"], user_id, thread_id, checkpoint_ns)
     return None if row is None else CheckpointHead.from_row(row)
 
 
@@ -176,7 +179,11 @@ async def get_thread_state(
     async with _snapshot(pool) as conn:
         await get_thread(conn, user_id=user_id, thread_id=thread_id)
         row = await checkpoints.get_checkpoint(
-            conn, thread_id=thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id
+            conn,
+            owner=user_id,
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint_id,
         )
     return thread_state(row, json_serde())
 
@@ -200,6 +207,7 @@ async def list_thread_history(
         await get_thread(conn, user_id=user_id, thread_id=thread_id)
         rows = await checkpoints.list_checkpoints(
             conn,
+            owner=user_id,
             thread_id=thread_id,
             checkpoint_ns=checkpoint_ns,
             before=before,
@@ -224,8 +232,8 @@ async def put_thread_state(
     """Save ``draft.values`` as the new newest checkpoint of the caller's thread namespace
     (the thread is created for the caller if new), as LangGraph would write a state update:
     its parent is the namespace's newest checkpoint, every channel gets a new version, the
-    metadata says ``source: "update"`` and the step. NotFound if the thread is someone
-    else's or nobody's (nothing is written).
+    metadata says ``source: "update"`` and the step. Another user's thread of the same id
+    is another thread, untouched.
 
     Values are stored as the saver stores them (JSON scalars inline, the rest serialized by
     its serializer, once per version), so ``AsyncpgSaver`` reads them back and a graph
@@ -252,7 +260,7 @@ async def put_thread_state(
         )
         # Read after the thread row is locked: a write that committed meanwhile is the parent.
         parent = await get_latest_checkpoint_head(
-            conn, thread_id=thread_id, checkpoint_ns=draft.checkpoint_ns
+            conn, user_id=user_id, thread_id=thread_id, checkpoint_ns=draft.checkpoint_ns
         )
         previous = (parent.channel_versions or {}) if parent else {}
         # LangGraph gives every channel a step updates the version after the highest one.
@@ -287,7 +295,7 @@ async def put_thread_state(
                 Blob(channel=channel, version=version, type=type_, value=data)
                 for channel, (type_, data) in serialized.items()
             ],
-            user_id=user_id,
+            owner=user_id,
         )
         await checkpoints.upsert_checkpoint_batch(conn, checkpoints=[put])
     return SavedCheckpoint(
@@ -305,7 +313,7 @@ async def copy_thread(
 ) -> CopiedThread:
     """Copy the caller's thread (every checkpoint, or the newest of each namespace) to a new
     thread of the caller's. NotFound if the source is not the caller's; Conflict if the
-    target id is taken, whoever has it (nothing is written)."""
+    caller already has a thread of the target id (nothing is written)."""
     check_thread_id(target_thread_id)
     async with transaction(pool) as conn:
         await insert_thread_copy(
@@ -313,6 +321,7 @@ async def copy_thread(
         )
         copied = await checkpoints.copy_thread(
             conn,
+            owner=user_id,
             source_thread_id=thread_id,
             target_thread_id=target_thread_id,
             latest_only=latest_only,
@@ -332,14 +341,18 @@ async def prune_thread(
     async with transaction(pool) as conn:
         await get_thread_locked(conn, user_id=user_id, thread_id=thread_id)
         if strategy == "delete":
-            deleted = await checkpoints.delete_checkpoints_of_threads(conn, thread_ids=[thread_id])
+            deleted = await checkpoints.delete_checkpoints_of_threads(
+                conn, owner=user_id, thread_ids=[thread_id]
+            )
         else:
-            if await checkpoints.find_delta_channel_threads(conn, thread_ids=[thread_id]):
+            if await checkpoints.find_delta_channel_threads(
+                conn, owner=user_id, thread_ids=[thread_id]
+            ):
                 raise Conflict(
                     "keep_latest cannot prune a thread that uses a DeltaChannel: "
                     "its state is rebuilt from older checkpoints (use delete)"
                 )
             deleted = await checkpoints.delete_checkpoints_except_latest(
-                conn, thread_ids=[thread_id]
+                conn, owner=user_id, thread_ids=[thread_id]
             )
     return Pruned(deleted=deleted)

@@ -157,7 +157,9 @@ def test_put_state_is_read_by_the_langgraph_saver(
 
     got = with_saver(
         settings,
-        lambda saver: saver.aget_tuple({"configurable": {"thread_id": "t-1", "checkpoint_ns": ""}}),
+        lambda saver: saver.aget_tuple(
+            {"configurable": {"thread_id": "t-1", "checkpoint_ns": "", "user_id": alice.id}}
+        ),
     )
 
     assert got is not None
@@ -270,16 +272,21 @@ def test_put_state_thread_id_over_500_bytes_is_422(client: TestClient, alice: Ca
     assert "500 bytes" in assert_error(response, 422, "invalid_input")["message"]
 
 
-def test_put_state_of_a_thread_nobody_owns_is_404_and_writes_nothing(
+def test_put_state_same_id_as_a_thread_nobody_owns_is_the_callers_own_thread(
     client: TestClient, alice: Caller, settings: Settings
 ) -> None:
     with_saver(settings, lambda saver: saver_put(saver, "anon", {"n": 1}, user_id=None))
-
     assert_error(client.get(url("anon", "state"), headers=alice.headers), 404)
-    response = client.put(url("anon", "state"), json={"values": {"n": 2}}, headers=alice.headers)
 
-    assert_error(response, 404, "not_found")
-    assert count_checkpoints(settings, "anon") == 1
+    put_state(client, alice, "anon", {"n": 2})
+
+    state = get_state(client, alice, "anon")
+    assert (state["values"], state["parent_checkpoint_id"]) == ({"n": 2}, None)
+    nobodys = with_saver(
+        settings, lambda saver: saver.aget_tuple({"configurable": {"thread_id": "anon"}})
+    )
+    assert nobodys.checkpoint["channel_values"] == {"n": 1}
+    assert count_checkpoints(settings, "anon") == 2
 
 
 def test_put_state_without_token_is_401(client: TestClient) -> None:
@@ -493,20 +500,26 @@ def test_copy_thread_latest_only_copies_the_newest_checkpoint(
     assert (only["values"], only["parent_checkpoint_id"]) == ({"items": [2]}, None)
 
 
-def test_copy_thread_to_an_existing_thread_is_409_whoever_owns_it(
+def test_copy_thread_to_an_existing_thread_of_the_callers_is_409(
     client: TestClient, alice: Caller, bob: Caller, settings: Settings
 ) -> None:
     put_state(client, alice, "src", {"n": 1})
     put_state(client, alice, "mine", {"n": 2})
     put_state(client, bob, "theirs", {"n": 3})
 
-    for target in ("mine", "theirs", "src"):
+    for target in ("mine", "src"):
         response = client.post(
             url("src", "copy"), json={"target_thread_id": target}, headers=alice.headers
         )
         assert_error(response, 409, "conflict")
-
     assert count_rows(settings, "SELECT count(*) FROM checkpoints") == 3
+
+    # Bob's thread id is no obstacle (nor a way to learn it exists): alice gets her own.
+    response = client.post(
+        url("src", "copy"), json={"target_thread_id": "theirs"}, headers=alice.headers
+    )
+    assert response.status_code == 201, response.text
+    assert [s["values"] for s in history(client, alice, "theirs")] == [{"n": 1}]
     assert [s["values"] for s in history(client, bob, "theirs")] == [{"n": 3}]
 
 
@@ -603,7 +616,7 @@ def test_every_thread_route_on_an_unknown_thread_is_404(client: TestClient, alic
     range(9),
     ids=["get", "state", "history", "checkpoint", "put", "copy", "keep", "del", "delete"],
 )
-def test_another_users_thread_is_404_and_unchanged(
+def test_another_users_thread_is_invisible_and_unchanged(
     client: TestClient, alice: Caller, bob: Caller, settings: Settings, index: int
 ) -> None:
     first = put_state(client, alice, "t-1", {"items": [1]}, metadata={"m": 1})["checkpoint_id"]
@@ -613,12 +626,42 @@ def test_another_users_thread_is_404_and_unchanged(
 
     response = client.request(method, path, json=body, headers=bob.headers)
 
-    error = assert_error(response, 404, "not_found")
-    assert "t-1" in error["message"]
+    if method == "PUT":
+        # Bob's "t-1" is his own thread: created, with only his checkpoint.
+        assert response.status_code == 201, response.text
+        assert [s["values"] for s in history(client, bob, "t-1")] == [{"n": 666}]
+        assert thread_ids(client, bob) == ["t-1"]
+    else:
+        error = assert_error(response, 404, "not_found")
+        assert "t-1" in error["message"]
+        assert thread_ids(client, bob) == []
     assert history(client, alice, "t-1") == before
     assert thread_ids(client, alice) == ["t-1"]
-    assert thread_ids(client, bob) == []
-    assert count_rows(settings, "SELECT count(*) FROM threads") == 1
+    bobs = 1 if method == "PUT" else 0
+    assert count_rows(settings, "SELECT count(*) FROM threads") == 1 + bobs
+    assert count_rows(settings, "SELECT count(*) FROM checkpoints") == 2 + bobs
+
+
+def test_two_users_each_have_their_own_thread_of_one_id(
+    client: TestClient, alice: Caller, bob: Caller, settings: Settings
+) -> None:
+    put_state(client, alice, "main", {"who": "alice"})
+    put_state(client, bob, "main", {"who": "bob"})
+    put_state(client, alice, "main", {"who": "alice", "n": 2})
+
+    assert get_state(client, alice, "main")["values"] == {"who": "alice", "n": 2}
+    assert [s["values"] for s in history(client, bob, "main")] == [{"who": "bob"}]
+    assert thread_ids(client, alice) == thread_ids(client, bob) == ["main"]
+    # A saver with a user's id reaches that user's thread.
+    got = with_saver(
+        settings,
+        lambda saver: saver.aget_tuple({"configurable": {"thread_id": "main", "user_id": bob.id}}),
+    )
+    assert got.checkpoint["channel_values"] == {"who": "bob"}
+
+    assert client.delete(url("main"), headers=bob.headers).status_code == 204
+    assert_error(client.get(url("main"), headers=bob.headers), 404)
+    assert len(history(client, alice, "main")) == 2
     assert count_rows(settings, "SELECT count(*) FROM checkpoints") == 2
 
 

@@ -1,5 +1,6 @@
-"""A thread with 1,000 checkpoints (among 20,000): history, cursor and metadata filter are
-served by indexes, under custom and generic plans, and return the right rows."""
+"""A thread with 1,000 checkpoints (among 40,000: the same 20 thread ids for two owners):
+history, cursor and metadata filter are served by indexes, under custom and generic plans,
+and return the right rows, of the right owner."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from dal.gateways.checkpoints import NO_OWNER
 from dal.langgraph import AsyncpgSaver
 from dal.queries import Q
 from tests.dal.test_plans import assert_index_scan, explain
 
 THREADS, PER_THREAD = 20, 1000
 LONG = "thread-0"
+# The other owner of the same thread ids (its checkpoints' values are negative).
+OTHER = "0191a9f4-0000-7000-8000-000000000001"
 
 
 def checkpoint_id(i: int) -> str:
@@ -26,20 +30,23 @@ async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
     await conn.execute(
         f"""
-        INSERT INTO threads (thread_id)
-        SELECT 'thread-' || t FROM generate_series(0, {THREADS - 1}) AS t;
-        INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-                                 checkpoint, metadata)
-        SELECT 'thread-' || t, '', '1f0' || lpad(i::text, 13, '0'),
+        CREATE TEMP TABLE owners (owner uuid, sign int);
+        INSERT INTO owners VALUES ('{NO_OWNER}', 1), ('{OTHER}', -1);
+        INSERT INTO threads (thread_id, owner)
+        SELECT 'thread-' || t, o.owner FROM generate_series(0, {THREADS - 1}) AS t, owners AS o;
+        INSERT INTO checkpoints (thread_id, owner, checkpoint_ns, checkpoint_id,
+                                 parent_checkpoint_id, checkpoint, metadata)
+        SELECT 'thread-' || t, o.owner, '', '1f0' || lpad(i::text, 13, '0'),
                CASE WHEN i > 0 THEN '1f0' || lpad((i - 1)::text, 13, '0') END,
                jsonb_build_object('v', 4, 'id', '1f0' || lpad(i::text, 13, '0'),
                                   'ts', '2026-01-01T00:00:00+00:00',
-                                  'channel_values', jsonb_build_object('n', i),
+                                  'channel_values', jsonb_build_object('n', o.sign * i),
                                   'channel_versions', jsonb_build_object('n', i::text),
                                   'versions_seen', '{{}}'::jsonb),
                jsonb_build_object('source', CASE WHEN i % 100 = 0 THEN 'input' ELSE 'loop' END,
                                   'step', i, 'run_id', 'run-' || t || '-' || (i / 10))
-          FROM generate_series(0, {THREADS - 1}) AS t, generate_series(0, {PER_THREAD - 1}) AS i;
+          FROM generate_series(0, {THREADS - 1}) AS t, generate_series(0, {PER_THREAD - 1}) AS i,
+               owners AS o;
         ANALYZE;
         """
     )
@@ -52,9 +59,9 @@ async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 async def test_history_queries_use_the_primary_key(seeded: Any, generic: bool) -> None:
     cases = [
-        ("get_latest_checkpoint", (LONG, "")),
-        ("list_checkpoints", (LONG, "", 100)),
-        ("list_checkpoints_before", (LONG, "", checkpoint_id(500), 100)),
+        ("get_latest_checkpoint", (NO_OWNER, LONG, "")),
+        ("list_checkpoints", (NO_OWNER, LONG, "", 100)),
+        ("list_checkpoints_before", (NO_OWNER, LONG, "", checkpoint_id(500), 100)),
     ]
     for name, args in cases:
         nodes = await explain(seeded, Q[name], *args, generic=generic)
@@ -69,7 +76,14 @@ async def test_history_queries_use_the_primary_key(seeded: Any, generic: bool) -
 
 async def test_cursor_is_an_index_condition(seeded: Any) -> None:
     nodes = await explain(
-        seeded, Q["list_checkpoints_before"], LONG, "", checkpoint_id(500), 100, generic=True
+        seeded,
+        Q["list_checkpoints_before"],
+        NO_OWNER,
+        LONG,
+        "",
+        checkpoint_id(500),
+        100,
+        generic=True,
     )
     scan = next(n for n in nodes if n.get("Index Name") == "checkpoints_pkey")
     assert "checkpoint_id <" in scan["Index Cond"]
@@ -80,6 +94,7 @@ async def test_metadata_filter_is_served_by_an_index(seeded: Any, generic: bool)
     nodes = await explain(
         seeded,
         Q["list_checkpoints_by_metadata"],
+        NO_OWNER,
         LONG,
         "",
         '{"source": "input"}',
@@ -96,7 +111,9 @@ async def test_metadata_filter_is_served_by_an_index(seeded: Any, generic: bool)
 
 async def test_delete_for_runs_uses_the_run_id_index(seeded: Any) -> None:
     async with seeded.transaction():
-        nodes = await explain(seeded, Q["delete_checkpoints_for_runs"], "{run-3-7}", generic=True)
+        nodes = await explain(
+            seeded, Q["delete_checkpoints_for_runs"], NO_OWNER, "{run-3-7}", generic=True
+        )
     assert_index_scan(nodes, "checkpoints_run_id_idx", "checkpoints")
 
 
@@ -122,6 +139,14 @@ async def test_saver_lists_a_long_history_with_limit_before_and_filter(
     assert latest is not None and latest.checkpoint["channel_values"]["n"] == 999
     assert latest.parent_config is not None
     assert latest.parent_config["configurable"]["checkpoint_id"] == checkpoint_id(998)
+    # The other owner's thread of the same id is another thread.
+    other = {"configurable": {"thread_id": LONG, "user_id": OTHER}}
+    theirs = await saver.aget_tuple(other)
+    assert theirs is not None and theirs.checkpoint["channel_values"]["n"] == -999
+    assert [t.checkpoint["channel_values"]["n"] async for t in saver.alist(other, limit=2)] == [
+        -999,
+        -998,
+    ]
 
 
 async def add_writes_and_blobs(conn: asyncpg.Connection[Any]) -> None:
@@ -129,12 +154,14 @@ async def add_writes_and_blobs(conn: asyncpg.Connection[Any]) -> None:
     checkpoint's id taken as a version (20,000 of each)."""
     await conn.execute(
         """
-        INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx,
-                                       channel, type, blob)
-        SELECT thread_id, checkpoint_ns, checkpoint_id, 'task', 0, 'n', 'msgpack', '\\x00'
+        INSERT INTO checkpoint_writes (thread_id, owner, checkpoint_ns, checkpoint_id, task_id,
+                                       idx, channel, type, blob)
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, 'task', 0, 'n', 'msgpack',
+               '\\x00'
           FROM checkpoints;
-        INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-        SELECT thread_id, checkpoint_ns, 'other', checkpoint_id, 'msgpack', '\\x00'
+        INSERT INTO checkpoint_blobs (thread_id, owner, checkpoint_ns, channel, version, type,
+                                      blob)
+        SELECT thread_id, owner, checkpoint_ns, 'other', checkpoint_id, 'msgpack', '\\x00'
           FROM checkpoints;
         UPDATE checkpoints
            SET checkpoint = jsonb_set(checkpoint, '{channel_versions,other}',
@@ -149,16 +176,16 @@ async def test_checkpoint_reads_probe_blobs_by_their_whole_key(seeded: Any, gene
     # 1,000 blobs in the thread: reading one checkpoint looks up its versions, not them all.
     await add_writes_and_blobs(seeded)
     cases = [
-        ("get_latest_checkpoint", (LONG, "")),
-        ("get_checkpoint", (LONG, "", checkpoint_id(500))),
-        ("list_checkpoints", (LONG, "", 10)),
+        ("get_latest_checkpoint", (NO_OWNER, LONG, "")),
+        ("get_checkpoint", (NO_OWNER, LONG, "", checkpoint_id(500))),
+        ("list_checkpoints", (NO_OWNER, LONG, "", 10)),
     ]
     for name, args in cases:
         nodes = await explain(seeded, Q[name], *args, generic=generic)
         probes = [n for n in nodes if n.get("Index Name") == "checkpoint_blobs_pkey"]
         assert probes and all("version" in n["Index Cond"] for n in probes), (name, nodes)
         assert not any(n["Node Type"] == "Hash Join" for n in nodes), name
-    row = await seeded.fetchrow(Q["get_checkpoint"].sql, LONG, "", checkpoint_id(500))
+    row = await seeded.fetchrow(Q["get_checkpoint"].sql, NO_OWNER, LONG, "", checkpoint_id(500))
     assert row["blob_channels"] == ["other"]
 
 
@@ -169,7 +196,7 @@ async def test_delta_channel_history_walks_parents_through_primary_keys(
     # Each step of the walk is a lookup by key in each table, never a scan.
     await add_writes_and_blobs(seeded)
     # A channel nothing stores or writes: the walk goes up all 999 ancestors.
-    args = (LONG, "", checkpoint_id(999))
+    args = (NO_OWNER, LONG, "", checkpoint_id(999))
     channels = ["absent"]
     nodes = await explain(
         seeded,
@@ -186,7 +213,7 @@ async def test_delta_channel_history_walks_parents_through_primary_keys(
         assert_index_scan(nodes, index, table)
     assert await seeded.fetch(Q["list_delta_channel_history"].sql, *args, channels) == []
     # "n" is inline in every checkpoint: the parent is the seed, and the walk stops there.
-    rows = await seeded.fetch(Q["list_delta_channel_history"].sql, LONG, "", None, ["n"])
+    rows = await seeded.fetch(Q["list_delta_channel_history"].sql, NO_OWNER, LONG, "", None, ["n"])
     assert [(r["depth"], r["task_id"], r["inline_value"]) for r in rows] == [
         (1, None, "998"),
         (1, "task", None),

@@ -14,7 +14,8 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Command, RetryPolicy, interrupt
 
 from dal.database import open_pool
-from dal.langgraph import AsyncpgSaver
+from dal.gateways.checkpoints import NO_OWNER
+from dal.langgraph import AsyncpgSaver, owner_of
 from dal.settings import Settings
 
 
@@ -266,9 +267,44 @@ async def test_thread_owner_comes_from_config_user_id(pool: Any) -> None:
     calls: dict[str, int] = {}
     graph = three_nodes(calls, fail_in=set()).compile(checkpointer=AsyncpgSaver(pool))
     await graph.ainvoke({"steps": [], "messages": []}, config("owned", user_id=str(alice.id)))
-    await graph.ainvoke({"steps": [], "messages": []}, config("anonymous", user_id="not-a-uuid"))
-    owners = dict(await pool.fetch("SELECT thread_id, user_id FROM threads ORDER BY thread_id"))
-    assert owners == {"anonymous": None, "owned": alice.id}
+    await graph.ainvoke({"steps": [], "messages": []}, config("named", user_id="not-a-uuid"))
+    await graph.ainvoke({"steps": [], "messages": []}, config("anonymous"))
+    rows = await pool.fetch("SELECT thread_id, owner, user_id FROM threads ORDER BY thread_id")
+    assert [tuple(r) for r in rows] == [
+        ("anonymous", NO_OWNER, None),
+        ("named", owner_of("not-a-uuid"), None),  # its own scope, no user's
+        ("owned", alice.id, alice.id),
+    ]
+    assert owner_of("not-a-uuid") not in (NO_OWNER, owner_of("not-a-uuid2"))
+
+
+async def test_two_users_each_run_their_own_thread_main(pool: Any) -> None:
+    alice, bob = "0191a9f4-0000-7000-8000-00000000000a", "0191a9f4-0000-7000-8000-00000000000b"
+    saver = AsyncpgSaver(pool)
+    graph = three_nodes({}, fail_in=set()).compile(checkpointer=saver)
+    mine, theirs = config("main", user_id=alice), config("main", user_id=bob)
+
+    await graph.ainvoke({"steps": ["alice"], "messages": []}, mine)
+    await graph.ainvoke({"steps": ["bob"], "messages": []}, theirs)
+    await graph.ainvoke({"steps": [], "messages": []}, mine)
+
+    assert (await graph.aget_state(mine)).values["steps"][:4] == ["alice", "a", "b", "c"]
+    assert len((await graph.aget_state(mine)).values["steps"]) == 7
+    assert (await graph.aget_state(theirs)).values["steps"] == ["bob", "a", "b", "c"]
+    assert (await graph.aget_state(config("main"))).values == {}  # nobody's "main": none
+    # A snapshot's config still reaches its owner's thread.
+    [*_, first] = [s async for s in graph.aget_state_history(theirs)]
+    assert first.config["configurable"]["user_id"] == bob
+    assert (await graph.aget_state(first.config)).values == first.values
+    # The calls without a config take the owner as an argument (or the saver's own).
+    await saver.acopy_thread("main", "fork", user_id=bob)
+    await saver.adelete_thread("main", user_id=bob)
+    assert await saver.aget_tuple(theirs) is None
+    assert await saver.aget_tuple(config("fork", user_id=bob)) is not None
+    assert await AsyncpgSaver(pool, user_id=bob).aget_tuple(config("fork")) is not None
+    assert await saver.aget_tuple(config("fork", user_id=alice)) is None
+    await saver.aprune(["main"], strategy="delete", user_id=bob)  # bob has none: no-op
+    assert (await graph.aget_state(mine)).values["steps"][:1] == ["alice"]
 
 
 async def test_values_json_cannot_hold_round_trip_through_blobs(pool: Any) -> None:

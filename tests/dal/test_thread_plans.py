@@ -29,12 +29,13 @@ async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[An
         f"""
         INSERT INTO users (id, username)
         SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
-        INSERT INTO threads (thread_id, user_id, updated_at)
-        SELECT 'thread-' || u.username || '-' || i, u.id, now() - make_interval(secs => i)
+        INSERT INTO threads (thread_id, owner, user_id, updated_at)
+        SELECT 'thread-' || u.username || '-' || i, u.id, u.id, now() - make_interval(secs => i)
           FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
         -- Threads no user owns (written by a saver without a user).
-        INSERT INTO threads (thread_id)
-        SELECT 'anon-' || i FROM generate_series(1, 1000) AS i;
+        INSERT INTO threads (thread_id, owner)
+        SELECT 'anon-' || i, '00000000-0000-0000-0000-000000000000'
+          FROM generate_series(1, 1000) AS i;
         ANALYZE;
         """
     )

@@ -98,7 +98,7 @@ async def test_put_thread_state_saver_reads_the_values_back(pool: Any, alice: Us
     values = {"todo": [{"task": "write", "done": False}], "count": 3, "name": "é", "none": None}
     checkpoint_id = await put(pool, alice, "t-1", values, metadata={"agent": "planner"})
 
-    got = await AsyncpgSaver(pool).aget_tuple(config("t-1"))  # type: ignore[arg-type]
+    got = await AsyncpgSaver(pool).aget_tuple(config("t-1", alice))  # type: ignore[arg-type]
 
     assert got is not None
     assert got.checkpoint["channel_values"] == values
@@ -117,14 +117,16 @@ async def test_put_thread_state_chains_to_the_newest_checkpoint(pool: Any, alice
     second = await put(pool, alice, "t-1", {"n": 2})
     saver = AsyncpgSaver(pool)
 
-    got = await saver.aget_tuple(config("t-1"))  # type: ignore[arg-type]
+    got = await saver.aget_tuple(config("t-1", alice))  # type: ignore[arg-type]
 
     assert got is not None and got.parent_config is not None
     assert second > first  # ids sort like LangGraph's: newest last
     assert got.parent_config["configurable"]["checkpoint_id"] == first
     assert got.checkpoint["channel_values"] == {"n": 2}  # the state is replaced, not merged
     assert got.metadata["step"] == 1
-    before = await saver.aget_tuple(config("t-1", checkpoint_id=first))  # type: ignore[arg-type]
+    before = await saver.aget_tuple(
+        config("t-1", alice, checkpoint_id=first)  # type: ignore[arg-type]
+    )
     assert before is not None
     [old_version] = set(before.checkpoint["channel_versions"].values())
     [new_version] = set(got.checkpoint["channel_versions"].values())
@@ -163,7 +165,7 @@ async def test_put_thread_state_graph_continuing_the_thread_keeps_unchanged_chan
     graph = builder.compile(checkpointer=AsyncpgSaver(pool))
     await put(pool, alice, "t-1", {"items": [1, 2], "log": ["put"], "n": 5})
 
-    result = await graph.ainvoke({"n": 7}, config("t-1"))  # type: ignore[call-overload]
+    result = await graph.ainvoke({"n": 7}, config("t-1", alice))  # type: ignore[call-overload]
 
     # "items" is not touched by the run: it must survive it (a checkpoint only stores a
     # non-scalar value again when its version changes).
@@ -188,31 +190,39 @@ async def test_put_thread_state_concurrent_writes_form_one_chain(pool: Any, alic
     assert [item.metadata["step"] for item in items] == list(range(8, -1, -1))
 
 
-async def test_put_thread_state_of_other_users_thread_raises_not_found_and_writes_nothing(
+async def test_put_thread_state_same_id_as_other_users_thread_is_the_callers_own_thread(
     pool: Any, alice: User, bob: User
 ) -> None:
-    await put(pool, alice, "t-1", {"n": 1})
+    await put(pool, alice, "main", {"n": 1})
 
-    with pytest.raises(NotFound):
-        await put(pool, bob, "t-1", {"n": 666})
+    await put(pool, bob, "main", {"n": 666})
+    await put(pool, alice, "main", {"n": 2})
 
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
-    assert state.values == {"n": 1}
-    assert await count(pool, "SELECT count(*) FROM checkpoints WHERE thread_id = 't-1'") == 1
+    mine = await threads.get_thread_state(pool, user_id=alice.id, thread_id="main")
+    theirs = await threads.get_thread_state(pool, user_id=bob.id, thread_id="main")
+    assert (mine.values, theirs.values) == ({"n": 2}, {"n": 666})
+    assert theirs.parent_checkpoint_id is None  # not chained to alice's checkpoints
+    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="main")
+    assert [item.values for item in history.items] == [{"n": 2}, {"n": 1}]
+    listed = await threads.list_threads(pool, user_id=bob.id)
+    assert [(t.thread_id, t.user_id) for t in listed.items] == [("main", bob.id)]
 
 
-async def test_put_thread_state_of_thread_nobody_owns_raises_not_found(
+async def test_put_thread_state_same_id_as_thread_nobody_owns_leaves_it_alone(
     pool: Any, alice: User
 ) -> None:
-    await saver_put(AsyncpgSaver(pool), "anon", {"n": 1})  # a saver config without user_id
-
-    with pytest.raises(NotFound):
-        await put(pool, alice, "anon", {"n": 2})
+    saver = AsyncpgSaver(pool)
+    await saver_put(saver, "anon", {"n": 1})  # a saver config without user_id
     with pytest.raises(NotFound):
         await threads.get_thread_state(pool, user_id=alice.id, thread_id="anon")
-    owner = await pool.fetchval("SELECT user_id FROM threads WHERE thread_id = 'anon'")
-    assert owner is None
-    assert await count(pool, "SELECT count(*) FROM checkpoints WHERE thread_id = 'anon'") == 1
+
+    await put(pool, alice, "anon", {"n": 2})
+
+    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="anon")
+    assert state.values == {"n": 2} and state.parent_checkpoint_id is None
+    nobodys = await saver.aget_tuple(config("anon"))  # type: ignore[arg-type]
+    assert nobodys is not None and nobodys.checkpoint["channel_values"] == {"n": 1}
+    assert await count(pool, "SELECT count(*) FROM checkpoints WHERE thread_id = 'anon'") == 2
 
 
 async def test_put_thread_state_links_the_callers_conversation(pool: Any, alice: User) -> None:
@@ -299,7 +309,7 @@ async def test_get_thread_state_decodes_langgraph_values_and_writes_to_json(
         user=alice,
     )
     await saver.aput_writes(
-        config("lg", checkpoint_id=checkpoint_id),  # type: ignore[arg-type]
+        config("lg", alice, checkpoint_id=checkpoint_id),  # type: ignore[arg-type]
         [("messages", [AIMessage("hello", id="m2")]), ("__pregel_tasks", Send("node", {"x": 1}))],
         task_id="task-1",
     )
@@ -461,22 +471,25 @@ async def test_copy_thread_latest_only_copies_the_newest_checkpoint_as_a_root(
     )
 
 
-async def test_copy_thread_to_an_existing_thread_raises_conflict_and_copies_nothing(
+async def test_copy_thread_to_an_existing_thread_of_the_caller_raises_conflict(
     pool: Any, alice: User, bob: User
 ) -> None:
     await put(pool, alice, "src", {"n": 1})
     await put(pool, alice, "mine", {"n": 2})
     await put(pool, bob, "theirs", {"n": 3})
 
-    for target in ("mine", "theirs", "src"):
+    for target in ("mine", "src"):
         with pytest.raises(Conflict, match="already exists"):
             await threads.copy_thread(
                 pool, user_id=alice.id, thread_id="src", target_thread_id=target
             )
-
     assert await count(pool, "SELECT count(*) FROM checkpoints") == 3
+
+    # Another user's thread id is no obstacle: the copy is alice's own thread "theirs".
+    await threads.copy_thread(pool, user_id=alice.id, thread_id="src", target_thread_id="theirs")
+    mine = await threads.get_thread_state(pool, user_id=alice.id, thread_id="theirs")
     state = await threads.get_thread_state(pool, user_id=bob.id, thread_id="theirs")
-    assert state.values == {"n": 3}
+    assert (mine.values, state.values) == ({"n": 1}, {"n": 3})
 
 
 async def test_copy_thread_of_other_users_thread_raises_not_found_and_creates_nothing(
