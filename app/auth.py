@@ -36,7 +36,9 @@ async def current_user(request: Request[AppState]) -> User:
     try:
         return await users.get_user_by_token(request.state["pool"], secret=token)
     except NotFound:
-        raise Unauthorized("the token is invalid, revoked, or its user is deactivated") from None
+        raise Unauthorized(
+            "the token is invalid, revoked or expired, or its user is deactivated"
+        ) from None
 
 
 async def require_admin(request: Request[AppState]) -> None:

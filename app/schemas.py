@@ -20,6 +20,8 @@ class UserCreated(BaseModel):
     user: User
     token: str
     token_id: UUID
+    # When the token stops working (token_expires_in); None: never (until revoked).
+    token_expires_at: datetime | None = None
 
 
 class TokenCreated(BaseModel):
@@ -29,6 +31,8 @@ class TokenCreated(BaseModel):
     id: UUID
     name: str | None
     created_at: datetime
+    # When the token stops working (expires_in); None: never (until revoked).
+    expires_at: datetime | None
     token: str
 
 

@@ -55,18 +55,44 @@ UPDATE users
  WHERE id = $1
 RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at;
 
+-- name: get_user_locked
+-- One user by id, its row locked until the transaction ends: get_user_locked then
+-- insert_token in one transaction issue a user's tokens one at a time, so that each counts the
+-- others' (under READ COMMITTED insert_token's snapshot is taken after the lock is granted; a
+-- lock taken inside insert_token itself would leave its count on the snapshot from before the
+-- wait). FOR NO KEY UPDATE conflicts with itself and with updates of the user, not with the
+-- FOR KEY SHARE of foreign-key checks (new conversations, threads) or with readers.
+-- uses: users_pkey
+-- $1 id uuid
+SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
+  FROM users
+ WHERE id = $1
+   FOR NO KEY UPDATE;
+
 -- name: insert_token
--- Store a new API token of a user; only its SHA-256 hash is kept.
+-- Store a new API token of a user, unless the user holds $6 active (unrevoked, unexpired)
+-- tokens already: then no row. Only the token's SHA-256 hash is kept. The count is race-free
+-- only after get_user_locked in the same transaction (issue_token). It reads the user's tokens
+-- through api_tokens' index on user_id when there is one, else the table (a few rows per user).
 -- $1 id uuid
 -- $2 user_id uuid
 -- $3 token_hash bytea
 -- $4 name text                  may be NULL
-INSERT INTO api_tokens (id, user_id, token_hash, name)
-VALUES ($1, $2, $3, $4)
-RETURNING id, user_id, name, created_at, revoked_at;
+-- $5 expires_in int8            seconds from now until it expires; NULL: never
+-- $6 max_active int8            NULL: no limit
+INSERT INTO api_tokens (id, user_id, token_hash, name, expires_at)
+SELECT $1, $2, $3, $4, now() + make_interval(secs => $5::int8)
+ WHERE $6::int8 IS NULL
+    OR (SELECT count(*)
+          FROM api_tokens
+         WHERE user_id = $2
+           AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > now())) < $6
+RETURNING id, user_id, name, created_at, expires_at, revoked_at;
 
 -- name: get_user_by_token
--- The active user owning an unrevoked token with this hash (authentication).
+-- The active user owning an unrevoked, unexpired token with this hash (authentication: run
+-- on every request, so an expired token is refused from the moment it expires).
 -- uses: api_tokens_token_hash_key
 -- $1 token_hash bytea
 SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
@@ -75,6 +101,7 @@ SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
   JOIN users AS u ON u.id = t.user_id
  WHERE t.token_hash = $1
    AND t.revoked_at IS NULL
+   AND (t.expires_at IS NULL OR t.expires_at > now())
    AND u.deactivated_at IS NULL;
 
 -- name: revoke_token
@@ -87,4 +114,4 @@ UPDATE api_tokens
  WHERE id = $2
    AND user_id = $1
    AND revoked_at IS NULL
-RETURNING id, user_id, name, created_at, revoked_at;
+RETURNING id, user_id, name, created_at, expires_at, revoked_at;

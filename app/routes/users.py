@@ -11,16 +11,28 @@ from app.body import read_json
 from app.responses import no_content, record_response
 from app.schemas import TokenCreated, UserCreated
 from app.state import AppState
+from dal.errors import InvalidInput
 from dal.gateways import users
 from dal.records import TokenDraft, UserDraft, UserPatch
+
+
+def _check_expires_in(request: Request[AppState], field: str, expires_in: int | None) -> None:
+    """Refuse an expiry beyond APP_MAX_TOKEN_EXPIRES_IN (the record bounds it at 100 years)."""
+    limit = request.state["settings"].app_max_token_expires_in
+    if expires_in is not None and expires_in > limit:
+        raise InvalidInput(f"{field} may be at most {limit} seconds")
 
 
 async def create_user(request: Request[AppState]) -> Response:
     await require_admin(request)
     draft = await read_json(request, UserDraft)
+    _check_expires_in(request, "token_expires_in", draft.token_expires_in)
     created = await users.create_user(request.state["pool"], draft=draft)
     body = UserCreated(
-        user=created.user, token=created.token.secret, token_id=created.token.token.id
+        user=created.user,
+        token=created.token.secret,
+        token_id=created.token.token.id,
+        token_expires_at=created.token.token.expires_at,
     )
     return record_response(body, 201, {"Location": f"/v1/users/{created.user.id}"})
 
@@ -63,11 +75,19 @@ async def update_me(request: Request[AppState]) -> Response:
 async def create_token(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, TokenDraft, optional=True)
-    issued = await users.insert_token(request.state["pool"], user_id=me.id, name=draft.name)
+    _check_expires_in(request, "expires_in", draft.expires_in)
+    issued = await users.issue_token(
+        request.state["pool"],
+        user_id=me.id,
+        name=draft.name,
+        expires_in=draft.expires_in,
+        max_active=request.state["settings"].app_max_tokens_per_user,
+    )
     body = TokenCreated(
         id=issued.token.id,
         name=issued.token.name,
         created_at=issued.token.created_at,
+        expires_at=issued.token.expires_at,
         token=issued.secret,
     )
     return record_response(body, 201)

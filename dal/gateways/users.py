@@ -10,10 +10,18 @@ from uuid import UUID
 import asyncpg
 
 from dal.database import Executor, fetch_one, transaction
-from dal.errors import Conflict, NotFound
+from dal.errors import Conflict, InvalidInput, LimitReached, NotFound
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import IssuedToken, NewUser, Token, User, UserDraft, UserPatch
+from dal.records import (
+    MAX_TOKEN_EXPIRES_IN,
+    IssuedToken,
+    NewUser,
+    Token,
+    User,
+    UserDraft,
+    UserPatch,
+)
 
 TOKEN_PREFIX = "mnemo_"
 
@@ -84,16 +92,64 @@ async def deactivate_user(db: Executor, *, user_id: UUID) -> User:
     return User.from_row(row)
 
 
-async def insert_token(db: Executor, *, user_id: UUID, name: str | None = None) -> IssuedToken:
-    """Issue a new bearer token for a user. The secret is returned once; only its hash is kept."""
+async def get_user_locked(db: Executor, *, user_id: UUID) -> User:
+    """The user with this id, its row locked until the caller's transaction ends (tokens are
+    issued one at a time per user under it); NotFound if there is none."""
+    row = await fetch_one(db, Q["get_user_locked"], user_id)
+    if row is None:
+        raise NotFound("user", user_id)
+    return User.from_row(row)
+
+
+async def insert_token(
+    db: Executor,
+    *,
+    user_id: UUID,
+    name: str | None = None,
+    expires_in: int | None = None,
+    max_active: int | None = None,
+) -> IssuedToken:
+    """Issue a new bearer token for a user. The secret is returned once; only its hash is kept.
+
+    ``expires_in``: seconds until the token stops authenticating (None: never). ``max_active``:
+    LimitReached (``too_many_tokens``) when the user holds that many unrevoked, unexpired
+    tokens already; race-free only under ``get_user_locked`` (see ``issue_token``).
+    NotFound if there is no such user.
+    """
+    if expires_in is not None and not 1 <= expires_in <= MAX_TOKEN_EXPIRES_IN:
+        raise InvalidInput(f"expires_in must be between 1 and {MAX_TOKEN_EXPIRES_IN} seconds")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = await fetch_one(db, Q["insert_token"], new_id(), user_id, hash_token(secret), name)
-    assert row is not None  # INSERT ... RETURNING always returns the row
+    row = await fetch_one(
+        db, Q["insert_token"], new_id(), user_id, hash_token(secret), name, expires_in, max_active
+    )
+    if row is None:
+        raise LimitReached(
+            f"a user may hold at most {max_active} active tokens: revoke one first",
+            code="too_many_tokens",
+        )
     return IssuedToken(token=Token.from_row(row), secret=secret)
 
 
+async def issue_token(
+    pool: asyncpg.Pool[Any],
+    *,
+    user_id: UUID,
+    name: str | None = None,
+    expires_in: int | None = None,
+    max_active: int | None = None,
+) -> IssuedToken:
+    """``insert_token`` under the user's row lock, in one transaction: concurrent issues for
+    one user never pass ``max_active`` together. NotFound if there is no such user."""
+    async with transaction(pool) as conn:
+        await get_user_locked(conn, user_id=user_id)
+        return await insert_token(
+            conn, user_id=user_id, name=name, expires_in=expires_in, max_active=max_active
+        )
+
+
 async def get_user_by_token(db: Executor, *, secret: str) -> User:
-    """The active user a bearer token belongs to; NotFound if unknown, revoked or deactivated."""
+    """The active user a bearer token belongs to; NotFound if unknown, revoked, expired or
+    deactivated."""
     row = await fetch_one(db, Q["get_user_by_token"], hash_token(secret))
     if row is None:
         raise NotFound("token")
@@ -111,8 +167,11 @@ async def revoke_token(db: Executor, *, user_id: UUID, token_id: UUID) -> Token:
 async def create_user(
     pool: asyncpg.Pool[Any], *, draft: UserDraft, token_name: str | None = None
 ) -> NewUser:
-    """Create a user and their first token in one transaction (both or neither)."""
+    """Create a user and their first token (expiring after ``draft.token_expires_in`` seconds
+    if given) in one transaction (both or neither)."""
     async with transaction(pool) as conn:
         user = await insert_user(conn, draft=draft)
-        token = await insert_token(conn, user_id=user.id, name=token_name)
+        token = await insert_token(
+            conn, user_id=user.id, name=token_name, expires_in=draft.token_expires_in
+        )
     return NewUser(user=user, token=token)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from uuid import UUID
 
+import psycopg
 import pytest
 
+from app import create_app
+from dal.settings import Settings
 from tests.app.conftest import (
     ADMIN,
     ADMIN_TOKEN,
@@ -14,7 +18,10 @@ from tests.app.conftest import (
     TestClient,
     assert_error,
     auth,
+    count_rows,
     make_conversation,
+    make_user,
+    ts,
 )
 
 # Every route that needs a user's token (ids are well-formed; auth is checked first).
@@ -108,8 +115,8 @@ def test_create_token_returns_a_new_working_token(client: TestClient, alice: Cal
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "created_at", "token"}
-    assert body["name"] == "laptop"
+    assert set(body) == {"id", "name", "created_at", "expires_at", "token"}
+    assert body["name"] == "laptop" and body["expires_at"] is None
     UUID(body["id"])
     assert body["token"] != alice.token
     assert client.get("/v1/me", headers=auth(body["token"])).json() == alice.user
@@ -191,3 +198,117 @@ def test_revoked_token_cannot_reach_data(client: TestClient, alice: Caller) -> N
     response = client.get(f"/v1/conversations/{conversation['id']}", headers=auth(spare["token"]))
 
     assert_error(response, 401, "unauthorized")
+
+
+# --- token expiry and the cap on active tokens -------------------------------------------
+
+
+def _expire_tokens(settings: Settings, user_id: str) -> None:
+    """Move the expiry of the user's expiring tokens into the past (as if time had passed)."""
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(
+            "UPDATE api_tokens SET created_at = now() - interval '2 hours',"
+            " expires_at = now() - interval '1 hour'"
+            " WHERE user_id = %s AND expires_at IS NOT NULL",
+            (user_id,),
+        )
+
+
+def test_token_with_expires_in_works_until_it_expires_then_401(
+    client: TestClient, alice: Caller, settings: Settings
+) -> None:
+    response = client.post(
+        "/v1/tokens", json={"name": "ci", "expires_in": 3600}, headers=alice.headers
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    expires_at, created_at = ts(body["expires_at"]), ts(body["created_at"])
+    assert (expires_at - created_at).total_seconds() == 3600
+    assert client.get("/v1/me", headers=auth(body["token"])).status_code == 200
+
+    _expire_tokens(settings, alice.id)
+
+    for method, path in USER_ROUTES[:3]:
+        response = client.request(method, path, json={}, headers=auth(body["token"]))
+        error = assert_error(response, 401, "unauthorized")
+        assert "expired" in error["message"]
+    assert client.get("/v1/me", headers=alice.headers).status_code == 200  # never expires
+
+
+@pytest.mark.parametrize("value", [0, -5, 1.5, 3600.0, "3600", True, None, 10**40])
+def test_create_token_bad_expires_in_is_422_and_creates_nothing(
+    client: TestClient, alice: Caller, settings: Settings, value: object
+) -> None:
+    response = client.post("/v1/tokens", json={"expires_in": value}, headers=alice.headers)
+
+    if value is None:  # null: the same as leaving it out
+        assert response.status_code == 201 and response.json()["expires_at"] is None
+        return
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"][0]["field"] == "expires_in"
+    assert count_rows(settings, "SELECT count(*) FROM api_tokens") == 1  # alice's first
+
+
+@pytest.fixture
+def strict_client(settings: Settings) -> Iterator[TestClient]:
+    """The app with at most 3 active tokens per user and expiries up to an hour."""
+    limits = {"app_max_tokens_per_user": 3, "app_max_token_expires_in": 3600}
+    with TestClient(create_app(settings.model_copy(update=limits))) as client:
+        yield client
+
+
+def test_create_token_over_max_expires_in_is_422(strict_client: TestClient) -> None:
+    _, token = make_user(strict_client, "carol")
+
+    response = strict_client.post("/v1/tokens", json={"expires_in": 3601}, headers=auth(token))
+
+    error = assert_error(response, 422, "invalid_input")
+    assert "3600" in error["message"]
+    response = strict_client.post("/v1/tokens", json={"expires_in": 3600}, headers=auth(token))
+    assert response.status_code == 201, response.text
+    response = strict_client.post(
+        "/v1/users", json={"username": "dan", "token_expires_in": 3601}, headers=ADMIN
+    )
+    assert_error(response, 422, "invalid_input")
+
+
+def test_create_token_over_max_per_user_is_409_until_one_is_revoked_or_expires(
+    strict_client: TestClient, settings: Settings
+) -> None:
+    client = strict_client
+    user, first = make_user(client, "carol")
+    _, other = make_user(client, "dan")
+    made = [client.post("/v1/tokens", headers=auth(first)).json() for _ in range(2)]
+
+    response = client.post("/v1/tokens", headers=auth(first))
+
+    error = assert_error(response, 409, "too_many_tokens")
+    assert "3" in error["message"] and "revoke" in error["message"]
+    assert client.post("/v1/tokens", headers=auth(other)).status_code == 201  # per user
+    assert client.delete(f"/v1/tokens/{made[0]['id']}", headers=auth(first)).status_code == 204
+    expiring = client.post("/v1/tokens", json={"expires_in": 60}, headers=auth(first))
+    assert expiring.status_code == 201, expiring.text
+    assert_error(client.post("/v1/tokens", headers=auth(first)), 409, "too_many_tokens")
+    _expire_tokens(settings, user["id"])  # an expired token no longer counts
+    assert client.post("/v1/tokens", headers=auth(first)).status_code == 201
+
+
+def test_create_user_with_token_expires_in_shows_when_it_expires(
+    client: TestClient, settings: Settings
+) -> None:
+    response = client.post(
+        "/v1/users", json={"username": "erin", "token_expires_in": 600}, headers=ADMIN
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    expires_at = ts(body["token_expires_at"])
+    assert (expires_at - ts(body["user"]["created_at"])).total_seconds() == 600
+    assert client.get("/v1/me", headers=auth(body["token"])).status_code == 200
+    _expire_tokens(settings, body["user"]["id"])
+    assert_error(client.get("/v1/me", headers=auth(body["token"])), 401)
+
+    plain = client.post("/v1/users", json={"username": "finn"}, headers=ADMIN).json()
+    assert plain["token_expires_at"] is None

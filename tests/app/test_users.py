@@ -32,7 +32,8 @@ def test_create_user_with_admin_token_returns_user_and_working_token(client: Tes
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"user", "token", "token_id"}
+    assert set(body) == {"user", "token", "token_id", "token_expires_at"}
+    assert body["token_expires_at"] is None  # no token_expires_in: it never expires
     user = body["user"]
     assert user["username"] == "alice.smith"  # trimmed and lower-cased
     assert user["display_name"] == "Alice Smith"

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from dal.errors import Conflict, NotFound
 from dal.gateways import users
-from dal.records import User, UserDraft, UserPatch
+from dal.records import IssuedToken, User, UserDraft, UserPatch
 
 
 async def test_insert_user_lowercases_username_and_get_by_username_finds_it(pool: Any) -> None:
@@ -118,3 +118,107 @@ async def test_create_user_makes_user_and_token_in_one_transaction(pool: Any, al
         await users.create_user(pool, draft=UserDraft(username="alice"))
     assert await pool.fetchval("SELECT count(*) FROM api_tokens") == before
     assert isinstance(created.user, User)
+
+
+# --- token expiry and the cap on active tokens -------------------------------------------
+
+
+async def _expire(pool: Any, token_id: Any) -> None:
+    """Move a token's expiry into the past (as if its time had passed)."""
+    await pool.execute(
+        "UPDATE api_tokens SET created_at = now() - interval '2 hours',"
+        " expires_at = now() - interval '1 hour' WHERE id = $1",
+        token_id,
+    )
+
+
+async def test_token_with_expiry_authenticates_until_it_expires(pool: Any, alice: User) -> None:
+    issued = await users.insert_token(pool, user_id=alice.id, expires_in=3600)
+    token = issued.token
+    assert token.expires_at is not None
+    assert (token.expires_at - token.created_at).total_seconds() == 3600
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+
+    await _expire(pool, token.id)
+
+    with pytest.raises(NotFound):
+        await users.get_user_by_token(pool, secret=issued.secret)
+
+
+async def test_token_without_expiry_never_expires(pool: Any, alice: User) -> None:
+    issued = await users.insert_token(pool, user_id=alice.id)
+    assert issued.token.expires_at is None
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+
+
+async def test_insert_token_expires_in_out_of_range_raises_invalid_input(
+    pool: Any, alice: User
+) -> None:
+    from dal.errors import InvalidInput
+    from dal.records import MAX_TOKEN_EXPIRES_IN
+
+    for bad in (0, -1, MAX_TOKEN_EXPIRES_IN + 1, 10**30):
+        with pytest.raises(InvalidInput):
+            await users.insert_token(pool, user_id=alice.id, expires_in=bad)
+    assert await pool.fetchval("SELECT count(*) FROM api_tokens") == 0
+    longest = await users.insert_token(pool, user_id=alice.id, expires_in=MAX_TOKEN_EXPIRES_IN)
+    assert longest.token.expires_at is not None
+
+
+async def test_issue_token_at_max_active_raises_limit_reached_until_one_is_revoked(
+    pool: Any, alice: User, bob: User
+) -> None:
+    from dal.errors import LimitReached
+
+    held = [await users.issue_token(pool, user_id=alice.id, max_active=3) for _ in range(3)]
+    with pytest.raises(LimitReached) as caught:
+        await users.issue_token(pool, user_id=alice.id, max_active=3)
+    assert caught.value.code == "too_many_tokens" and "3" in caught.value.message
+    assert (await users.issue_token(pool, user_id=bob.id, max_active=3)).token.user_id == bob.id
+
+    # Neither a revoked nor an expired token counts.
+    await users.revoke_token(pool, user_id=alice.id, token_id=held[0].token.id)
+    await users.issue_token(pool, user_id=alice.id, max_active=3)
+    await _expire(pool, held[1].token.id)
+    await users.issue_token(pool, user_id=alice.id, max_active=3)
+    with pytest.raises(LimitReached):
+        await users.issue_token(pool, user_id=alice.id, max_active=3)
+    active = await pool.fetchval(
+        "SELECT count(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())",
+        alice.id,
+    )
+    assert active == 3
+
+
+async def test_issue_token_concurrent_callers_never_pass_max_active(pool: Any, alice: User) -> None:
+    import asyncio
+
+    from dal.errors import LimitReached
+
+    results = await asyncio.gather(
+        *(users.issue_token(pool, user_id=alice.id, max_active=4) for _ in range(30)),
+        return_exceptions=True,
+    )
+
+    issued = [r for r in results if isinstance(r, IssuedToken)]
+    refused = [r for r in results if isinstance(r, LimitReached)]
+    assert len(issued) == 4 and len(refused) == 26, results
+    assert await pool.fetchval("SELECT count(*) FROM api_tokens") == 4
+
+
+async def test_issue_token_for_missing_user_raises_not_found(pool: Any) -> None:
+    from dal.ids import new_id
+
+    with pytest.raises(NotFound):
+        await users.issue_token(pool, user_id=new_id(), max_active=3)
+
+
+async def test_create_user_first_token_may_expire(pool: Any) -> None:
+    created = await users.create_user(pool, draft=UserDraft(username="eve", token_expires_in=60))
+    token = created.token.token
+    assert token.expires_at is not None
+    assert (token.expires_at - token.created_at).total_seconds() == 60
+    await _expire(pool, token.id)
+    with pytest.raises(NotFound):
+        await users.get_user_by_token(pool, secret=created.token.secret)
