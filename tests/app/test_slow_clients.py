@@ -1,0 +1,215 @@
+"""No client can hold the server: real sockets against the app behind a real uvicorn.
+
+Idle connections, headers dripped byte by byte and bodies sent slowly are cut off after the
+settings' timeouts (small here); connections beyond APP_MAX_CONNECTIONS are answered 503; a
+client that goes away mid-body is not an error of the server. Bounds are generous (several
+times the timeouts), so a loaded machine does not make them fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from app import server
+from dal.settings import Settings
+from tests.app.conftest import ADMIN_TOKEN
+from tests.app.serving import serving
+
+BOUND = 15.0  # seconds within which a connection past its timeout must be closed
+
+
+def connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=BOUND)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed the connection (EOF or reset) before BOUND seconds."""
+    sock.settimeout(BOUND)
+    try:
+        while sock.recv(65536):
+            pass  # whatever it said before closing
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def drip(sock: socket.socket, data: bytes, *, every: float = 0.2) -> tuple[bool, bytes]:
+    """Send ``data`` one byte at a time: (whether the server closed the connection before
+    the last byte, what it sent meanwhile)."""
+    received = b""
+    sock.settimeout(every)
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue  # nothing to read: the server still waits
+        except (BrokenPipeError, ConnectionResetError):
+            return True, received
+        if not chunk:
+            return True, received
+        received += chunk
+    return False, received
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes or pauses for a second."""
+    sock.settimeout(BOUND)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+            sock.settimeout(1)
+    except TimeoutError:
+        pass
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def request(path: str = "/openapi.json") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
+
+
+def post_head(length: int, *, token: str | None = ADMIN_TOKEN) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        "POST /v1/users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"{auth}Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+@pytest.fixture
+def limits(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "app_keep_alive_timeout": 0.5,
+            "app_header_timeout": 1.0,
+            "app_body_timeout": 1.0,
+            "db_min_connections": 0,
+        }
+    )
+
+
+@pytest.fixture
+def base(limits: Settings) -> Iterator[str]:
+    with serving(limits) as base:
+        yield base
+
+
+def test_server_closes_connection_that_never_sends_a_request(base: str) -> None:
+    with connect(base) as sock:
+        assert closed_by_server(sock)
+
+
+def test_server_closes_idle_connection_after_keep_alive_timeout(
+    base: str, limits: Settings
+) -> None:
+    # uvicorn's own timer, set from the settings (its default is 5 s).
+    assert server.config(limits).timeout_keep_alive == limits.app_keep_alive_timeout == 0.5
+    with connect(base) as sock:
+        sock.sendall(request())
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        assert closed_by_server(sock)
+        assert time.monotonic() - started < BOUND
+
+
+def test_server_cuts_off_headers_sent_byte_by_byte(base: str) -> None:
+    with connect(base) as sock:
+        # Headers that never end: one byte every 0.2 s for up to a minute.
+        endless = b"GET /openapi.json HTTP/1.1\r\n" + b"X-Slow: y\r\n" * 30
+        closed, answer = drip(sock, endless)
+        assert closed, "the server waited for the headers for a minute"
+        assert answer == b"", answer
+
+
+def test_server_cuts_off_slow_headers_of_a_second_request(base: str) -> None:
+    """Each byte of a new request cancels uvicorn's keep-alive timer: the header deadline
+    covers the requests after the first too."""
+    with connect(base) as sock:
+        sock.sendall(request())
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        closed, answer = drip(sock, b"GET /openapi.json HTTP/1.1\r\n" + b"X-Slow: y\r\n" * 30)
+        assert closed and answer == b"", answer
+
+
+def test_server_answers_408_to_a_body_sent_too_slowly(
+    base: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = b'{"username": "' + b"s" * 200 + b'"}'
+    with connect(base) as sock:
+        sock.sendall(post_head(len(body)))
+        closed, answer = drip(sock, body)
+        assert closed, "the server waited for the body for a minute"
+    # Either the 408 arrived before the close, or the close reset it: both free the server.
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"request_timeout" in answer and b"connection: close" in answer.lower()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_server_cuts_off_a_slow_body_the_app_did_not_wait_for(base: str) -> None:
+    """An app that answered without reading the body (401 here): the rest of the body must
+    still arrive in time, or the connection is closed."""
+    body = b'{"username": "' + b"s" * 200 + b'"}'
+    with connect(base) as sock:
+        sock.sendall(post_head(len(body), token=None))
+        closed, answer = drip(sock, body)
+        assert closed, "the server waited for the body for a minute"
+        assert answer.startswith(b"HTTP/1.1 401 "), answer
+
+
+def test_server_serves_a_body_sent_in_time(base: str) -> None:
+    body = b'{"username": "prompt"}'
+    with connect(base) as sock:
+        sock.sendall(post_head(len(body)))
+        time.sleep(0.1)
+        sock.sendall(body)
+        assert read_response(sock).startswith(b"HTTP/1.1 201 ")
+
+
+def test_server_refuses_connections_over_the_cap_with_503(settings: Settings) -> None:
+    capped = settings.model_copy(
+        update={"app_max_connections": 3, "app_header_timeout": 120.0, "db_min_connections": 0}
+    )
+    with serving(capped) as base, ExitStack() as stack:
+        idle = [stack.enter_context(connect(base)) for _ in range(2)]
+        with connect(base) as third:  # 3 connections: within the cap
+            third.sendall(request())
+            assert read_response(third).startswith(b"HTTP/1.1 200 ")
+        idle.append(stack.enter_context(connect(base)))
+        with connect(base) as fourth:  # 4 connections
+            fourth.sendall(request())
+            answer = read_response(fourth)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert closed_by_server(fourth)
+
+
+def test_client_gone_mid_body_is_not_logged_as_an_error(
+    base: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with connect(base) as sock:
+        sock.sendall(post_head(1000) + b'{"username": ')
+        time.sleep(0.2)  # the app is reading the body
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline and not [
+        r for r in caplog.records if r.name.startswith("app")
+    ]:
+        time.sleep(0.05)
+    ours = [r for r in caplog.records if r.name.startswith("app")]
+    assert ours, "the app logged nothing about the disconnect"
+    assert all(r.levelno <= logging.INFO and r.exc_info is None for r in ours), caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
