@@ -11,13 +11,18 @@ from dal.database import fetch_all, fetch_one
 from dal.gateways import conversations, messages, users
 from dal.queries import Q
 from dal.records import (
+    JSON_DEPTH_CONTEXT,
+    MAX_JSON_DEPTH,
     Conversation,
     ConversationDraft,
     Message,
     MessageDraft,
+    MessagePatch,
+    ThreadStateDraft,
     Token,
     User,
     UserDraft,
+    json_problem,
 )
 from tests.dal.test_messages import AI_SDK_PARTS
 
@@ -71,3 +76,109 @@ def test_from_row_records_are_frozen() -> None:
     )
     with pytest.raises(ValidationError, match="frozen"):
         token.name = "changed"  # type: ignore[misc]
+
+
+# --- JSON values: the number rule and the nesting limit, from Python too -------------------
+
+
+def _deep(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for i in range(depth):
+        value = {"k": value} if i % 2 else [value]
+    return value
+
+
+def test_json_problem_counts_containers_and_names_where() -> None:
+    assert json_problem(_deep(5), 5) is None
+    assert json_problem(_deep(6), 5) == (
+        "json_too_deep",
+        "nested deeper than 5 levels at k.0.k.0.k",
+    )
+    assert json_problem({}, 1) is None and json_problem([[]], 1) is not None
+    for scalar in (None, True, False, "x", 0, -0.0, 5e-324, 1.7976931348623157e308):
+        assert json_problem(scalar, 1) is None
+        assert json_problem({"a": [scalar]}, 2) is None
+
+
+@pytest.mark.parametrize(
+    "number",
+    [float("inf"), float("-inf"), float("nan"), 2**63, -(2**63) - 1, 2**64 - 1, 10**400],
+)
+def test_json_problem_refuses_numbers_that_do_not_come_back(number: float | int) -> None:
+    problem = json_problem({"a": [1, {"b": number}]}, 64)
+    assert problem is not None and problem[0] == "json_number"
+    assert problem[1].startswith(("number out of range at a.1.b", "integer out of range at a.1.b"))
+    assert json_problem(number, 64) is not None
+
+
+def test_json_problem_looks_into_subclasses_and_keeps_bool() -> None:
+    import enum
+    from collections import OrderedDict
+
+    class Big(enum.IntEnum):
+        HUGE = 2**70
+
+    assert json_problem({"a": Big.HUGE}, 64) is not None
+    assert json_problem(OrderedDict(a=OrderedDict(b=float("inf"))), 64) is not None
+    assert json_problem(OrderedDict(a=[[[]]]), 3) is not None
+    assert json_problem({"t": True, "f": False}, 64) is None  # bools are not integers here
+
+
+def test_json_problem_location_is_cut_short() -> None:
+    key = "k" * 10_000
+    problem = json_problem({key: {key: float("nan")}}, 64)
+    assert problem is not None and len(problem[1]) < 200
+
+
+def test_json_problem_of_very_deep_value_does_not_recurse() -> None:
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    problem = json_problem(deep, 64)
+    assert problem is not None
+    assert problem[1].startswith("nested deeper than 64 levels at 0.0.0.") and problem[1].endswith(
+        "…"
+    )
+
+
+# pydantic itself refuses infinity from Python (allow_inf_nan=False), but not from JSON.
+_REFUSED = "out of range|nested deeper|finite number"
+
+
+def test_drafts_from_python_refuse_what_json_cannot_bring_back() -> None:
+    bad: list[Any] = [float("inf"), 2**63, _deep(MAX_JSON_DEPTH)]
+    for value in bad:
+        with pytest.raises(ValidationError, match=_REFUSED):
+            ConversationDraft(metadata={"x": value})
+        with pytest.raises(ValidationError, match=_REFUSED):
+            UserDraft(username="u", metadata={"x": value})
+        with pytest.raises(ValidationError, match=_REFUSED):
+            MessageDraft(role="user", parts=[{"type": "data-x", "data": value}])
+        with pytest.raises(ValidationError, match=_REFUSED):
+            MessagePatch(append_parts=[{"type": "data-x", "data": value}])
+        with pytest.raises(ValidationError, match=_REFUSED):
+            ThreadStateDraft(values={"x": value})
+        with pytest.raises(ValidationError, match=_REFUSED):
+            ThreadStateDraft(values={}, metadata={"x": value})
+    ok = _deep(MAX_JSON_DEPTH - 1)  # the metadata object itself is a level
+    assert ConversationDraft(metadata={"x": ok}).metadata == {"x": ok}
+    assert ThreadStateDraft(values={"x": ok}).values == {"x": ok}
+
+
+def test_drafts_from_json_refuse_overflowing_numbers_and_take_the_depth_from_context() -> None:
+    overflow = b"1" + b"0" * 250 + b"e99"
+    with pytest.raises(ValidationError, match="number out of range at x"):
+        ConversationDraft.model_validate_json(b'{"metadata": {"x": ' + overflow + b"}}")
+    with pytest.raises(ValidationError, match="integer out of range at x.0"):
+        ConversationDraft.model_validate_json(b'{"metadata": {"x": [9223372036854775808]}}')
+    body = b'{"metadata": {"x": [[1]]}}'
+    assert ConversationDraft.model_validate_json(body).metadata == {"x": [[1]]}
+    assert ConversationDraft.model_validate_json(body, context={JSON_DEPTH_CONTEXT: 3})
+    with pytest.raises(ValidationError, match="nested deeper than 2 levels at x"):
+        ConversationDraft.model_validate_json(body, context={JSON_DEPTH_CONTEXT: 2})
+
+
+def test_app_depth_setting_defaults_to_the_records_limit() -> None:
+    from dal.settings import Settings
+
+    assert Settings.model_fields["app_max_json_depth"].default == MAX_JSON_DEPTH
