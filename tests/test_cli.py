@@ -1,0 +1,160 @@
+"""``mnemo``, the command line (also ``python -m app``): help on every command without
+starting anything; migrate, db-url, yoyo and users create on a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app import create_app
+from app.cli import main
+from dal import embedded, migrate
+from dal.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MNEMO = str(Path(sys.executable).parent / "mnemo")
+
+
+def mnemo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed console script, with Mnemo's settings only from ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    return subprocess.run(
+        [MNEMO, *args],
+        cwd=ROOT,
+        env={**clean, "DATABASE_URL": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def yoyo_list(stdout: str) -> dict[str, str]:
+    """``yoyo list``'s table as {migration id: "A" (applied) or "U" (unapplied)}."""
+    rows = [line.split() for line in stdout.splitlines()]
+    return {row[1]: row[0] for row in rows if len(row) >= 2 and row[0] in ("A", "U")}
+
+
+def test_mnemo_is_installed_as_a_console_script() -> None:
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "mnemo"]
+    assert script.value == "app.cli:main"
+    assert Path(MNEMO).exists()
+
+
+def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # it used to start the server, which never returns
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("serve", "migrate", "db-url", "yoyo", "users"):
+        assert command in done.stdout
+    assert "Uvicorn running" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["migrate"], ["db-url"], ["users"], ["users", "create"]],
+    ids=" ".join,
+)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: mnemo {' '.join(command)}" in capsys.readouterr().out
+
+
+def test_mnemo_without_a_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: mnemo" in capsys.readouterr().out
+
+
+def test_mnemo_yoyo_help_is_yoyos() -> None:
+    done = mnemo("yoyo", "--help", env={})
+    assert done.returncode == 0, done.stderr
+    assert "rollback" in done.stdout and "usage: yoyo" in done.stdout
+
+
+def test_mnemo_migrate_applies_pending_migrations_once(empty_database_url: str) -> None:
+    first = mnemo("migrate", env={"DATABASE_URL": empty_database_url})
+    assert first.returncode == 0, first.stderr
+    assert f"migrations applied: {len(migrate.migration_ids())}" in first.stdout
+    again = mnemo("migrate", env={"DATABASE_URL": empty_database_url})
+    assert "already up to date" in again.stdout
+
+
+def test_mnemo_users_create_prints_the_user_and_a_working_token(
+    database_url: str, settings: Settings
+) -> None:
+    done = mnemo(
+        "users", "create", "Carol", "--display-name", "Carol C.", env={"DATABASE_URL": database_url}
+    )
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    assert created["user"]["username"] == "carol"
+    assert created["user"]["display_name"] == "Carol C."
+    with TestClient(create_app(settings)) as client:
+        me = client.get("/v1/me", headers={"Authorization": f"Bearer {created['token']}"})
+        assert me.status_code == 200 and me.json()["id"] == created["user"]["id"]
+
+    taken = mnemo("users", "create", "carol", env={"DATABASE_URL": database_url})
+    assert taken.returncode == 1
+    assert "taken" in taken.stderr and taken.stdout == ""
+
+
+def test_mnemo_users_create_refuses_a_bad_username_before_the_database(tmp_path: Path) -> None:
+    done = mnemo("users", "create", "no spaces", env={"DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert "username" in done.stderr
+    assert not (tmp_path / "pg").exists()  # no embedded server started for nothing
+
+
+def test_mnemo_db_url_prints_database_url_or_yoyos_form(database_url: str) -> None:
+    plain = mnemo("db-url", env={"DATABASE_URL": database_url})
+    assert plain.stdout.strip() == database_url
+    yoyo = mnemo("db-url", "--yoyo", env={"DATABASE_URL": database_url})
+    assert yoyo.stdout.strip() == migrate.yoyo_url(database_url)
+    assert yoyo.stdout.startswith("postgresql+psycopg://")
+
+
+def test_mnemo_db_url_of_a_stopped_embedded_server_explains_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    done = mnemo("db-url", env={"DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert "not running" in done.stderr and "make run" in done.stderr
+    assert not (tmp_path / "pg").exists()
+
+
+def test_mnemo_db_url_gives_the_running_embedded_servers_url() -> None:
+    # Outside pytest's temporary root: the server may run as another user (see test_embedded).
+    tmp = Path(tempfile.mkdtemp(prefix="mnemo-cli-test-"))
+    try:
+        with embedded.held(tmp / "pg") as url:  # as `make run` holds it
+            done = mnemo("db-url", env={"DATA_DIR": str(tmp)})
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == url
+            listed = mnemo("yoyo", "list", env={"DATA_DIR": str(tmp)})
+            assert listed.returncode == 0, listed.stderr
+            # Nothing applied on this fresh server: every migration is listed as U(napplied).
+            assert yoyo_list(listed.stdout) == {id_: "U" for id_ in migrate.migration_ids()}
+        assert embedded.running_url(tmp / "pg") is None  # mnemo yoyo did not keep it running
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_mnemo_yoyo_list_shows_applied_migrations(database_url: str) -> None:
+    done = mnemo("yoyo", "list", env={"DATABASE_URL": database_url})
+    assert done.returncode == 0, done.stderr
+    assert yoyo_list(done.stdout) == {id_: "A" for id_ in migrate.migration_ids()}
