@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from dal.errors import Conflict, NotFound
 from dal.gateways import users
 from dal.records import IssuedToken, User, UserDraft, UserPatch
+from tests.dal.conftest import make_user
 
 
 async def test_insert_user_lowercases_username_and_get_by_username_finds_it(pool: Any) -> None:
@@ -222,3 +223,24 @@ async def test_create_user_first_token_may_expire(pool: Any) -> None:
     await _expire(pool, token.id)
     with pytest.raises(NotFound):
         await users.get_user_by_token(pool, secret=created.token.secret)
+
+
+async def test_issue_token_leaves_the_session_clean_even_when_refused(settings: Any) -> None:
+    from dal.database import open_pool
+    from dal.errors import DomainError
+    from dal.ids import new_id
+    from tests.test_session_state import CLEAN, leftovers
+
+    update = {"db_min_connections": 1, "db_max_connections": 1}
+    pool = await open_pool(settings.model_copy(update=update))
+    try:
+        user = await make_user(pool)
+        for user_id in (user.id, user.id, new_id()):  # issued, at the limit, no such user
+            try:
+                await users.issue_token(pool, user_id=user_id, expires_in=60, max_active=1)
+            except DomainError:
+                pass
+            async with pool.acquire() as conn:
+                assert await leftovers(conn) == CLEAN
+    finally:
+        await pool.close()
