@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from app.errors import EXCEPTION_HANDLERS
 from app.middleware import MnemoRouter, RequestTargetCheck
-from app.openapi import build_openapi
+from app.openapi import openapi_route
 from app.routes import conversations, health, messages, threads, users
 from app.state import lifespan_for
 from dal.settings import Settings
-
-
-@cache
-def _openapi_bytes() -> bytes:
-    return orjson.dumps(build_openapi())
-
-
-async def openapi(request: Request) -> Response:
-    return Response(_openapi_bytes(), media_type="application/json")
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -37,7 +22,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *conversations.routes,
         *messages.routes,
         *threads.routes,
-        Route("/openapi.json", openapi, methods=["GET"]),
+        openapi_route(settings),
     ]
     app = Starlette(
         exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(RequestTargetCheck)]

@@ -7,6 +7,7 @@ from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import SkipJsonSchema
 
 from dal.records import User
 
@@ -54,7 +55,8 @@ class ErrorInfo(BaseModel):
     model_config = _OUT
     code: str
     message: str
-    details: list[ErrorDetail] | None = None
+    # Left out when there are none (never null).
+    details: list[ErrorDetail] | SkipJsonSchema[None] = None
 
 
 class ErrorBody(BaseModel):

@@ -224,3 +224,120 @@ def test_openapi_response_schemas_match_real_responses(
     _assert_matches(doc, "ErrorInfo", assert_error(error, 422))
     for detail in body["error"]["details"]:
         _assert_matches(doc, "ErrorDetail", detail)
+
+
+def _operations_with(doc: Json, security: bool) -> Iterator[tuple[str, str, Json]]:
+    for path, method, operation in _doc_operations(doc):
+        if bool(operation["security"]) is security:
+            yield path, method, operation
+
+
+def _query(operation: Json, name: str) -> Json:
+    (parameter,) = [p for p in operation["parameters"] if p["name"] == name]
+    return parameter
+
+
+def test_openapi_query_parameters_have_their_ranges(doc: Json) -> None:
+    paths = doc["paths"]
+    messages = paths["/v1/conversations/{conversation_id}/messages"]["get"]
+    for path, maximum in (
+        ("/v1/conversations", 200),
+        ("/v1/threads", 200),
+        ("/v1/conversations/{conversation_id}/messages", 200),
+        ("/v1/threads/{thread_id}/history", 200),
+    ):
+        limit = _query(paths[path]["get"], "limit")["schema"]
+        assert limit["type"] == "integer"
+        assert (limit["minimum"], limit["maximum"]) == (1, maximum), path
+    for name in ("before", "after"):
+        seq = _query(messages, name)["schema"]
+        assert (seq["type"], seq["minimum"], seq["maximum"]) == ("integer", 0, 2**63 - 1)
+    history = paths["/v1/threads/{thread_id}/history"]["get"]
+    metadata = _query(history, "metadata")["content"]["application/json"]["schema"]
+    assert metadata["type"] == "object"
+
+
+def test_openapi_user_routes_document_403_for_the_admin_token(doc: Json) -> None:
+    for path, method, operation in _operations_with(doc, security=True):
+        forbidden = operation["responses"]["403"]["description"]
+        if path.startswith("/v1/users"):
+            assert "admin token" in forbidden, (method, path)
+        else:
+            assert "acts for no user" in forbidden, (method, path)
+
+
+def test_openapi_every_database_route_documents_503_with_retry_after_and_504(doc: Json) -> None:
+    for path, method, operation in _doc_operations(doc):
+        responses = operation["responses"]
+        retry_after = responses["503"]["headers"]["Retry-After"]
+        assert retry_after["required"] is True
+        assert retry_after["schema"]["type"] == "integer"
+        if path != "/health":
+            assert "504" in responses, (method, path)
+        assert "400" in responses, (method, path)  # a malformed path or query string
+        if "{" in path:
+            assert "404" in responses, (method, path)
+        if "401" in responses:
+            assert "WWW-Authenticate" in responses["401"]["headers"]
+
+
+def test_openapi_if_match_pattern_takes_what_the_route_takes(
+    client: TestClient, doc: Json, alice: Caller
+) -> None:
+    operation = doc["paths"]["/v1/conversations/{conversation_id}"]["patch"]
+    pattern = re.compile(_query(operation, "If-Match")["schema"]["pattern"])
+    conversation = make_conversation(client, alice)
+    url = f"/v1/conversations/{conversation['id']}"
+    for value in ('"1"', "1", 'W/"1"', "*", ' "1" '):
+        assert pattern.search(value), value
+        response = client.patch(
+            url, json={"title": "t"}, headers={**alice.headers, "If-Match": value}
+        )
+        assert response.status_code in (200, 412), (value, response.text)
+    for value in ("", "abc", '"²"', '"1234567890"', "W/", '"-1"'):
+        assert not pattern.search(value), value
+        headers = {**alice.headers, "If-Match": value.encode()}
+        response = client.patch(url, json={"title": "t"}, headers=headers)
+        assert_error(response, 400)
+
+
+def test_openapi_request_bodies_refuse_nul_and_describe_parts(doc: Json) -> None:
+    schemas = doc["components"]["schemas"]
+    for name in ("UserDraft", "MessageDraft", "MessagePatch", "ThreadStateDraft"):
+        # Inputs are JsonInput (no NUL, ...); outputs JsonValue (any JSON).
+        assert "JsonValue" not in str(schemas[name]) and "JsonInput" in str(schemas[name])
+    json_input = schemas["JsonInput"]
+    (string,) = [s for s in json_input["anyOf"] if s["type"] == "string"]
+    assert not re.search(string["pattern"], "a\x00b") and re.search(string["pattern"], "ab")
+    parts = schemas["MessageDraft"]["properties"]["parts"]["items"]
+    assert parts["required"] == ["type"]
+    text_rule = {
+        "if": {"properties": {"type": {"const": "text"}}},
+        "then": {"required": ["text"], "properties": {"text": {"type": "string"}}},
+    }
+    assert text_rule in parts["allOf"]
+    for patch in ("UserPatch", "ConversationPatch", "MessagePatch"):
+        assert schemas[patch]["minProperties"] == 1
+    assert (
+        "source"
+        in schemas["ThreadStateDraft"]["properties"]["metadata"]["propertyNames"]["not"]["enum"]
+    )
+
+
+def test_openapi_response_schemas_are_the_serialized_records(doc: Json) -> None:
+    schemas = doc["components"]["schemas"]
+    # Every field of a response is always written, those with a default too.
+    assert set(schemas["Health"]["required"]) == {"status", "server_version", "pending_migrations"}
+    for name in ("User", "UserCreated", "Message", "ThreadState", "ErrorDetail"):
+        assert set(schemas[name]["required"]) == set(schemas[name]["properties"]), name
+    # An error's details are left out when there are none.
+    assert set(schemas["ErrorInfo"]["required"]) == {"code", "message"}
+    assert schemas["ErrorInfo"]["properties"]["details"]["type"] == "array"
+
+
+def test_openapi_document_follows_the_settings(settings: Settings) -> None:
+    small = settings.model_copy(update={"app_max_body_bytes": 1234})
+    with TestClient(create_app(small)) as client:
+        doc = client.get("/openapi.json").json()
+    description = doc["paths"]["/v1/conversations"]["post"]["responses"]["413"]["description"]
+    assert "1234 bytes" in description
