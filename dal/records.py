@@ -275,7 +275,7 @@ class UserPatch(_Patch):
 
     display_name: DisplayName | None = None
     avatar_url: Url | None = None
-    metadata: Metadata | None = None
+    metadata: Metadata | SkipJsonSchema[None] = None  # null refused (the schema says so)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:  # replaces _Patch's: here a null is a change
