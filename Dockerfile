@@ -1,5 +1,5 @@
 # Mnemo's HTTP API. `docker compose up` builds and runs it with PostgreSQL (docker-compose.yaml).
-# Alone: docker build -t mnemo . && docker run -e DATABASE_URL=... -e APP_ADMIN_TOKEN=... -p 8000:8000 mnemo
+# Alone: docker build -t mnemo . && docker run -e DATABASE_URL=... -e APP_ADMIN_TOKEN=... -p 127.0.0.1:8000:8000 mnemo
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -36,4 +36,5 @@ ENV APP_HOST=0.0.0.0 \
     DATA_DIR=/var/lib/mnemo
 EXPOSE 8000
 
-CMD ["python", "-m", "app"]
+# `mnemo serve` (the console script); `mnemo --help` lists the other commands.
+CMD ["mnemo", "serve"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -64,3 +64,9 @@ class Settings(BaseSettings):
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"
+
+    @field_validator("database_url", "app_admin_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``VAR=`` (as docker compose passes an unset ``${VAR:-}``) means unset, not ``""``."""
+        return None if isinstance(value, str) and not value.strip() else value
