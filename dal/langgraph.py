@@ -318,7 +318,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         configurable = config["configurable"]
-        thread_id = configurable["thread_id"]
+        thread_id = checkpoints.check_key("thread id", configurable["thread_id"])
         checkpoint_ns = configurable.get("checkpoint_ns", "")
         owner, scope = self._scope(config)
         inline: dict[str, Any] = {}
@@ -335,18 +335,19 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
                     )
                 )
         stored = {**checkpoint, "channel_values": inline}
-        await self._saves.save(
-            CheckpointPut(
-                thread_id=thread_id,
-                checkpoint_ns=checkpoint_ns,
-                checkpoint_id=checkpoint["id"],
-                parent_checkpoint_id=configurable.get("checkpoint_id"),
-                checkpoint=stored,
-                metadata=get_serializable_checkpoint_metadata(config, metadata),
-                blobs=blobs,
-                owner=owner,
-            )
+        put = CheckpointPut(
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=configurable.get("checkpoint_id"),
+            checkpoint=stored,
+            metadata=get_serializable_checkpoint_metadata(config, metadata),
+            blobs=blobs,
+            owner=owner,
         )
+        # A key that cannot be stored fails here, alone, not in a batch of others' saves.
+        checkpoints.check_checkpoint_put(put)
+        await self._saves.save(put)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -371,18 +372,18 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
             rows.append(
                 Write(idx=WRITES_IDX_MAP.get(channel, idx), channel=channel, type=type_, value=data)
             )
-        await self._saves.save(
-            WritesPut(
-                thread_id=configurable["thread_id"],
-                owner=self._scope(config)[0],
-                checkpoint_ns=configurable.get("checkpoint_ns", ""),
-                checkpoint_id=configurable["checkpoint_id"],
-                task_id=task_id,
-                task_path=task_path,
-                writes=rows,
-                replace=all(channel in WRITES_IDX_MAP for channel, _ in writes),
-            )
+        put = WritesPut(
+            thread_id=checkpoints.check_key("thread id", configurable["thread_id"]),
+            owner=self._scope(config)[0],
+            checkpoint_ns=configurable.get("checkpoint_ns", ""),
+            checkpoint_id=configurable["checkpoint_id"],
+            task_id=task_id,
+            task_path=task_path,
+            writes=rows,
+            replace=all(channel in WRITES_IDX_MAP for channel, _ in writes),
         )
+        checkpoints.check_writes_put(put)
+        await self._saves.save(put)
 
     # --- reading ---------------------------------------------------------------------
 

@@ -22,6 +22,59 @@ from dal.records import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, Wr
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # The owner of threads written without a user (the nil UUID).
 NO_OWNER = UUID(int=0)
+# Most bytes (UTF-8) of each text that is part of a key. A B-tree entry holds about 2,700
+# bytes, and the longest keys (a blob's: thread, owner, namespace, channel, version; a
+# write's: thread, owner, namespace, checkpoint, task, index) stay well under it. LangGraph's
+# own values are far shorter: UUIDs, node names, "node:task_id" namespaces.
+MAX_KEY_BYTES = {
+    "thread id": 500,
+    "checkpoint_ns": 1000,
+    "checkpoint id": 200,
+    "task id": 200,
+    "channel": 500,
+    "version": 200,
+}
+
+
+class InvalidKey(InvalidInput, ValueError):
+    """A key that cannot be stored (too long, empty, NUL, not UTF-8). A ValueError too, as
+    LangGraph's savers raise for a bad config."""
+
+
+def check_key(what: str, value: object, *, empty: bool = False) -> str:
+    """``value`` as the text of a key part ``what`` (a key of MAX_KEY_BYTES), checked before
+    it reaches an index; InvalidKey if it cannot be stored."""
+    text = value if isinstance(value, str) else str(value)
+    limit = MAX_KEY_BYTES[what]
+    if "\x00" in text:
+        raise InvalidKey(f"a {what} cannot contain NUL characters")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey(f"a {what} must be valid UTF-8 (no lone surrogates)") from None
+    if size > limit or not (text or empty):
+        raise InvalidKey(f"a {what} is {0 if empty else 1} to {limit} bytes (UTF-8)")
+    return text
+
+
+def check_checkpoint_put(put: CheckpointPut) -> None:
+    """InvalidKey unless every key of the checkpoint and its blobs can be stored."""
+    check_key("thread id", put.thread_id)
+    check_key("checkpoint_ns", put.checkpoint_ns, empty=True)
+    check_key("checkpoint id", put.checkpoint_id)
+    for blob in put.blobs:
+        check_key("channel", blob.channel, empty=True)
+        check_key("version", blob.version, empty=True)
+
+
+def check_writes_put(put: WritesPut) -> None:
+    """InvalidKey unless every key of the writes can be stored."""
+    check_key("thread id", put.thread_id)
+    check_key("checkpoint_ns", put.checkpoint_ns, empty=True)
+    check_key("checkpoint id", put.checkpoint_id)
+    check_key("task id", put.task_id, empty=True)
+    for write in put.writes:
+        check_key("channel", write.channel, empty=True)
 
 
 async def upsert_checkpoint_batch(
@@ -35,8 +88,12 @@ async def upsert_checkpoint_batch(
 
     The result is that of saving them one by one in the given order: a checkpoint given twice
     is saved as the last one; a write key given twice keeps the last value among calls that
-    replace, else the first.
+    replace, else the first. InvalidKey (nothing saved) if a key cannot be stored.
     """
+    for c in checkpoints:
+        check_checkpoint_put(c)
+    for put in writes:
+        check_writes_put(put)
     latest = {(c.thread_id, c.owner, c.checkpoint_ns, c.checkpoint_id): c for c in checkpoints}
     cps, blob_keys, blob_values = [], [], []
     for c in latest.values():
@@ -218,6 +275,7 @@ async def copy_thread(
     """Copy the owner's thread's checkpoints (all, or the newest of each namespace) with what
     they need to another thread of the owner's, in one statement; returns how many checkpoints
     were copied."""
+    check_key("thread id", target_thread_id)
     query = Q["copy_thread_latest"] if latest_only else Q["copy_thread"]
     return int(await fetch_value(db, query, owner, source_thread_id, target_thread_id))
 

@@ -49,9 +49,9 @@ MAX_HISTORY = 200
 # Keys of a checkpoint's metadata that describe the checkpoint itself (as LangGraph writes
 # them): set by put_thread_state, not by its caller.
 RESERVED_METADATA = ("source", "step", "parents")
-# Thread ids are keys of several indexes, with the namespace and channel names: a B-tree
-# entry holds at most about 2700 bytes. LangGraph thread ids are UUIDs in practice.
-MAX_THREAD_ID_BYTES = 500
+# Thread ids are keys of several indexes (checkpoints.MAX_KEY_BYTES). LangGraph thread ids
+# are UUIDs in practice.
+MAX_THREAD_ID_BYTES = checkpoints.MAX_KEY_BYTES["thread id"]
 
 
 def encode_cursor(thread: Thread) -> str:
@@ -60,10 +60,9 @@ def encode_cursor(thread: Thread) -> str:
 
 
 def check_thread_id(thread_id: str) -> str:
-    """A thread id a new thread may have: 1 to 500 bytes (UTF-8); InvalidInput otherwise."""
-    if not thread_id or len(thread_id.encode("utf-8", "surrogatepass")) > MAX_THREAD_ID_BYTES:
-        raise InvalidInput(f"a thread id is 1 to {MAX_THREAD_ID_BYTES} bytes (UTF-8)")
-    return thread_id
+    """A thread id a new thread may have: 1 to 500 bytes (UTF-8), no NUL; InvalidInput
+    otherwise."""
+    return checkpoints.check_key("thread id", thread_id)
 
 
 @asynccontextmanager
