@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     app_max_token_expires_in: int = Field(default=10 * 365 * 24 * 3600, ge=1, le=3_153_600_000)
     app_host: str = "127.0.0.1"
     app_port: int = Field(default=8000, ge=0, le=65535)
-    # Bearer token for admin routes (creating users). Unset: `python -m app` makes one
-    # in DATA_DIR/admin-token.
+    # Bearer token for admin routes (creating users). Unset (or blank): `mnemo serve` makes
+    # one in DATA_DIR/admin-token.
     app_admin_token: SecretStr | None = None
     app_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # How deeply a JSON value (metadata, a message part, a thread's values, a metadata filter)
