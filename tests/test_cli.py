@@ -145,6 +145,7 @@ def test_mnemo_db_url_gives_the_running_embedded_servers_url() -> None:
             done = mnemo("db-url", env={"DATA_DIR": str(tmp)})
             assert done.returncode == 0, done.stderr
             assert done.stdout.strip() == url
+            assert done.stderr == ""  # nothing but the URL, no warning of the wheel's imports
             listed = mnemo("yoyo", "list", env={"DATA_DIR": str(tmp)})
             assert listed.returncode == 0, listed.stderr
             # Nothing applied on this fresh server: every migration is listed as U(napplied).
@@ -152,6 +153,24 @@ def test_mnemo_db_url_gives_the_running_embedded_servers_url() -> None:
         assert embedded.running_url(tmp / "pg") is None  # mnemo yoyo did not keep it running
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_mnemo_output_into_a_closed_pipe_is_no_error(database_url: str) -> None:
+    # As `mnemo yoyo list | head -n 1`, when head has left before mnemo writes.
+    process = subprocess.Popen(
+        [MNEMO, "yoyo", "list"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in errors, errors
 
 
 def test_mnemo_yoyo_list_shows_applied_migrations(database_url: str) -> None:
