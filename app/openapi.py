@@ -44,6 +44,7 @@ from dal.records import (
     ThreadState,
     ThreadStateDraft,
     TokenDraft,
+    TokenList,
     User,
     UserDraft,
     UserPatch,
@@ -185,6 +186,12 @@ OPERATIONS: tuple[Operation, ...] = (
         response=TokenCreated,
         status=201,
         errors=(409,),  # too_many_tokens: APP_MAX_TOKENS_PER_USER
+    ),
+    Operation(
+        "get",
+        "/v1/tokens",
+        "The caller's active tokens, newest first (no secrets): what there is to revoke",
+        response=TokenList,
     ),
     Operation("delete", "/v1/tokens/{token_id}", "Revoke one of the caller's tokens", status=204),
     Operation(

@@ -315,6 +315,14 @@ class IssuedToken(BaseModel):
     secret: str
 
 
+class TokenList(Row):
+    """A user's active (unrevoked, unexpired) tokens, newest first; ``has_more`` when more
+    are active than listed (possible only after APP_MAX_TOKENS_PER_USER was lowered)."""
+
+    items: list[Token]
+    has_more: bool
+
+
 # --- conversations ----------------------------------------------------------------------
 
 

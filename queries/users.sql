@@ -90,6 +90,18 @@ SELECT $1, $2, $3, $4, now() + make_interval(secs => $5::int8)
            AND (expires_at IS NULL OR expires_at > now())) < $6
 RETURNING id, user_id, name, created_at, expires_at, revoked_at;
 
+-- name: list_tokens
+-- The user's active tokens (unrevoked, unexpired), newest first, at most $2.
+-- $1 user_id uuid
+-- $2 limit int8
+SELECT id, user_id, name, created_at, expires_at, revoked_at
+  FROM api_tokens
+ WHERE user_id = $1
+   AND revoked_at IS NULL
+   AND (expires_at IS NULL OR expires_at > now())
+ ORDER BY created_at DESC, id DESC
+ LIMIT $2;
+
 -- name: get_user_by_token
 -- The active user owning an unrevoked, unexpired token with this hash (authentication: run
 -- on every request, so an expired token is refused from the moment it expires).

@@ -93,6 +93,15 @@ async def create_token(request: Request[AppState]) -> Response:
     return record_response(body, 201)
 
 
+async def list_tokens(request: Request[AppState]) -> Response:
+    """The caller's active tokens (not their secrets): what there is to revoke."""
+    me = await current_user(request)
+    limit = request.state["settings"].app_max_tokens_per_user
+    return record_response(
+        await users.list_tokens(request.state["pool"], user_id=me.id, limit=limit)
+    )
+
+
 async def revoke_token(request: Request[AppState]) -> Response:
     me = await current_user(request)
     await users.revoke_token(
@@ -109,5 +118,6 @@ routes = [
     Route("/v1/me", get_me, methods=["GET"]),
     Route("/v1/me", update_me, methods=["PATCH"]),
     Route("/v1/tokens", create_token, methods=["POST"]),
+    Route("/v1/tokens", list_tokens, methods=["GET"]),
     Route("/v1/tokens/{token_id:uuid}", revoke_token, methods=["DELETE"]),
 ]

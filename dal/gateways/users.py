@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from dal.database import Executor, fetch_one, transaction
+from dal.database import Executor, fetch_all, fetch_one, transaction
 from dal.errors import Conflict, InvalidInput, LimitReached, NotFound
 from dal.ids import new_id
 from dal.queries import Q
@@ -18,6 +18,7 @@ from dal.records import (
     IssuedToken,
     NewUser,
     Token,
+    TokenList,
     User,
     UserDraft,
     UserPatch,
@@ -145,6 +146,12 @@ async def issue_token(
         return await insert_token(
             conn, user_id=user_id, name=name, expires_in=expires_in, max_active=max_active
         )
+
+
+async def list_tokens(db: Executor, *, user_id: UUID, limit: int) -> TokenList:
+    """The user's active (unrevoked, unexpired) tokens, newest first, at most ``limit``."""
+    rows = await fetch_all(db, Q["list_tokens"], user_id, limit + 1)
+    return TokenList(items=Token.from_rows(rows[:limit]), has_more=len(rows) > limit)
 
 
 async def get_user_by_token(db: Executor, *, secret: str) -> User:

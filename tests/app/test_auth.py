@@ -30,6 +30,7 @@ USER_ROUTES = [
     ("GET", "/v1/me"),
     ("PATCH", "/v1/me"),
     ("POST", "/v1/tokens"),
+    ("GET", "/v1/tokens"),
     ("DELETE", f"/v1/tokens/{MISSING_ID}"),
     ("POST", "/v1/conversations"),
     ("GET", "/v1/conversations"),
@@ -312,3 +313,43 @@ def test_create_user_with_token_expires_in_shows_when_it_expires(
 
     plain = client.post("/v1/users", json={"username": "finn"}, headers=ADMIN).json()
     assert plain["token_expires_at"] is None
+
+
+def test_list_tokens_shows_the_callers_active_tokens_newest_first_without_secrets(
+    client: TestClient, alice: Caller, bob: Caller, settings: Settings
+) -> None:
+    laptop = client.post("/v1/tokens", json={"name": "laptop"}, headers=alice.headers).json()
+    ci = client.post("/v1/tokens", json={"name": "ci", "expires_in": 60}, headers=alice.headers)
+    gone = client.post("/v1/tokens", json={"name": "gone"}, headers=alice.headers).json()
+    client.delete(f"/v1/tokens/{gone['id']}", headers=alice.headers)
+
+    response = client.get("/v1/tokens", headers=alice.headers)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["has_more"] is False
+    items = body["items"]
+    assert [t["name"] for t in items] == ["ci", "laptop", None]  # None: the first token
+    assert items[0]["expires_at"] == ci.json()["expires_at"]
+    assert {t["id"] for t in items} >= {laptop["id"], ci.json()["id"]}
+    assert all(t["user_id"] == alice.id and t["revoked_at"] is None for t in items)
+    assert "mnemo_" not in response.text  # no secret, nor its hash
+    assert [
+        t["user_id"] for t in client.get("/v1/tokens", headers=bob.headers).json()["items"]
+    ] == [bob.id]
+    _expire_tokens(settings, alice.id)
+    names = [t["name"] for t in client.get("/v1/tokens", headers=alice.headers).json()["items"]]
+    assert names == ["laptop", None]
+
+
+def test_list_tokens_over_a_lowered_limit_says_has_more(
+    strict_client: TestClient, client: TestClient
+) -> None:
+    _, token = make_user(client, "gina")  # the default limit: 100
+    for _ in range(4):
+        assert client.post("/v1/tokens", headers=auth(token)).status_code == 201
+
+    page = strict_client.get("/v1/tokens", headers=auth(token)).json()  # the limit is 3 there
+
+    assert len(page["items"]) == 3 and page["has_more"] is True
+    assert len(client.get("/v1/tokens", headers=auth(token)).json()["items"]) == 5

@@ -68,7 +68,7 @@ def test_wrong_method_is_405_in_error_shape(client: TestClient, alice: Caller) -
         ("DELETE", "/v1/conversations"),
         ("GET", "/v1/users"),
         ("POST", "/v1/me"),
-        ("GET", "/v1/tokens"),
+        ("PUT", "/v1/tokens"),
         ("POST", "/health"),
         ("PUT", f"/v1/conversations/{MISSING_ID}"),
     ]:
