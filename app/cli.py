@@ -108,8 +108,7 @@ def run(args_list: list[str]) -> int:
             return serve(settings, migrate_first=args.migrate)
         if args.command == "migrate":
             with embedded.held_database(settings) as url:
-                print(migrate.applied_message(migrate.apply(url)), flush=True)
-            return 0
+                return apply_migrations(url)
         if args.command == "db-url":
             return db_url(settings, yoyo_form=args.yoyo)
         return create_user(settings, args.username, args.display_name)
@@ -124,9 +123,21 @@ def serve(settings: Settings, *, migrate_first: bool) -> int:
                 f"Embedded PostgreSQL in {settings.data_dir / 'pg'}: stops when Mnemo stops",
                 flush=True,
             )
-        if migrate_first:
-            print(migrate.applied_message(migrate.apply(url)), flush=True)
+        if migrate_first and (status := apply_migrations(url)) != 0:
+            return status
         serve_http(settings.model_copy(update={"database_url": url}))
+    return 0
+
+
+def apply_migrations(url: str) -> int:
+    import psycopg
+
+    try:
+        done = migrate.apply(url)
+    except psycopg.OperationalError as exc:  # unreachable, refused, wrong password...
+        print(f"mnemo: cannot migrate: {exc}".rstrip(), file=sys.stderr)
+        return 1
+    print(migrate.applied_message(done), flush=True)
     return 0
 
 
@@ -185,6 +196,9 @@ def create_user(settings: Settings, username: str, display_name: str | None) -> 
             answer = asyncio.run(run(url))
         except dal.Conflict:
             print(f"mnemo: the username {username!r} is taken", file=sys.stderr)
+            return 1
+        except (dal.Unavailable, dal.Timeout) as exc:
+            print(f"mnemo: the database did not answer: {exc}", file=sys.stderr)
             return 1
     print(answer.model_dump_json())
     return 0

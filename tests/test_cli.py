@@ -94,6 +94,23 @@ def test_mnemo_migrate_applies_pending_migrations_once(empty_database_url: str) 
     assert "already up to date" in again.stdout
 
 
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--migrate"]], ids=" ".join)
+def test_mnemo_migrate_on_an_unreachable_database_says_so_in_one_line(command: list[str]) -> None:
+    unreachable = "postgresql://mnemo@127.0.0.1:1/mnemo"  # port 1: refused at once
+    done = mnemo(*command, env={"DATABASE_URL": unreachable})
+    assert done.returncode == 1
+    assert done.stderr.startswith("mnemo: cannot migrate: ") and "Traceback" not in done.stderr
+    assert "Uvicorn running" not in done.stdout + done.stderr  # serve never started
+
+
+def test_mnemo_users_create_on_an_unreachable_database_says_so_in_one_line() -> None:
+    done = mnemo("users", "create", "erin", env={"DATABASE_URL": "postgresql://u@127.0.0.1:1/x"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("mnemo: the database did not answer") and "Traceback" not in (
+        done.stderr
+    )
+
+
 def test_mnemo_users_create_prints_the_user_and_a_working_token(
     database_url: str, settings: Settings
 ) -> None:
