@@ -524,10 +524,12 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         if not ids:
             return
         owner = self._owner_arg(user_id)
-        if strategy == "delete":
-            await checkpoints.delete_checkpoints_of_threads(self.pool, owner=owner, thread_ids=ids)
-            return
         async with transaction(self.pool) as conn:
+            # Saves to these threads (an HTTP state write reads its parent) wait for the prune.
+            await checkpoints.list_threads_locked_for_prune(conn, owner=owner, thread_ids=ids)
+            if strategy == "delete":
+                await checkpoints.delete_checkpoints_of_threads(conn, owner=owner, thread_ids=ids)
+                return
             # A DeltaChannel is rebuilt from the chain of ancestors back to its last
             # snapshot; keeping only the latest checkpoint would silently empty it.
             delta = await checkpoints.find_delta_channel_threads(conn, owner=owner, thread_ids=ids)

@@ -554,6 +554,22 @@ WITH latest AS (
 SELECT count(*) AS copied
   FROM copied;
 
+-- name: list_threads_locked_for_prune
+-- Which of these threads the owner has, locked for a prune until the transaction ends, in a
+-- fixed order
+-- (FOR NO KEY UPDATE: the lock every checkpoint save takes on its thread row). A prune then
+-- waits for the saves under way and sees their checkpoints, and a state write that comes
+-- meanwhile reads its parent after the prune: no checkpoint is left naming a deleted parent.
+-- uses: threads_pkey
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 thread_ids text[]
+SELECT thread_id
+  FROM threads
+ WHERE thread_id = ANY($2::text[])
+   AND owner = $1
+ ORDER BY thread_id
+   FOR NO KEY UPDATE;
+
 -- name: find_delta_channel_threads
 -- Which of these threads of an owner use a LangGraph DeltaChannel (its checkpoints carry
 -- snapshot counters): keep_latest would cut the chain such a channel is rebuilt from.

@@ -16,9 +16,12 @@ SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
    AND owner = $1;
 
 -- name: get_thread_locked
--- The caller's thread, locked against deletion until the transaction ends (FOR KEY SHARE),
--- so that the write which follows cannot reach a thread deleted and re-created by someone
--- else meanwhile. Checkpoint saves (they only bump updated_at) are not blocked.
+-- The caller's thread, locked for a prune until the transaction ends (FOR NO KEY UPDATE: the
+-- lock every checkpoint save takes on its thread row, upsert_thread_of_user's and
+-- upsert_checkpoint_batch's). So a prune waits for the saves under way to commit, and then
+-- sees their checkpoints; a save that comes meanwhile waits for the prune, and its parent is
+-- what the prune left. With FOR KEY SHARE they interleaved: a state write read its parent,
+-- a prune deleted it, and the new checkpoint named a deleted parent.
 -- uses: threads_pkey
 -- $1 user_id uuid
 -- $2 thread_id text
@@ -26,7 +29,7 @@ SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
   FROM threads
  WHERE thread_id = $2
    AND owner = $1
-   FOR KEY SHARE;
+   FOR NO KEY UPDATE;
 
 -- name: list_threads
 -- First page of the caller's threads, most recently updated first. A thread's user_id is

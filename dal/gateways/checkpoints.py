@@ -280,6 +280,15 @@ async def copy_thread(
     return int(await fetch_value(db, query, owner, source_thread_id, target_thread_id))
 
 
+async def list_threads_locked_for_prune(
+    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
+) -> list[str]:
+    """Which of these threads the owner has, locked against saves until the transaction ends
+    (a prune runs in it): saves under way commit first, the next ones wait."""
+    rows = await fetch_all(db, Q["list_threads_locked_for_prune"], owner, list(thread_ids))
+    return [row["thread_id"] for row in rows]
+
+
 async def find_delta_channel_threads(
     db: Executor, *, owner: UUID, thread_ids: Sequence[str]
 ) -> list[str]:

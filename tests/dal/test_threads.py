@@ -688,3 +688,74 @@ def test_json_value_converts_python_values_to_json() -> None:
     assert converted["big"] == 2**70
     assert converted["1"] == "int key"
     assert converted["object"] == "<class 'object'>"
+
+
+# --- races: prune and copy against state writes -------------------------------------------
+
+DANGLING = """
+    SELECT count(*)
+      FROM checkpoints AS c
+     WHERE c.parent_checkpoint_id IS NOT NULL
+       AND NOT EXISTS (
+            SELECT 1 FROM checkpoints AS p
+             WHERE p.thread_id = c.thread_id AND p.owner = c.owner
+               AND p.checkpoint_ns = c.checkpoint_ns
+               AND p.checkpoint_id = c.parent_checkpoint_id)
+"""
+
+
+@pytest.mark.parametrize("via", ["http", "saver"])
+@pytest.mark.parametrize("strategy", ["keep_latest", "delete"])
+async def test_prune_racing_put_thread_state_leaves_no_dangling_parent(
+    pool: Any, alice: User, strategy: str, via: str
+) -> None:
+    saver = AsyncpgSaver(pool, user_id=alice.id)
+    for round_ in range(30):
+        thread_id = f"race-{round_}"
+        await put(pool, alice, thread_id, {"n": 0})
+
+        async def prune() -> None:
+            if via == "saver":
+                await saver.aprune([thread_id], strategy=strategy)
+                return
+            await threads.prune_thread(
+                pool, user_id=alice.id, thread_id=thread_id, strategy=strategy
+            )
+
+        await asyncio.gather(
+            *(put(pool, alice, thread_id, {"n": i}) for i in range(1, 4)), prune(), prune()
+        )
+        assert await count(pool, DANGLING) == 0, f"round {round_}"
+        # Whatever survived still chains: the newest checkpoint's ancestors are all there.
+        history = await threads.list_thread_history(pool, user_id=alice.id, thread_id=thread_id)
+        for newer, older in zip(history.items, history.items[1:], strict=False):
+            assert newer.parent_checkpoint_id == older.checkpoint_id
+
+
+async def test_copy_racing_put_thread_state_leaves_no_dangling_parent(
+    pool: Any, alice: User
+) -> None:
+    for round_ in range(30):
+        source, target = f"src-{round_}", f"dst-{round_}"
+        await put(pool, alice, source, {"n": 0})
+
+        async def copy(latest_only: bool) -> None:
+            try:
+                await threads.copy_thread(
+                    pool,
+                    user_id=alice.id,
+                    thread_id=source,
+                    target_thread_id=target,
+                    latest_only=latest_only,
+                )
+            except Conflict:
+                pass  # the target was created first by a write or the other copy
+
+        await asyncio.gather(
+            put(pool, alice, source, {"n": 1}),
+            put(pool, alice, target, {"n": 1}),
+            copy(round_ % 2 == 0),
+            put(pool, alice, target, {"n": 2}),
+            put(pool, alice, source, {"n": 2}),
+        )
+        assert await count(pool, DANGLING) == 0, f"round {round_}"
