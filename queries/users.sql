@@ -72,8 +72,8 @@ SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at,
 -- name: insert_token
 -- Store a new API token of a user, unless the user holds $6 active (unrevoked, unexpired)
 -- tokens already: then no row. Only the token's SHA-256 hash is kept. The count is race-free
--- only after get_user_locked in the same transaction (issue_token). It reads the user's tokens
--- through api_tokens' index on user_id when there is one, else the table (a few rows per user).
+-- only after get_user_locked in the same transaction (issue_token).
+-- uses: api_tokens_user_id_idx (the count)
 -- $1 id uuid
 -- $2 user_id uuid
 -- $3 token_hash bytea
@@ -91,7 +91,9 @@ SELECT $1, $2, $3, $4, now() + make_interval(secs => $5::int8)
 RETURNING id, user_id, name, created_at, expires_at, revoked_at;
 
 -- name: list_tokens
--- The user's active tokens (unrevoked, unexpired), newest first, at most $2.
+-- The user's active tokens (unrevoked, unexpired), newest first, at most $2 (sorted after
+-- the index scan: a user holds few tokens).
+-- uses: api_tokens_user_id_idx
 -- $1 user_id uuid
 -- $2 limit int8
 SELECT id, user_id, name, created_at, expires_at, revoked_at

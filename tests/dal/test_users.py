@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from dal.errors import Conflict, NotFound
 from dal.gateways import users
+from dal.ids import new_id
 from dal.records import IssuedToken, User, UserDraft, UserPatch
 from tests.dal.conftest import make_user
 
@@ -244,3 +245,48 @@ async def test_issue_token_leaves_the_session_clean_even_when_refused(settings: 
                 assert await leftovers(conn) == CLEAN
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def tokens_seeded(database_url: str) -> Any:
+    """A plain connection on a database of 200 users with 25 tokens each, ANALYZEd."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(
+        """
+        INSERT INTO users (id, username)
+        SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, 200) AS i;
+        INSERT INTO api_tokens (id, user_id, token_hash, expires_at, revoked_at)
+        SELECT gen_random_uuid(), u.id, sha256((u.id::text || i)::bytea),
+               CASE WHEN i % 3 = 0 THEN now() + interval '1 day' END,
+               CASE WHEN i % 4 = 0 THEN now() END
+          FROM users AS u, generate_series(1, 25) AS i;
+        ANALYZE;
+        """
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("name", ["list_tokens", "insert_token"])
+async def test_token_queries_find_a_users_tokens_through_the_user_id_index(
+    tokens_seeded: Any, name: str, generic: bool
+) -> None:
+    from dal.queries import Q
+    from tests.dal.test_plans import assert_index_scan, explain
+
+    conn = tokens_seeded
+    user_id = await conn.fetchval("SELECT id FROM users ORDER BY id LIMIT 1")
+    if name == "list_tokens":
+        args: tuple[Any, ...] = (user_id, 101)
+    else:  # the count of the user's active tokens against the limit
+        digest: Any = "\\x" + "ab" * 32 if generic else b"\xab" * 32  # a literal, or bound
+        args = (new_id(), user_id, digest, "n", 60, 100)
+
+    nodes = await explain(conn, Q[name], *args, generic=generic)
+
+    assert_index_scan(nodes, "api_tokens_user_id_idx", "api_tokens")
