@@ -24,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 Role = Literal["user", "assistant", "system", "tool"]
@@ -275,7 +274,7 @@ class UserPatch(_Patch):
 
     display_name: DisplayName | None = None
     avatar_url: Url | None = None
-    metadata: Metadata | SkipJsonSchema[None] = None  # null refused (the schema says so)
+    metadata: Metadata | None = None  # null refused (below); app/openapi.py says so
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:  # replaces _Patch's: here a null is a change
@@ -333,6 +332,20 @@ def _not_null(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _without_null(schema: dict[str, Any]) -> None:
+    """The JSON schema of a ``_NOT_NULL`` field: its type without null, no default."""
+    schema.pop("default", None)
+    options = [option for option in schema.pop("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+
+
+# A patch field that may be absent (None: keep) but not null (refused by _not_null).
+_NOT_NULL: Any = Field(default=None, json_schema_extra=_without_null)
+
+
 
 class Conversation(Row):
     id: UUID
@@ -361,9 +374,9 @@ class ConversationPatch(_Patch):
     """Fields to change; an absent field stays as it is. ``title``, ``metadata`` and ``tags``
     cannot be null (send ``""``, ``{}`` or ``[]`` to empty them)."""
 
-    title: Title | SkipJsonSchema[None] = None
-    metadata: Metadata | SkipJsonSchema[None] = None
-    tags: Tags | SkipJsonSchema[None] = None
+    title: Title | None = _NOT_NULL
+    metadata: Metadata | None = _NOT_NULL
+    tags: Tags | None = _NOT_NULL
     thread_id: ThreadId | None = None
 
 
@@ -417,10 +430,10 @@ class MessagePatch(_Patch):
     ``metadata``, set ``status`` (``complete`` finalizes a streaming message). An absent field
     stays as it is; none can be null (``[]`` or ``{}`` empties parts or metadata)."""
 
-    parts: list[Part] | SkipJsonSchema[None] = None
-    append_parts: list[Part] | SkipJsonSchema[None] = None
-    metadata: Metadata | SkipJsonSchema[None] = None
-    status: MessageStatus | SkipJsonSchema[None] = None
+    parts: list[Part] | None = _NOT_NULL
+    append_parts: list[Part] | None = _NOT_NULL
+    metadata: Metadata | None = _NOT_NULL
+    status: MessageStatus | None = _NOT_NULL
 
     @field_validator("parts", "append_parts", "metadata", "status")
     @classmethod

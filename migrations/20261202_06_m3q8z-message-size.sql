@@ -3,7 +3,8 @@
 -- * messages.parts_bytes / parts_count: the size of a message's parts as APP_MAX_MESSAGE_BYTES
 --   and APP_MAX_MESSAGE_PARTS count it, kept by the statements of queries/messages.sql so that
 --   an append adds only the size of what it appends (the check is in the statement, race-free);
---   page queries sum them to bound a page's bytes. Existing rows are measured here.
+--   with metadata_bytes (its metadata's JSON text), page queries sum them to bound a page's
+--   bytes without printing anything. Existing rows are measured here.
 -- * messages.draft_digest / conversations.draft_digest: a digest of the request that created
 --   the row, so that a retry with the same id is told apart from a different request with a
 --   reused id (409 idempotency_mismatch) even after the row was edited. NULL for rows stored
@@ -21,13 +22,13 @@ AS $$
 $$;
 
 -- What a message weighs in a page (APP_MAX_PAGE_BYTES): its parts, their text (content) and
--- its metadata, in bytes of JSON text. octet_length of content reads the stored length
--- without detoasting it; only metadata is printed.
-CREATE FUNCTION mnemo_message_bytes(parts_bytes bigint, content text, metadata jsonb)
+-- its metadata, in bytes of JSON text, from stored sizes only: octet_length of content reads
+-- the stored length without detoasting it, so rows past a page's budget cost no detoasting.
+CREATE FUNCTION mnemo_message_bytes(parts_bytes bigint, content text, metadata_bytes integer)
     RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT parts_bytes + octet_length(content) + octet_length(metadata::text)
+    SELECT parts_bytes + octet_length(content) + metadata_bytes
 $$;
 
 -- Digests of create requests (their fields as one JSON array, printed by jsonb: keys in one
@@ -67,12 +68,15 @@ $$;
 ALTER TABLE messages
     ADD COLUMN parts_bytes  bigint NOT NULL DEFAULT 0,
     ADD COLUMN parts_count  integer NOT NULL DEFAULT 0,
+    ADD COLUMN metadata_bytes integer NOT NULL DEFAULT 0,
     ADD COLUMN draft_digest bytea;
 UPDATE messages
    SET parts_bytes = mnemo_parts_bytes(parts),
-       parts_count = jsonb_array_length(parts);
+       parts_count = jsonb_array_length(parts),
+       metadata_bytes = octet_length(metadata::text);
 ALTER TABLE messages
     ALTER COLUMN parts_bytes DROP DEFAULT,
-    ALTER COLUMN parts_count DROP DEFAULT;
+    ALTER COLUMN parts_count DROP DEFAULT,
+    ALTER COLUMN metadata_bytes DROP DEFAULT;
 
 ALTER TABLE conversations ADD COLUMN draft_digest bytea;

@@ -53,9 +53,9 @@ WITH draft AS (
        FOR UPDATE OF c
 ), inserted AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
-                          parts_bytes, parts_count, draft_digest)
+                          parts_bytes, parts_count, metadata_bytes, draft_digest)
     SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
-           d.parts_bytes, d.parts_count, d.digest
+           d.parts_bytes, d.parts_count, octet_length($6::jsonb::text), d.digest
       FROM locked AS l, draft AS d
         ON CONFLICT (conversation_id, id) DO NOTHING
     RETURNING id, conversation_id, seq, role, parts, content, metadata, status, created_at,
@@ -125,9 +125,9 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
-                               (sum(mnemo_message_bytes(parts_bytes, content, metadata))
+                               (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
                                    OVER travel)::int8 AS bytes,
-                               mnemo_message_bytes(parts_bytes, content, metadata) AS own_bytes
+                               mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
                         WINDOW travel AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)
@@ -168,9 +168,9 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
-                               (sum(mnemo_message_bytes(parts_bytes, content, metadata))
+                               (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
                                    OVER travel)::int8 AS bytes,
-                               mnemo_message_bytes(parts_bytes, content, metadata) AS own_bytes
+                               mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
                            AND seq < $3
@@ -212,9 +212,9 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
-                               (sum(mnemo_message_bytes(parts_bytes, content, metadata))
+                               (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
                                    OVER travel)::int8 AS bytes,
-                               mnemo_message_bytes(parts_bytes, content, metadata) AS own_bytes
+                               mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
                            AND seq > $3
@@ -260,6 +260,7 @@ UPDATE messages AS m
        parts_bytes = coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes,
        parts_count = coalesce(p.parts_count, m.parts_count) + p.append_count,
        metadata = coalesce($6::jsonb, m.metadata),
+       metadata_bytes = coalesce(octet_length($6::jsonb::text), m.metadata_bytes),
        status = coalesce($7::text, m.status),
        updated_at = now()
   FROM conversations AS c, patch AS p

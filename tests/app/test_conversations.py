@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from typing import Any
 
 import pytest
@@ -82,6 +83,26 @@ def test_create_conversation_with_fields_round_trips(client: TestClient, alice: 
     assert get_conversation(client, alice, body["id"]) == conversation
 
 
+def test_create_conversation_retry_with_same_id_and_body_is_200_with_the_stored_one(
+    client: TestClient, alice: Caller
+) -> None:
+    body = {"id": str(uuid.uuid4()), "title": "first", "metadata": {"k": 1}, "tags": ["t"]}
+    created = client.post("/v1/conversations", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+
+    retry = client.post("/v1/conversations", json=body, headers=alice.headers)
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == created.json()
+    assert retry.headers["location"] == created.headers["location"]
+    assert retry.headers["etag"] == created.headers["etag"]
+    assert list_conversations(client, alice)["items"] == [created.json()]
+    # Edited since: still the same request, answered with the conversation as it is now.
+    patched = client.patch(_url(body["id"]), json={"title": "renamed"}, headers=alice.headers)
+    again = client.post("/v1/conversations", json=body, headers=alice.headers)
+    assert again.status_code == 200 and again.json() == patched.json()
+
+
 def test_create_conversation_with_taken_id_is_409_and_keeps_original(
     client: TestClient, alice: Caller
 ) -> None:
@@ -91,8 +112,32 @@ def test_create_conversation_with_taken_id_is_409_and_keeps_original(
         "/v1/conversations", json={"id": original["id"], "title": "second"}, headers=alice.headers
     )
 
-    assert_error(response, 409, "conflict")
+    assert_error(response, 409, "idempotency_mismatch")
     assert get_conversation(client, alice, original["id"]) == original
+
+
+def test_create_conversation_with_another_users_id_answers_like_a_mismatch_of_ones_own(
+    client: TestClient, alice: Caller, bob: Caller
+) -> None:
+    """Conversation ids are global; another user's id is answered exactly as a mismatch of
+    one's own, whatever the body, and nothing of that user's conversation shows."""
+    alices = make_conversation(client, alice, title="secret title", metadata={"secret": 1})
+    bobs = make_conversation(client, bob, title="bob's")
+
+    def attempt(conversation_id: str, **body: Any) -> tuple[int, Json]:
+        response = client.post(
+            "/v1/conversations", json={"id": conversation_id, **body}, headers=bob.headers
+        )
+        error = assert_error(response, 409)
+        error["message"] = error["message"].replace(conversation_id, "ID")
+        return response.status_code, error
+
+    own_mismatch = attempt(bobs["id"], title="changed")
+    assert own_mismatch[1]["code"] == "idempotency_mismatch"
+    for body in ({}, {"title": "secret title", "metadata": {"secret": 1}}, {"title": "x"}):
+        assert attempt(alices["id"], **body) == own_mismatch
+    assert_error(client.get(_url(alices["id"]), headers=bob.headers), 404, "not_found")
+    assert get_conversation(client, alice, alices["id"]) == alices
 
 
 def test_create_conversation_invalid_body_is_422_with_field_and_creates_nothing(
@@ -144,7 +189,7 @@ def test_get_conversation_has_etag_of_its_version(client: TestClient, alice: Cal
 
 def test_get_conversation_missing_or_malformed_id_is_404(client: TestClient, alice: Caller) -> None:
     assert_error(client.get(_url(MISSING_ID), headers=alice.headers), 404, "not_found")
-    for bad in ("abc", "123", MISSING_ID[:-1], MISSING_ID + "0", "%00", "..%2F..%2Fv1%2Fme"):
+    for bad in ("abc", "123", MISSING_ID[:-1], MISSING_ID + "0", "..%2F..%2Fv1%2Fme"):
         assert_error(client.get(_url(bad), headers=alice.headers), 404, "not_found")
 
 
@@ -246,7 +291,6 @@ BAD_CURSORS = [
     "x",
     "!!!!",
     "é",
-    "\x00",
     "a" * 10_000,
     _b64(b"not json"),
     _b64(b"null"),
@@ -393,6 +437,33 @@ def test_patch_conversation_invalid_body_is_rejected_and_changes_nothing(
     assert_error(client.patch(url, headers=alice.headers), 415)
 
     assert get_conversation(client, alice, conversation["id"]) == conversation
+
+
+@pytest.mark.parametrize("field", ["title", "metadata", "tags"])
+def test_patch_conversation_null_on_a_field_that_cannot_be_null_is_422_not_ignored(
+    client: TestClient, alice: Caller, field: str
+) -> None:
+    conversation = make_conversation(client, alice, title="keep", metadata={"k": 1}, tags=["t"])
+    other = {"title": "changed"} if field != "title" else {"tags": ["changed"]}
+
+    response = client.patch(
+        _url(conversation["id"]), json={field: None, **other}, headers=alice.headers
+    )
+
+    error = assert_error(response, 422, "validation_error")
+    assert [d["field"] for d in error["details"]] == [field]
+    assert "null" in error["message"]
+    assert get_conversation(client, alice, conversation["id"]) == conversation
+    # Absent keeps; the empty value empties.
+    emptied = client.patch(
+        _url(conversation["id"]),
+        json={field: {"title": "", "metadata": {}, "tags": []}[field]},
+        headers=alice.headers,
+    )
+    assert emptied.status_code == 200, emptied.text
+    kept = {k: v for k, v in conversation.items() if k in ("title", "metadata", "tags")}
+    assert {k: emptied.json()[k] for k in kept} == {**kept, field: emptied.json()[field]}
+    assert not emptied.json()[field]
 
 
 def test_patch_conversation_missing_is_404(client: TestClient, alice: Caller) -> None:

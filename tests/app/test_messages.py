@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from app import create_app
 from dal.settings import Settings
 from tests.app.conftest import (
     MISSING_ID,
@@ -19,6 +21,7 @@ from tests.app.conftest import (
     get_conversation,
     list_messages,
     make_conversation,
+    make_user,
     messages_url,
     text_part,
 )
@@ -162,7 +165,12 @@ def test_append_message_same_id_again_returns_original_without_duplicate(
 
     retry = client.post(
         _url(cid),
-        json={"id": message_id, "role": "assistant", "parts": [text_part("changed")]},
+        json={
+            "id": message_id,
+            "role": "user",
+            "parts": [text_part("original")],
+            "metadata": {"try": 1},
+        },
         headers=alice.headers,
     )
 
@@ -173,6 +181,56 @@ def test_append_message_same_id_again_returns_original_without_duplicate(
     assert _seqs(list_messages(client, alice, cid)) == [1]
     # No seq was used up by the retry.
     assert append(client, alice, cid)["seq"] == 2
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"role": "assistant"},
+        {"parts": [text_part("changed")]},
+        {"parts": [text_part("original"), text_part("original")]},
+        {"metadata": {"try": 2}},
+        {"metadata": {}},
+        {"status": "streaming"},
+    ],
+    ids=["role", "parts", "more-parts", "metadata", "no-metadata", "status"],
+)
+def test_append_message_same_id_other_content_is_409_idempotency_mismatch_and_keeps_it(
+    client: TestClient, alice: Caller, conversation: Json, changed: Json
+) -> None:
+    cid = conversation["id"]
+    message_id = str(uuid.uuid4())
+    body = {"id": message_id, "role": "user", "parts": [text_part("original")]}
+    first = append(client, alice, cid, "original", id=message_id, metadata={"try": 1})
+
+    response = client.post(
+        _url(cid), json={**body, "metadata": {"try": 1}, **changed}, headers=alice.headers
+    )
+
+    error = assert_error(response, 409, "idempotency_mismatch")
+    assert message_id in error["message"]
+    assert list_messages(client, alice, cid)["items"] == [first]
+    assert get_conversation(client, alice, cid)["message_count"] == 1
+    assert append(client, alice, cid)["seq"] == 2
+
+
+def test_append_message_retry_after_streaming_returns_the_finished_message(
+    client: TestClient, alice: Caller, conversation: Json
+) -> None:
+    """A retry is compared with the request that created the message, not with what it has
+    become since."""
+    cid = conversation["id"]
+    body = {"id": str(uuid.uuid4()), "role": "assistant", "parts": [], "status": "streaming"}
+    started = client.post(_url(cid), json=body, headers=alice.headers)
+    assert started.status_code == 201, started.text
+    url = _url(cid, body["id"])
+    client.patch(url, json={"append_parts": [text_part("Hi")]}, headers=alice.headers)
+    done = client.patch(url, json={"status": "complete"}, headers=alice.headers).json()
+
+    retry = client.post(_url(cid), json=body, headers=alice.headers)
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == done and done["content"] == "Hi"
 
 
 def test_append_message_same_id_in_another_conversation_is_a_new_message(
@@ -528,7 +586,11 @@ def test_patch_message_invalid_body_is_422_and_unchanged(
     message = append(client, alice, cid, "x", status="streaming")
     bodies: list[tuple[object, str]] = [
         ({}, ""),
-        ({"parts": None, "metadata": None}, ""),
+        ({"parts": None, "metadata": None}, "parts"),
+        # null never clears what cannot be empty, nor is it silently ignored
+        ({"metadata": None, "parts": [text_part("y")]}, "metadata"),
+        ({"append_parts": None, "status": "complete"}, "append_parts"),
+        ({"status": None, "metadata": {}}, "status"),
         ({"append_parts": [{"type": "text"}]}, "append_parts.0"),
         ({"parts": [{"type": "tool-x", "toolCallId": "c"}]}, "parts.0"),
         ({"status": "finished"}, "status"),
@@ -651,3 +713,82 @@ def test_append_message_with_id_of_another_users_message_does_not_touch_it(
     assert (mine["conversation_id"], mine["content"]) == (bobs["id"], "bob's")
     stored = client.get(_url(conversation["id"], message["id"]), headers=alice.headers).json()
     assert stored == message
+
+
+# --- size limits ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited(settings: Settings) -> Iterator[TestClient]:
+    """The app with small limits: messages of 3 parts / 300 bytes of parts (text_part("x" * n)
+    is n + 28 bytes of parts), pages of 5000 bytes."""
+    small = settings.model_copy(
+        update={
+            "app_max_message_bytes": 300,
+            "app_max_message_parts": 3,
+            "app_max_page_bytes": 5000,
+        }
+    )
+    with TestClient(create_app(small)) as client:
+        yield client
+
+
+def test_append_message_over_the_message_limits_is_413_and_stores_nothing(
+    limited: TestClient,
+) -> None:
+    carol = Caller(*make_user(limited, "carol"))
+    cid = make_conversation(limited, carol)["id"]
+    for parts in (
+        [text_part("x" * 273)],
+        [text_part("")] * 4,
+        [text_part("x" * 122)] * 2 + [text_part("x")],
+    ):
+        response = limited.post(
+            _url(cid), json={"role": "user", "parts": parts}, headers=carol.headers
+        )
+        error = assert_error(response, 413, "message_too_large")
+        assert "APP_MAX_MESSAGE_BYTES" in error["message"]
+    assert list_messages(limited, carol, cid)["items"] == []
+    fits = append(
+        limited, carol, cid, parts=[text_part("x" * 122), text_part("x" * 94), text_part("")]
+    )
+    assert fits["seq"] == 1
+
+
+def test_patch_message_growing_it_over_the_limits_is_413_and_unchanged(
+    limited: TestClient,
+) -> None:
+    carol = Caller(*make_user(limited, "carol"))
+    cid = make_conversation(limited, carol)["id"]
+    started = append(limited, carol, cid, parts=[], role="assistant", status="streaming")
+    url = _url(cid, started["id"])
+    chunk = {"append_parts": [text_part("x" * 72)]}  # 100 bytes
+    for _ in range(3):
+        assert limited.patch(url, json=chunk, headers=carol.headers).status_code == 200
+    before = limited.get(url, headers=carol.headers).json()
+    for body in (chunk, {"parts": [text_part("x" * 273)]}, {"parts": [text_part("")] * 4}):
+        assert_error(limited.patch(url, json=body, headers=carol.headers), 413, "message_too_large")
+    assert limited.get(url, headers=carol.headers).json() == before
+    done = limited.patch(url, json={"status": "complete"}, headers=carol.headers)
+    assert done.status_code == 200 and len(done.json()["parts"]) == 3
+
+
+def test_list_messages_page_ends_at_max_page_bytes_with_has_more(limited: TestClient) -> None:
+    carol = Caller(*make_user(limited, "carol"))
+    cid = make_conversation(limited, carol)["id"]
+    # Each weighs 200 bytes of text (in parts and content) + 28 of JSON + 2 of metadata
+    # {}: 21 fit in 5000 bytes.
+    made = [append(limited, carol, cid, f"{i:03}" + "x" * 97) for i in range(50)]
+
+    newest = list_messages(limited, carol, cid)
+    older = list_messages(limited, carol, cid, before=newest["items"][0]["seq"])
+    oldest = list_messages(limited, carol, cid, before=older["items"][0]["seq"])
+
+    assert (newest["items"], newest["has_more"]) == (made[29:], True)
+    assert (older["items"], older["has_more"]) == (made[8:29], True)
+    assert (oldest["items"], oldest["has_more"]) == (made[:8], False)
+    forward = list_messages(limited, carol, cid, after=0)
+    assert (forward["items"], forward["has_more"]) == (made[:21], True)
+    # The count ends a page first when it is smaller.
+    counted = list_messages(limited, carol, cid, limit=5)
+    assert (counted["items"], counted["has_more"]) == (made[45:], True)

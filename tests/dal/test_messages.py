@@ -9,10 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from dal.database import transaction
-from dal.errors import Conflict, InvalidInput, NotFound
+from dal.errors import Conflict, InvalidInput, NotFound, TooLarge
 from dal.gateways import conversations, messages
 from dal.ids import new_id
 from dal.records import Conversation, MessageDraft, MessagePatch, User
+from dal.settings import Settings
 from tests.dal.conftest import make_conversation
 
 # One of each Vercel AI SDK UI message part shape, plus an unknown type kept as given.
@@ -476,3 +477,182 @@ async def test_insert_message_concurrent_retries_each_in_a_transaction_store_it_
     assert sum(m.content == "same" for m in page.items) == 1
     after = await conversations.get_conversation(pool, **ids)
     assert after.message_count == 9
+
+
+# --- size limits ----------------------------------------------------------------------------
+
+
+def test_gateway_limits_default_to_the_settings_defaults() -> None:
+    defaults = Settings.model_fields
+    assert messages.MAX_MESSAGE_BYTES == defaults["app_max_message_bytes"].default
+    assert messages.MAX_MESSAGE_PARTS == defaults["app_max_message_parts"].default
+    assert messages.MAX_PAGE_BYTES == defaults["app_max_page_bytes"].default
+
+
+async def stored_size(pool: Any, message_id: Any) -> tuple[int, int, int]:
+    """(parts_bytes, parts_count, bytes of the parts measured afresh) of a stored message."""
+    row = await pool.fetchrow(
+        "SELECT parts_bytes, parts_count, mnemo_parts_bytes(parts) AS fresh FROM messages "
+        "WHERE id = $1",
+        message_id,
+    )
+    return row["parts_bytes"], row["parts_count"], row["fresh"]
+
+
+async def test_insert_message_over_the_size_limits_raises_too_large_and_stores_nothing(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    # text("x" * n) is n + 28 bytes of JSON as PostgreSQL prints it.
+    part = text("x" * 72)
+    for limits in ({"max_bytes": 199}, {"max_parts": 1}):
+        with pytest.raises(TooLarge) as raised:
+            await messages.insert_message(
+                pool, **ids, draft=MessageDraft(role="user", parts=[part, part]), **limits
+            )
+        assert raised.value.code == "message_too_large"
+    kept = await messages.insert_message(
+        pool,
+        **ids,
+        draft=MessageDraft(role="user", parts=[part, part]),
+        max_bytes=200,
+        max_parts=2,
+    )
+    assert await stored_size(pool, kept.message.id) == (200, 2, 200)
+    after = await conversations.get_conversation(pool, **ids)
+    assert after.message_count == 1 and kept.message.seq == 1
+    # Not even a conversation of someone else's is revealed by the size check.
+    with pytest.raises(NotFound):
+        await messages.insert_message(
+            pool,
+            user_id=new_id(),
+            conversation_id=conv.id,
+            draft=MessageDraft(role="user", parts=[]),
+        )
+
+
+async def test_append_parts_beyond_the_limits_raises_too_large_and_keeps_the_message(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    started = await append(pool, alice, conv, role="assistant", status="streaming")
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": started.message.id}
+    limits = {"max_bytes": 300, "max_parts": 3}
+    chunk = MessagePatch(append_parts=[text("x" * 72)])  # 100 bytes
+    for _ in range(3):
+        await messages.update_message(pool, **ids, patch=chunk, **limits)
+    with pytest.raises(TooLarge):
+        await messages.update_message(pool, **ids, patch=chunk, **limits)
+    with pytest.raises(TooLarge):  # the byte limit, within the part count
+        await messages.update_message(
+            pool, **ids, patch=MessagePatch(parts=[text("x" * 273)]), **limits
+        )
+    with pytest.raises(TooLarge):  # the part count, within the byte limit
+        await messages.update_message(
+            pool, **ids, patch=MessagePatch(parts=[text("")] * 4), **limits
+        )
+    got = await messages.get_message(pool, **ids)
+    assert len(got.parts) == 3 and got.status == "streaming"
+    assert await stored_size(pool, got.id) == (300, 3, 300)
+    # Replacing the parts with smaller ones is fine, and then appends fit again.
+    await messages.update_message(pool, **ids, patch=MessagePatch(parts=[text("y")]), **limits)
+    done = await messages.update_message(
+        pool, **ids, patch=MessagePatch(append_parts=[text("z")], status="complete"), **limits
+    )
+    assert done.content == "y\nz" and await stored_size(pool, done.id) == (58, 2, 58)
+    # A message over a limit lowered since keeps taking edits that leave its parts alone.
+    edited = await messages.update_message(
+        pool, **ids, patch=MessagePatch(metadata={"k": 1}), max_bytes=1, max_parts=1
+    )
+    assert edited.metadata == {"k": 1}
+    assert await pool.fetchval(
+        "SELECT metadata_bytes = octet_length(metadata::text) FROM messages WHERE id = $1",
+        edited.id,
+    )
+
+
+async def test_concurrent_appends_never_pass_the_byte_limit_together(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    started = await append(pool, alice, conv, role="assistant", status="streaming")
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": started.message.id}
+    chunk = MessagePatch(append_parts=[text("x" * 72)])  # 100 bytes: 5 of 20 fit
+
+    async def one() -> bool:
+        try:
+            await messages.update_message(pool, **ids, patch=chunk, max_bytes=500)
+        except TooLarge:
+            return False
+        return True
+
+    results = await asyncio.gather(*(one() for _ in range(20)))
+    assert sum(results) == 5
+    assert await stored_size(pool, started.message.id) == (500, 5, 500)
+
+
+async def test_append_to_complete_message_over_the_limit_is_still_a_conflict(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    made = await append(pool, alice, conv, text("done"))
+    ids = {"user_id": alice.id, "conversation_id": conv.id, "message_id": made.message.id}
+    with pytest.raises(Conflict, match="complete"):
+        await messages.update_message(
+            pool, **ids, patch=MessagePatch(append_parts=[text("x" * 500)]), max_bytes=100
+        )
+
+
+# --- page bytes ------------------------------------------------------------------------------
+
+
+async def test_list_messages_page_ends_before_max_bytes_with_has_more(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    # Messages of equal weight (mnemo_message_bytes: parts, their text and metadata).
+    made = [await append(pool, alice, conv, text(f"{i}" + "x" * 70)) for i in range(10)]
+    weight = await pool.fetchval(
+        "SELECT mnemo_message_bytes(parts_bytes, content, metadata_bytes) FROM messages "
+        "WHERE id = $1",
+        made[0].message.id,
+    )
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    newest = await messages.list_messages(pool, **ids, limit=50, max_bytes=3 * weight)
+    assert [m.seq for m in newest.items] == [8, 9, 10] and newest.has_more
+    older = await messages.list_messages(pool, **ids, before=8, max_bytes=3 * weight + 1)
+    assert [m.seq for m in older.items] == [5, 6, 7] and older.has_more
+    forward = await messages.list_messages(pool, **ids, after=0, max_bytes=4 * weight - 1)
+    assert [m.seq for m in forward.items] == [1, 2, 3] and forward.has_more
+    last = await messages.list_messages(pool, **ids, after=7, max_bytes=3 * weight)
+    assert [m.seq for m in last.items] == [8, 9, 10] and not last.has_more
+    # The count still bounds a page too, whichever ends it first.
+    counted = await messages.list_messages(pool, **ids, after=0, limit=2, max_bytes=10**9)
+    assert [m.seq for m in counted.items] == [1, 2] and counted.has_more
+    # A page holds at least one message, however large.
+    one = await messages.list_messages(pool, **ids, max_bytes=1)
+    assert [m.seq for m in one.items] == [10] and one.has_more
+    assert one.items[0] == made[9].message
+    first = await messages.list_messages(pool, **ids, before=2, max_bytes=1)
+    assert [m.seq for m in first.items] == [1] and not first.has_more
+
+
+async def test_list_messages_walk_by_bytes_visits_every_message_once(
+    pool: Any, alice: User
+) -> None:
+    conv = await make_conversation(pool, alice)
+    sizes = [1, 500, 20, 3000, 40, 40, 40, 2500, 1, 1, 900, 60]
+    for i, size in enumerate(sizes):
+        await append(pool, alice, conv, text("x" * size), metadata={"i": i})
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    seen: list[int] = []
+    page = await messages.list_messages(pool, **ids, limit=4, max_bytes=1200)
+    seen = [m.seq for m in page.items] + seen
+    while page.has_more:
+        page = await messages.list_messages(
+            pool, **ids, limit=4, max_bytes=1200, before=page.items[0].seq
+        )
+        assert page.items
+        seen = [m.seq for m in page.items] + seen
+    assert seen == list(range(1, len(sizes) + 1))

@@ -37,9 +37,9 @@ async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[An
         await conn.execute(
             f"""
             INSERT INTO messages (conversation_id, seq, id, role, parts, content, parts_bytes,
-                                  parts_count)
+                                  parts_count, metadata_bytes)
             SELECT $1, s, gen_random_uuid(), 'user', '[{{"type": "text", "text": "x"}}]', 'x',
-                   29, 1
+                   29, 1, 2
               FROM generate_series(1, {MESSAGES_PER_CONVERSATION}) AS s
             """,
             row["id"],
