@@ -114,12 +114,30 @@ def _undecodable(type_: str | None, data: bytes | None) -> JsonValue:
     }
 
 
+# Deepest decoded value shown: a response wraps it in 4 or 5 levels more, and pydantic's JSON
+# serializer stops at about 254 (a graph's msgpack blob can hold 255).
+MAX_SHOWN_DEPTH = 200
+
+
+def _deeper_than(value: JsonValue, limit: int) -> bool:
+    """Whether a JSON value nests more than ``limit`` lists and dicts (iteratively)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def decode_value(serde: SerializerProtocol, type_: str | None, data: bytes | None) -> JsonValue:
     """A serialized value (a blob or a write) as JSON; never raises."""
     try:
-        return json_value(serde.loads_typed((type_ or "", data or b"")))
+        value = json_value(serde.loads_typed((type_ or "", data or b"")))
     except Exception:  # includes RecursionError on absurdly nested values
         return _undecodable(type_, data)
+    return _undecodable(type_, data) if _deeper_than(value, MAX_SHOWN_DEPTH) else value
 
 
 def _created_at(checkpoint: Mapping[str, Any]) -> datetime | None:

@@ -314,3 +314,61 @@ def test_depth_limit_is_the_setting(shallow_client: TestClient, alice: Caller) -
         "/v1/threads/t/history", params={"metadata": nested(4).decode()}, headers=alice.headers
     )
     assert "nested deeper than 3 levels" in assert_error(response, 422)["message"]
+
+
+# --- values a LangGraph graph wrote (from Python, past the HTTP limit) ---------------------
+
+
+def _deep_list(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [200, 250, 252, 254])
+def test_state_a_graph_wrote_nested_past_what_json_output_takes_is_never_500(
+    client: TestClient, alice: Caller, settings: Settings, depth: int
+) -> None:
+    import asyncio
+
+    from langgraph.checkpoint.base import ChannelVersions
+
+    from dal.database import open_pool
+    from dal.langgraph import AsyncpgSaver
+
+    async def write() -> None:
+        pool = await open_pool(settings)
+        try:
+            saver = AsyncpgSaver(pool)
+            config = {"configurable": {"thread_id": "g", "checkpoint_ns": "", "user_id": alice.id}}
+            versions: ChannelVersions = {"deep": saver.get_next_version(None, None)}
+            saved = await saver.aput(
+                config,  # type: ignore[arg-type]
+                {
+                    "v": 4,
+                    "id": "1f0c0000-0000-6000-8000-000000000001",
+                    "ts": "2026-11-23T10:00:00+00:00",
+                    "channel_values": {"deep": _deep_list(depth)},
+                    "channel_versions": versions,
+                    "versions_seen": {},
+                    "updated_channels": ["deep"],
+                },
+                # (the saver writes metadata as jsonb, which stops a little deeper than 240)
+                {"source": "loop", "step": 1, "parents": {}, "deep": _deep_list(240)},
+                versions,
+            )
+            await saver.aput_writes(saved, [("deep", _deep_list(depth))], task_id="task-1")
+        finally:
+            await pool.close()
+
+    asyncio.run(write())
+    for path in ("/v1/threads/g/state", "/v1/threads/g/history"):
+        response = client.get(path, headers=alice.headers)
+        assert response.status_code == 200, (path, response.text[:300])
+    state = client.get("/v1/threads/g/state", headers=alice.headers).json()
+    shown = [state["values"]["deep"], state["pending_writes"][0]["value"]]
+    if depth <= 200:  # dal.values.MAX_SHOWN_DEPTH
+        assert shown == [_deep_list(depth)] * 2
+    else:  # shown as a value that cannot be decoded: its serialization, base64
+        assert all(value["undecodable"] is True for value in shown), shown
