@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     # asyncpg's prepared-statement cache per connection; 0 behind PgBouncer (transaction mode).
     db_statement_cache_size: int = Field(default=100, ge=0)
 
-    # Unrevoked, unexpired tokens a user may hold (409 too_many_tokens on POST /v1/tokens).
-    app_max_tokens_per_user: int = Field(default=100, ge=1)
+    # Unrevoked, unexpired tokens a user may hold (409 too_many_tokens on POST /v1/tokens);
+    # GET /v1/tokens lists up to this many in one answer, hence the upper bound.
+    app_max_tokens_per_user: int = Field(default=100, ge=1, le=10_000)
     # Longest expires_in a token may ask for, in seconds (422 above); 10 years by default, at
     # most dal.records.MAX_TOKEN_EXPIRES_IN (100 years). A token given no expires_in never
     # expires (it works until revoked).

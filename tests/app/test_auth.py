@@ -353,3 +353,16 @@ def test_list_tokens_over_a_lowered_limit_says_has_more(
 
     assert len(page["items"]) == 3 and page["has_more"] is True
     assert len(client.get("/v1/tokens", headers=auth(token)).json()["items"]) == 5
+
+
+def test_token_settings_are_bounded(settings: Settings) -> None:
+    from pydantic import ValidationError
+
+    for bad in (
+        {"app_max_tokens_per_user": 0},
+        {"app_max_tokens_per_user": 10_001},
+        {"app_max_token_expires_in": 0},
+        {"app_max_token_expires_in": 3_153_600_001},
+    ):
+        with pytest.raises(ValidationError):
+            Settings(**bad)  # type: ignore[arg-type]
