@@ -48,6 +48,8 @@ async def append_raw(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
         [{"type": "text", "text": APPEND_TEXT}],
         {},
         "complete",
+        messages.MAX_MESSAGE_BYTES,
+        messages.MAX_MESSAGE_PARTS,
     )
 
 
@@ -62,7 +64,7 @@ async def append_mnemo(pool: Pool, user_id: UUID, conversation_id: UUID) -> None
 
 async def page_raw(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
     # The gateway fetches limit + 1 rows to tell whether there are more.
-    await pool.fetch(PAGE_SQL, user_id, conversation_id, PAGE_LIMIT + 1)
+    await pool.fetch(PAGE_SQL, user_id, conversation_id, PAGE_LIMIT + 1, messages.MAX_PAGE_BYTES)
 
 
 async def page_mnemo(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
@@ -111,7 +113,9 @@ async def make_fixture(pool: Pool, *, page_messages: int) -> Fixture:
 async def check_same_results(raw_pool: Pool, mnemo_pool: Pool, fixture: Fixture) -> None:
     """Both contenders do the same work: fail loudly if their answers differ."""
     user_id, conversation_id = fixture.user_id, fixture.page_conversation_id
-    rows = await raw_pool.fetch(PAGE_SQL, user_id, conversation_id, PAGE_LIMIT + 1)
+    rows = await raw_pool.fetch(
+        PAGE_SQL, user_id, conversation_id, PAGE_LIMIT + 1, messages.MAX_PAGE_BYTES
+    )
     page = await messages.list_messages(
         mnemo_pool, user_id=user_id, conversation_id=conversation_id, limit=PAGE_LIMIT
     )
