@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from dal.database import transaction
+from dal import migrate
+from dal.database import open_pool, transaction
 from dal.errors import Conflict, InvalidInput, NotFound, TooLarge
 from dal.gateways import conversations, messages
 from dal.ids import new_id
-from dal.records import Conversation, MessageDraft, MessagePatch, User
+from dal.records import (
+    Conversation,
+    ConversationDraft,
+    CreatedConversation,
+    MessageDraft,
+    MessagePatch,
+    User,
+)
 from dal.settings import Settings
 from tests.dal.conftest import make_conversation
 
@@ -656,3 +668,84 @@ async def test_list_messages_walk_by_bytes_visits_every_message_once(
         assert page.items
         seen = [m.seq for m in page.items] + seen
     assert seen == list(range(1, len(sizes) + 1))
+
+
+# --- the migration ---------------------------------------------------------------------------
+
+SIZE_MIGRATION = "20261202_06_m3q8z-message-size"
+
+
+async def test_size_migration_measures_existing_messages_and_retries_compare_their_content(
+    empty_database_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for id_ in migrate.migration_ids():
+        if id_ != SIZE_MIGRATION:
+            for suffix in (".sql", ".rollback.sql"):
+                shutil.copy(migrate.MIGRATIONS_DIR / f"{id_}{suffix}", before)
+    migrate.apply(empty_database_url, directory=before)
+    user_id, conversation_id, message_id = new_id(), new_id(), new_id()
+    parts = [text("old"), {"type": "data-x", "data": {"n": [1, 2.5, None]}}]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute("INSERT INTO users (id, username) VALUES ($1, 'old')", user_id)
+        await conn.execute(
+            "INSERT INTO conversations (id, user_id, title, last_seq, message_count) "
+            "VALUES ($1, $2, 'old', 1, 1)",
+            conversation_id,
+            user_id,
+        )
+        await conn.execute(
+            "INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata) "
+            "VALUES ($1, 1, $2, 'user', $3::jsonb, 'old', '{\"k\": \"vé\"}')",
+            conversation_id,
+            message_id,
+            json.dumps(parts),
+        )
+        migrate.apply(empty_database_url)
+        row = await conn.fetchrow(
+            "SELECT parts_bytes, parts_count, metadata_bytes, "
+            "parts_bytes = mnemo_parts_bytes(parts) AS exact, "
+            "metadata_bytes = octet_length(metadata::text) AS exact_metadata "
+            "FROM messages WHERE id = $1",
+            message_id,
+        )
+    finally:
+        await conn.close()
+    assert row["parts_count"] == 2 and row["exact"] and row["exact_metadata"]
+    assert row["parts_bytes"] == len(json.dumps(parts[0]).encode()) + len(
+        json.dumps(parts[1]).encode()
+    )
+    pool = await open_pool(settings.model_copy(update={"database_url": empty_database_url}))
+    try:
+        ids = {"user_id": user_id, "conversation_id": conversation_id}
+        same = MessageDraft(id=message_id, role="user", parts=parts, metadata={"k": "vé"})
+        retried = await messages.insert_message(pool, **ids, draft=same)
+        assert not retried.created and retried.message.seq == 1
+        with pytest.raises(Conflict):
+            await messages.insert_message(
+                pool, **ids, draft=MessageDraft(id=message_id, role="user", parts=parts)
+            )
+        again = ConversationDraft(id=conversation_id, title="old")
+        assert (await conversations.create_conversation(pool, user_id=user_id, draft=again)) == (
+            CreatedConversation(
+                conversation=await conversations.get_conversation(
+                    pool, user_id=user_id, conversation_id=conversation_id
+                ),
+                created=False,
+            )
+        )
+        nxt = await append_to(pool, user_id, conversation_id)
+        assert nxt.message.seq == 2
+    finally:
+        await pool.close()
+
+
+async def append_to(pool: Any, user_id: Any, conversation_id: Any) -> Any:
+    return await messages.insert_message(
+        pool,
+        user_id=user_id,
+        conversation_id=conversation_id,
+        draft=MessageDraft(role="user", parts=[text("new")]),
+    )
