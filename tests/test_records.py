@@ -60,7 +60,7 @@ async def test_from_row_equals_validated_record_for_every_row_type(pool: Any) ->
     assert_same(User, await fetch_one(pool, Q["get_user"], uid))
     assert_same(Token, await fetch_one(pool, Q["revoke_token"], uid, created.token.token.id))
     assert_same(Conversation, await fetch_one(pool, Q["get_conversation"], uid, conv.id))
-    rows = await fetch_all(pool, Q["list_messages_latest"], uid, conv.id, 10)
+    rows = await fetch_all(pool, Q["list_messages_latest"], uid, conv.id, 10, 2**40)
     assert len(rows) == 2
     for row in rows:
         assert_same(Message, row)
