@@ -182,3 +182,26 @@ async def test_message_by_id_uses_its_unique_index(seeded: Any, name: str) -> No
     async with conn.transaction():  # EXPLAIN does not execute, but keep it harmless anyway
         nodes = await explain(conn, Q[name], *args[name], generic=True)
     assert_index_scan(nodes, "messages_conversation_id_id_key", "messages")
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("list_messages_latest", (51, 1000)),
+        ("list_messages_before", (900, 51, 10**9)),
+        ("list_messages_after", (100, 51, 10**9)),
+    ],
+)
+async def test_message_page_reads_only_its_rows_however_it_ends(
+    seeded: Any, name: str, extra: tuple[int, ...]
+) -> None:
+    """The running byte sum (a window over the index scan) does not make the scan read the
+    whole conversation: it stops at the page size + 1 rows the LIMIT asks for."""
+    conn, user_id, conversation_id = seeded
+    raw = await conn.fetchval(
+        "EXPLAIN (ANALYZE, FORMAT JSON) " + Q[name].sql, user_id, conversation_id, *extra
+    )
+    nodes = list(walk(json.loads(raw)))
+    scan = next(n for n in nodes if n.get("Index Name") == "messages_pkey")
+    # The page's 51 rows and one the window reads ahead; never the 1000 of the conversation.
+    assert scan["Actual Rows"] <= 52, scan
