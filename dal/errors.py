@@ -148,8 +148,8 @@ def translate(exc: BaseException) -> DomainError | None:
         # Program limits: a value larger than PostgreSQL can index or hold (a B-tree entry
         # over about 2,700 bytes, a statement too deeply nested...). The client sent it. The
         # server's message names the limit, never the value.
-        reason = getattr(exc, "message", None) or type(exc).__name__
-        return InvalidInput(f"a value exceeds a database limit: {reason}")
+        limit: str = getattr(exc, "message", None) or type(exc).__name__
+        return InvalidInput(f"a value exceeds a database limit: {limit}")
     kind = _BY_STATE.get(state)
     if kind is None:
         return None
