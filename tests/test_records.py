@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from dal.database import fetch_all, fetch_one
@@ -182,3 +185,47 @@ def test_app_depth_setting_defaults_to_the_records_limit() -> None:
     from dal.settings import Settings
 
     assert Settings.model_fields["app_max_json_depth"].default == MAX_JSON_DEPTH
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _numbers_fine(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(map(_numbers_fine, value.values()))
+    if isinstance(value, list):
+        return all(map(_numbers_fine, value))
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    return True
+
+
+_json_trees = st.recursive(
+    st.none() | st.booleans() | st.text(max_size=3) | st.floats() | st.integers(-(2**65), 2**65),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(value=_json_trees, max_depth=st.integers(1, 6))
+def test_json_problem_agrees_with_a_recursive_reading_of_the_rule(
+    value: Any, max_depth: int
+) -> None:
+    problem = json_problem(value, max_depth)
+    too_deep = _depth(value) > max_depth
+    if not too_deep and _numbers_fine(value):
+        assert problem is None
+    else:
+        assert problem is not None
+        assert problem[0] == "json_too_deep" or not _numbers_fine(value)
+        assert problem[0] == "json_number" or too_deep
