@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
@@ -225,7 +225,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=ConversationPatch,
         response=Conversation,
         params=(_IF_MATCH,),
-        errors=(412,),
+        errors=(409, 412),  # 409: the thread serves another conversation
         headers=("ETag",),
     ),
     Operation("delete", _CONV, "Delete a conversation and its messages", status=204),
@@ -462,6 +462,28 @@ def _strings_without_nul(schema: Json) -> None:
             node.setdefault("propertyNames", {}).setdefault("pattern", _NO_NUL)
 
 
+def _refuses_null(model: type[BaseModel], field: str) -> bool:
+    """Whether the record refuses ``{field: null}`` (a patch field that may be left out but
+    not cleared), whatever its type says: asked of the validator itself."""
+    try:
+        model.model_validate({field: None})
+    except ValidationError as exc:
+        return any(error["loc"][:1] == (field,) for error in exc.errors())
+    return False
+
+
+def _without_null_where_refused(models: set[type[BaseModel]], defs: dict[str, Json]) -> None:
+    for model in models:
+        for field, prop in defs[model.__name__].get("properties", {}).items():
+            options = prop.get("anyOf", [])
+            if {"type": "null"} in options and _refuses_null(model, field):
+                options.remove({"type": "null"})
+                prop.pop("default", None)
+                if len(options) == 1:
+                    prop.update(options.pop())
+                    del prop["anyOf"]
+
+
 def _refine_inputs(defs: dict[str, Json], settings: Settings) -> None:
     """Add to the input records' schemas what their validators check in code."""
     for node in _walk(defs):
@@ -539,6 +561,10 @@ def _parameters(op: Operation) -> list[Json]:
         where = {"name": param.name, "in": param.where, "description": param.description}
         if param.json:
             params.append({**where, "content": {"application/json": {"schema": param.schema}}})
+        elif param.where == "query":
+            # Scalars; a list or object sent in their place comes as one value (explode: false
+            # puts it in this parameter, not in parameters of other names) and is refused.
+            params.append({**where, "schema": param.schema, "style": "form", "explode": False})
         else:
             params.append({**where, "schema": param.schema})
     return params
@@ -616,6 +642,7 @@ def build_openapi(settings: Settings | None = None) -> Json:
     outputs |= {op.response for op in OPERATIONS if op.response is not None}
     assert not inputs & outputs, "a record is either a request body or a response"
     input_defs = _schemas(inputs, "validation")
+    _without_null_where_refused(inputs, input_defs)
     _refine_inputs(input_defs, settings)
     output_defs = _schemas(outputs, "serialization")
     _always_written(output_defs)

@@ -318,6 +318,10 @@ def test_openapi_request_bodies_refuse_nul_and_describe_parts(doc: Json) -> None
     assert text_rule in parts["allOf"]
     for patch in ("UserPatch", "ConversationPatch", "MessagePatch"):
         assert schemas[patch]["minProperties"] == 1
+    # null clears a display name or a thread link, but metadata cannot be null.
+    assert {"type": "null"} in schemas["UserPatch"]["properties"]["display_name"]["anyOf"]
+    assert {"type": "null"} in schemas["ConversationPatch"]["properties"]["thread_id"]["anyOf"]
+    assert schemas["UserPatch"]["properties"]["metadata"]["type"] == "object"
     assert (
         "source"
         in schemas["ThreadStateDraft"]["properties"]["metadata"]["propertyNames"]["not"]["enum"]
