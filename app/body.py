@@ -61,11 +61,8 @@ async def read_json(request: Request[AppState], model: type[M], *, optional: boo
     try:
         return model.model_validate_json(body, context=context)
     except ValidationError as exc:
-        if _too_deep_to_parse(exc):
-            # The parser stops at 200 levels, before any field is known: a body that deep
-            # holds a value over the limit (which is at most 128), whatever its field.
-            message = f"nested deeper than {context[JSON_DEPTH_CONTEXT]} levels"
-            raise HttpError(422, "validation_error", message) from exc
+        if gave_up := _parser_gave_up(exc, context[JSON_DEPTH_CONTEXT]):
+            raise HttpError(422, "validation_error", gave_up) from exc
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise HttpError(400, "malformed_json", "the body is not valid JSON") from exc
         if any(
@@ -75,13 +72,22 @@ async def read_json(request: Request[AppState], model: type[M], *, optional: boo
         raise
 
 
-def _too_deep_to_parse(exc: ValidationError) -> bool:
-    """Whether pydantic's JSON parser gave up on the nesting (its limit: 200 levels)."""
-    return any(
-        error["type"] == "json_invalid"
-        and "recursion limit exceeded" in str((error.get("ctx") or {}).get("error", ""))
-        for error in exc.errors(include_input=False)
-    )
+def _parser_gave_up(exc: ValidationError, depth_limit: int) -> str | None:
+    """Why pydantic's JSON parser stopped on valid JSON, said as the rule says it, or None.
+
+    It stops at 200 levels of nesting, before any field is known: a body that deep holds a
+    value over the limit (at most 128), whatever its field. And at integer parts of over
+    4,300 digits, which are past a double's range anyway.
+    """
+    for error in exc.errors(include_input=False):
+        if error["type"] != "json_invalid":
+            continue
+        reason = str((error.get("ctx") or {}).get("error", ""))
+        if reason.startswith("recursion limit exceeded"):
+            return f"nested deeper than {depth_limit} levels"
+        if reason.startswith("number out of range"):
+            return "number out of range: numbers are doubles, at most about 1.8e308 in magnitude"
+    return None
 
 
 # A JSON object in a query parameter, parsed and checked as the bodies' JSON values are.
@@ -103,8 +109,8 @@ def json_object_param(request: Request[AppState], name: str) -> dict[str, JsonVa
     try:
         return _JSON_OBJECT.validate_json(text, context={JSON_DEPTH_CONTEXT: limit})
     except ValidationError as exc:
-        if _too_deep_to_parse(exc):
-            raise InvalidInput(f"{name}: nested deeper than {limit} levels") from exc
+        if gave_up := _parser_gave_up(exc, limit):
+            raise InvalidInput(f"{name}: {gave_up}") from exc
         problems = [
             error["msg"]
             for error in exc.errors(include_input=False)
