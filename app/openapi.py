@@ -197,11 +197,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         "/v1/conversations",
-        "Create a conversation",
+        "Create a conversation (201); the same request again with its id returns it (200)",
         body=ConversationDraft,
         response=Conversation,
         status=201,
-        errors=(409,),
+        errors=(409,),  # the id with other content (idempotency_mismatch), a thread taken
+        also=(200, "Already created (a retry of this id): the conversation as it is now"),
         headers=("Location", "ETag"),
     ),
     Operation(
