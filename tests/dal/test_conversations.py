@@ -47,10 +47,30 @@ async def test_insert_conversation_retry_with_same_id_and_content_returns_the_st
     assert (await conversations.list_conversations(pool, user_id=alice.id)).items == [edited]
 
 
+async def test_insert_conversation_retry_naming_a_thread_is_a_retry_not_a_thread_conflict(
+    pool: Any, alice: User
+) -> None:
+    draft = ConversationDraft(id=new_id(), title="agent", thread_id="thread-1")
+    made = await conversations.create_conversation(pool, user_id=alice.id, draft=draft)
+    retry = await conversations.create_conversation(pool, user_id=alice.id, draft=draft)
+    assert made.created and not retry.created and retry.conversation == made.conversation
+    with pytest.raises(Conflict) as raised:
+        await conversations.insert_conversation(
+            pool, user_id=alice.id, draft=ConversationDraft(id=draft.id, title="agent")
+        )
+    assert raised.value.code == "idempotency_mismatch"
+
+
 @pytest.mark.parametrize(
     "changed",
-    [{"title": "other"}, {"metadata": {"k": [1]}}, {"tags": []}, {"tags": ["a", "b"]}],
-    ids=["title", "metadata", "no-tags", "more-tags"],
+    [
+        {"title": "other"},
+        {"metadata": {"k": [1]}},
+        {"tags": []},
+        {"tags": ["a", "b"]},
+        {"thread_id": "t"},
+    ],
+    ids=["title", "metadata", "no-tags", "more-tags", "thread"],
 )
 async def test_insert_conversation_retry_with_other_content_raises_idempotency_mismatch(
     pool: Any, alice: User, changed: dict[str, Any]
