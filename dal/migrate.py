@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from dal.embedded import held_database
@@ -19,6 +21,13 @@ from dal.settings import PROJECT_DIR, Settings
 MIGRATIONS_DIR = PROJECT_DIR / "migrations"
 
 _log = logging.getLogger(__name__)
+
+# yoyo resolves a migration's "-- depends:" lazily, by id, through one registry for the whole
+# process (Migration.__all_migrations) that every read_migrations() call overwrites. A list read
+# before another read would then sort itself by the other list's objects, which are none of its
+# own: its dependencies are ignored and it applies in file-name order (a migration before the
+# one it depends on). So a read resolves its dependencies before any other read can run.
+_READING = threading.Lock()
 
 
 def yoyo_url(url: str) -> str:
@@ -29,21 +38,31 @@ def yoyo_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
 
 
+def read(directory: Path | None = None) -> Any:
+    """yoyo's MigrationList of ``directory`` (Mnemo's migrations by default), each migration
+    loaded, so its dependencies are its own list's (see _READING)."""
+    from yoyo import read_migrations
+
+    with _READING:
+        migrations = read_migrations(str(directory or MIGRATIONS_DIR))
+        for migration in migrations:
+            migration.load()
+    return migrations
+
+
 def migration_ids(directory: Path | None = None) -> list[str]:
     """The ids of every migration in ``directory`` (Mnemo's own by default), sorted: what yoyo
     reads there (``.sql`` and ``.py`` files alike, rollbacks and post-apply hooks aside)."""
-    from yoyo import read_migrations
-
-    return sorted(m.id for m in read_migrations(str(directory or MIGRATIONS_DIR)))
+    return sorted(m.id for m in read(directory))
 
 
 def apply(url: str, *, directory: Path | None = None, lock_timeout: int = 60) -> list[str]:
     """Apply pending migrations to the database at ``url``; returns the ids applied."""
-    from yoyo import get_backend, read_migrations
+    from yoyo import get_backend
 
     backend = get_backend(yoyo_url(url))
     try:
-        migrations = read_migrations(str(directory or MIGRATIONS_DIR))
+        migrations = read(directory)
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
@@ -54,11 +73,11 @@ def apply(url: str, *, directory: Path | None = None, lock_timeout: int = 60) ->
 
 def rollback(url: str, *, directory: Path | None = None, count: int | None = None) -> list[str]:
     """Roll back the newest ``count`` applied migrations (all when None); returns their ids."""
-    from yoyo import get_backend, read_migrations
+    from yoyo import get_backend
 
     backend = get_backend(yoyo_url(url))
     try:
-        migrations = read_migrations(str(directory or MIGRATIONS_DIR))
+        migrations = read(directory)
         with backend.lock():
             applied = backend.to_rollback(migrations)
             chosen = applied[:count] if count is not None else applied

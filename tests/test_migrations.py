@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -57,7 +58,7 @@ def test_migration_files_each_have_a_rollback_and_a_depends_line() -> None:
 
 def test_apply_rollback_apply_round_trip(empty_database_url: str) -> None:
     url = empty_database_url
-    assert migrate.apply(url) == migrate.migration_ids()
+    assert sorted(migrate.apply(url)) == migrate.migration_ids()  # applied in dependency order
     tables, functions, applied = schema_objects(url)
     assert TABLES <= tables and "mnemo_parts_text" in functions
     assert applied == migrate.migration_ids()
@@ -68,7 +69,7 @@ def test_apply_rollback_apply_round_trip(empty_database_url: str) -> None:
     assert tables & TABLES == set() and "mnemo_parts_text" not in functions
     assert applied == []
 
-    assert migrate.apply(url) == migrate.migration_ids()
+    assert sorted(migrate.apply(url)) == migrate.migration_ids()
     assert migrate.apply(url) == []  # idempotent
     tables, _, applied = schema_objects(url)
     assert TABLES <= tables and applied == migrate.migration_ids()
@@ -80,8 +81,51 @@ def test_apply_from_two_processes_at_once_applies_each_migration_once(
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda _: migrate.apply(empty_database_url), range(2)))
     # One run applied everything under the lock; the other then found nothing to do.
-    assert sorted(results, key=len) == [[], migrate.migration_ids()]
+    assert [sorted(ids) for ids in sorted(results, key=len)] == [[], migrate.migration_ids()]
     assert schema_objects(empty_database_url)[2] == migrate.migration_ids()
+
+
+# Two migrations whose file names sort against their dependency: "first" must run first.
+INVERTED = {
+    "20991231_01_a1a1a-needs-first": (
+        "-- depends: 20991231_02_b2b2b-first\nALTER TABLE probe_first ADD COLUMN b int;\n",
+        "ALTER TABLE probe_first DROP COLUMN b;\n",
+    ),
+    "20991231_02_b2b2b-first": (
+        "-- depends: 20261123_03_k8t2w-create-threads-checkpoints\n"
+        "CREATE TABLE probe_first (a int);\n",
+        "DROP TABLE probe_first;\n",
+    ),
+}
+
+
+def test_apply_follows_dependencies_even_if_migrations_are_read_again_meanwhile(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, directory)
+    for id_, (sql, rollback_sql) in INVERTED.items():
+        (directory / f"{id_}.sql").write_text(sql)
+        (directory / f"{id_}.rollback.sql").write_text(rollback_sql)
+    from yoyo import get_backend, read_migrations
+
+    holder = get_backend(migrate.yoyo_url(empty_database_url))
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, ExitStack() as held:
+            held.enter_context(holder.lock())
+            # apply() reads its migrations, then waits for the lock; meanwhile the same
+            # process reads them again (a second apply, yoyo itself...).
+            run = pool.submit(migrate.apply, empty_database_url, directory=directory)
+            time.sleep(1)
+            read_migrations(str(directory))
+            held.close()
+            applied = run.result(timeout=120)
+    finally:
+        holder.connection.close()
+    # yoyo resolves dependencies through one registry per process, which the second read
+    # overwrote: the first list then sorted by file name and failed ("probe_first" missing).
+    assert applied.index("20991231_02_b2b2b-first") < applied.index("20991231_01_a1a1a-needs-first")
+    assert sorted(applied) == migrate.migration_ids(directory)
 
 
 def test_yoyo_cli_apply_as_users_type_it_then_dal_migrate_finds_nothing(
