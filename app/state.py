@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,13 +28,22 @@ class AppState(TypedDict):
 def lifespan_for(settings: Settings) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
-        pool = await open_pool(settings)
+        # Lazy: the app starts even while its database is unreachable (a container platform
+        # may start it first); requests answer 503 until the database answers.
+        pool = await open_pool(settings, lazy=True)
         _log.info(
-            "database pool open (%s..%s connections)", pool.get_min_size(), pool.get_max_size()
+            "database pool open (%s..%s connections, connected on demand)",
+            pool.get_min_size(),
+            pool.get_max_size(),
         )
         try:
             yield AppState(pool=pool, settings=settings, expected_migrations=tuple(migration_ids()))
         finally:
-            await pool.close()
+            # Politely, but a frozen database must not hold the app's exit: then drop them.
+            try:
+                async with asyncio.timeout(settings.db_connection_timeout):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
     return lifespan

@@ -6,14 +6,14 @@ Errors are translated into domain errors here and nowhere else (see ``dal.errors
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
 
-from dal.errors import translate
+from dal.errors import InvalidInput, translate
 from dal.queries import Query
 from dal.settings import Settings
 
@@ -34,8 +34,21 @@ class Executor(Protocol):
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
 
 
+class _NotJson(InvalidInput, asyncpg.InterfaceError):
+    """A value the jsonb codec cannot write (nested over orjson's 254 levels, an integer beyond
+    64 bits, a lone surrogate). asyncpg passes an InterfaceError on as it is, where it reports
+    any other encoder error with repr() of the whole value, which raises RecursionError on a
+    deep one; as an InvalidInput, translate() keeps it."""
+
+    def __init__(self, message: str, *, detail: object = None, hint: object = None) -> None:
+        super().__init__(message)  # asyncpg's with_msg() passes detail and hint
+
+
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise _NotJson(f"cannot be stored as JSON ({exc})") from None
 
 
 async def init_connection(conn: asyncpg.Connection[Any]) -> None:
@@ -55,6 +68,107 @@ async def keep_session(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    _ConnectionBase = asyncpg.Connection[Record]
+    _PoolBase = asyncpg.Pool[Record]
+else:  # asyncpg's classes are generic only in its stubs
+    _ConnectionBase = asyncpg.Connection
+    _PoolBase = asyncpg.Pool
+
+
+class Connection(_ConnectionBase):
+    """An asyncpg connection that is dropped, not cancelled, when a command is interrupted.
+
+    A command ends early when its client-side timeout (``command_timeout``: DB_QUERY_TIMEOUT
+    plus DB_ANSWER_MARGIN) passes or its task is cancelled. asyncpg then sends the server a
+    cancel request and keeps the connection for reuse once the server acknowledges it; a
+    frozen server never does, and whoever touches the connection next (ROLLBACK, the pool's
+    release) waits for that. Dropping the connection instead frees the caller at once; the pool
+    opens a new one when it is needed. Covers execute, executemany and the fetch methods (what
+    Mnemo and ``Connection.transaction()`` use).
+    """
+
+    async def _discard_if_interrupted(self, command: Awaitable[T]) -> T:
+        try:
+            return await command
+        except (TimeoutError, asyncio.CancelledError):
+            self.terminate()
+            raise
+
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        return await self._discard_if_interrupted(super().execute(query, *args, timeout=timeout))
+
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
+        await self._discard_if_interrupted(super().executemany(command, args, timeout=timeout))
+
+    async def fetch(
+        self, query: str, *args: object, timeout: float | None = None, record_class: Any = None
+    ) -> list[Any]:
+        return await self._discard_if_interrupted(
+            super().fetch(query, *args, timeout=timeout, record_class=record_class)
+        )
+
+    async def fetchval(
+        self, query: str, *args: object, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        return await self._discard_if_interrupted(
+            super().fetchval(query, *args, column=column, timeout=timeout)
+        )
+
+    async def fetchrow(
+        self, query: str, *args: object, timeout: float | None = None, record_class: Any = None
+    ) -> Any:
+        return await self._discard_if_interrupted(
+            super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
+        )
+
+    async def fetchmany(
+        self, query: str, args: Any, *, timeout: float | None = None, record_class: Any = None
+    ) -> list[Any]:
+        return await self._discard_if_interrupted(
+            super().fetchmany(query, args, timeout=timeout, record_class=record_class)
+        )
+
+
+class Pool(_PoolBase):
+    """An asyncpg pool whose ``acquire()`` waits at most DB_CONNECTION_TIMEOUT by default.
+
+    asyncpg's own default is to wait forever for a free connection (its ``fetch*`` and
+    ``execute`` shortcuts included). The wait covers taking a free connection and opening a new
+    one; it also bounds the release of the connection.
+    """
+
+    __slots__ = ("_acquire_timeout",)
+
+    def __init__(
+        self, *args: Any, acquire_timeout: float | None, lazy: bool, min_size: int, **kwargs: Any
+    ) -> None:
+        # Lazy: no connection up front, asyncpg's maintenance task brings the pool to its floor
+        # in the background (retrying while the server is away). Its constructor refuses an
+        # init_size below min_size, so the floor is set after it.
+        super().__init__(
+            *args, min_size=0 if lazy else min_size, init_size=0 if lazy else None, **kwargs
+        )
+        self._minsize = min_size
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
+async def _init(conn: asyncpg.Connection[Any]) -> None:
+    """The pool's ``init`` hook: ``init_connection``, and a connection whose set-up did not
+    finish is dropped at once (asyncpg would close it politely, waiting on a server that may
+    not answer)."""
+    try:
+        await init_connection(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+
+
 def database_url(settings: Settings) -> str:
     """DATABASE_URL, or the URL of the embedded server (started if need be)."""
     if settings.database_url:
@@ -64,28 +178,55 @@ def database_url(settings: Settings) -> str:
     return embedded.url(settings.data_dir / "pg")
 
 
+def answer_timeout(settings: Settings) -> float | None:
+    """How long the client waits for any answer of the server: DB_QUERY_TIMEOUT (the server's
+    own limit) plus DB_ANSWER_MARGIN; None when DB_QUERY_TIMEOUT is 0."""
+    if not settings.db_query_timeout:
+        return None
+    return settings.db_query_timeout + settings.db_answer_margin
+
+
 def pool_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments of ``asyncpg.create_pool`` that follow from the settings."""
     return {
         "min_size": min(settings.db_min_connections, settings.db_max_connections),
         "max_size": settings.db_max_connections,
+        # Connecting (asyncpg's connect timeout); waiting for a free one is Pool.acquire's.
         "timeout": settings.db_connection_timeout,
+        "command_timeout": answer_timeout(settings),
         "statement_cache_size": settings.db_statement_cache_size,
         "server_settings": {
             "application_name": "mnemo",
             "statement_timeout": str(int(settings.db_query_timeout * 1000)),
         },
-        "init": init_connection,
+        "init": _init,
         "reset": keep_session,
+        "connection_class": Connection,
     }
 
 
-async def open_pool(settings: Settings | None = None) -> asyncpg.Pool[Any]:
-    """Open a pool on DATABASE_URL (or the embedded server); Unavailable if unreachable."""
+async def open_pool(settings: Settings | None = None, *, lazy: bool = False) -> asyncpg.Pool[Any]:
+    """Open a pool on DATABASE_URL (or the embedded server).
+
+    By default it connects DB_MIN_CONNECTIONS at once: Unavailable if the server is
+    unreachable. ``lazy`` connects none up front (the pool fills in the background and on
+    demand), so an app can start before its database and answer 503 until it is there.
+    """
     settings = settings or Settings()
     url = await asyncio.to_thread(database_url, settings)
+    options = pool_options(settings)
+    pool = Pool(
+        url,
+        acquire_timeout=settings.db_connection_timeout,
+        lazy=lazy,
+        max_queries=50_000,  # asyncpg's defaults, which its Pool constructor does not fill in
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        record_class=asyncpg.Record,
+        **options,
+    )
     with translating():
-        pool: asyncpg.Pool[Any] = await asyncpg.create_pool(url, **pool_options(settings))
+        await pool
     return pool
 
 
