@@ -41,15 +41,6 @@ class Settings(BaseSettings):
     # one in DATA_DIR/admin-token.
     app_admin_token: SecretStr | None = None
     app_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
-    # Seconds GET /health waits for the database before answering 503.
-    app_health_timeout: float = Field(default=1.0, gt=0)
-    # What a client may hold (app/server.py): seconds an idle keep-alive connection stays
-    # open, seconds to send a request's headers, seconds to send its whole body (408), and
-    # connections served at once (503 above).
-    app_keep_alive_timeout: float = Field(default=5.0, gt=0)
-    app_header_timeout: float = Field(default=10.0, gt=0)
-    app_body_timeout: float = Field(default=60.0, gt=0)
-    app_max_connections: int = Field(default=500, ge=1)
     # How deeply a JSON value (metadata, a message part, a thread's values, a metadata filter)
     # may nest objects and arrays (422 above). 64 is far beyond real documents (AI SDK parts and
     # LangChain messages are under 10 deep) and well inside what the parser (200) and the
