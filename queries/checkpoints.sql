@@ -447,15 +447,16 @@ SELECT count(*) AS deleted
 
 -- name: copy_thread
 -- Copy every checkpoint, blob and write of a thread to another thread of the same owner, in
--- one statement; the new thread gets the source's conversation and metadata. Rows the
--- target already has are kept. Returns how many checkpoints were copied (0: no such source).
+-- one statement; the new thread gets the source's metadata (not its conversation: a
+-- conversation names one thread). Rows the target already has are kept. Returns how many
+-- checkpoints were copied (0: no such source).
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 source_thread_id text
 -- $3 target_thread_id text
 WITH thread AS (
-    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
-    SELECT $3, s.owner, s.user_id, s.conversation_id, s.metadata
+    INSERT INTO threads (thread_id, owner, user_id, metadata)
+    SELECT $3, s.owner, s.user_id, s.metadata
       FROM threads AS s
      WHERE s.thread_id = $2
        AND s.owner = $1
@@ -511,8 +512,8 @@ WITH latest AS (
        AND c.owner = $1
      ORDER BY c.checkpoint_ns, c.checkpoint_id DESC
 ), thread AS (
-    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
-    SELECT $3, s.owner, s.user_id, s.conversation_id, s.metadata
+    INSERT INTO threads (thread_id, owner, user_id, metadata)
+    SELECT $3, s.owner, s.user_id, s.metadata
       FROM threads AS s
      WHERE s.thread_id = $2
        AND s.owner = $1
@@ -584,7 +585,7 @@ SELECT DISTINCT thread_id
 
 -- name: delete_checkpoints_of_threads
 -- Prune "delete": every checkpoint, blob and write of these threads of an owner, in one
--- statement; the thread rows (conversation, metadata) stay. Returns how many checkpoints
+-- statement; the thread rows (metadata) stay. Returns how many checkpoints
 -- went.
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID

@@ -89,12 +89,15 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
 -- $4 metadata jsonb             NULL keeps it; otherwise replaces it whole
 -- $5 tags text[]                 NULL keeps them
 -- $6 expected_version int4      NULL: no check
--- $7 thread_id text             NULL keeps it
+-- $7 thread_id text             the thread it names, if $8 (NULL: none); a thread another
+--                               conversation of the user names violates
+--                               conversations_user_thread_key
+-- $8 set_thread_id bool         false keeps thread_id as it is
 UPDATE conversations
    SET title = coalesce($3, title),
        metadata = coalesce($4, metadata),
        tags = coalesce($5, tags),
-       thread_id = coalesce($7, thread_id),
+       thread_id = CASE WHEN $8 THEN $7 ELSE thread_id END,
        version = version + 1,
        updated_at = now()
  WHERE id = $2

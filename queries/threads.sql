@@ -4,16 +4,23 @@
 -- user), is another thread: invisible, never forbidden, never in the way. Checkpoints are
 -- then read and written by the queries of checkpoints.sql with the caller as the owner;
 -- dal/gateways/threads.py runs the owner check and those in one transaction.
+--
+-- A thread's conversation is not stored with the thread: it is the conversation of the
+-- thread's owner that names the thread (conversations.thread_id, the one source of truth;
+-- conversations_user_thread_key makes it one at most and finds it).
 
 -- name: get_thread
 -- The caller's thread.
--- uses: threads_pkey
+-- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
-SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
-  FROM threads
- WHERE thread_id = $2
-   AND owner = $1;
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM threads AS t
+ WHERE t.thread_id = $2
+   AND t.owner = $1;
 
 -- name: get_thread_locked
 -- The caller's thread, locked for a prune until the transaction ends (FOR NO KEY UPDATE: the
@@ -22,61 +29,89 @@ SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
 -- sees their checkpoints; a save that comes meanwhile waits for the prune, and its parent is
 -- what the prune left. With FOR KEY SHARE they interleaved: a state write read its parent,
 -- a prune deleted it, and the new checkpoint named a deleted parent.
--- uses: threads_pkey
+-- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
-SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
-  FROM threads
- WHERE thread_id = $2
-   AND owner = $1
-   FOR NO KEY UPDATE;
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM threads AS t
+ WHERE t.thread_id = $2
+   AND t.owner = $1
+   FOR NO KEY UPDATE OF t;
 
 -- name: list_threads
 -- First page of the caller's threads, most recently updated first. A thread's user_id is
 -- its owner whenever set (threads_owner_check), and it is set on every thread of a user: the
 -- one index on it serves this list and the cascade of a user's deletion.
--- uses: threads_user_updated_idx
+-- uses: threads_user_updated_idx, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 page_size int8
-SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
-  FROM threads
- WHERE user_id = $1
- ORDER BY updated_at DESC, thread_id DESC
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM threads AS t
+ WHERE t.user_id = $1
+ ORDER BY t.updated_at DESC, t.thread_id DESC
  LIMIT $2;
 
 -- name: list_threads_before
 -- Next page of the caller's threads, after the keyset cursor (updated_at, thread_id) of the
 -- last row of the previous page. The row comparison matches the index order exactly, so the
 -- scan starts at the cursor instead of filtering from the top.
--- uses: threads_user_updated_idx
+-- uses: threads_user_updated_idx, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
 -- $3 thread_id text             cursor: thread_id of the last row seen
 -- $4 page_size int8
-SELECT thread_id, user_id, conversation_id, metadata, created_at, updated_at
-  FROM threads
- WHERE user_id = $1
-   AND (updated_at, thread_id) < ($2, $3)
- ORDER BY updated_at DESC, thread_id DESC
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM threads AS t
+ WHERE t.user_id = $1
+   AND (t.updated_at, t.thread_id) < ($2, $3)
+ ORDER BY t.updated_at DESC, t.thread_id DESC
  LIMIT $4;
 
 -- name: upsert_thread_of_user
 -- Claim a thread for a state write: create the caller's thread of this id, or take the
 -- existing one. Either way the row stays locked until the transaction ends, so state writes
 -- to one thread queue up (each one's parent is the one before). Other owners' threads of
--- the same id are other rows: untouched. With a conversation id, the thread is linked to it
--- if it is the caller's conversation (else left as it was: the caller compares).
--- uses: threads_pkey, conversations_pkey
+-- the same id are other rows: untouched. With a conversation id, that conversation of the
+-- caller's names the thread from now on (its version bumped if that changes it); a
+-- conversation that is not the caller's is left as it was (the caller compares the
+-- conversation_id returned), and linking a thread another conversation names violates
+-- conversations_user_thread_key.
+-- uses: threads_pkey, conversations_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
 -- $3 conversation_id uuid       NULL keeps the link as it is
-INSERT INTO threads AS t (thread_id, owner, user_id, conversation_id)
-VALUES ($2, $1, $1, (SELECT c.id FROM conversations AS c WHERE c.id = $3 AND c.user_id = $1))
-ON CONFLICT (thread_id, owner) DO UPDATE
-   SET conversation_id = coalesce(excluded.conversation_id, t.conversation_id),
-       user_id = excluded.user_id,
-       updated_at = now()
-RETURNING t.thread_id, t.user_id, t.conversation_id, t.metadata, t.created_at, t.updated_at;
+WITH linked AS (
+    UPDATE conversations AS c
+       SET thread_id = $2,
+           version = c.version + 1,
+           updated_at = now()
+     WHERE c.id = $3
+       AND c.user_id = $1
+       AND c.thread_id IS DISTINCT FROM $2
+    RETURNING c.id
+), thread AS (
+    INSERT INTO threads AS t (thread_id, owner, user_id)
+    VALUES ($2, $1, $1)
+    ON CONFLICT (thread_id, owner) DO UPDATE
+       SET user_id = excluded.user_id,
+           updated_at = now()
+    RETURNING t.thread_id, t.user_id, t.metadata, t.created_at, t.updated_at
+)
+SELECT thread.thread_id, thread.user_id,
+       coalesce((SELECT linked.id FROM linked),
+                (SELECT c.id FROM conversations AS c
+                  WHERE c.user_id = $1 AND c.thread_id = $2)) AS conversation_id,
+       thread.metadata, thread.created_at, thread.updated_at
+  FROM thread;
 
 -- name: get_latest_checkpoint_head
 -- What a new checkpoint needs of its parent, the newest checkpoint of the caller's thread
@@ -96,22 +131,22 @@ SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
 
 -- name: insert_thread_copy
 -- Create the target thread of a copy, in one statement: the caller's, with the source's
--- conversation and metadata, only if the source is the caller's thread (locked against
--- deletion until the transaction ends) and the caller has no thread of the target id. Says
--- which of the two failed, if one did.
+-- metadata, only if the source is the caller's thread (locked against deletion until the
+-- transaction ends) and the caller has no thread of the target id. Says which of the two
+-- failed, if one did. The copy serves no conversation: a conversation names one thread.
 -- uses: threads_pkey
 -- $1 user_id uuid
 -- $2 source_thread_id text
 -- $3 target_thread_id text
 WITH source AS (
-    SELECT s.thread_id, s.conversation_id, s.metadata
+    SELECT s.thread_id, s.metadata
       FROM threads AS s
      WHERE s.thread_id = $2
        AND s.owner = $1
        FOR KEY SHARE
 ), target AS (
-    INSERT INTO threads (thread_id, owner, user_id, conversation_id, metadata)
-    SELECT $3, $1, $1, source.conversation_id, source.metadata
+    INSERT INTO threads (thread_id, owner, user_id, metadata)
+    SELECT $3, $1, $1, source.metadata
       FROM source
     ON CONFLICT (thread_id, owner) DO NOTHING
     RETURNING thread_id

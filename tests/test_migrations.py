@@ -330,3 +330,47 @@ def test_threads_per_user_migration_gives_existing_rows_their_threads_owner(
         left = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'mine'")
         assert left.fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (1,)
+
+
+def test_conversation_thread_link_migration_keeps_one_link_per_thread(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for id_ in migrate.migration_ids():
+        if id_ <= "20261202_01_t5s1p-threads-per-user":
+            for suffix in (".sql", ".rollback.sql"):
+                shutil.copy(migrate.MIGRATIONS_DIR / f"{id_}{suffix}", before)
+    migrate.apply(empty_database_url, directory=before)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO users (id, username)
+            VALUES ('0191a9f4-0000-7000-8000-00000000000a', 'alice');
+            INSERT INTO conversations (id, user_id, thread_id, updated_at)
+            SELECT ('0191a9f4-0000-7000-8000-0000000000' || n)::uuid,
+                   '0191a9f4-0000-7000-8000-00000000000a', thread_id, now() - age * interval '1h'
+              FROM (VALUES ('a1', NULL, 0), ('b1', 'x', 0), ('c1', 'x', 1), ('d1', NULL, 0))
+                   AS v(n, thread_id, age);
+            INSERT INTO threads (thread_id, owner, user_id, conversation_id, updated_at)
+            SELECT t, '0191a9f4-0000-7000-8000-00000000000a',
+                   '0191a9f4-0000-7000-8000-00000000000a',
+                   ('0191a9f4-0000-7000-8000-0000000000' || c)::uuid, now() - age * interval '1h'
+              FROM (VALUES ('a-old', 'a1', 2), ('a-new', 'a1', 1), ('b', 'b1', 0))
+                   AS v(t, c, age);
+            """
+        )
+
+    migrate.apply(empty_database_url)
+
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        links = dict(
+            conn.execute(
+                "SELECT right(id::text, 2), thread_id FROM conversations ORDER BY 1"
+            ).fetchall()
+        )
+        # a1 takes its newest thread; b1 keeps its own; c1 named b1's thread too (older): cleared.
+        assert links == {"a1": "a-new", "b1": "x", "c1": None, "d1": None}
+        assert conn.execute(
+            "SELECT count(*) FROM threads WHERE conversation_id IS NOT NULL"
+        ).fetchone() == (0,)

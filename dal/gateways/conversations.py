@@ -7,7 +7,7 @@ from uuid import UUID
 
 from dal.cursors import decode_keyset, encode_keyset
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
-from dal.errors import IdempotencyMismatch, InvalidInput, NotFound, StaleVersion
+from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, StaleVersion
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records import (
@@ -19,6 +19,22 @@ from dal.records import (
 )
 
 MAX_PAGE_SIZE = 200
+# The default of APP_MAX_PAGE_BYTES, for callers that pass no limit of their own.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+# A thread serves one conversation of its user (conversations.thread_id is the link).
+THREAD_LINK_KEY = "conversations_user_thread_key"
+
+
+def thread_link_conflict(exc: Conflict, thread_id: str | None) -> Conflict:
+    """The Conflict to raise for ``exc``: a clear one when the thread already serves
+    another conversation of the user."""
+    if exc.constraint != THREAD_LINK_KEY:
+        return exc
+    return Conflict(
+        f"thread {thread_id} already serves another conversation: "
+        "set that conversation's thread_id to null first",
+        constraint=THREAD_LINK_KEY,
+    )
 
 
 def encode_cursor(conversation: Conversation) -> str:
@@ -48,7 +64,10 @@ async def create_conversation(
     transaction.
     """
     args = (user_id, draft.id or new_id(), draft.title, draft.metadata, draft.tags)
-    row = await fetch_one(db, Q["insert_conversation"], *args, draft.thread_id)
+    try:
+        row = await fetch_one(db, Q["insert_conversation"], *args, draft.thread_id)
+    except Conflict as exc:
+        raise thread_link_conflict(exc, draft.thread_id) from exc
     if row is not None:
         return CreatedConversation.from_values(
             {"conversation": Conversation.from_row(row), "created": True}
@@ -110,17 +129,21 @@ async def update_conversation(
 ) -> Conversation:
     """Apply ``patch`` and bump the version. With ``expected_version``, StaleVersion if the
     conversation has changed since; NotFound if it is missing or someone else's."""
-    row = await fetch_one(
-        db,
-        Q["update_conversation"],
-        user_id,
-        conversation_id,
-        patch.title,
-        patch.metadata,
-        patch.tags,
-        expected_version,
-        patch.thread_id,
-    )
+    try:
+        row = await fetch_one(
+            db,
+            Q["update_conversation"],
+            user_id,
+            conversation_id,
+            patch.title,
+            patch.metadata,
+            patch.tags,
+            expected_version,
+            patch.thread_id,
+            "thread_id" in patch.model_fields_set,  # null clears the link, absent keeps it
+        )
+    except Conflict as exc:
+        raise thread_link_conflict(exc, patch.thread_id) from exc
     if row is None:
         current = await get_conversation(db, user_id=user_id, conversation_id=conversation_id)
         raise StaleVersion(

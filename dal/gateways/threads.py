@@ -121,9 +121,18 @@ async def upsert_thread_of_user(
     db: Executor, *, user_id: UUID, thread_id: str, conversation_id: UUID | None = None
 ) -> Thread:
     """The caller's thread, created if new, its row locked until the transaction ends (and
-    linked to ``conversation_id`` if given). NotFound if the conversation is not the
-    caller's."""
-    row = await fetch_one(db, Q["upsert_thread_of_user"], user_id, thread_id, conversation_id)
+    named by the caller's conversation ``conversation_id`` if given). NotFound if the
+    conversation is not the caller's; Conflict if another conversation names the thread."""
+    try:
+        row = await fetch_one(db, Q["upsert_thread_of_user"], user_id, thread_id, conversation_id)
+    except Conflict as exc:
+        if exc.constraint != "conversations_user_thread_key":
+            raise
+        raise Conflict(
+            f"thread {thread_id} already serves another conversation: set that "
+            "conversation's thread_id to null first",
+            constraint=exc.constraint,
+        ) from exc
     if row is None:
         raise NotFound("thread", thread_id)
     thread = Thread.from_row(row)

@@ -209,6 +209,81 @@ def test_put_state_links_the_callers_conversation(client: TestClient, alice: Cal
     assert thread["conversation_id"] == conversation["id"]
 
 
+def test_put_state_conversation_link_is_seen_from_both_sides(
+    client: TestClient, alice: Caller
+) -> None:
+    conversation = make_conversation(client, alice)
+
+    put_state(client, alice, "t-1", {"n": 1}, conversation_id=conversation["id"])
+
+    linked = get_conversation(client, alice, conversation["id"])
+    assert linked["thread_id"] == "t-1"
+    assert linked["version"] == conversation["version"] + 1  # its ETag changes with it
+    put_state(client, alice, "t-1", {"n": 2})  # no conversation_id: the link stays
+    assert client.get(url("t-1"), headers=alice.headers).json()["conversation_id"] == linked["id"]
+
+
+def test_conversation_and_thread_cannot_disagree(client: TestClient, alice: Caller) -> None:
+    first = make_conversation(client, alice, thread_id="t-1")
+    put_state(client, alice, "t-1", {"n": 1})
+    put_state(client, alice, "t-2", {"n": 1})
+    assert client.get(url("t-1"), headers=alice.headers).json()["conversation_id"] == first["id"]
+
+    # The conversation names another thread: the first one serves no conversation any more.
+    moved = client.patch(
+        f"/v1/conversations/{first['id']}", json={"thread_id": "t-2"}, headers=alice.headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert client.get(url("t-1"), headers=alice.headers).json()["conversation_id"] is None
+    assert client.get(url("t-2"), headers=alice.headers).json()["conversation_id"] == first["id"]
+    [listed] = [
+        t
+        for t in client.get("/v1/threads", headers=alice.headers).json()["items"]
+        if t["thread_id"] == "t-2"
+    ]
+    assert listed["conversation_id"] == first["id"]
+
+    # A thread serves one conversation: naming it from a second one is a conflict.
+    second = make_conversation(client, alice)
+    for response in (
+        client.patch(
+            f"/v1/conversations/{second['id']}", json={"thread_id": "t-2"}, headers=alice.headers
+        ),
+        client.post("/v1/conversations", json={"thread_id": "t-2"}, headers=alice.headers),
+        client.put(
+            url("t-2", "state"),
+            json={"values": {"n": 9}, "conversation_id": second["id"]},
+            headers=alice.headers,
+        ),
+    ):
+        assert "another conversation" in assert_error(response, 409, "conflict")["message"]
+    assert get_conversation(client, alice, second["id"])["thread_id"] is None
+    assert get_state(client, alice, "t-2")["values"] == {"n": 1}
+
+    # Deleting the conversation unlinks its thread; a copy serves no conversation.
+    copied = client.post(
+        url("t-2", "copy"), json={"target_thread_id": "t-3"}, headers=alice.headers
+    )
+    assert copied.status_code == 201, copied.text
+    assert client.get(url("t-3"), headers=alice.headers).json()["conversation_id"] is None
+    assert (
+        client.delete(f"/v1/conversations/{first['id']}", headers=alice.headers).status_code == 204
+    )
+    assert client.get(url("t-2"), headers=alice.headers).json()["conversation_id"] is None
+
+
+def test_conversation_thread_link_is_per_user(
+    client: TestClient, alice: Caller, bob: Caller
+) -> None:
+    mine = make_conversation(client, alice, thread_id="main")
+    theirs = make_conversation(client, bob, thread_id="main")  # no conflict: bob's own "main"
+    put_state(client, alice, "main", {"n": 1})
+    put_state(client, bob, "main", {"n": 2})
+
+    assert client.get(url("main"), headers=alice.headers).json()["conversation_id"] == mine["id"]
+    assert client.get(url("main"), headers=bob.headers).json()["conversation_id"] == theirs["id"]
+
+
 def test_put_state_with_another_users_conversation_is_404_and_writes_nothing(
     client: TestClient, alice: Caller, bob: Caller, settings: Settings
 ) -> None:
@@ -688,6 +763,12 @@ def test_conversation_thread_id_round_trips_on_create_and_patch(
         f"/v1/conversations/{conversation['id']}", json={"title": "x"}, headers=alice.headers
     )
     assert untouched.json()["thread_id"] == "thread-2"
+    cleared = client.patch(
+        f"/v1/conversations/{conversation['id']}", json={"thread_id": None}, headers=alice.headers
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["thread_id"] is None
+    assert get_conversation(client, alice, conversation["id"])["thread_id"] is None
     for body in ({"thread_id": ""}, {"thread_id": 5}, {"thread_id": "x" * 501}):
         response = client.post("/v1/conversations", json=body, headers=alice.headers)
         assert_error(response, 422, "validation_error")
@@ -719,15 +800,11 @@ def test_openapi_thread_schemas_match_real_responses(client: TestClient, alice: 
     state = doc["paths"]["/v1/threads/{thread_id}/state"]
     assert state["put"]["requestBody"]["required"] is True
     [thread_param] = [p for p in state["get"]["parameters"] if p["in"] == "path"]
-    assert thread_param["schema"] == {"type": "string"}
+    assert thread_param["schema"]["type"] == "string"
+    assert (thread_param["schema"]["minLength"], thread_param["schema"]["maxLength"]) == (1, 500)
     query = {
-        p["name"]: p["schema"]
+        p["name"]
         for p in doc["paths"]["/v1/threads/{thread_id}/history"]["get"]["parameters"]
         if p["in"] == "query"
     }
-    assert query == {
-        "limit": {"type": "integer"},
-        "before": {"type": "string"},
-        "metadata": {"type": "string"},
-        "checkpoint_ns": {"type": "string"},
-    }
+    assert query == {"limit", "before", "metadata", "checkpoint_ns"}
