@@ -8,10 +8,12 @@ client from holding the server are set in one place:
   opens, or after the first byte of a request on a kept-alive connection; else it is closed;
 - APP_BODY_TIMEOUT: its whole body must have arrived this long after its headers; else 408
   (or, once an answer has started, the connection is closed);
+- APP_SEND_TIMEOUT: a client that leaves the answer unread this long, once the send buffer is
+  full, has its connection dropped (with the buffered answer, which would stay in memory);
 - APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 and closed;
 - headers larger than h11's 16 KiB are refused with 400 (h11's default).
 
-uvicorn has the first and the fourth; the read deadlines are ``BoundedH11Protocol``, a small
+uvicorn has the keep-alive timer and the cap; the deadlines are ``BoundedH11Protocol``, a small
 subclass of its h11 protocol.
 """
 
@@ -51,11 +53,13 @@ class BoundedH11Protocol(H11Protocol):
 
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    send_timeout: float = 60.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._awaiting: Literal["head", "body"] | None = None
+        self._stalled: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -71,7 +75,29 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The transport's buffer is over its high-water mark: the client is not reading.
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.send_timeout, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _send_stalled(self) -> None:
+        self._stalled = None
+        _log.debug("dropping a connection from %s: it does not read its answer", self.client)
+        # close() would wait for the buffer to drain, which is what the client does not do.
+        self.transport.abort()
 
     def _watch(self) -> None:
         """Arm the timer for what the connection now waits for from the client, if that
@@ -148,7 +174,11 @@ def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
     return type(
         "MnemoH11Protocol",
         (BoundedH11Protocol,),
-        {"header_timeout": settings.app_header_timeout, "body_timeout": settings.app_body_timeout},
+        {
+            "header_timeout": settings.app_header_timeout,
+            "body_timeout": settings.app_body_timeout,
+            "send_timeout": settings.app_send_timeout,
+        },
     )
 
 

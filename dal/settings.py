@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     app_header_timeout: float = Field(default=10.0, gt=0)
     app_body_timeout: float = Field(default=60.0, gt=0)
     app_max_connections: int = Field(default=500, ge=1)
+    # Seconds a client may leave its answer unread (the send buffer full) before the
+    # connection is dropped.
+    app_send_timeout: float = Field(default=60.0, gt=0)
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"

@@ -14,11 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
+import httpx
 import pytest
 
 from app import server
 from dal.settings import Settings
-from tests.app.conftest import ADMIN_TOKEN
+from tests.app.conftest import ADMIN, ADMIN_TOKEN
 from tests.app.serving import serving
 
 BOUND = 15.0  # seconds within which a connection past its timeout must be closed
@@ -178,6 +179,46 @@ def test_server_serves_a_body_sent_in_time(base: str) -> None:
         time.sleep(0.1)
         sock.sendall(body)
         assert read_response(sock).startswith(b"HTTP/1.1 201 ")
+
+
+def test_server_drops_a_client_that_does_not_read_its_answer(settings: Settings) -> None:
+    """A page of about 6 MB asked for by a client that never reads it: beyond what the
+    kernel's buffers take, the rest would stay in the app's memory for as long as the client
+    likes."""
+    stalling = settings.model_copy(
+        update={"app_send_timeout": 1.0, "app_max_page_bytes": 16 * 1024 * 1024}
+    )
+    with serving(stalling) as base, httpx.Client(base_url=base, timeout=BOUND * 2) as http:
+        made = http.post("/v1/users", json={"username": "reader"}, headers=ADMIN)
+        me = {"Authorization": f"Bearer {made.json()['token']}"}
+        conv = http.post("/v1/conversations", json={}, headers=me).json()
+        messages = f"/v1/conversations/{conv['id']}/messages"
+        big = {"role": "user", "parts": [{"type": "text", "text": "x" * 900_000}]}
+        for _ in range(7):
+            assert http.post(messages, json=big, headers=me).status_code == 201
+        with socket.socket() as sock:
+            # A small receive window: the answer piles up on the server's side.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            host, port = base.removeprefix("http://").split(":")
+            sock.connect((host, int(port)))
+            sock.sendall(
+                f"GET {messages}?limit=50 HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: {me['Authorization']}\r\n\r\n".encode()
+            )
+            time.sleep(6)  # several send timeouts, not reading
+            answer = read_response(sock)
+    if not answer:
+        return  # the reset overtook even the first bytes: cut off all the same
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    length = int(next(v for k, v in parse_headers(head) if k == b"content-length"))
+    assert length > 6_000_000
+    assert len(body) < length, "the whole answer waited for the client"
+
+
+def parse_headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    lines = head.split(b"\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines)]
 
 
 def test_server_refuses_connections_over_the_cap_with_503(settings: Settings) -> None:
