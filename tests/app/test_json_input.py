@@ -374,3 +374,48 @@ def test_state_a_graph_wrote_nested_past_what_json_output_takes_is_never_500(
         assert shown == [_deep_list(depth)] * 2
     else:  # shown as a value that cannot be decoded: its serialization, base64
         assert all(value["undecodable"] is True for value in shown), shown
+
+
+@pytest.fixture
+def deepest_client(settings: Settings) -> Iterator[TestClient]:
+    bounds = Settings.model_fields["app_max_json_depth"].metadata
+    highest = next(bound.le for bound in bounds if hasattr(bound, "le"))
+    assert highest == 128
+    with TestClient(create_app(settings.model_copy(update={"app_max_json_depth": 128}))) as c:
+        yield c
+
+
+def test_values_at_the_highest_depth_setting_are_stored_and_read_everywhere(
+    deepest_client: TestClient, alice: Caller
+) -> None:
+    # The setting's bound is what the whole path takes: parser, encoders, responses.
+    client = deepest_client
+    value = json.loads(nested(127))  # in its object: 128 levels
+    conversation = make_conversation(client, alice, metadata={"v": value})
+    assert client.get(f"/v1/conversations/{conversation['id']}", headers=alice.headers).json()[
+        "metadata"
+    ] == {"v": value}
+    message = append(client, alice, conversation["id"], parts=[{"type": "data-v", "data": value}])
+    got = client.get(f"{messages_url(conversation['id'])}/{message['id']}", headers=alice.headers)
+    assert got.json()["parts"] == [{"type": "data-v", "data": value}]
+    response = client.put(
+        "/v1/threads/t/state",
+        json={"values": {"v": value}, "metadata": {"v": value}},
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    for path in ("state", "history"):
+        response = client.get(f"/v1/threads/t/{path}", headers=alice.headers)
+        assert response.status_code == 200, response.text
+    state = client.get("/v1/threads/t/state", headers=alice.headers).json()
+    assert state["values"]["v"] == value and state["metadata"]["v"] == value
+    found = client.get(
+        "/v1/threads/t/history",
+        params={"metadata": json.dumps({"v": value})},
+        headers=alice.headers,
+    )
+    assert len(found.json()["items"]) == 1
+    too_deep = client.post(
+        "/v1/conversations", json={"metadata": {"v": [value]}}, headers=alice.headers
+    )
+    assert "nested deeper than 128 levels" in assert_error(too_deep, 422)["message"]
