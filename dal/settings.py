@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     # appends (413 message_too_large); twice a body, so every body fits and a stream can grow.
     app_max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1, le=2**62)
     app_max_message_parts: int = Field(default=1000, ge=1, le=2**31 - 1)
-    # Bytes of messages (parts, text, metadata) in one page of GET .../messages: the page ends
-    # early (has_more: true) rather than exceed it, but always holds at least one message.
+    # Bytes of one page of messages (parts, text, metadata) or conversations (title, metadata,
+    # tags): the page ends early rather than exceed it, but always holds at least one row.
     app_max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=2**62)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)

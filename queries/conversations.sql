@@ -50,33 +50,80 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
    AND user_id = $1;
 
 -- name: list_conversations
--- First page of the caller's conversations, most recent activity first.
+-- First page of the caller's conversations, most recent activity first. A page ends at
+-- $2 - 1 rows or $3 bytes (title, metadata, tags and thread as text, summed in page order),
+-- whichever comes first, but holds at least one conversation; the first row after the page
+-- comes back with NULL metadata (only to say that more exist). Metadata is printed to be
+-- measured, for the page_size rows read at most.
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
--- $2 page_size int8
-SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
-       created_at, updated_at
-  FROM conversations
- WHERE user_id = $1
- ORDER BY updated_at DESC, id DESC
- LIMIT $2;
+-- $2 page_size int8             rows wanted + 1
+-- $3 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS metadata, w.tags,
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+  FROM (
+        SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.own_bytes, r.n < $2 AND (r.n = 1 OR r.bytes <= $3) AS in_page
+          FROM (
+                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+                       last_message_at, created_at, updated_at,
+                       row_number() OVER travel AS n,
+                       (sum(octet_length(title) + octet_length(metadata::text)
+                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+                           OVER travel)::int8 AS bytes,
+                       octet_length(title) + octet_length(metadata::text)
+                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+                           AS own_bytes
+                  FROM conversations
+                 WHERE user_id = $1
+                WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+                 ORDER BY updated_at DESC, id DESC
+                 LIMIT $2
+               ) AS r
+       ) AS w
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $3
+ ORDER BY w.updated_at DESC, w.id DESC;
 
 -- name: list_conversations_before
 -- Next page of the caller's conversations, after the keyset cursor (updated_at, id) of the
 -- last row of the previous page. The row comparison matches the index order exactly, so
--- the scan starts at the cursor instead of filtering from the top.
+-- the scan starts at the cursor instead of filtering from the top. Pages end as in
+-- list_conversations.
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
 -- $3 id uuid                    cursor: id of the last row seen
--- $4 page_size int8
-SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, last_message_at,
-       created_at, updated_at
-  FROM conversations
- WHERE user_id = $1
-   AND (updated_at, id) < ($2, $3)
- ORDER BY updated_at DESC, id DESC
- LIMIT $4;
+-- $4 page_size int8             rows wanted + 1
+-- $5 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS metadata, w.tags,
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+  FROM (
+        SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.own_bytes, r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_page
+          FROM (
+                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+                       last_message_at, created_at, updated_at,
+                       row_number() OVER travel AS n,
+                       (sum(octet_length(title) + octet_length(metadata::text)
+                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+                           OVER travel)::int8 AS bytes,
+                       octet_length(title) + octet_length(metadata::text)
+                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+                           AS own_bytes
+                  FROM conversations
+                 WHERE user_id = $1
+                   AND (updated_at, id) < ($2, $3)
+                WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+                 ORDER BY updated_at DESC, id DESC
+                 LIMIT $4
+               ) AS r
+       ) AS w
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $5
+ ORDER BY w.updated_at DESC, w.id DESC;
 
 -- name: update_conversation
 -- Change title, metadata or tags (NULL keeps each) and bump the version. With an expected

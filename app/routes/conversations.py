@@ -53,6 +53,7 @@ async def list_conversations(request: Request[AppState]) -> Response:
         user_id=me.id,
         limit=limit,
         cursor=request.query_params.get("cursor") or None,
+        max_bytes=request.state["settings"].app_max_page_bytes,
     )
     return record_response(page)
 

@@ -99,23 +99,38 @@ async def get_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID
 
 
 async def list_conversations(
-    db: Executor, *, user_id: UUID, limit: int = 50, cursor: str | None = None
+    db: Executor,
+    *,
+    user_id: UUID,
+    limit: int = 50,
+    cursor: str | None = None,
+    max_bytes: int = MAX_PAGE_BYTES,
 ) -> ConversationPage:
     """One page of the caller's conversations, most recent activity first.
 
-    Pass the page's ``next_cursor`` back to get the next one; it is None on the last page.
+    A page also ends before its conversations exceed ``max_bytes`` (title, metadata, tags and
+    thread), but holds at least one. Pass the page's ``next_cursor`` back to get the next
+    one; it is None on the last page.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
     if cursor is None:
-        rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1)
+        rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1, max_bytes)
     else:
         updated_at, last_id = decode_cursor(cursor)
         rows = await fetch_all(
-            db, Q["list_conversations_before"], user_id, updated_at, last_id, limit + 1
+            db,
+            Q["list_conversations_before"],
+            user_id,
+            updated_at,
+            last_id,
+            limit + 1,
+            max_bytes,
         )
-    items = Conversation.from_rows(rows[:limit])
-    next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+    # The row after the page (past the count or the bytes) comes without its metadata.
+    page = [row for row in rows if row["metadata"] is not None]
+    items = Conversation.from_rows(page)
+    next_cursor = encode_cursor(items[-1]) if len(page) < len(rows) else None
     return ConversationPage(items=items, next_cursor=next_cursor)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app import create_app
 from dal.settings import Settings
 from tests.app.conftest import (
     MISSING_ID,
@@ -21,6 +22,7 @@ from tests.app.conftest import (
     list_conversations,
     list_messages,
     make_conversation,
+    make_user,
     messages_url,
     ts,
 )
@@ -555,3 +557,16 @@ def test_conversation_of_another_user_is_404_and_unchanged(
     assert get_conversation(client, alice, conversation["id"]) == before
     assert list_messages(client, alice, conversation["id"]) == messages_before
     assert list_conversations(client, bob)["items"] == []
+
+
+def test_list_conversations_page_ends_at_max_page_bytes(settings: Settings) -> None:
+    small = settings.model_copy(update={"app_max_page_bytes": 3000})
+    with TestClient(create_app(small)) as client:
+        carol = Caller(*make_user(client, "carol"))
+        made = [
+            make_conversation(client, carol, title=f"c{i}", metadata={"blob": "x" * 1000})
+            for i in range(5)
+        ]
+        pages = _all_pages(client, carol, limit=50)
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [c for page in pages for c in page] == made[::-1]

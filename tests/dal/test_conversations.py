@@ -255,3 +255,34 @@ async def test_delete_conversation_deletes_its_messages(pool: Any, alice: User) 
         await conversations.get_conversation(pool, user_id=alice.id, conversation_id=made.id)
     with pytest.raises(NotFound):
         await conversations.delete_conversation(pool, user_id=alice.id, conversation_id=made.id)
+
+
+async def test_list_conversations_page_ends_before_max_bytes_and_walks_every_one_once(
+    pool: Any, alice: User
+) -> None:
+    # Each weighs its title, metadata, tags and thread as JSON text: about 1,000 bytes.
+    for i in range(7):
+        await conversations.insert_conversation(
+            pool,
+            user_id=alice.id,
+            draft=ConversationDraft(title=f"c{i}", metadata={"blob": "x" * 1000}),
+        )
+    first = await conversations.list_conversations(pool, user_id=alice.id, max_bytes=2500)
+    assert [c.title for c in first.items] == ["c6", "c5"] and first.next_cursor
+    assert all(c.metadata == {"blob": "x" * 1000} for c in first.items)
+    seen = [c.title for c in first.items]
+    page = first
+    while page.next_cursor:
+        page = await conversations.list_conversations(
+            pool, user_id=alice.id, max_bytes=2500, cursor=page.next_cursor
+        )
+        assert page.items
+        seen += [c.title for c in page.items]
+    assert seen == [f"c{i}" for i in reversed(range(7))]
+    # At least one, however small the budget; the count still ends a page first.
+    one = await conversations.list_conversations(pool, user_id=alice.id, max_bytes=1)
+    assert [c.title for c in one.items] == ["c6"] and one.next_cursor
+    counted = await conversations.list_conversations(pool, user_id=alice.id, limit=3)
+    assert [c.title for c in counted.items] == ["c6", "c5", "c4"] and counted.next_cursor
+    everything = await conversations.list_conversations(pool, user_id=alice.id, limit=7)
+    assert len(everything.items) == 7 and everything.next_cursor is None

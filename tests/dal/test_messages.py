@@ -499,6 +499,7 @@ def test_gateway_limits_default_to_the_settings_defaults() -> None:
     assert messages.MAX_MESSAGE_BYTES == defaults["app_max_message_bytes"].default
     assert messages.MAX_MESSAGE_PARTS == defaults["app_max_message_parts"].default
     assert messages.MAX_PAGE_BYTES == defaults["app_max_page_bytes"].default
+    assert conversations.MAX_PAGE_BYTES == defaults["app_max_page_bytes"].default
 
 
 async def stored_size(pool: Any, message_id: Any) -> tuple[int, int, int]:

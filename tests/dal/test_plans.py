@@ -118,7 +118,7 @@ async def test_conversation_list_uses_user_updated_index_without_sort(
     seeded: Any, generic: bool
 ) -> None:
     conn, user_id, _ = seeded
-    first = await explain(conn, Q["list_conversations"], user_id, 51, generic=generic)
+    first = await explain(conn, Q["list_conversations"], user_id, 51, 4 << 20, generic=generic)
     cursor = await conn.fetchrow(
         "SELECT updated_at, id FROM conversations WHERE user_id = $1 ORDER BY updated_at DESC, "
         "id DESC OFFSET 20 LIMIT 1",
@@ -131,6 +131,7 @@ async def test_conversation_list_uses_user_updated_index_without_sort(
         cursor["updated_at"],
         cursor["id"],
         51,
+        4 << 20,
         generic=generic,
     )
     for nodes in (first, after):
@@ -153,6 +154,7 @@ async def test_keyset_cursor_is_an_index_condition_not_a_filter(seeded: Any) -> 
         cursor["updated_at"],
         cursor["id"],
         11,
+        4 << 20,
         generic=True,
     )
     scan = next(n for n in nodes if n.get("Index Name") == "conversations_user_updated_idx")
@@ -205,3 +207,15 @@ async def test_message_page_reads_only_its_rows_however_it_ends(
     scan = next(n for n in nodes if n.get("Index Name") == "messages_pkey")
     # The page's 51 rows and one the window reads ahead; never the 1000 of the conversation.
     assert scan["Actual Rows"] <= 52, scan
+
+
+async def test_conversation_page_reads_only_its_rows_however_it_ends(seeded: Any) -> None:
+    conn, user_id, _ = seeded
+    for size in (1, 10**9):
+        raw = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + Q["list_conversations"].sql, user_id, 51, size
+        )
+        nodes = list(walk(json.loads(raw)))
+        scan = next(n for n in nodes if n.get("Index Name") == "conversations_user_updated_idx")
+        # The page's 51 rows and one the window reads ahead; never the user's 500.
+        assert scan["Actual Rows"] <= 52, scan
