@@ -15,9 +15,9 @@
 -- Save checkpoints (with their new channel blobs) and pending writes, of one thread or many,
 -- of one owner or many, in one statement: one round trip and one commit for every save the
 -- saver has waiting (its group commit, dal/langgraph.py), or for a single one.
--- - Each checkpoint's thread row (thread_id, owner) is created, or its updated_at bumped; a
---   new one's user_id is its owner if that is a user's id; the checkpoint is inserted, or
---   replaced if its id exists.
+-- - Each checkpoint's thread row (thread_id, owner) is created, or its updated_at bumped if
+--   it is more than a second old (see below); a new one's user_id is its owner if that is a
+--   user's id; the checkpoint is inserted, or replaced if its id exists.
 -- - A blob whose version is already stored is kept: a version is one value.
 -- - A write already saved (same task and index) is kept as it was (a retried task writes the
 --   same thing), unless it comes from a call whose writes all go to special channels (error,
@@ -45,9 +45,16 @@ WITH new_checkpoints AS (
       FROM new_checkpoints AS n
       LEFT JOIN users AS u ON u.id = n.owner
      ORDER BY n.thread_id, n.owner
+    -- updated_at is indexed (threads_user_updated_idx), so bumping it is never a HOT update:
+    -- a new row version and an entry in each index of threads, for every save. A graph saves
+    -- several checkpoints a second; the list of threads needs updated_at to the second, not
+    -- to the save. The row is locked all the same (ON CONFLICT locks the rows it does not
+    -- update): a prune that locks the thread's row still waits for the saves under way.
     ON CONFLICT (thread_id, owner) DO UPDATE
        SET updated_at = now(),
            user_id = coalesce(t.user_id, excluded.user_id)
+     WHERE t.updated_at < now() - interval '1 second'
+        OR (t.user_id IS NULL AND excluded.user_id IS NOT NULL)
 ), blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, owner, checkpoint_ns, channel, version, type, blob)
     SELECT b.thread_id, b.owner, b.checkpoint_ns, b.channel, b.version, b.type, v.blob
@@ -292,16 +299,15 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_by_metadata
--- A thread namespace's checkpoints whose metadata contains $4, newest first, optionally
--- older than a checkpoint id. On a long thread the planner can combine the GIN index with
--- the primary key (BitmapAnd); on a short one the primary key alone is cheaper.
--- uses: checkpoints_metadata_gin, checkpoints_pkey
+-- A thread namespace's checkpoints whose metadata contains $4, newest first. On a long thread
+-- whose filter matches few checkpoints the planner can use the GIN index (with the primary
+-- key: BitmapAnd); else the primary key alone, filtering the thread's rows.
+-- uses: checkpoints_pkey, checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
 -- $3 checkpoint_ns text
 -- $4 metadata_filter jsonb
--- $5 before_checkpoint_id text     NULL: from the newest
--- $6 page_size int8                NULL: all
+-- $5 page_size int8                NULL: all
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
        c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
        w.write_channels, w.write_types, w.write_values
@@ -313,7 +319,60 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
            AND owner = $1
            AND checkpoint_ns = $3
            AND metadata @> $4
-           AND ($5::text IS NULL OR checkpoint_id < $5)
+         ORDER BY checkpoint_id DESC
+         LIMIT $5
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: list_checkpoints_by_metadata_before
+-- The next page of list_checkpoints_by_metadata: older than a checkpoint id. A query of its
+-- own: written "($5 IS NULL OR checkpoint_id < $5)", the cursor was no index condition in a
+-- generic plan, and a page deep in a long history read the thread from its newest row.
+-- uses: checkpoints_pkey (backward scan from the cursor), checkpoints_metadata_gin
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 checkpoint_ns text
+-- $4 metadata_filter jsonb
+-- $5 before_checkpoint_id text
+-- $6 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_ns = $3
+           AND checkpoint_id < $5
+           AND metadata @> $4
          ORDER BY checkpoint_id DESC
          LIMIT $6
        ) AS c
@@ -345,11 +404,159 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
        ) AS w ON true
  ORDER BY c.checkpoint_id DESC;
 
+-- name: list_checkpoints_of_thread
+-- A thread's checkpoints in every namespace, newest first: LangGraph's
+-- saver.list({"configurable": {"thread_id": ...}}) (no checkpoint_ns), as its documentation
+-- shows it. The primary key finds the thread's rows (thread_id, owner: its first columns);
+-- they are sorted by id across namespaces there, a sort of one thread's checkpoints, never
+-- of every thread's (which the catch-all find_checkpoints does in a generic plan).
+-- uses: checkpoints_pkey
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE thread_id = $2
+           AND owner = $1
+         ORDER BY checkpoint_id DESC
+         LIMIT $3
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: list_checkpoints_of_thread_before
+-- The next page of list_checkpoints_of_thread: older than a checkpoint id (an index
+-- condition: a page deep in the history does not read the newer checkpoints).
+-- uses: checkpoints_pkey
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 before_checkpoint_id text
+-- $4 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE thread_id = $2
+           AND owner = $1
+           AND checkpoint_id < $3
+         ORDER BY checkpoint_id DESC
+         LIMIT $4
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+-- name: find_checkpoints_by_metadata
+-- An owner's checkpoints of every thread whose metadata contains $2, newest first: LangGraph's
+-- saver.list(None, filter=...), e.g. every checkpoint of a run ({"run_id": ...}). The GIN
+-- index on metadata finds them, however many threads the owner has (the primary key starts
+-- with thread_id: it cannot).
+-- uses: checkpoints_metadata_gin
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 metadata_filter jsonb
+-- $3 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE metadata @> $2
+           AND owner = $1
+         ORDER BY checkpoint_id DESC
+         LIMIT $3
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
 -- name: find_checkpoints
--- The general search behind BaseCheckpointSaver.list when it is not one of the cases above:
--- every namespace of a thread, or every thread (no thread_id), an exact checkpoint id,
--- optional cursor, metadata filter and limit. Not a hot path: LangGraph lists a thread's
--- history within one namespace (the queries above).
+-- The general search behind BaseCheckpointSaver.list when it is none of the cases above
+-- (dal/gateways/checkpoints.py picks): an exact checkpoint id, a namespace of every thread,
+-- a filter or cursor across threads or namespaces. Not a hot path, and no index serves its
+-- generic plan ("$n IS NULL OR ..."): a common call gets a query of its own instead.
 -- uses: checkpoints_pkey, checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text                NULL: every thread
@@ -425,7 +632,7 @@ SELECT thread_id FROM writes;
 -- Delete the checkpoints these runs wrote in an owner's threads, with their pending writes,
 -- in one statement. Blobs stay: other checkpoints may share them (prune reclaims what
 -- nothing references).
--- uses: checkpoints_run_id_idx, checkpoint_writes_pkey
+-- uses: checkpoints_run_id_hash, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 run_ids text[]
 WITH deleted AS (

@@ -187,42 +187,142 @@ async def list_checkpoints(
     metadata_filter: dict[str, Any] | None = None,
     limit: int | None = None,
 ) -> list[CheckpointRow]:
-    """Checkpoints newest first. One thread namespace (the hot path: a history) runs a query
-    served by the primary key, or the metadata index; any other search runs find_checkpoints."""
+    """Checkpoints newest first (BaseCheckpointSaver.list's search), each kind of call by the
+    query that serves it from an index: a thread namespace's history (list_checkpoints or
+    list_checkpoints_before, or by metadata), a thread's in every namespace, an owner's by
+    metadata across threads; only what is left runs the catch-all find_checkpoints."""
     if limit is not None and limit < 0:
         raise InvalidInput("limit must not be negative")
-    if thread_id is not None and checkpoint_ns is not None and checkpoint_id is None:
-        if metadata_filter:
-            rows = await fetch_all(
-                db,
-                Q["list_checkpoints_by_metadata"],
-                owner,
-                thread_id,
-                checkpoint_ns,
-                metadata_filter,
-                before,
-                limit,
+    if thread_id is not None and checkpoint_id is None:
+        if checkpoint_ns is None and not metadata_filter:
+            return await list_checkpoints_of_thread(
+                db, owner=owner, thread_id=thread_id, before=before, limit=limit
             )
-        elif before is not None:
+        if checkpoint_ns is not None and metadata_filter:
+            return await list_checkpoints_by_metadata(
+                db,
+                owner=owner,
+                thread_id=thread_id,
+                checkpoint_ns=checkpoint_ns,
+                metadata_filter=metadata_filter,
+                before=before,
+                limit=limit,
+            )
+        if checkpoint_ns is not None and before is not None:
             rows = await fetch_all(
                 db, Q["list_checkpoints_before"], owner, thread_id, checkpoint_ns, before, limit
             )
-        else:
+            return CheckpointRow.from_rows(rows)
+        if checkpoint_ns is not None:
             rows = await fetch_all(
                 db, Q["list_checkpoints"], owner, thread_id, checkpoint_ns, limit
             )
+            return CheckpointRow.from_rows(rows)
+    if (
+        thread_id is None
+        and checkpoint_ns is None
+        and checkpoint_id is None
+        and before is None
+        and metadata_filter
+    ):
+        return await find_checkpoints_by_metadata(
+            db, owner=owner, metadata_filter=metadata_filter, limit=limit
+        )
+    return await find_checkpoints(
+        db,
+        owner=owner,
+        thread_id=thread_id,
+        checkpoint_ns=checkpoint_ns,
+        checkpoint_id=checkpoint_id,
+        before=before,
+        metadata_filter=metadata_filter,
+        limit=limit,
+    )
+
+
+async def list_checkpoints_of_thread(
+    db: Executor, *, owner: UUID, thread_id: str, before: str | None = None, limit: int | None
+) -> list[CheckpointRow]:
+    """A thread's checkpoints in every namespace, newest first, older than checkpoint
+    ``before`` if given."""
+    if before is None:
+        rows = await fetch_all(db, Q["list_checkpoints_of_thread"], owner, thread_id, limit)
     else:
         rows = await fetch_all(
+            db, Q["list_checkpoints_of_thread_before"], owner, thread_id, before, limit
+        )
+    return CheckpointRow.from_rows(rows)
+
+
+async def list_checkpoints_by_metadata(
+    db: Executor,
+    *,
+    owner: UUID,
+    thread_id: str,
+    checkpoint_ns: str,
+    metadata_filter: dict[str, Any],
+    before: str | None = None,
+    limit: int | None,
+) -> list[CheckpointRow]:
+    """A thread namespace's checkpoints whose metadata contains ``metadata_filter``, newest
+    first, older than checkpoint ``before`` if given."""
+    if before is None:
+        rows = await fetch_all(
             db,
-            Q["find_checkpoints"],
+            Q["list_checkpoints_by_metadata"],
             owner,
             thread_id,
             checkpoint_ns,
-            checkpoint_id,
-            before,
-            metadata_filter or None,
+            metadata_filter,
             limit,
         )
+    else:
+        rows = await fetch_all(
+            db,
+            Q["list_checkpoints_by_metadata_before"],
+            owner,
+            thread_id,
+            checkpoint_ns,
+            metadata_filter,
+            before,
+            limit,
+        )
+    return CheckpointRow.from_rows(rows)
+
+
+async def find_checkpoints_by_metadata(
+    db: Executor, *, owner: UUID, metadata_filter: dict[str, Any], limit: int | None
+) -> list[CheckpointRow]:
+    """The owner's checkpoints of every thread whose metadata contains ``metadata_filter``,
+    newest first."""
+    rows = await fetch_all(db, Q["find_checkpoints_by_metadata"], owner, metadata_filter, limit)
+    return CheckpointRow.from_rows(rows)
+
+
+async def find_checkpoints(
+    db: Executor,
+    *,
+    owner: UUID,
+    thread_id: str | None,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before: str | None,
+    metadata_filter: dict[str, Any] | None,
+    limit: int | None,
+) -> list[CheckpointRow]:
+    """Any other search of the owner's checkpoints (None: no condition), newest first. Its
+    generic plan uses no index: for rare calls only."""
+    rows = await fetch_all(
+        db,
+        Q["find_checkpoints"],
+        owner,
+        thread_id,
+        checkpoint_ns,
+        checkpoint_id,
+        before,
+        metadata_filter or None,
+        limit,
+    )
     return CheckpointRow.from_rows(rows)
 
 

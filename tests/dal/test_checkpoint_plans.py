@@ -4,6 +4,7 @@ and return the right rows, of the right owner."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -98,7 +99,6 @@ async def test_metadata_filter_is_served_by_an_index(seeded: Any, generic: bool)
         LONG,
         "",
         '{"source": "input"}',
-        None,
         5,
         generic=generic,
     )
@@ -114,7 +114,7 @@ async def test_delete_for_runs_uses_the_run_id_index(seeded: Any) -> None:
         nodes = await explain(
             seeded, Q["delete_checkpoints_for_runs"], NO_OWNER, "{run-3-7}", generic=True
         )
-    assert_index_scan(nodes, "checkpoints_run_id_idx", "checkpoints")
+    assert_index_scan(nodes, "checkpoints_run_id_hash", "checkpoints")
 
 
 async def test_saver_lists_a_long_history_with_limit_before_and_filter(
@@ -218,3 +218,85 @@ async def test_delta_channel_history_walks_parents_through_primary_keys(
         (1, None, "998"),
         (1, "task", None),
     ]
+
+
+# --- the saver's common calls, each with a query of its own (issue 7, item 6) ---------------
+
+
+def pkey_scans(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [n for n in nodes if n.get("Index Name") == "checkpoints_pkey"]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_thread_history_in_every_namespace_is_one_threads_rows(
+    seeded: Any, generic: bool
+) -> None:
+    # saver.alist({"configurable": {"thread_id": t}}): the primary key finds the thread's rows
+    # (the catch-all find_checkpoints, in a generic plan, read and sorted every thread's).
+    cases = [
+        ("list_checkpoints_of_thread", (NO_OWNER, LONG, 100), "owner"),
+        ("list_checkpoints_of_thread_before", (NO_OWNER, LONG, checkpoint_id(500), 100), "<"),
+    ]
+    for name, args, condition in cases:
+        nodes = await explain(seeded, Q[name], *args, generic=generic)
+        assert_index_scan(nodes, "checkpoints_pkey", "checkpoints")
+        [scan] = pkey_scans(nodes)
+        assert "thread_id =" in scan["Index Cond"] and condition in scan["Index Cond"], scan
+    rows = await seeded.fetch(Q["list_checkpoints_of_thread_before"].sql, *cases[1][1])
+    assert [r["checkpoint_id"] for r in rows] == [checkpoint_id(i) for i in range(499, 399, -1)]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_metadata_history_cursor_is_an_index_condition(seeded: Any, generic: bool) -> None:
+    args = (NO_OWNER, LONG, "", '{"source": "input"}', checkpoint_id(500), 3)
+    nodes = await explain(seeded, Q["list_checkpoints_by_metadata_before"], *args, generic=generic)
+    assert not any(
+        n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "checkpoints" for n in nodes
+    )
+    # Whether or not the planner adds the GIN index, the primary key starts at the cursor.
+    scans = pkey_scans(nodes)
+    assert scans and all("checkpoint_id <" in n["Index Cond"] for n in scans), nodes
+    rows = await seeded.fetch(Q["list_checkpoints_by_metadata_before"].sql, *args)
+    assert [r["checkpoint_id"] for r in rows] == [checkpoint_id(i) for i in (400, 300, 200)]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_metadata_search_across_threads_uses_the_gin_index(
+    seeded: Any, generic: bool
+) -> None:
+    # saver.alist(None, filter={"run_id": ...}): the primary key cannot serve a search
+    # across threads; the GIN index on metadata does (it is there for this query).
+    args = (NO_OWNER, '{"run_id": "run-3-7"}', 50)
+    nodes = await explain(seeded, Q["find_checkpoints_by_metadata"], *args, generic=generic)
+    assert_index_scan(nodes, "checkpoints_metadata_gin", "checkpoints")
+    rows = await seeded.fetch(Q["find_checkpoints_by_metadata"].sql, *args)
+    assert [(r["thread_id"], r["checkpoint_id"]) for r in rows] == [
+        ("thread-3", checkpoint_id(i)) for i in range(79, 69, -1)
+    ]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_delete_for_runs_of_a_run_id_over_the_btree_limit_uses_the_hash_index(
+    seeded: Any, generic: bool
+) -> None:
+    # The run id index is a hash index: it holds a run id of any length (a B-tree entry
+    # holds about 2,700 bytes), and still serves the delete.
+    long_run = secrets.token_urlsafe(3000)  # 4,000 random characters: no compression helps
+    await seeded.execute(
+        """
+        INSERT INTO checkpoints (thread_id, owner, checkpoint_ns, checkpoint_id, checkpoint,
+                                 metadata)
+        SELECT 'thread-1', $1, '', '2f0' || i, '{}', jsonb_build_object('run_id', $2::text)
+          FROM generate_series(1, 3) AS i
+        """,
+        NO_OWNER,
+        long_run,
+    )
+    run_ids = "{" + long_run + "}" if generic else [long_run]  # EXECUTE takes literals
+    nodes = await explain(
+        seeded, Q["delete_checkpoints_for_runs"], NO_OWNER, run_ids, generic=generic
+    )
+    assert_index_scan(nodes, "checkpoints_run_id_hash", "checkpoints")
+    deleted = await seeded.fetchval(Q["delete_checkpoints_for_runs"].sql, NO_OWNER, [long_run])
+    assert deleted == 3
+    assert await seeded.fetchval("SELECT count(*) FROM checkpoints") == 2 * THREADS * PER_THREAD
