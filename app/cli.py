@@ -28,6 +28,8 @@ YOYO_CONFIG = PROJECT_DIR / "yoyo.ini"
 YOYO_DATABASE_COMMANDS = frozenset(
     {"apply", "develop", "list", "rollback", "reapply", "mark", "unmark", "break-lock"}
 )
+# Those that ask before each migration (yoyo.ini: batch_mode = off), unless given --batch.
+YOYO_ASKING_COMMANDS = frozenset({"apply", "rollback", "reapply", "mark", "unmark"})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,9 +162,23 @@ def yoyo(args: list[str], settings: Settings) -> int:
 
     argv = ["--config", str(YOYO_CONFIG), *args]
     command = next((a for a in args if not a.startswith("-")), None)
+    helping = bool({"-h", "--help"} & set(args))
+    if (
+        command in YOYO_ASKING_COMMANDS
+        and not helping
+        and not {"-b", "--batch"} & set(args)
+        and not sys.stdin.isatty()
+    ):
+        # yoyo would fail reading a keypress from a pipe, with a traceback.
+        print(
+            f"mnemo: yoyo {command} asks before each migration, and stdin is no terminal: "
+            "run it in one, or add --batch to go without asking.",
+            file=sys.stderr,
+        )
+        return 2
     wants_database = (
         command in YOYO_DATABASE_COMMANDS
-        and not {"-h", "--help"} & set(args)
+        and not helping
         and not any(a in ("-d", "--database") or a.startswith("--database=") for a in args)
     )
     if not wants_database:

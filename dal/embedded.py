@@ -181,7 +181,8 @@ def _forget_stale_pid_file(pgdata: Path) -> None:
 
 
 def _stop(pgdata: Path) -> None:
-    if _postmaster(pgdata) is None:
+    info = _postmaster(pgdata)
+    if info is None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # importing the wheel: platformdirs, as above
@@ -198,4 +199,21 @@ def _stop(pgdata: Path) -> None:
             timeout=STOP_TIMEOUT_SECONDS + 5,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        _log.warning("could not stop the embedded PostgreSQL in %s: %s", pgdata, exc)
+        # pg_ctl runs as the server's user (as root: embedded_postgres), which may have lost
+        # access to the directory; the postmaster itself takes SIGINT as a fast shutdown.
+        _log.warning("pg_ctl could not stop %s (%s): signalling the server", pgdata, exc)
+        _signal_stop(info.pid)
+
+
+def _signal_stop(pid: int) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        _log.warning("the embedded PostgreSQL (pid %s) did not stop: killing it", pid)
+        process.kill()

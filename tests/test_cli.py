@@ -31,6 +31,7 @@ def mnemo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [MNEMO, *args],
         cwd=ROOT,
         env={**clean, "DATABASE_URL": "", **env},
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
@@ -188,6 +189,14 @@ def test_mnemo_output_into_a_closed_pipe_is_no_error(database_url: str) -> None:
     process.stderr.close()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in errors, errors
+
+
+def test_mnemo_yoyo_rollback_without_a_terminal_refuses_clearly(database_url: str) -> None:
+    done = mnemo("yoyo", "rollback", env={"DATABASE_URL": database_url})  # stdin: not a tty
+    assert done.returncode == 2
+    assert "add --batch" in done.stderr and "Traceback" not in done.stderr
+    listed = mnemo("yoyo", "list", env={"DATABASE_URL": database_url})
+    assert set(yoyo_list(listed.stdout).values()) == {"A"}  # nothing rolled back
 
 
 def test_mnemo_yoyo_list_shows_applied_migrations(database_url: str) -> None:

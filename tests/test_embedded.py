@@ -168,3 +168,17 @@ def test_embedded_server_starts_despite_a_stale_pid_file_naming_a_live_process(
         sleeper.kill()
         sleeper.wait()
     assert embedded.running_url(pgdata) is None
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="only as root does the server run as another user, whom a mode shuts out",
+)
+def test_embedded_server_stops_even_when_pg_ctl_cannot_reach_its_directory(pgdata: Path) -> None:
+    with embedded.held(pgdata) as url:
+        assert server_answers(url)
+        pid = postmaster_pid(pgdata)
+        # What each pytest session does to its temporary root: pg_ctl, run as the server's
+        # user, can no longer reach the data directory (the running server can, from inside).
+        pgdata.parent.chmod(0o700)
+    wait_until(lambda: stopped(pid), timeout=30, what="the server to stop")
