@@ -312,3 +312,23 @@ async def test_lazy_pool_reaches_its_floor_in_the_background(settings: Settings)
             await asyncio.sleep(0.05)
     finally:
         await pool.close()
+
+
+async def test_waiting_for_a_free_connection_is_bounded(settings: Settings) -> None:
+    """Every connection busy (here held by the test): the next caller waits at most
+    DB_CONNECTION_TIMEOUT, through the pool's shortcuts and explicit acquires alike."""
+    single = settings.model_copy(update={"db_min_connections": 1, "db_max_connections": 1})
+    pool = await open_pool(single)
+    try:
+        async with pool.acquire():
+            elapsed = await unavailable_within_bound(lambda: meta.get_server_state(pool))
+            assert elapsed >= single.db_connection_timeout * 0.9  # it did wait, then gave up
+
+            async def in_transaction() -> None:
+                async with transaction(pool) as conn:
+                    await meta.get_server_state(conn)
+
+            await unavailable_within_bound(in_transaction)
+        await meta.get_server_state(pool)  # free again
+    finally:
+        await pool.close()
