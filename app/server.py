@@ -42,13 +42,17 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with deadlines for reading a request's headers and body.
+    """uvicorn's h11 protocol with deadlines for reading a request's headers and body, and
+    for a client that stops reading its answer.
 
-    One timer per connection, armed by what the connection waits for: the head of a request
-    (from the connection's start, or from the first byte after a keep-alive pause, which
-    uvicorn's own keep-alive timer covers), then its body (from the end of its head until the
-    client has sent all of it, whether or not the app reads it). Subclasses set the timeouts
-    (``protocol_class``).
+    One read timer per connection, armed by what the connection waits for: the head of a
+    request (from the connection's start, or from the first byte after a keep-alive pause,
+    which uvicorn's own keep-alive timer covers), then its body (from the end of its head until
+    the client has sent all of it, whether or not the app reads it). A send timer runs while
+    the transport's buffer is over its high-water mark. Subclasses set the timeouts
+    (``protocol_class``). It relies on uvicorn's h11 internals (``conn``, ``cycle``,
+    ``timeout_keep_alive_task``, ``on_response_complete``): tests/app/test_slow_clients.py
+    fails if an upgrade changes them.
     """
 
     header_timeout: float = 10.0
@@ -169,8 +173,8 @@ class BoundedH11Protocol(H11Protocol):
 
 
 def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
-    """``BoundedH11Protocol`` with the settings' header and body timeouts (uvicorn builds
-    protocols from a class and its own arguments only)."""
+    """``BoundedH11Protocol`` with the settings' header, body and send timeouts (uvicorn
+    builds protocols from a class and its own arguments only)."""
     return type(
         "MnemoH11Protocol",
         (BoundedH11Protocol,),
