@@ -48,8 +48,9 @@ def server(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
 
 def lock_path(pgdata: Path) -> Path:
     """The file whose ``flock`` every user of the server in ``pgdata`` holds (beside it, since
-    initdb wants an empty directory)."""
-    return pgdata.with_name(pgdata.name + ".lock")
+    initdb wants an empty directory); one file whatever path leads to the directory."""
+    real = pgdata.resolve()
+    return real.with_name(real.name + ".lock")
 
 
 @contextmanager
