@@ -224,12 +224,21 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> NoReturn:
     raise SystemExit(0)
 
 
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    # A closed terminal stops Mnemo as SIGTERM does: while uvicorn serves, its own SIGTERM
+    # handler shuts the app down gracefully; before and after, _exit_cleanly runs.
+    signal.raise_signal(signal.SIGTERM)
+
+
 @contextmanager
 def clean_exit_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise SystemExit, so ``finally`` blocks (stopping the embedded
-    server) run, as for Ctrl-C. uvicorn restores these handlers when it stops and then raises
-    the signal it caught again, which lands here too."""
-    previous = {sig: signal.signal(sig, _exit_cleanly) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    """SIGTERM (and SIGHUP, as a SIGTERM) raise SystemExit, so ``finally`` blocks (stopping the
+    embedded server) run, as for Ctrl-C. uvicorn handles SIGTERM itself while it serves, then
+    restores these handlers and raises the signal it caught again, which lands here."""
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _exit_cleanly),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, _hang_up),
+    }
     try:
         yield
     except KeyboardInterrupt:

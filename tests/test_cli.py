@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -42,6 +46,20 @@ def yoyo_list(stdout: str) -> dict[str, str]:
     """``yoyo list``'s table as {migration id: "A" (applied) or "U" (unapplied)}."""
     rows = [line.split() for line in stdout.splitlines()]
     return {row[1]: row[0] for row in rows if len(row) >= 2 and row[0] in ("A", "U")}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_mnemo_is_installed_as_a_console_script() -> None:
@@ -85,6 +103,41 @@ def test_mnemo_yoyo_help_is_yoyos() -> None:
     done = mnemo("yoyo", "--help", env={})
     assert done.returncode == 0, done.stderr
     assert "rollback" in done.stdout and "usage: yoyo" in done.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_mnemo_serve_stops_gracefully_on_sigterm_or_a_closed_terminal(
+    database_url: str, tmp_path: Path, signum: int
+) -> None:
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [MNEMO, "serve"],
+            cwd=ROOT,
+            env={
+                **clean,
+                "DATABASE_URL": database_url,
+                "DATA_DIR": str(tmp_path),
+                "APP_PORT": str(port),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(f"http://127.0.0.1:{port}/health"):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "Application shutdown complete" in text and "Traceback" not in text, text
 
 
 def test_mnemo_migrate_applies_pending_migrations_once(empty_database_url: str) -> None:
