@@ -13,7 +13,8 @@
 -- leaves everything as it was (no error, so a caller's transaction stays usable) and the
 -- result is empty; the gateway then runs the statement once more, which sees it.
 -- Parts over $8 bytes or $9 parts (mnemo_parts_bytes) store nothing and return one row with
--- NULL message columns. No row at all: the conversation is missing or not the caller's.
+-- NULL message columns (the digest, computed only for a row with this id or one inserted, is
+-- spared). No row at all: the conversation is missing or not the caller's.
 -- uses: conversations_pkey, messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -26,19 +27,17 @@
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
 WITH draft AS (
     SELECT mnemo_parts_bytes($5::jsonb) AS parts_bytes,
-           jsonb_array_length($5::jsonb) AS parts_count,
-           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7) AS digest
+           jsonb_array_length($5::jsonb) AS parts_count
 ), existing AS (
     SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
            m.created_at, m.updated_at,
-           coalesce(m.draft_digest = d.digest,
+           coalesce(m.draft_digest = mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7),
                     -- stored before digests were kept: compared with what it holds now
                     m.draft_digest IS NULL
                     AND (m.role, m.parts, m.metadata, m.status) = ($4, $5::jsonb, $6::jsonb, $7))
                AS same
       FROM messages AS m
       JOIN conversations AS c ON c.id = m.conversation_id
-     CROSS JOIN draft AS d
      WHERE c.user_id = $1
        AND m.conversation_id = $2
        AND m.id = $3
@@ -55,7 +54,8 @@ WITH draft AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
                           parts_bytes, parts_count, metadata_bytes, draft_digest)
     SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
-           d.parts_bytes, d.parts_count, octet_length($6::jsonb::text), d.digest
+           d.parts_bytes, d.parts_count, octet_length($6::jsonb::text),
+           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7)
       FROM locked AS l, draft AS d
         ON CONFLICT (conversation_id, id) DO NOTHING
     RETURNING id, conversation_id, seq, role, parts, content, metadata, status, created_at,
