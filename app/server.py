@@ -10,11 +10,14 @@ client from holding the server are set in one place:
   (or, once an answer has started, the connection is closed);
 - APP_SEND_TIMEOUT: a client that leaves the answer unread this long, once the send buffer is
   full, has its connection dropped (with the buffered answer, which would stay in memory);
-- APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 and closed;
+- APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 (with Retry-After)
+  and closed;
 - headers larger than h11's 16 KiB are refused with 400 (h11's default).
 
-uvicorn has the keep-alive timer and the cap; the deadlines are ``BoundedH11Protocol``, a small
-subclass of its h11 protocol.
+uvicorn has the keep-alive timer; the deadlines and the cap are ``BoundedH11Protocol``, a small
+subclass of its h11 protocol. (uvicorn's own cap, ``limit_concurrency``, answers in plain text
+and logs a warning for every refused request, which a flood of connections turns into a flood
+of log lines.)
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import SecretStr
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app import create_app
+from app.errors import RETRY_AFTER_SECONDS
 from dal.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -58,12 +62,28 @@ class BoundedH11Protocol(H11Protocol):
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     send_timeout: float = 60.0
+    max_connections: int = 500
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.app = self._capped(self.app)
         self._deadline: asyncio.TimerHandle | None = None
         self._awaiting: Literal["head", "body"] | None = None
         self._stalled: asyncio.TimerHandle | None = None
+
+    def _capped(self, app: Any) -> Any:
+        """The app, behind a check of the connections (and requests) open at once."""
+        connections, tasks, cap = self.connections, self.tasks, self.max_connections
+
+        async def capped(scope: Any, receive: Any, send: Any) -> None:
+            # Both sets hold this connection and this request already.
+            if len(connections) > cap or len(tasks) > cap:
+                _log.debug("refusing a request: %s connections open", len(connections))
+                await _send_json(send, 503, _OVER_CAPACITY, [(b"retry-after", RETRY_AFTER)])
+                return
+            await app(scope, receive, send)
+
+        return capped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -172,6 +192,30 @@ class BoundedH11Protocol(H11Protocol):
         self.transport.write(output)
 
 
+_OVER_CAPACITY = orjson.dumps(
+    {"error": {"code": "over_capacity", "message": "too many connections: retry later"}}
+)
+RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
+
+
+async def _send_json(
+    send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
     """``BoundedH11Protocol`` with the settings' header, body and send timeouts (uvicorn
     builds protocols from a class and its own arguments only)."""
@@ -182,6 +226,7 @@ def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
             "header_timeout": settings.app_header_timeout,
             "body_timeout": settings.app_body_timeout,
             "send_timeout": settings.app_send_timeout,
+            "max_connections": settings.app_max_connections,
         },
     )
 
@@ -197,9 +242,6 @@ def config(settings: Settings, **options: Any) -> uvicorn.Config:
             "http": protocol_class(settings),
             "ws": "none",  # no websocket routes: upgrade requests are plain HTTP
             "timeout_keep_alive": settings.app_keep_alive_timeout,
-            # uvicorn answers 503 once the open connections, this one included, reach its
-            # limit: one more lets APP_MAX_CONNECTIONS connections be served.
-            "limit_concurrency": settings.app_max_connections + 1,
             "log_level": "info",
             "access_log": False,
             **options,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import httpx
+import orjson
 import pytest
 
 from app import server
@@ -235,6 +236,10 @@ def test_server_refuses_connections_over_the_cap_with_503(settings: Settings) ->
             fourth.sendall(request())
             answer = read_response(fourth)
             assert answer.startswith(b"HTTP/1.1 503 "), answer
+            head, _, body = answer.partition(b"\r\n\r\n")
+            headers = dict(parse_headers(head))
+            assert headers[b"retry-after"].isdigit()
+            assert orjson.loads(body)["error"]["code"] == "over_capacity"
             assert closed_by_server(fourth)
 
 
