@@ -284,6 +284,18 @@ def test_conversation_thread_link_is_per_user(
     assert client.get(url("main"), headers=bob.headers).json()["conversation_id"] == theirs["id"]
 
 
+def test_create_conversation_retried_with_its_thread_is_not_a_link_conflict(
+    client: TestClient, alice: Caller
+) -> None:
+    body = {"id": "0191a9f4-0000-7000-8000-0000000000c1", "thread_id": "main"}
+    first = client.post("/v1/conversations", json=body, headers=alice.headers)
+    again = client.post("/v1/conversations", json=body, headers=alice.headers)
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["thread_id"] == "main"
+
+
 def test_put_state_with_another_users_conversation_is_404_and_writes_nothing(
     client: TestClient, alice: Caller, bob: Caller, settings: Settings
 ) -> None:
