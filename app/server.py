@@ -102,6 +102,16 @@ class BoundedH11Protocol(H11Protocol):
         self._unstall()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The server is stopping: uvicorn lets requests in progress finish; one whose client
+        is still sending its body, or not reading its answer, would hold the stop until its
+        deadline, so its connection is closed now."""
+        if self._awaiting == "body" or self._stalled is not None:
+            _log.debug("closing a connection from %s: the server is stopping", self.client)
+            self.transport.abort()  # connection_lost tells the app the client is gone
+            return
+        super().shutdown()
+
     def pause_writing(self) -> None:
         # The transport's buffer is over its high-water mark: the client is not reading.
         super().pause_writing()

@@ -243,6 +243,26 @@ def test_server_refuses_connections_over_the_cap_with_503(settings: Settings) ->
             assert closed_by_server(fourth)
 
 
+def test_slow_clients_do_not_hold_the_server_when_it_stops(
+    limits: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C or SIGTERM: uvicorn waits for requests in progress; a client dripping its body
+    (or its headers) must not make it wait for that request's deadline."""
+    patient = limits.model_copy(update={"app_body_timeout": 120.0, "app_header_timeout": 120.0})
+    with ExitStack() as clients, ExitStack() as app:
+        base = app.enter_context(serving(patient))
+        dripping = clients.enter_context(connect(base))
+        dripping.sendall(post_head(1000) + b'{"username": ')
+        heading = clients.enter_context(connect(base))
+        heading.sendall(b"GET /openapi.json HTTP/1.1\r\n")
+        time.sleep(0.5)  # the app is reading the body
+        started = time.monotonic()
+        app.close()  # stops the server, the clients still connected
+        elapsed = time.monotonic() - started
+    assert elapsed < BOUND, f"the server took {elapsed:.1f} s to stop"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 def test_client_gone_mid_body_is_not_logged_as_an_error(
     base: str, caplog: pytest.LogCaptureFixture
 ) -> None:
