@@ -36,6 +36,11 @@ async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[An
         INSERT INTO threads (thread_id, owner)
         SELECT 'anon-' || i, '00000000-0000-0000-0000-000000000000'
           FROM generate_series(1, 1000) AS i;
+        -- Conversations, every other one naming a thread of its user.
+        INSERT INTO conversations (id, user_id, thread_id)
+        SELECT gen_random_uuid(), u.id,
+               CASE WHEN i % 2 = 0 THEN 'thread-' || u.username || '-' || i END
+          FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
         ANALYZE;
         """
     )
@@ -94,3 +99,26 @@ async def test_list_threads_keyset_cursor_is_an_index_condition_not_a_filter(
     )
     scan = next(n for n in nodes if n.get("Index Name") == INDEX)
     assert "updated_at" in scan["Index Cond"] and "Filter" not in scan
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_thread_queries_find_the_conversation_naming_it_by_index(
+    seeded: Any, generic: bool
+) -> None:
+    # A thread's conversation is looked up (conversations_user_thread_key), never scanned for.
+    conn, user_id = seeded
+    cases = [
+        ("get_thread", (user_id, "thread-u1-2")),
+        ("get_thread_locked", (user_id, "thread-u1-2")),
+        ("list_threads", (user_id, 51)),
+    ]
+    for name, args in cases:
+        async with conn.transaction():  # get_thread_locked's FOR NO KEY UPDATE
+            nodes = await explain(conn, Q[name], *args, generic=generic)
+        assert_index_scan(nodes, "conversations_user_thread_key", "conversations")
+        assert "conversations_user_thread_key" in Q[name].uses, name
+    row = await conn.fetchrow(Q["get_thread"].sql, user_id, "thread-u1-2")
+    named = await conn.fetchval(
+        "SELECT id FROM conversations WHERE user_id = $1 AND thread_id = 'thread-u1-2'", user_id
+    )
+    assert row["conversation_id"] == named is not None
