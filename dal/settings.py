@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     # encoders (orjson, msgpack: about 255, with a response's wrapping) can take, hence le=128.
     app_max_json_depth: int = Field(default=64, ge=1, le=128)
     # A message's parts, bytes (their JSON text) and count, whether stored at once or grown by
-    # appends (413 message_too_large); twice a body, so every body fits and a stream can grow.
+    # appends, and its metadata's bytes (413 message_too_large); twice a body, so every body
+    # fits and a stream can grow.
     app_max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1, le=2**62)
     app_max_message_parts: int = Field(default=1000, ge=1, le=2**31 - 1)
     # Bytes of one page of messages (parts, text, metadata) or conversations (title, metadata,

@@ -12,7 +12,9 @@
 -- waited for the lock is not visible to this statement's snapshot: ON CONFLICT DO NOTHING
 -- leaves everything as it was (no error, so a caller's transaction stays usable) and the
 -- result is empty; the gateway then runs the statement once more, which sees it.
--- Parts over $8 bytes or $9 parts (mnemo_parts_bytes) store nothing and return one row with
+-- Parts over $8 bytes or $9 parts (mnemo_parts_bytes), or metadata over $8 bytes (its JSON
+-- text: jsonb prints 1e300 as 301 digits, so a small body can print large) store nothing
+-- and return one row with
 -- NULL message columns (the digest, computed only for a row with this id or one inserted, is
 -- spared). No row at all: the conversation is missing or not the caller's.
 -- uses: conversations_pkey, messages_conversation_id_id_key
@@ -27,7 +29,8 @@
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
 WITH draft AS (
     SELECT mnemo_parts_bytes($5::jsonb) AS parts_bytes,
-           jsonb_array_length($5::jsonb) AS parts_count
+           jsonb_array_length($5::jsonb) AS parts_count,
+           octet_length($6::jsonb::text) AS metadata_bytes
 ), existing AS (
     SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
            m.created_at, m.updated_at,
@@ -49,12 +52,13 @@ WITH draft AS (
        AND NOT EXISTS (SELECT 1 FROM existing)
        AND d.parts_bytes <= $8
        AND d.parts_count <= $9
+       AND d.metadata_bytes <= $8
        FOR UPDATE OF c
 ), inserted AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
                           parts_bytes, parts_count, metadata_bytes, draft_digest)
     SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
-           d.parts_bytes, d.parts_count, octet_length($6::jsonb::text),
+           d.parts_bytes, d.parts_count, d.metadata_bytes,
            mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7)
       FROM locked AS l, draft AS d
         ON CONFLICT (conversation_id, id) DO NOTHING
@@ -79,7 +83,7 @@ SELECT id, conversation_id, seq, role, parts, content, metadata, status, created
  UNION ALL
 SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
   FROM draft AS d
- WHERE NOT (d.parts_bytes <= $8 AND d.parts_count <= $9)
+ WHERE NOT (d.parts_bytes <= $8 AND d.parts_count <= $9 AND d.metadata_bytes <= $8)
    AND NOT EXISTS (SELECT 1 FROM existing);
 
 -- name: get_message
@@ -234,8 +238,9 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- Edit a message in one statement: replace its parts ($4), append parts while it is
 -- streaming ($5), replace its metadata ($6), change its status ($7); NULL leaves each as
 -- it is, and content is derived again from the resulting parts. Appending to a complete
--- message, turning a complete message back to streaming, or parts that would exceed $8 bytes
--- or $9 parts match no row: the gateway then tells NotFound, Conflict and TooLarge apart.
+-- message, turning a complete message back to streaming, parts that would exceed $8 bytes
+-- or $9 parts, or metadata over $8 bytes match no row: the gateway then tells NotFound,
+-- Conflict and TooLarge apart.
 -- The size check reads the row it updates (parts_bytes + what is appended), so concurrent
 -- appends cannot together pass the limit; an edit that leaves the parts alone is not checked.
 -- uses: messages_conversation_id_id_key
@@ -252,7 +257,8 @@ WITH patch AS (
     SELECT mnemo_parts_bytes($4::jsonb) AS parts_bytes,
            jsonb_array_length($4::jsonb) AS parts_count,
            coalesce(mnemo_parts_bytes($5::jsonb), 0) AS append_bytes,
-           coalesce(jsonb_array_length($5::jsonb), 0) AS append_count
+           coalesce(jsonb_array_length($5::jsonb), 0) AS append_count,
+           octet_length($6::jsonb::text) AS metadata_bytes
 )
 UPDATE messages AS m
    SET parts = coalesce($4::jsonb, m.parts) || coalesce($5::jsonb, '[]'::jsonb),
@@ -260,7 +266,7 @@ UPDATE messages AS m
        parts_bytes = coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes,
        parts_count = coalesce(p.parts_count, m.parts_count) + p.append_count,
        metadata = coalesce($6::jsonb, m.metadata),
-       metadata_bytes = coalesce(octet_length($6::jsonb::text), m.metadata_bytes),
+       metadata_bytes = coalesce(p.metadata_bytes, m.metadata_bytes),
        status = coalesce($7::text, m.status),
        updated_at = now()
   FROM conversations AS c, patch AS p
@@ -273,6 +279,7 @@ UPDATE messages AS m
    AND (($4::jsonb IS NULL AND $5::jsonb IS NULL)
         OR (coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes <= $8
             AND coalesce(p.parts_count, m.parts_count) + p.append_count <= $9))
+   AND ($6::jsonb IS NULL OR p.metadata_bytes <= $8)
 RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
           m.created_at, m.updated_at;
 

@@ -25,8 +25,9 @@ def _message(row: Record) -> Message:
 
 def _too_large(max_bytes: int, max_parts: int) -> TooLarge:
     return TooLarge(
-        f"a message holds at most {max_parts} parts and {max_bytes} bytes of parts "
-        "(APP_MAX_MESSAGE_PARTS, APP_MAX_MESSAGE_BYTES)",
+        f"a message holds at most {max_parts} parts and {max_bytes} bytes of parts, and "
+        f"{max_bytes} bytes of metadata (APP_MAX_MESSAGE_PARTS, APP_MAX_MESSAGE_BYTES; "
+        "bytes of JSON as stored: a number like 1e300 counts its 301 digits)",
         code="message_too_large",
     )
 
@@ -45,7 +46,8 @@ async def insert_message(
     If ``draft.id`` is already in the conversation, nothing is written: the stored message
     (as it is now) comes back with ``created=False`` when this draft is the request that
     created it (same role, parts, metadata and status), else IdempotencyMismatch. TooLarge
-    (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``; NotFound if
+    (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``, or the
+    metadata ``max_bytes``; NotFound if
     the conversation is missing or not theirs. Raises no error that aborts a caller's
     transaction on a concurrent retry of the same id.
     """
@@ -151,7 +153,8 @@ async def update_message(
 ) -> Message:
     """Edit a message in one statement (see MessagePatch). Conflict when appending to a
     complete message or reopening one; TooLarge (``message_too_large``) when its parts would
-    exceed ``max_bytes`` or ``max_parts``; NotFound if missing or not the caller's."""
+    exceed ``max_bytes`` or ``max_parts``, or its metadata ``max_bytes``; NotFound if missing
+    or not the caller's."""
     row = await fetch_one(
         db,
         Q["update_message"],
@@ -167,7 +170,7 @@ async def update_message(
     )
     if row is None:
         # Tell why (error path only): missing, a streaming-only change to a complete message,
-        # or parts over the limits.
+        # or parts or metadata over the limits.
         current = await get_message(
             db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
         )

@@ -576,7 +576,7 @@ async def test_append_parts_beyond_the_limits_raises_too_large_and_keeps_the_mes
     assert done.content == "y\nz" and await stored_size(pool, done.id) == (58, 2, 58)
     # A message over a limit lowered since keeps taking edits that leave its parts alone.
     edited = await messages.update_message(
-        pool, **ids, patch=MessagePatch(metadata={"k": 1}), max_bytes=1, max_parts=1
+        pool, **ids, patch=MessagePatch(metadata={"k": 1}), max_bytes=50, max_parts=1
     )
     assert edited.metadata == {"k": 1}
     assert await pool.fetchval(
@@ -603,6 +603,31 @@ async def test_concurrent_appends_never_pass_the_byte_limit_together(
     results = await asyncio.gather(*(one() for _ in range(20)))
     assert sum(results) == 5
     assert await stored_size(pool, started.message.id) == (500, 5, 500)
+
+
+async def test_metadata_printing_over_max_bytes_raises_too_large_and_changes_nothing(
+    pool: Any, alice: User
+) -> None:
+    """Metadata counts as PostgreSQL stores and prints it: 1e300 is 301 digits, so a small
+    request can weigh much more; over max_bytes it is refused, on insert and on edit."""
+    conv = await make_conversation(pool, alice)
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    big = {"n": [1e300] * 10}  # 10 * 301 digits printed
+    with pytest.raises(TooLarge):
+        await messages.insert_message(
+            pool, **ids, draft=MessageDraft(role="user", parts=[], metadata=big), max_bytes=3000
+        )
+    made = await messages.insert_message(
+        pool, **ids, draft=MessageDraft(role="user", parts=[], metadata=big), max_bytes=4000
+    )
+    patch = MessagePatch(metadata={"n": [1e300] * 20})
+    with pytest.raises(TooLarge):
+        await messages.update_message(
+            pool, **ids, message_id=made.message.id, patch=patch, max_bytes=4000
+        )
+    got = await messages.get_message(pool, **ids, message_id=made.message.id)
+    assert got.metadata == big
+    assert (await conversations.get_conversation(pool, **ids)).message_count == 1
 
 
 async def test_append_to_complete_message_over_the_limit_is_still_a_conflict(
