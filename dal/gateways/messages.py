@@ -47,9 +47,8 @@ async def insert_message(
     (as it is now) comes back with ``created=False`` when this draft is the request that
     created it (same role, parts, metadata and status), else IdempotencyMismatch. TooLarge
     (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``, or the
-    metadata ``max_bytes``; NotFound if
-    the conversation is missing or not theirs. Raises no error that aborts a caller's
-    transaction on a concurrent retry of the same id.
+    metadata ``max_bytes``; NotFound if the conversation is missing or not theirs. Raises no
+    error that aborts a caller's transaction on a concurrent retry of the same id.
     """
     message_id = draft.id or new_id()
     args = (
