@@ -552,14 +552,15 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
        ) AS w ON true
  ORDER BY c.checkpoint_id DESC;
 
--- name: find_checkpoints
--- The general search behind BaseCheckpointSaver.list when it is none of the cases above
--- (dal/gateways/checkpoints.py picks): an exact checkpoint id, a namespace of every thread,
--- a filter or cursor across threads or namespaces. Not a hot path, and no index serves its
--- generic plan ("$n IS NULL OR ..."): a common call gets a query of its own instead.
+-- name: find_checkpoints_of_thread
+-- Any other search within one thread (dal/gateways/checkpoints.py picks): an exact checkpoint
+-- id, a filter across its namespaces... The conditions are optional ("$n IS NULL OR ..."),
+-- but the thread is not: in a generic plan the primary key's first columns (thread_id,
+-- owner) are an index condition, so the search reads this thread's rows, never another's (a
+-- custom plan may prefer the GIN index for a filter that few checkpoints match).
 -- uses: checkpoints_pkey, checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
--- $2 thread_id text                NULL: every thread
+-- $2 thread_id text
 -- $3 checkpoint_ns text            NULL: every namespace
 -- $4 checkpoint_id text            NULL: any
 -- $5 before_checkpoint_id text     NULL: from the newest
@@ -572,14 +573,71 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
         SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
                checkpoint, metadata
           FROM checkpoints
-         WHERE owner = $1
-           AND ($2::text IS NULL OR thread_id = $2)
+         WHERE thread_id = $2
+           AND owner = $1
            AND ($3::text IS NULL OR checkpoint_ns = $3)
            AND ($4::text IS NULL OR checkpoint_id = $4)
            AND ($5::text IS NULL OR checkpoint_id < $5)
            AND ($6::jsonb IS NULL OR metadata @> $6)
          ORDER BY checkpoint_id DESC
          LIMIT $7
+       ) AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+ ORDER BY c.checkpoint_id DESC;
+
+
+-- name: find_checkpoints
+-- The general search across an owner's threads behind BaseCheckpointSaver.list (no thread
+-- id) when it is not find_checkpoints_by_metadata: a namespace of every thread, an exact
+-- checkpoint id, a cursor. Not a hot path, and its generic plan reads every checkpoint of
+-- the table ("$n IS NULL OR ..." is no index condition): a common call gets a query of its
+-- own instead.
+-- uses: checkpoints_metadata_gin
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 checkpoint_ns text            NULL: every namespace
+-- $3 checkpoint_id text            NULL: any
+-- $4 before_checkpoint_id text     NULL: from the newest
+-- $5 metadata_filter jsonb         NULL: no filter
+-- $6 page_size int8                NULL: all
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM (
+        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+               checkpoint, metadata
+          FROM checkpoints
+         WHERE owner = $1
+           AND ($2::text IS NULL OR checkpoint_ns = $2)
+           AND ($3::text IS NULL OR checkpoint_id = $3)
+           AND ($4::text IS NULL OR checkpoint_id < $4)
+           AND ($5::jsonb IS NULL OR metadata @> $5)
+         ORDER BY checkpoint_id DESC
+         LIMIT $6
        ) AS c
   LEFT JOIN LATERAL (
         SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,

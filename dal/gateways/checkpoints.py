@@ -189,16 +189,17 @@ async def list_checkpoints(
 ) -> list[CheckpointRow]:
     """Checkpoints newest first (BaseCheckpointSaver.list's search), each kind of call by the
     query that serves it from an index: a thread namespace's history (list_checkpoints or
-    list_checkpoints_before, or by metadata), a thread's in every namespace, an owner's by
-    metadata across threads; only what is left runs the catch-all find_checkpoints."""
+    list_checkpoints_before, or by metadata), a thread's in every namespace, any other search
+    in a thread (bounded by the thread), an owner's by metadata across threads; only searches
+    across threads with a cursor, namespace or checkpoint id run the catch-all."""
     if limit is not None and limit < 0:
         raise InvalidInput("limit must not be negative")
-    if thread_id is not None and checkpoint_id is None:
-        if checkpoint_ns is None and not metadata_filter:
+    if thread_id is not None:
+        if checkpoint_id is None and checkpoint_ns is None and not metadata_filter:
             return await list_checkpoints_of_thread(
                 db, owner=owner, thread_id=thread_id, before=before, limit=limit
             )
-        if checkpoint_ns is not None and metadata_filter:
+        if checkpoint_id is None and checkpoint_ns is not None and metadata_filter:
             return await list_checkpoints_by_metadata(
                 db,
                 owner=owner,
@@ -208,30 +209,33 @@ async def list_checkpoints(
                 before=before,
                 limit=limit,
             )
-        if checkpoint_ns is not None and before is not None:
+        if checkpoint_id is None and checkpoint_ns is not None and before is not None:
             rows = await fetch_all(
                 db, Q["list_checkpoints_before"], owner, thread_id, checkpoint_ns, before, limit
             )
             return CheckpointRow.from_rows(rows)
-        if checkpoint_ns is not None:
+        if checkpoint_id is None and checkpoint_ns is not None:
             rows = await fetch_all(
                 db, Q["list_checkpoints"], owner, thread_id, checkpoint_ns, limit
             )
             return CheckpointRow.from_rows(rows)
-    if (
-        thread_id is None
-        and checkpoint_ns is None
-        and checkpoint_id is None
-        and before is None
-        and metadata_filter
-    ):
+        return await find_checkpoints_of_thread(
+            db,
+            owner=owner,
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            before=before,
+            metadata_filter=metadata_filter,
+            limit=limit,
+        )
+    if checkpoint_ns is None and checkpoint_id is None and before is None and metadata_filter:
         return await find_checkpoints_by_metadata(
             db, owner=owner, metadata_filter=metadata_filter, limit=limit
         )
     return await find_checkpoints(
         db,
         owner=owner,
-        thread_id=thread_id,
         checkpoint_ns=checkpoint_ns,
         checkpoint_id=checkpoint_id,
         before=before,
@@ -299,24 +303,48 @@ async def find_checkpoints_by_metadata(
     return CheckpointRow.from_rows(rows)
 
 
-async def find_checkpoints(
+async def find_checkpoints_of_thread(
     db: Executor,
     *,
     owner: UUID,
-    thread_id: str | None,
+    thread_id: str,
     checkpoint_ns: str | None,
     checkpoint_id: str | None,
     before: str | None,
     metadata_filter: dict[str, Any] | None,
     limit: int | None,
 ) -> list[CheckpointRow]:
-    """Any other search of the owner's checkpoints (None: no condition), newest first. Its
-    generic plan uses no index: for rare calls only."""
+    """Any other search within one thread (None: no condition), newest first."""
+    rows = await fetch_all(
+        db,
+        Q["find_checkpoints_of_thread"],
+        owner,
+        thread_id,
+        checkpoint_ns,
+        checkpoint_id,
+        before,
+        metadata_filter or None,
+        limit,
+    )
+    return CheckpointRow.from_rows(rows)
+
+
+async def find_checkpoints(
+    db: Executor,
+    *,
+    owner: UUID,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before: str | None,
+    metadata_filter: dict[str, Any] | None,
+    limit: int | None,
+) -> list[CheckpointRow]:
+    """Any other search across the owner's threads (None: no condition), newest first. Its
+    generic plan reads every checkpoint: for rare calls only."""
     rows = await fetch_all(
         db,
         Q["find_checkpoints"],
         owner,
-        thread_id,
         checkpoint_ns,
         checkpoint_id,
         before,

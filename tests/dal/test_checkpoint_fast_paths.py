@@ -140,11 +140,25 @@ async def test_saver_list_by_metadata_runs_a_query_per_cursor_and_one_across_thr
     assert ids([t async for t in saver.alist(None, filter={"run_id": "r1"}, limit=2)]) == [7, 6]
 
 
-async def test_saver_list_of_rarer_searches_still_runs_the_catch_all(recorded: Any) -> None:
+async def test_saver_list_of_rarer_searches_in_a_thread_stays_in_the_thread(
+    recorded: Any,
+) -> None:
     saver, recording = recorded
     one = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": cid(3)}}
     assert ids([t async for t in saver.alist(one)]) == [3]
+    assert recording.take() == ["find_checkpoints_of_thread"]
+    thread = {"configurable": {"thread_id": "t"}}
+    inputs = [t async for t in saver.alist(thread, filter={"source": "input"})]
+    assert recording.take() == ["find_checkpoints_of_thread"]
+    assert ids(inputs) == [5, 1]
+
+
+async def test_saver_list_across_threads_with_a_cursor_runs_the_catch_all(recorded: Any) -> None:
+    saver, recording = recorded
+    before = {"configurable": {"thread_id": "u", "checkpoint_ns": "", "checkpoint_id": cid(7)}}
+    older = [t async for t in saver.alist(None, before=before, limit=3)]
     assert recording.take() == ["find_checkpoints"]
+    assert ids(older) == [6, 5, 4]
 
 
 # --- the thread row a save touches ------------------------------------------------------------

@@ -261,6 +261,28 @@ async def test_metadata_history_cursor_is_an_index_condition(seeded: Any, generi
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_other_searches_in_a_thread_read_only_its_rows(seeded: Any, generic: bool) -> None:
+    # find_checkpoints_of_thread: optional conditions, but the thread is an index condition
+    # in the generic plan; a custom plan may prefer the GIN index for a rare filter value.
+    cases = [
+        (NO_OWNER, LONG, None, None, None, '{"source": "input"}', 5),  # filter, every namespace
+        (NO_OWNER, LONG, "", checkpoint_id(500), None, None, None),  # one checkpoint
+    ]
+    for args in cases:
+        nodes = await explain(seeded, Q["find_checkpoints_of_thread"], *args, generic=generic)
+        assert not any(
+            n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "checkpoints" for n in nodes
+        )
+        scans = pkey_scans(nodes)
+        assert scans or not generic, nodes
+        assert {n.get("Index Name") for n in nodes} & set(Q["find_checkpoints_of_thread"].uses)
+        for scan in scans:
+            assert "thread_id =" in scan["Index Cond"] and "owner =" in scan["Index Cond"], scan
+    rows = await seeded.fetch(Q["find_checkpoints_of_thread"].sql, *cases[0])
+    assert [r["checkpoint_id"] for r in rows] == [checkpoint_id(i) for i in range(900, 400, -100)]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 async def test_metadata_search_across_threads_uses_the_gin_index(
     seeded: Any, generic: bool
 ) -> None:
