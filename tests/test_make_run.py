@@ -74,6 +74,17 @@ def data_dir() -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture
+def launched() -> Iterator[list[MakeRun]]:
+    """The make runs a test starts: whatever a failed test left running is killed."""
+    runs: list[MakeRun] = []
+    yield runs
+    for run in runs:
+        if not group_is_empty(run.pgid):
+            os.killpg(run.pgid, signal.SIGKILL)
+        run.process.wait()
+
+
 @dataclass
 class Postmaster:
     pgdata: Path
@@ -113,7 +124,7 @@ class MakeRun:
             raise AssertionError("make run did not stop:\n" + self.log.read_text()) from None
 
 
-def start_make_run(data_dir: Path, name: str) -> MakeRun:
+def start_make_run(data_dir: Path, name: str, launched: list[MakeRun]) -> MakeRun:
     port = free_port()
     log = data_dir.parent / f"{name}.log"
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_", "MAKE"))}
@@ -134,6 +145,7 @@ def start_make_run(data_dir: Path, name: str) -> MakeRun:
             start_new_session=True,  # setsid make run
         )
     run = MakeRun(process, f"http://127.0.0.1:{port}", log)
+    launched.append(run)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -143,13 +155,7 @@ def start_make_run(data_dir: Path, name: str) -> MakeRun:
         except httpx.TransportError:
             return False
 
-    try:
-        wait_until(healthy, timeout=120, what="make run to serve")
-    except BaseException:
-        if not group_is_empty(run.pgid):
-            os.killpg(run.pgid, signal.SIGKILL)
-        process.wait()
-        raise
+    wait_until(healthy, timeout=120, what="make run to serve")
     return run
 
 
@@ -160,9 +166,9 @@ def assert_stopped_everything(run: MakeRun, postmaster: Postmaster, pid: int) ->
 
 
 def test_make_run_sigterm_to_its_group_stops_the_app_and_the_embedded_server(
-    data_dir: Path,
+    data_dir: Path, launched: list[MakeRun]
 ) -> None:
-    run = start_make_run(data_dir, "sigterm")
+    run = start_make_run(data_dir, "sigterm", launched)
     postmaster = Postmaster(data_dir / "pg")
     pid = postmaster.pid()
     os.killpg(run.pgid, signal.SIGTERM)  # a service manager stopping it
@@ -171,8 +177,10 @@ def test_make_run_sigterm_to_its_group_stops_the_app_and_the_embedded_server(
     assert "Traceback" not in run.log.read_text(), run.log.read_text()
 
 
-def test_make_run_sigterm_to_the_app_alone_stops_the_embedded_server(data_dir: Path) -> None:
-    run = start_make_run(data_dir, "app-alone")
+def test_make_run_sigterm_to_the_app_alone_stops_the_embedded_server(
+    data_dir: Path, launched: list[MakeRun]
+) -> None:
+    run = start_make_run(data_dir, "app-alone", launched)
     postmaster = Postmaster(data_dir / "pg")
     pid = postmaster.pid()
     os.kill(run.app_pid(), signal.SIGTERM)
@@ -181,18 +189,18 @@ def test_make_run_sigterm_to_the_app_alone_stops_the_embedded_server(data_dir: P
 
 
 def test_make_run_after_kill_9_starts_cleanly_and_ctrl_c_stops_what_it_found(
-    data_dir: Path,
+    data_dir: Path, launched: list[MakeRun]
 ) -> None:
     postmaster = Postmaster(data_dir / "pg")
     # 1. kill -9 of make and the app: nothing can stop the server, which keeps running.
-    first = start_make_run(data_dir, "killed")
+    first = start_make_run(data_dir, "killed", launched)
     pid = postmaster.pid()
     os.killpg(first.pgid, signal.SIGKILL)
     first.wait()
     assert postmaster.running()
 
     # 2. The next make run adopts it; then kill -9 of everything, the server included.
-    second = start_make_run(data_dir, "adopting")
+    second = start_make_run(data_dir, "adopting", launched)
     assert postmaster.pid() == pid
     children = psutil.Process(pid).children()
     os.killpg(second.pgid, signal.SIGKILL)
@@ -206,7 +214,7 @@ def test_make_run_after_kill_9_starts_cleanly_and_ctrl_c_stops_what_it_found(
     assert (data_dir / "pg" / "postmaster.pid").exists()  # stale
 
     # 3. A make run over the stale postmaster.pid starts a server; Ctrl-C stops both.
-    third = start_make_run(data_dir, "after-crash")
+    third = start_make_run(data_dir, "after-crash", launched)
     new_pid = postmaster.pid()
     assert new_pid != pid
     with httpx.Client(base_url=third.base, timeout=10) as http:
