@@ -170,4 +170,9 @@ def test_readme_curl_walkthrough_runs_twice_without_an_error(
             assert len(answers) == len(lines) - 2, f"{run} run: a line is no JSON: {lines}"
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise
