@@ -302,7 +302,11 @@ OPERATIONS: tuple[Operation, ...] = (
             Param(
                 "metadata",
                 'only checkpoints whose metadata contains this JSON object, e.g. {"step": 2}',
-                {"type": "object", "additionalProperties": {"$ref": _REF + "JsonInput"}},
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": _NO_NUL},
+                    "additionalProperties": {"$ref": _REF + "JsonInput"},
+                },
                 json=True,
             ),
             _NS,
