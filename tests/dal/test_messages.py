@@ -775,3 +775,31 @@ async def append_to(pool: Any, user_id: Any, conversation_id: Any) -> Any:
         conversation_id=conversation_id,
         draft=MessageDraft(role="user", parts=[text("new")]),
     )
+
+
+async def test_concurrent_appends_retries_and_deletes_keep_the_counters_true(
+    pool: Any, alice: User
+) -> None:
+    """Whatever the interleaving: message_count is the number of messages, last_message_at
+    that of the newest, seqs of the messages appended are 1..n without gaps or repeats."""
+    conv = await make_conversation(pool, alice)
+    ids = {"user_id": alice.id, "conversation_id": conv.id}
+    seeded = [await append(pool, alice, conv, text(f"seed {i}")) for i in range(12)]
+    shared = [new_id() for _ in range(4)]
+
+    async def appender(n: int) -> None:
+        draft = MessageDraft(id=shared[n % 4], role="user", parts=[text(f"shared {n % 4}")])
+        await messages.insert_message(pool, **ids, draft=draft)
+        await append(pool, alice, conv, text(f"own {n}"))
+
+    async def deleter(n: int) -> None:
+        await messages.delete_message(pool, **ids, message_id=seeded[n].message.id)
+
+    await asyncio.gather(*(appender(n) for n in range(12)), *(deleter(n) for n in range(12)))
+    rows = await pool.fetch(
+        "SELECT seq, created_at FROM messages WHERE conversation_id = $1 ORDER BY seq", conv.id
+    )
+    after = await conversations.get_conversation(pool, **ids)
+    assert after.message_count == len(rows) == 4 + 12
+    assert after.last_message_at == rows[-1]["created_at"]
+    assert [r["seq"] for r in rows] == list(range(13, 13 + 16))
