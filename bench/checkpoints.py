@@ -21,7 +21,9 @@ runs, and an invocation returns once everything is saved):
   100 checkpoints (a 3-node invocation writes 5, so 21 invocations: 105), written beforehand;
 - saver.aget_tuple of the latest checkpoint of the threads above, shown in µs per call.
 Afterwards, 50 invocations on one-connection pools count, per invocation, the saver calls, the
-statements each driver sends and the transactions PostgreSQL's statistics saw.
+statements each driver sends, the transactions PostgreSQL's statistics saw and the WAL the
+server wrote meanwhile (noise-free, unlike times: what each save costs the server's disk; on a
+server of its own, as the embedded one is).
 """
 
 from __future__ import annotations
@@ -472,17 +474,20 @@ async def measure(
 
 @dataclass
 class Work:
-    """Per invocation, on average: saver calls, statements sent, transactions committed."""
+    """Per invocation, on average: saver calls, statements sent, transactions committed, WAL
+    bytes written."""
 
     calls: dict[str, float]
     statements: float | None
     transactions: float | None
+    wal_bytes: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "saver_calls": {k: round(v, 2) for k, v in self.calls.items()},
             "statements": None if self.statements is None else round(self.statements, 2),
             "transactions": None if self.transactions is None else round(self.transactions, 2),
+            "wal_bytes": None if self.wal_bytes is None else round(self.wal_bytes),
         }
 
 
@@ -523,6 +528,17 @@ def transactions(server_url: str, databases: Mapping[Contender, str]) -> dict[Co
     return {c: by_name.get(name, 0) for c, name in databases.items()}
 
 
+def wal_position(server_url: str) -> int:
+    """Where the server's write-ahead log is, in bytes: the difference of two readings is the
+    WAL written between them (by every database of the server)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 async def settled_transactions(
     server_url: str, databases: Mapping[Contender, str]
 ) -> dict[Contender, int]:
@@ -547,11 +563,15 @@ async def count_work(
 ) -> dict[Contender, Work]:
     """Run ``invokes`` invocations (on ``threads`` new threads) on a one-connection pool of its
     own per contender, after two to warm the connection up (statements prepared, types
-    introspected), counting saver calls and statements client side, and transactions in
-    PostgreSQL's statistics, less those of the same pass without the ``invokes``."""
+    introspected), counting saver calls and statements client side, transactions in
+    PostgreSQL's statistics, less those of the same pass without the ``invokes``, and the WAL
+    written while a contender's invocations ran (the contenders run one after the other)."""
 
-    async def one_pass(n: int) -> tuple[dict[Contender, Counter[str]], Counter[str]]:
+    async def one_pass(
+        n: int,
+    ) -> tuple[dict[Contender, Counter[str]], Counter[str], Counter[str]]:
         statements: Counter[str] = Counter()
+        wal: Counter[str] = Counter()
         calls: dict[Contender, Counter[str]] = {c: Counter() for c in CONTENDERS}
         async with open_sides(urls, 1, count_statements=statements) as sides:
             for contender, side in sides.items():
@@ -559,16 +579,18 @@ async def count_work(
                     await invoke(side.graph, f"count-{n}-warm")
                 statements[contender] = CountingCursor.statements = 0
                 count_calls(side.saver, calls[contender])
+                start = await asyncio.to_thread(wal_position, server_url)
                 for j in range(n):
                     await invoke(side.graph, f"count-{n}-t{j % threads}")
+                wal[contender] = await asyncio.to_thread(wal_position, server_url) - start
                 if contender == "official":
                     statements[contender] = CountingCursor.statements
-        return calls, statements
+        return calls, statements, wal
 
     before = await settled_transactions(server_url, databases)
     await one_pass(0)
     baseline = await settled_transactions(server_url, databases)
-    calls, statements = await one_pass(invokes)
+    calls, statements, wal = await one_pass(invokes)
     after = await settled_transactions(server_url, databases)
     work: dict[Contender, Work] = {}
     for contender in CONTENDERS:
@@ -578,7 +600,12 @@ async def count_work(
             continue
         overhead = baseline[contender] - before[contender]
         committed = after[contender] - baseline[contender] - overhead
-        work[contender] = Work(per_call, statements[contender] / invokes, committed / invokes)
+        work[contender] = Work(
+            per_call,
+            statements[contender] / invokes,
+            committed / invokes,
+            wal[contender] / invokes,
+        )
     return work
 
 
@@ -682,6 +709,7 @@ def render(outcome: Outcome) -> str:
         "saver calls",
         "statements",
         "transactions",
+        "WAL kB",
     )
     work_rows = []
     for contender in CONTENDERS:
@@ -697,6 +725,7 @@ def render(outcome: Outcome) -> str:
                 calls,
                 "-" if work.statements is None else f"{work.statements:.1f}",
                 "-" if work.transactions is None else f"{work.transactions:.1f}",
+                "-" if work.wal_bytes is None else f"{work.wal_bytes / 1000:.1f}",
             )
         )
     return "\n\n".join([table(header, rows), table(work_header, work_rows)])
