@@ -374,7 +374,6 @@ def _without_null(schema: dict[str, Any]) -> None:
 _NOT_NULL: Any = Field(default=None, json_schema_extra=_without_null)
 
 
-
 class Conversation(Row):
     id: UUID
     user_id: UUID
@@ -413,7 +412,6 @@ class ConversationPatch(_Patch):
         if not self.model_fields_set:
             raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
         return self
-
 
     @field_validator("title", "metadata", "tags")
     @classmethod

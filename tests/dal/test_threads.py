@@ -714,7 +714,7 @@ async def test_prune_racing_put_thread_state_leaves_no_dangling_parent(
         thread_id = f"race-{round_}"
         await put(pool, alice, thread_id, {"n": 0})
 
-        async def prune() -> None:
+        async def prune(thread_id: str = thread_id) -> None:
             if via == "saver":
                 await saver.aprune([thread_id], strategy=strategy)
                 return
@@ -739,7 +739,7 @@ async def test_copy_racing_put_thread_state_leaves_no_dangling_parent(
         source, target = f"src-{round_}", f"dst-{round_}"
         await put(pool, alice, source, {"n": 0})
 
-        async def copy(latest_only: bool) -> None:
+        async def copy(latest_only: bool, source: str = source, target: str = target) -> None:
             try:
                 await threads.copy_thread(
                     pool,
