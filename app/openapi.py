@@ -10,6 +10,7 @@ headers. tests/app/test_schemathesis.py holds the app to this document.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -344,8 +345,8 @@ _ERRORS = {
     401: "Missing or invalid token",
     404: "Not found (or another user's)",
     409: "Conflict",
-    412: "Stale version: the conversation is at another version than If-Match says",
     408: "The body did not arrive in time (APP_BODY_TIMEOUT; answered by the server)",
+    412: "Stale version: the conversation is at another version than If-Match says",
     413: "Body too large",
     415: "Body is not JSON (send Content-Type: application/json)",
     422: "Validation error",
@@ -384,9 +385,6 @@ _ERROR_HEADERS = {401: ("WWW-Authenticate",), 503: ("Retry-After",)}
 # --- request bodies: what the routes check beyond the records ---------------------------------
 
 
-# Any JSON value a client may send (JsonValue of the input records), as dal.records checks it:
-# strings and keys without NUL, integers within 64 bits, floats finite, nested at most
-# APP_MAX_JSON_DEPTH levels (JSON Schema cannot bound the depth: it is in the description).
 def _json_input(settings: Settings) -> Json:
     """Any JSON value a client may send (JsonValue of the input records), as dal.records checks
     it. JSON Schema has one number type, whose integers include 1e300 (which Mnemo takes, as a
@@ -446,7 +444,7 @@ def _part_schema() -> Json:
     }
 
 
-def _walk(node: Any) -> Any:
+def _walk(node: Any) -> Iterator[Json]:
     """Every dict inside a JSON schema, depth first."""
     if isinstance(node, dict):
         yield node
