@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import schemathesis
@@ -102,6 +103,8 @@ class Seeded:
     """
 
     caller: Caller
+    # Another user, who owns none of the ids.
+    other: Caller
     ids: dict[str, list[str]]
     spares: dict[str, list[str]]
 
@@ -142,7 +145,7 @@ def _seed(app: Starlette) -> Seeded:
     with TestClient(app) as client:
         user, token = make_user(client, "alice", display_name="Alice")
         caller = Caller(user, token)
-        other, _ = make_user(client, "bob")
+        other = Caller(*make_user(client, "bob"))
         issued = client.post("/v1/tokens", json={"name": "spare"}, headers=caller.headers)
         assert issued.status_code == 201, issued.text
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
@@ -158,8 +161,9 @@ def _seed(app: Starlette) -> Seeded:
         checkpoints = [_save_state(client, caller, t, step) for t in threads for step in range(2)]
     return Seeded(
         caller=caller,
+        other=other,
         ids={
-            "user_id": [caller.id, str(other["id"])],
+            "user_id": [caller.id, other.id],
             "conversation_id": conversations[:2],
             "message_id": [*messages[:3], streaming.json()["id"]],
             "thread_id": threads[:2],
@@ -404,3 +408,46 @@ def test_seeded_rows_are_what_the_routes_find(app: Starlette, seeded: Seeded) ->
             assert client.get(url, headers=headers).status_code == 200, url
         tokens = client.get("/v1/tokens", headers=headers).json()["items"]
         assert seeded.spares["token_id"][0] in {t["id"] for t in tokens}
+
+
+def _everything_of(client: TestClient, caller: Caller) -> Json:
+    """All a user has, as they read it."""
+    headers = caller.headers
+
+    def get(url: str) -> Any:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, (url, response.text)
+        return response.json()
+
+    conversations = get("/v1/conversations?limit=200")["items"]
+    threads = get("/v1/threads?limit=200")["items"]
+    return {
+        "me": get("/v1/me"),
+        "tokens": get("/v1/tokens"),
+        "conversations": conversations,
+        "messages": {
+            c["id"]: get(f"{messages_url(c['id'])}?limit=200")["items"] for c in conversations
+        },
+        "threads": threads,
+        "history": {
+            t["thread_id"]: get(f"/v1/threads/{quote(t['thread_id'], safe='')}/history?limit=200")[
+                "items"
+            ]
+            for t in threads
+        },
+    }
+
+
+def test_schemathesis_with_another_users_token_changes_nothing_of_the_owners(
+    app: Starlette, seeded: Seeded
+) -> None:
+    """Bob's token on Alice's ids (drawn half the time): no failure, and all Alice has is as it
+    was (another user's row is 404, never read, changed or deleted)."""
+    with TestClient(app) as client:
+        before = _everything_of(client, seeded.caller)
+
+    run = run_schemathesis(app, seeded.other.token, seeded, admin=False)
+
+    assert not run.failures, _report(run.failures)
+    with TestClient(app) as client:
+        assert _everything_of(client, seeded.caller) == before
