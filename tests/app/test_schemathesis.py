@@ -1,9 +1,10 @@
-"""Schemathesis over every route of the app, with a user's token and with the admin token.
+"""Schemathesis over every route of the app: with a user's token, with the admin token, and
+with another user's token on the first user's ids (which must leave them as they were).
 
 The engine runs what ``st run --checks all`` runs (examples, coverage, fuzzing and stateful
 phases; every check: no server error, status codes, content types, response schemas and
 headers, positive and negative data, auth, methods), in-process against the ASGI app on this
-test's own migrated database. Users, tokens, conversations, messages and a thread with
+test's own migrated database. Users, tokens, conversations, messages and threads with
 checkpoints exist first, and their ids are drawn as path parameters half the time, so the
 routes answer with real data, not only 404s. Seeded and bounded, so it runs the same cases
 every time, in seconds.
