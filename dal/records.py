@@ -16,6 +16,7 @@ import asyncpg
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -200,7 +201,21 @@ DisplayName = Annotated[str, Field(max_length=200)]
 # A token's lifetime in seconds: at most 100 years here (APP_MAX_TOKEN_EXPIRES_IN may allow
 # less), which keeps now() + it far inside PostgreSQL's timestamps.
 MAX_TOKEN_EXPIRES_IN = 100 * 365 * 24 * 3600
-TokenExpiresIn = Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN)]
+
+
+def _whole_number(value: object) -> object:
+    """A float with no fraction as the integer it is: JSON (and JSON Schema) make no difference
+    between 60 and 60.0, while strict records take only the first. Anything else is left for
+    the strict check to judge."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# (The bounds come first: they belong to the integer, and the schema shows them as such.)
+TokenExpiresIn = Annotated[
+    int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN), BeforeValidator(_whole_number)
+]
 # A LangGraph thread id: any string the agent chose.
 ThreadId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Url = Annotated[str, Field(max_length=2000)]

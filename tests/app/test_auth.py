@@ -238,7 +238,7 @@ def test_token_with_expires_in_works_until_it_expires_then_401(
     assert client.get("/v1/me", headers=alice.headers).status_code == 200  # never expires
 
 
-@pytest.mark.parametrize("value", [0, -5, 1.5, 3600.0, "3600", True, None, 10**40])
+@pytest.mark.parametrize("value", [0, -5, 1.5, 0.0, "3600", True, None, 10**40, 1e40])
 def test_create_token_bad_expires_in_is_422_and_creates_nothing(
     client: TestClient, alice: Caller, settings: Settings, value: object
 ) -> None:
@@ -250,6 +250,19 @@ def test_create_token_bad_expires_in_is_422_and_creates_nothing(
     error = assert_error(response, 422, "validation_error")
     assert error["details"][0]["field"] == "expires_in"
     assert count_rows(settings, "SELECT count(*) FROM api_tokens") == 1  # alice's first
+
+
+@pytest.mark.parametrize("value", [3600.0, 3.6e3])
+def test_create_token_expires_in_written_as_a_whole_float_is_that_integer(
+    client: TestClient, alice: Caller, value: float
+) -> None:
+    # JSON (and the JSON Schema integer of /openapi.json) make no difference between 3600 and
+    # 3600.0: both are the same lifetime.
+    response = client.post("/v1/tokens", json={"expires_in": value}, headers=alice.headers)
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (ts(body["expires_at"]) - ts(body["created_at"])).total_seconds() == 3600
 
 
 @pytest.fixture

@@ -74,25 +74,7 @@ def _body(case: Any) -> dict[str, Any]:
     return case.body if isinstance(case.body, dict) else {}
 
 
-KNOWN: list[Known] = [
-    *(
-        Known(
-            "positive_data_acceptance",
-            operation,
-            lambda case, response, field=field: (
-                response.status_code == 422
-                and isinstance(_body(case).get(field), float)
-                and b"int_type" in response.content
-            ),
-            f"{field}: 3.0 is an integer to JSON and JSON Schema, the strict record refuses "
-            "it (tokens)",
-        )
-        for operation, field in (
-            ("POST /v1/tokens", "expires_in"),
-            ("POST /v1/users", "token_expires_in"),
-        )
-    ),
-]
+KNOWN: list[Known] = []
 
 
 @dataclass(frozen=True)
