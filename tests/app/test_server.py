@@ -90,9 +90,10 @@ def stop_app(process: subprocess.Popen[bytes]) -> int:
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """A private temporary directory instead of pytest's: a pytest run starting meanwhile
-    resets its base directory (/tmp/pytest-of-<user>) to mode 0700, which locks the embedded
-    server's own system user out of a data directory under it (seen as "could not open file
-    .../global/pg_control: Permission denied" when several runs share the machine)."""
+    resets its base directory (pytest-of-<user> in the temporary folder) to mode 0700, which
+    locks the embedded server's own system user out of a data directory under it (seen as
+    "could not open file .../global/pg_control: Permission denied" when several runs share the
+    machine)."""
     with tempfile.TemporaryDirectory(prefix="mnemo-server-test-") as tmp:
         yield Path(tmp)
 
