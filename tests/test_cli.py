@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from app import create_app
 from app.cli import main
 from dal import embedded, migrate
 from dal.settings import Settings
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MNEMO = str(Path(sys.executable).parent / "mnemo")
@@ -46,13 +46,6 @@ def yoyo_list(stdout: str) -> dict[str, str]:
     """``yoyo list``'s table as {migration id: "A" (applied) or "U" (unapplied)}."""
     rows = [line.split() for line in stdout.splitlines()]
     return {row[1]: row[0] for row in rows if len(row) >= 2 and row[0] in ("A", "U")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers(url: str) -> bool:

@@ -12,16 +12,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import psycopg
 import pytest
 
 from dal import embedded
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,15 +57,6 @@ def stop_leftover_server(pgdata: Path) -> None:
             process.wait(timeout=30)
     except (OSError, ValueError, psutil.Error):
         pass
-
-
-def wait_until(predicate: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_user(pgdata: Path) -> tuple[subprocess.Popen[str], str]:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -103,13 +104,6 @@ def curl_walkthrough() -> str:
     section = README.split("## The API, with curl", 1)[1].split("\n## ", 1)[0]
     (walkthrough,) = re.findall(r"^```sh\n(.*?)^```$", section, flags=re.M | re.S)
     return str(walkthrough)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough needs curl")
