@@ -9,7 +9,7 @@ from starlette.requests import Request
 from app.state import AppState
 from dal.errors import Forbidden, NotFound, Unauthorized
 from dal.gateways import users
-from dal.records import User
+from dal.records.users import User
 
 
 def bearer_token(request: Request[AppState]) -> str:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from app.errors import HttpError
 from app.state import AppState
 from dal.errors import InvalidInput
-from dal.records import JSON_DEPTH_CONTEXT, JsonObject
+from dal.records.base import JSON_DEPTH_CONTEXT, JsonObject
 
 M = TypeVar("M", bound=BaseModel)
 

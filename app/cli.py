@@ -191,7 +191,7 @@ def create_user(settings: Settings, username: str, display_name: str | None) -> 
     import dal
     from app.schemas import UserCreated
     from dal.gateways import users
-    from dal.records import UserDraft
+    from dal.records.users import UserDraft
 
     try:
         draft = UserDraft(username=username, display_name=display_name)

@@ -22,19 +22,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.schemas import ErrorBody, Health, TokenCreated, UserCreated
-from dal.gateways import conversations, messages, threads
-from dal.records import _PART_FIELDS as PART_FIELDS
-from dal.records import _TOOL_FIELDS as TOOL_FIELDS
-from dal.records import (
+from dal.cursors import MAX_PAGE_SIZE
+from dal.gateways import threads
+from dal.records.conversations import (
     Conversation,
     ConversationDraft,
     ConversationPage,
     ConversationPatch,
-    CopiedThread,
+)
+from dal.records.messages import (
+    PART_FIELDS,
+    TOOL_FIELDS,
     Message,
     MessageDraft,
     MessagePage,
     MessagePatch,
+)
+from dal.records.threads import (
+    CopiedThread,
     Pruned,
     SavedCheckpoint,
     Thread,
@@ -44,12 +49,8 @@ from dal.records import (
     ThreadPrune,
     ThreadState,
     ThreadStateDraft,
-    TokenDraft,
-    TokenList,
-    User,
-    UserDraft,
-    UserPatch,
 )
+from dal.records.users import TokenDraft, TokenList, User, UserDraft, UserPatch
 from dal.settings import Settings
 
 Auth = Literal["none", "user", "admin"]
@@ -211,7 +212,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/conversations",
         "List conversations, most recent activity first",
         response=ConversationPage,
-        params=(_limit(50, conversations.MAX_PAGE_SIZE), _CURSOR),
+        params=(_limit(50, MAX_PAGE_SIZE), _CURSOR),
     ),
     Operation(
         "get",
@@ -248,7 +249,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A page of messages, oldest first (the newest page unless before or after is given)",
         response=MessagePage,
         params=(
-            _limit(50, messages.MAX_PAGE_SIZE),
+            _limit(50, MAX_PAGE_SIZE),
             Param("before", "the page just before this seq (not with after)", _SEQ),
             Param("after", "the page just after this seq (not with before)", _SEQ),
         ),
@@ -268,7 +269,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/threads",
         "List the caller's agent threads, most recently updated first",
         response=ThreadPage,
-        params=(_limit(50, threads.MAX_PAGE_SIZE), _CURSOR),
+        params=(_limit(50, MAX_PAGE_SIZE), _CURSOR),
     ),
     Operation("get", _THREAD, "Get a thread", response=Thread),
     Operation("delete", _THREAD, "Delete a thread and all its checkpoints", status=204),

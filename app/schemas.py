@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
-from dal.records import User
+from dal.records.users import User
 
 _OUT = ConfigDict(frozen=True, extra="forbid")
 

@@ -20,7 +20,9 @@ import asyncpg
 from dal.gateways import conversations, messages, users
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import ConversationDraft, MessageDraft, UserDraft
+from dal.records.conversations import ConversationDraft
+from dal.records.messages import MessageDraft
+from dal.records.users import UserDraft
 
 # asyncpg.Pool is generic only in asyncpg-stubs, hence the string.
 Pool: TypeAlias = "asyncpg.Pool[Any]"

@@ -1,4 +1,5 @@
-"""Opaque keyset cursors for lists ordered by ``(updated_at, key)``, newest first.
+"""Pages: the page-size bound every list shares, and opaque keyset cursors for lists ordered
+by ``(updated_at, key)``, newest first.
 
 A cursor is the ``(updated_at, key)`` of the last row of a page, as URL-safe base64 of a JSON
 pair (no padding). Clients pass it back unchanged; anything else is InvalidInput.
@@ -8,11 +9,39 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 import orjson
 
 from dal.errors import InvalidInput
+
+# The most rows a page of any list holds (the ``limit`` of every list gateway).
+MAX_PAGE_SIZE = 200
+
+
+def check_limit(limit: int) -> int:
+    """A page size a list takes: 1 to MAX_PAGE_SIZE; InvalidInput otherwise."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
+class Updated(Protocol):
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+R = TypeVar("R", bound=Updated)
+
+
+def next_cursor(items: Sequence[R], more: bool, key: Callable[[R], str]) -> str | None:
+    """The cursor of the page after ``items`` (keyset of its last row), or None when no more
+    rows follow."""
+    if not more or not items:
+        return None
+    return encode_keyset(items[-1].updated_at, key(items[-1]))
 
 
 def encode_keyset(updated_at: datetime, key: str) -> str:

@@ -47,7 +47,7 @@ from dal import migrate
 from dal.database import Executor, open_pool, transaction, translating
 from dal.errors import NotFound, Unavailable
 from dal.gateways import checkpoints
-from dal.records import Blob, CheckpointPut, CheckpointRow, Write, WritesPut
+from dal.records.checkpoints import Blob, CheckpointPut, CheckpointRow, Write, WritesPut
 from dal.settings import Settings
 
 _INT64 = range(-(2**63), 2**63)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # GET /v1/tokens lists up to this many in one answer, hence the upper bound.
     app_max_tokens_per_user: int = Field(default=100, ge=1, le=10_000)
     # Longest expires_in a token may ask for, in seconds (422 above); 10 years by default, at
-    # most dal.records.MAX_TOKEN_EXPIRES_IN (100 years). A token given no expires_in never
+    # most dal.records.users.MAX_TOKEN_EXPIRES_IN (100 years). A token given no expires_in never
     # expires (it works until revoked).
     app_max_token_expires_in: int = Field(default=10 * 365 * 24 * 3600, ge=1, le=3_153_600_000)
     app_host: str = "127.0.0.1"

@@ -21,7 +21,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel, JsonValue
 
-from dal.records import CheckpointRow, PendingWrite, ThreadState
+from dal.records.checkpoints import CheckpointRow
+from dal.records.threads import PendingWrite, ThreadState
 
 
 def json_serde() -> SerializerProtocol:

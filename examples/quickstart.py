@@ -9,7 +9,9 @@ import secrets
 
 import dal
 from dal.gateways import conversations, messages, users
-from dal.records import ConversationDraft, MessageDraft, MessagePatch, UserDraft
+from dal.records.conversations import ConversationDraft
+from dal.records.messages import MessageDraft, MessagePatch
+from dal.records.users import UserDraft
 
 
 async def main() -> None:

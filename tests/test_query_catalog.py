@@ -11,17 +11,11 @@ import pytest
 from pydantic import BaseModel
 
 from dal.queries import QUERIES_DIR, Q, QueryFileError, load, parse_file
-from dal.records import (
-    CheckpointHead,
-    CheckpointRow,
-    Conversation,
-    CopyTarget,
-    DeltaHistoryRow,
-    Message,
-    Thread,
-    Token,
-    User,
-)
+from dal.records.checkpoints import CheckpointRow, DeltaHistoryRow
+from dal.records.conversations import Conversation
+from dal.records.messages import Message
+from dal.records.threads import CheckpointHead, CopyTarget, Thread
+from dal.records.users import Token, User
 
 ROOT = Path(__file__).resolve().parent.parent
 

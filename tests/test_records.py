@@ -13,20 +13,11 @@ from pydantic import BaseModel, ValidationError
 from dal.database import fetch_all, fetch_one
 from dal.gateways import conversations, messages, users
 from dal.queries import Q
-from dal.records import (
-    JSON_DEPTH_CONTEXT,
-    MAX_JSON_DEPTH,
-    Conversation,
-    ConversationDraft,
-    Message,
-    MessageDraft,
-    MessagePatch,
-    ThreadStateDraft,
-    Token,
-    User,
-    UserDraft,
-    json_problem,
-)
+from dal.records.base import JSON_DEPTH_CONTEXT, MAX_JSON_DEPTH, json_problem
+from dal.records.conversations import Conversation, ConversationDraft
+from dal.records.messages import Message, MessageDraft, MessagePatch
+from dal.records.threads import ThreadStateDraft
+from dal.records.users import Token, User, UserDraft
 from tests.dal.test_messages import AI_SDK_PARTS
 
 

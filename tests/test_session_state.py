@@ -18,14 +18,9 @@ from dal.errors import DomainError
 from dal.gateways import conversations, messages, meta, users
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import (
-    ConversationDraft,
-    ConversationPatch,
-    MessageDraft,
-    MessagePatch,
-    UserDraft,
-    UserPatch,
-)
+from dal.records.conversations import ConversationDraft, ConversationPatch
+from dal.records.messages import MessageDraft, MessagePatch
+from dal.records.users import UserDraft, UserPatch
 from dal.settings import Settings
 
 # Statements that change the session, and functions or clauses that do so inside others.

@@ -11,8 +11,9 @@ from app.body import int_param, read_json
 from app.errors import HttpError
 from app.responses import no_content, record_response
 from app.state import AppState
+from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import conversations
-from dal.records import Conversation, ConversationDraft, ConversationPatch
+from dal.records.conversations import Conversation, ConversationDraft, ConversationPatch
 
 
 def _etag(conversation: Conversation) -> dict[str, str]:
@@ -46,7 +47,7 @@ async def create_conversation(request: Request[AppState]) -> Response:
 
 async def list_conversations(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=conversations.MAX_PAGE_SIZE)
+    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
     assert limit is not None
     page = await conversations.list_conversations(
         request.state["pool"],

@@ -10,8 +10,9 @@ from app.auth import current_user
 from app.body import int_param, read_json
 from app.responses import no_content, record_response
 from app.state import AppState
+from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import messages
-from dal.records import MessageDraft, MessagePatch
+from dal.records.messages import MessageDraft, MessagePatch
 
 
 async def append_message(request: Request[AppState]) -> Response:
@@ -39,7 +40,7 @@ async def append_message(request: Request[AppState]) -> Response:
 
 async def list_messages(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=messages.MAX_PAGE_SIZE)
+    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
     assert limit is not None
     page = await messages.list_messages(
         request.state["pool"],

@@ -13,8 +13,9 @@ from app.auth import current_user
 from app.body import int_param, json_object_param, read_json
 from app.responses import no_content, record_response
 from app.state import AppState
+from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import threads
-from dal.records import ThreadCopy, ThreadPrune, ThreadStateDraft
+from dal.records.threads import ThreadCopy, ThreadPrune, ThreadStateDraft
 
 
 def _thread_id(request: Request[AppState]) -> str:
@@ -28,7 +29,7 @@ def _checkpoint_ns(request: Request[AppState]) -> str:
 
 async def list_threads(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=threads.MAX_PAGE_SIZE)
+    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
     assert limit is not None
     page = await threads.list_threads(
         request.state["pool"],

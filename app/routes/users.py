@@ -13,7 +13,7 @@ from app.schemas import TokenCreated, UserCreated
 from app.state import AppState
 from dal.errors import InvalidInput
 from dal.gateways import users
-from dal.records import TokenDraft, UserDraft, UserPatch
+from dal.records.users import TokenDraft, UserDraft, UserPatch
 
 
 def _check_expires_in(request: Request[AppState], field: str, expires_in: int | None) -> None:

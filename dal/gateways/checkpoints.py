@@ -17,7 +17,7 @@ from uuid import UUID
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound
 from dal.queries import Q
-from dal.records import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, WritesPut
+from dal.records.checkpoints import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, WritesPut
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # The owner of threads written without a user (the nil UUID).

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from dal.cursors import decode_keyset, encode_keyset
+from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, StaleVersion
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import (
+from dal.records.conversations import (
     Conversation,
     ConversationDraft,
     ConversationPage,
@@ -18,7 +18,6 @@ from dal.records import (
     CreatedConversation,
 )
 
-MAX_PAGE_SIZE = 200
 # The default of APP_MAX_PAGE_BYTES, for callers that pass no limit of their own.
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 # A thread serves one conversation of its user (conversations.thread_id is the link).
@@ -37,9 +36,13 @@ def thread_link_conflict(exc: Conflict, thread_id: str | None) -> Conflict:
     )
 
 
+def _key(conversation: Conversation) -> str:
+    return str(conversation.id)
+
+
 def encode_cursor(conversation: Conversation) -> str:
     """An opaque keyset cursor: the (updated_at, id) of the last conversation of a page."""
-    return encode_keyset(conversation.updated_at, str(conversation.id))
+    return encode_keyset(conversation.updated_at, _key(conversation))
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
@@ -112,8 +115,7 @@ async def list_conversations(
     thread), but holds at least one. Pass the page's ``next_cursor`` back to get the next
     one; it is None on the last page.
     """
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    check_limit(limit)
     if cursor is None:
         rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1, max_bytes)
     else:
@@ -130,8 +132,8 @@ async def list_conversations(
     # The row after the page (past the count or the bytes) comes without its metadata.
     page = [row for row in rows if row["metadata"] is not None]
     items = Conversation.from_rows(page)
-    next_cursor = encode_cursor(items[-1]) if len(page) < len(rows) else None
-    return ConversationPage(items=items, next_cursor=next_cursor)
+    more = len(page) < len(rows)
+    return ConversationPage(items=items, next_cursor=next_cursor(items, more, _key))
 
 
 async def update_conversation(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+from dal.cursors import check_limit
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
 from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, TooLarge
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import Appended, Message, MessageDraft, MessagePage, MessagePatch
+from dal.records.messages import Appended, Message, MessageDraft, MessagePage, MessagePatch
 
-MAX_PAGE_SIZE = 200
 # The defaults of APP_MAX_MESSAGE_BYTES, APP_MAX_MESSAGE_PARTS and APP_MAX_PAGE_BYTES, for
 # callers of the gateways that pass no limits of their own (the app passes its settings).
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
@@ -121,8 +121,7 @@ async def list_messages(
     whether more exist beyond the page in the direction of travel (older for newest/before,
     newer for after).
     """
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    check_limit(limit)
     if before is not None and after is not None:
         raise InvalidInput("give before or after, not both")
     if after is not None:

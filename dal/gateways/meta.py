@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dal.database import Executor, fetch_all, fetch_one
 from dal.queries import Q
-from dal.records import ServerState
+from dal.records.meta import ServerState
 
 
 async def get_server_state(db: Executor) -> ServerState:

@@ -22,16 +22,15 @@ import ormsgpack
 from langgraph.checkpoint.base.id import uuid6
 from pydantic import JsonValue
 
-from dal.cursors import decode_keyset, encode_keyset
+from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
 from dal.database import Executor, fetch_all, fetch_one, fetch_value, transaction, translating
 from dal.errors import Conflict, InvalidInput, NotFound
 from dal.gateways import checkpoints
 from dal.langgraph import AsyncpgSaver
 from dal.queries import Q
-from dal.records import (
-    Blob,
+from dal.records.checkpoints import Blob, CheckpointPut
+from dal.records.threads import (
     CheckpointHead,
-    CheckpointPut,
     CopiedThread,
     CopyTarget,
     Pruned,
@@ -44,7 +43,6 @@ from dal.records import (
 )
 from dal.values import json_serde, thread_state
 
-MAX_PAGE_SIZE = 200
 MAX_HISTORY = 200
 # Keys of a checkpoint's metadata that describe the checkpoint itself (as LangGraph writes
 # them): set by put_thread_state, not by its caller.
@@ -54,9 +52,13 @@ RESERVED_METADATA = ("source", "step", "parents")
 MAX_THREAD_ID_BYTES = checkpoints.MAX_KEY_BYTES["thread id"]
 
 
+def _key(thread: Thread) -> str:
+    return thread.thread_id
+
+
 def encode_cursor(thread: Thread) -> str:
     """An opaque keyset cursor: the (updated_at, thread_id) of the last thread of a page."""
-    return encode_keyset(thread.updated_at, thread.thread_id)
+    return encode_keyset(thread.updated_at, _key(thread))
 
 
 def check_thread_id(thread_id: str) -> str:
@@ -103,8 +105,7 @@ async def list_threads(
 
     Pass the page's ``next_cursor`` back to get the next one; it is None on the last page.
     """
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    check_limit(limit)
     if cursor is None:
         rows = await fetch_all(db, Q["list_threads"], user_id, limit + 1)
     else:
@@ -113,8 +114,7 @@ async def list_threads(
             db, Q["list_threads_before"], user_id, updated_at, last_id, limit + 1
         )
     items = Thread.from_rows(rows[:limit])
-    next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
-    return ThreadPage(items=items, next_cursor=next_cursor)
+    return ThreadPage(items=items, next_cursor=next_cursor(items, len(rows) > limit, _key))
 
 
 async def upsert_thread_of_user(

@@ -13,7 +13,7 @@ from dal.database import Executor, fetch_all, fetch_one, transaction
 from dal.errors import Conflict, InvalidInput, LimitReached, NotFound
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records import (
+from dal.records.users import (
     MAX_TOKEN_EXPIRES_IN,
     IssuedToken,
     NewUser,

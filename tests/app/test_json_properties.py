@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dal.records import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH
+from dal.records.base import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH
 from dal.settings import Settings
 from tests.app.conftest import Caller, TestClient, make_conversation, messages_url
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from dal.gateways import conversations, users
-from dal.records import Conversation, ConversationDraft, User, UserDraft
+from dal.records.conversations import Conversation, ConversationDraft
+from dal.records.users import User, UserDraft
 
 
 async def make_user(db: Any, name: str | None = None) -> User:

@@ -21,7 +21,7 @@ from dal.gateways import checkpoints
 from dal.gateways.checkpoints import NO_OWNER
 from dal.langgraph import AsyncpgSaver
 from dal.queries import Q
-from dal.records import CheckpointPut
+from dal.records.checkpoints import CheckpointPut
 
 NAMES = {query.sql: name for name, query in Q.items()}
 

@@ -11,7 +11,9 @@ from dal.database import transaction
 from dal.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from dal.gateways import conversations, messages
 from dal.ids import new_id
-from dal.records import ConversationDraft, ConversationPatch, MessageDraft, User
+from dal.records.conversations import ConversationDraft, ConversationPatch
+from dal.records.messages import MessageDraft
+from dal.records.users import User
 from tests.dal.conftest import make_conversation
 
 

@@ -11,7 +11,8 @@ import pytest
 from dal.database import translating
 from dal.errors import InvalidInput
 from dal.gateways import threads
-from dal.records import ThreadStateDraft, User
+from dal.records.threads import ThreadStateDraft
+from dal.records.users import User
 
 
 def deep(depth: int) -> Any:

@@ -261,7 +261,7 @@ async def test_from_conn_string_and_setup_are_idempotent(empty_database_url: str
 
 async def test_thread_owner_comes_from_config_user_id(pool: Any) -> None:
     from dal.gateways import users
-    from dal.records import UserDraft
+    from dal.records.users import UserDraft
 
     alice = await users.insert_user(pool, draft=UserDraft(username="owner"))
     calls: dict[str, int] = {}

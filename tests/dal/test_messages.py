@@ -17,14 +17,9 @@ from dal.database import open_pool, transaction
 from dal.errors import Conflict, InvalidInput, NotFound, TooLarge
 from dal.gateways import conversations, messages
 from dal.ids import new_id
-from dal.records import (
-    Conversation,
-    ConversationDraft,
-    CreatedConversation,
-    MessageDraft,
-    MessagePatch,
-    User,
-)
+from dal.records.conversations import Conversation, ConversationDraft, CreatedConversation
+from dal.records.messages import MessageDraft, MessagePatch
+from dal.records.users import User
 from dal.settings import Settings
 from tests.dal.conftest import make_conversation
 

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ValidationError
 from dal.errors import Conflict, InvalidInput, NotFound
 from dal.gateways import conversations, threads
 from dal.langgraph import AsyncpgSaver
-from dal.records import ConversationDraft, ThreadStateDraft, User
+from dal.records.conversations import ConversationDraft
+from dal.records.threads import ThreadStateDraft
+from dal.records.users import User
 from dal.values import json_value
 
 # --- helpers ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from dal.errors import Conflict, NotFound
 from dal.gateways import users
 from dal.ids import new_id
-from dal.records import IssuedToken, User, UserDraft, UserPatch
+from dal.records.users import IssuedToken, User, UserDraft, UserPatch
 from tests.dal.conftest import make_user
 
 
@@ -157,7 +157,7 @@ async def test_insert_token_expires_in_out_of_range_raises_invalid_input(
     pool: Any, alice: User
 ) -> None:
     from dal.errors import InvalidInput
-    from dal.records import MAX_TOKEN_EXPIRES_IN
+    from dal.records.users import MAX_TOKEN_EXPIRES_IN
 
     for bad in (0, -1, MAX_TOKEN_EXPIRES_IN + 1, 10**30):
         with pytest.raises(InvalidInput):

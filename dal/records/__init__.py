@@ -1,0 +1,1 @@
+"""Pydantic records, one module per aggregate (see base.py)."""

@@ -1,0 +1,110 @@
+"""Messages and their parts (the Vercel AI SDK's UI message parts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
+
+from dal.records.base import INPUT, NOT_NULL, ListPage, Metadata, Patch, Row, check_json, not_null
+
+Role = Literal["user", "assistant", "system", "tool"]
+MessageStatus = Literal["complete", "streaming"]
+
+# Required string fields of the Vercel AI SDK UI message part types Mnemo knows. Parts are
+# stored exactly as given (every other key is kept); unknown types are kept too.
+PART_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("text",),
+    "reasoning": ("text",),
+    "dynamic-tool": ("toolName", "toolCallId", "state"),
+    "file": ("mediaType", "url"),
+    "source-url": ("sourceId", "url"),
+    "source-document": ("sourceId", "mediaType", "title"),
+    "step-start": (),
+}
+TOOL_FIELDS = ("toolCallId", "state")
+
+
+def _check_part(part: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    kind = part.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("each part needs a non-empty string 'type'")
+    if kind in PART_FIELDS:
+        required = PART_FIELDS[kind]
+    elif kind.startswith("tool-") and len(kind) > len("tool-"):
+        required = TOOL_FIELDS
+    elif kind.startswith("data-") and len(kind) > len("data-"):
+        if "data" not in part:
+            raise ValueError(f"a {kind!r} part needs a 'data' field")
+        required = ()
+    else:
+        required = ()
+    for field in required:
+        if not isinstance(part.get(field), str):
+            raise ValueError(f"a {kind!r} part needs a string {field!r} field")
+    return part
+
+
+Part = Annotated[dict[str, JsonValue], AfterValidator(_check_part), AfterValidator(check_json)]
+
+# --- messages ---------------------------------------------------------------------------
+
+
+class Message(Row):
+    id: UUID
+    conversation_id: UUID
+    seq: int
+    role: Role
+    parts: list[dict[str, Any]]
+    content: str
+    metadata: dict[str, Any]
+    status: MessageStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageDraft(BaseModel):
+    """A message to append. Give ``id`` to make retries idempotent."""
+
+    model_config = INPUT
+    id: UUID | None = None
+    role: Role
+    parts: list[Part]
+    metadata: Metadata = Field(default_factory=dict)
+    status: MessageStatus = "complete"
+
+
+class MessagePatch(Patch):
+    """An edit: replace ``parts``, append ``append_parts`` (streaming only), replace
+    ``metadata``, set ``status`` (``complete`` finalizes a streaming message). An absent field
+    stays as it is; none can be null (``[]`` or ``{}`` empties parts or metadata)."""
+
+    parts: list[Part] | None = NOT_NULL
+    append_parts: list[Part] | None = NOT_NULL
+    metadata: Metadata | None = NOT_NULL
+    status: MessageStatus | None = NOT_NULL
+
+    @field_validator("parts", "append_parts", "metadata", "status")
+    @classmethod
+    def _message_field_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return not_null(value, info)
+
+
+class Appended(Row):
+    """The result of an append: ``created`` is False when the id was already there (a retry)."""
+
+    message: Message
+    created: bool
+
+
+class MessagePage(ListPage[Message]):
+    """Messages in ``seq`` order; ``has_more`` when more follow in the direction read."""
