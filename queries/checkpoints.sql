@@ -27,6 +27,7 @@
 -- folds repeats as running the saves one by one would). Rows come as JSON arrays of objects
 -- (one parameter each, however many rows: cheaper to send than an array per column), the
 -- bytes of blobs and writes as bytea arrays in the same order.
+-- returns: value
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 checkpoints jsonb       [{thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata}]
 -- $2 blobs jsonb             [{thread_id, owner, checkpoint_ns, channel, version, type}]
@@ -114,6 +115,7 @@ SELECT count(*) AS saved
 -- name: get_checkpoint
 -- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
 -- applies them: task_path, task_id, idx), in one round trip.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -156,6 +158,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 
 -- name: get_latest_checkpoint
 -- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan), checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -202,6 +205,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 
 -- name: list_checkpoints
 -- A thread namespace's checkpoints, newest first, with blobs and pending writes.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan)
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -250,6 +254,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 
 -- name: list_checkpoints_before
 -- The page of a thread namespace's checkpoints just older than a checkpoint id, newest first.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan from the cursor)
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -302,6 +307,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- A thread namespace's checkpoints whose metadata contains $4, newest first. On a long thread
 -- whose filter matches few checkpoints the planner can use the GIN index (with the primary
 -- key: BitmapAnd); else the primary key alone, filtering the thread's rows.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey, checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -354,6 +360,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- The next page of list_checkpoints_by_metadata: older than a checkpoint id. A query of its
 -- own: written "($5 IS NULL OR checkpoint_id < $5)", the cursor was no index condition in a
 -- generic plan, and a page deep in a long history read the thread from its newest row.
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan from the cursor), checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -410,6 +417,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- shows it. The primary key finds the thread's rows (thread_id, owner: its first columns);
 -- they are sorted by id across namespaces there, a sort of one thread's checkpoints, never
 -- of every thread's (which the catch-all find_checkpoints does in a generic plan).
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -457,6 +465,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- name: list_checkpoints_of_thread_before
 -- The next page of list_checkpoints_of_thread: older than a checkpoint id (an index
 -- condition: a page deep in the history does not read the newer checkpoints).
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -508,6 +517,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- saver.list(None, filter=...), e.g. every checkpoint of a run ({"run_id": ...}). The GIN
 -- index on metadata finds them, however many threads the owner has (the primary key starts
 -- with thread_id: it cannot).
+-- returns: CheckpointRow
 -- uses: checkpoints_metadata_gin
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 metadata_filter jsonb
@@ -558,6 +568,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- but the thread is not: in a generic plan the primary key's first columns (thread_id,
 -- owner) are an index condition, so the search reads this thread's rows, never another's (a
 -- custom plan may prefer the GIN index for a filter that few checkpoints match).
+-- returns: CheckpointRow
 -- uses: checkpoints_pkey, checkpoints_metadata_gin
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -617,6 +628,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- checkpoint id, a cursor. Not a hot path, and its generic plan reads every checkpoint of
 -- the table ("$n IS NULL OR ..." is no index condition): a common call gets a query of its
 -- own instead.
+-- returns: CheckpointRow
 -- uses: checkpoints_metadata_gin
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 checkpoint_ns text            NULL: every namespace
@@ -672,6 +684,7 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- trigger on threads deletes them with the thread row; writes saved without any checkpoint
 -- have no thread row, so they are deleted here too. Returns the thread id if there was
 -- anything.
+-- returns: value
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
@@ -690,6 +703,7 @@ SELECT thread_id FROM writes;
 -- Delete the checkpoints these runs wrote in an owner's threads, with their pending writes,
 -- in one statement. Blobs stay: other checkpoints may share them (prune reclaims what
 -- nothing references).
+-- returns: value
 -- uses: checkpoints_run_id_hash, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 run_ids text[]
@@ -715,6 +729,7 @@ SELECT count(*) AS deleted
 -- one statement; the new thread gets the source's metadata (not its conversation: a
 -- conversation names one thread). Rows the target already has are kept. Returns how many
 -- checkpoints were copied (0: no such source).
+-- returns: value
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 source_thread_id text
@@ -765,6 +780,7 @@ SELECT count(*) AS copied
 -- references and its pending writes, to another thread of the same owner (which becomes its
 -- root: no parent). Bounded by the size of one checkpoint, however long the history.
 -- Returns how many checkpoints were copied.
+-- returns: value
 -- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 source_thread_id text
@@ -826,6 +842,7 @@ SELECT count(*) AS copied
 -- (FOR NO KEY UPDATE: the lock every checkpoint save takes on its thread row). A prune then
 -- waits for the saves under way and sees their checkpoints, and a state write that comes
 -- meanwhile reads its parent after the prune: no checkpoint is left naming a deleted parent.
+-- returns: columns thread_id
 -- uses: threads_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 thread_ids text[]
@@ -839,6 +856,7 @@ SELECT thread_id
 -- name: find_delta_channel_threads
 -- Which of these threads of an owner use a LangGraph DeltaChannel (its checkpoints carry
 -- snapshot counters): keep_latest would cut the chain such a channel is rebuilt from.
+-- returns: columns thread_id
 -- uses: checkpoints_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 thread_ids text[]
@@ -852,6 +870,7 @@ SELECT DISTINCT thread_id
 -- Prune "delete": every checkpoint, blob and write of these threads of an owner, in one
 -- statement; the thread rows (metadata) stay. Returns how many checkpoints
 -- went.
+-- returns: value
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 thread_ids text[]
@@ -871,6 +890,7 @@ SELECT count(*) AS deleted
 -- newest checkpoint (now a root: no parent), delete the others with their writes, and delete
 -- the blobs no kept checkpoint references. Everything reads one snapshot, so a checkpoint
 -- being saved meanwhile is neither seen nor touched. Returns how many checkpoints went.
+-- returns: value
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 thread_ids text[]
@@ -923,6 +943,7 @@ SELECT count(*) AS deleted
 -- seeds: oldest ancestor first, writes in LangGraph's replay order (task_path, task_id, idx).
 -- The walk follows parents, not ids: on a forked thread only the checkpoint's own ancestors
 -- count. A seed row has no task_id; its value is the blob, else inline_value.
+-- returns: DeltaHistoryRow
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text

@@ -6,6 +6,7 @@
 -- that is taken (conversation ids are global) stores nothing and returns no row, without an
 -- error that would abort a caller's transaction: get_conversation_retried then tells a retry
 -- from a conflict. draft_digest keeps what this request asked for.
+-- returns: Conversation
 -- $1 user_id uuid
 -- $2 id uuid
 -- $3 title text
@@ -23,6 +24,7 @@ RETURNING id, user_id, title, metadata, tags, thread_id, version, message_count,
 -- metadata, tags and thread; compared by digest, so edits since do not matter): a retry.
 -- No row when it is someone else's or was created with other content, alike (a conflict,
 -- which must not tell whose). Rows from before digests were kept compare what they hold now.
+-- returns: Conversation
 -- uses: conversations_pkey
 -- $1 user_id uuid
 -- $2 id uuid
@@ -40,6 +42,7 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
 
 -- name: get_conversation
 -- The caller's conversation by id.
+-- returns: Conversation
 -- uses: conversations_pkey
 -- $1 user_id uuid
 -- $2 id uuid
@@ -51,6 +54,7 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
 
 -- name: list_conversations
 -- First page of the caller's conversations, most recent activity first. A page ends at
+-- returns: Conversation
 -- $2 - 1 rows or $3 bytes (title, metadata, tags and thread as text, summed in page order),
 -- whichever comes first, but holds at least one conversation; the first row after the page
 -- comes back with NULL metadata (only to say that more exist). Metadata is printed to be
@@ -91,6 +95,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
 -- last row of the previous page. The row comparison matches the index order exactly, so
 -- the scan starts at the cursor instead of filtering from the top. Pages end as in
 -- list_conversations.
+-- returns: Conversation
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
@@ -129,6 +134,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
 -- Change title, metadata or tags (NULL keeps each) and bump the version. With an expected
 -- version, the update happens only if it still matches (optimistic concurrency); NULL
 -- comes back both when the row is missing and when the version is stale.
+-- returns: Conversation
 -- uses: conversations_pkey
 -- $1 user_id uuid
 -- $2 id uuid
@@ -155,6 +161,7 @@ RETURNING id, user_id, title, metadata, tags, thread_id, version, message_count,
 
 -- name: delete_conversation
 -- Delete the caller's conversation; its messages go with it (ON DELETE CASCADE).
+-- returns: value
 -- uses: conversations_pkey
 -- $1 user_id uuid
 -- $2 id uuid

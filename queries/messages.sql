@@ -17,6 +17,7 @@
 -- and return one row with
 -- NULL message columns (the digest, computed only for a row with this id or one inserted, is
 -- spared). No row at all: the conversation is missing or not the caller's.
+-- returns: Message + created
 -- uses: conversations_pkey, messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -88,6 +89,7 @@ SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 
 -- name: get_message
 -- One message of the caller's conversation by its id.
+-- returns: Message
 -- uses: messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -107,6 +109,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- A page ends at $3 - 1 rows or $4 bytes (mnemo_message_bytes, summed in the order of
 -- travel), whichever comes first, but holds at least one message; the first row after the
 -- page comes back with NULL parts, content and metadata (only to say that more exist).
+-- returns: Message
 -- uses: messages_pkey (backward scan)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -149,6 +152,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- name: list_messages_before
 -- The page of messages just before seq $3 (older), returned oldest first; same conventions
 -- as list_messages_latest.
+-- returns: Message
 -- uses: messages_pkey (backward scan from the cursor)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -193,6 +197,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- name: list_messages_after
 -- The page of messages just after seq $3 (newer), oldest first; same conventions as
 -- list_messages_latest.
+-- returns: Message
 -- uses: messages_pkey (forward scan from the cursor)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -243,6 +248,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- Conflict and TooLarge apart.
 -- The size check reads the row it updates (parts_bytes + what is appended), so concurrent
 -- appends cannot together pass the limit; an edit that leaves the parts alone is not checked.
+-- returns: Message
 -- uses: messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -290,6 +296,7 @@ RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata
 -- when the UPDATE evaluates it again after waiting for the conversation's row lock: appends
 -- and deletes that committed meanwhile count (a subquery would read the statement's snapshot
 -- and could move last_message_at backwards).
+-- returns: value
 -- uses: messages_conversation_id_id_key, messages_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid

@@ -11,6 +11,7 @@
 
 -- name: get_thread
 -- The caller's thread.
+-- returns: Thread
 -- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
@@ -29,6 +30,7 @@ SELECT t.thread_id, t.user_id,
 -- sees their checkpoints; a save that comes meanwhile waits for the prune, and its parent is
 -- what the prune left. With FOR KEY SHARE they interleaved: a state write read its parent,
 -- a prune deleted it, and the new checkpoint named a deleted parent.
+-- returns: Thread
 -- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
@@ -45,6 +47,7 @@ SELECT t.thread_id, t.user_id,
 -- First page of the caller's threads, most recently updated first. A thread's user_id is
 -- its owner whenever set (threads_owner_check), and it is set on every thread of a user: the
 -- one index on it serves this list and the cascade of a user's deletion.
+-- returns: Thread
 -- uses: threads_user_updated_idx, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 page_size int8
@@ -61,6 +64,7 @@ SELECT t.thread_id, t.user_id,
 -- Next page of the caller's threads, after the keyset cursor (updated_at, thread_id) of the
 -- last row of the previous page. The row comparison matches the index order exactly, so the
 -- scan starts at the cursor instead of filtering from the top.
+-- returns: Thread
 -- uses: threads_user_updated_idx, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
@@ -85,6 +89,7 @@ SELECT t.thread_id, t.user_id,
 -- conversation that is not the caller's is left as it was (the caller compares the
 -- conversation_id returned), and linking a thread another conversation names violates
 -- conversations_user_thread_key.
+-- returns: Thread
 -- uses: threads_pkey, conversations_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
@@ -116,6 +121,7 @@ SELECT thread.thread_id, thread.user_id,
 -- name: get_latest_checkpoint_head
 -- What a new checkpoint needs of its parent, the newest checkpoint of the caller's thread
 -- namespace: its id, channel versions and step (no values).
+-- returns: CheckpointHead
 -- uses: checkpoints_pkey (backward scan)
 -- $1 user_id uuid
 -- $2 thread_id text
@@ -134,6 +140,7 @@ SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
 -- metadata, only if the source is the caller's thread (locked against deletion until the
 -- transaction ends) and the caller has no thread of the target id. Says which of the two
 -- failed, if one did. The copy serves no conversation: a conversation names one thread.
+-- returns: CopyTarget
 -- uses: threads_pkey
 -- $1 user_id uuid
 -- $2 source_thread_id text
@@ -157,6 +164,7 @@ SELECT EXISTS (SELECT 1 FROM source) AS source_found,
 -- name: delete_thread_of_user
 -- Delete the caller's thread: its checkpoints, blobs and writes go with it (ON DELETE
 -- CASCADE).
+-- returns: value
 -- uses: threads_pkey
 -- $1 user_id uuid
 -- $2 thread_id text

@@ -2,6 +2,7 @@
 
 -- name: insert_user
 -- Create a user; a taken username violates users_username_key (Conflict).
+-- returns: User
 -- $1 id uuid
 -- $2 username text
 -- $3 display_name text          may be NULL
@@ -13,6 +14,7 @@ RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_
 
 -- name: get_user
 -- One user by id, active or not.
+-- returns: User
 -- uses: users_pkey
 -- $1 id uuid
 SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
@@ -21,6 +23,7 @@ SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at,
 
 -- name: get_user_by_username
 -- One user by username, active or not.
+-- returns: User
 -- uses: users_username_key
 -- $1 username text
 SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
@@ -30,6 +33,7 @@ SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at,
 -- name: update_user
 -- Change a user's profile. A nullable field is set only when its flag is true (then NULL
 -- clears it), so a patch can tell "leave it" from "clear it".
+-- returns: User
 -- uses: users_pkey
 -- $1 id uuid
 -- $2 set_display_name bool      false keeps display_name
@@ -47,6 +51,7 @@ RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_
 
 -- name: deactivate_user
 -- Deactivate a user (idempotent): their tokens stop authenticating, their data stays.
+-- returns: User
 -- uses: users_pkey
 -- $1 id uuid
 UPDATE users
@@ -62,6 +67,7 @@ RETURNING id, username, display_name, avatar_url, metadata, created_at, updated_
 -- lock taken inside insert_token itself would leave its count on the snapshot from before the
 -- wait). FOR NO KEY UPDATE conflicts with itself and with updates of the user, not with the
 -- FOR KEY SHARE of foreign-key checks (new conversations, threads) or with readers.
+-- returns: User
 -- uses: users_pkey
 -- $1 id uuid
 SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at, deactivated_at
@@ -73,6 +79,7 @@ SELECT id, username, display_name, avatar_url, metadata, created_at, updated_at,
 -- Store a new API token of a user, unless the user holds $6 active (unrevoked, unexpired)
 -- tokens already: then no row. Only the token's SHA-256 hash is kept. The count is race-free
 -- only after get_user_locked in the same transaction (issue_token).
+-- returns: Token
 -- uses: api_tokens_user_id_idx (the count)
 -- $1 id uuid
 -- $2 user_id uuid
@@ -93,6 +100,7 @@ RETURNING id, user_id, name, created_at, expires_at, revoked_at;
 -- name: list_tokens
 -- The user's active tokens (unrevoked, unexpired), newest first, at most $2 (sorted after
 -- the index scan: a user holds few tokens).
+-- returns: Token
 -- uses: api_tokens_user_id_idx
 -- $1 user_id uuid
 -- $2 limit int8
@@ -107,6 +115,7 @@ SELECT id, user_id, name, created_at, expires_at, revoked_at
 -- name: get_user_by_token
 -- The active user owning an unrevoked, unexpired token with this hash (authentication: run
 -- on every request, so an expired token is refused from the moment it expires).
+-- returns: User
 -- uses: api_tokens_token_hash_key
 -- $1 token_hash bytea
 SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
@@ -120,6 +129,7 @@ SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
 
 -- name: revoke_token
 -- Revoke one of the caller's tokens; NULL when it is not theirs or already revoked.
+-- returns: Token
 -- uses: api_tokens_pkey
 -- $1 user_id uuid               caller; other users' tokens are invisible
 -- $2 id uuid
