@@ -1,9 +1,9 @@
 """``python -m bench [messages] [checkpoints]``: Mnemo side by side with what it competes with.
 
 Suites (default: both, in this order):
-  messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages.py)
+  messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
   checkpoints  Mnemo's LangGraph AsyncpgSaver against langgraph-checkpoint-postgres's
-               AsyncPostgresSaver, InMemorySaver as a reference (bench/checkpoints.py)
+               AsyncPostgresSaver, InMemorySaver as a reference (bench/checkpoints/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from bench._report import hot_spots, log, table
-from bench.workloads import (
+from bench.messages.workloads import (
     CONTENDERS,
     Contender,
     Fixture,
