@@ -6,8 +6,9 @@ import hmac
 
 from starlette.requests import Request
 
+from app.errors import Forbidden, Unauthorized
 from app.state import AppState
-from dal.errors import Forbidden, NotFound, Unauthorized
+from dal.errors import NotFound
 from dal.gateways import users
 from dal.records.users import User
 

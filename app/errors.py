@@ -15,19 +15,30 @@ from starlette.responses import Response
 from dal.errors import (
     Conflict,
     DomainError,
-    Forbidden,
     InvalidInput,
     NotFound,
     StaleVersion,
     Timeout,
     TooLarge,
-    Unauthorized,
     Unavailable,
 )
 
 _log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
+
+
+class Unauthorized(DomainError):
+    """No token, or one that authorizes nothing (invalid, revoked, expired, user deactivated)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    """A valid token that may not do this (the admin token on a user's route, or the reverse)."""
+
+    code = "forbidden"
+
 
 # Looked up along the class hierarchy, most specific first (StaleVersion before Conflict).
 STATUS: dict[type[DomainError], int] = {

@@ -1,6 +1,5 @@
 """Checks every request goes through before routing: its path and query string must decode,
-and the router answers a missing path with 404 (never a redirect) and a wrong method with 405
-and the methods of every route of that path."""
+and the router answers a missing path with 404 (never a redirect)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match, Route, Router
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import error_response
@@ -53,32 +51,10 @@ class RequestTargetCheck:
 
 
 class MnemoRouter(Router):
-    """Starlette's router with two changes.
+    """Starlette's router without slash redirects: ``/v1/me/`` or ``/v1/threads/%2F`` (a
+    thread id cannot contain ``/``) is 404, not a 307 to another resource. (A wrong method is
+    405 with every method of the path in ``Allow``: each path is one route, see
+    ``app.endpoints.PathRoute``.)"""
 
-    - No slash redirects: ``/v1/me/`` or ``/v1/threads/%2F`` (a thread id cannot contain
-      ``/``) is 404, not a 307 to another resource.
-    - A 405's ``Allow`` lists the methods of every route of the path (Starlette names only
-      those of the first route that matched the path, e.g. ``GET, HEAD`` for ``PUT /v1/me``
-      though ``PATCH`` is allowed too).
-    """
-
-    def __init__(self, routes: Sequence[BaseRoute], *, lifespan: Any) -> None:
-        super().__init__(routes, redirect_slashes=False, lifespan=lifespan)
-
-    def allowed_methods(self, scope: Scope) -> list[str]:
-        """Every method some route accepts on this request's path, sorted."""
-        methods: set[str] = set()
-        for route in self.routes:
-            if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
-                methods |= route.methods or set()
-        return sorted(methods)
-
-    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().app(scope, receive, send)
-        except HTTPException as exc:
-            # Starlette's Route raises this (inside an app) before anything is sent.
-            if exc.status_code != 405 or scope["type"] != "http":
-                raise
-            allow = ", ".join(self.allowed_methods(scope))
-            raise HTTPException(405, headers={"Allow": allow}) from None
+    def __init__(self, routes: Sequence[Route], *, lifespan: Any) -> None:
+        super().__init__(list(routes), redirect_slashes=False, lifespan=lifespan)

@@ -13,12 +13,10 @@ from dal.database import Executor, connect, open_pool, transaction
 from dal.errors import (
     Conflict,
     DomainError,
-    Forbidden,
     InvalidInput,
     NotFound,
     StaleVersion,
     Timeout,
-    Unauthorized,
     Unavailable,
 )
 from dal.settings import Settings
@@ -27,13 +25,11 @@ __all__ = [
     "Conflict",
     "DomainError",
     "Executor",
-    "Forbidden",
     "InvalidInput",
     "NotFound",
     "Settings",
     "StaleVersion",
     "Timeout",
-    "Unauthorized",
     "Unavailable",
     "connect",
     "open_pool",

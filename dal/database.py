@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import asyncpg
 import orjson
 
-from dal.errors import InvalidInput, translate
+from dal.errors import DomainError, InvalidInput, Unavailable, translate
 from dal.queries import Query
 from dal.settings import Settings
 
@@ -42,6 +42,15 @@ class _NotJson(InvalidInput, asyncpg.InterfaceError):
 
     def __init__(self, message: str, *, detail: object = None, hint: object = None) -> None:
         super().__init__(message)  # asyncpg's with_msg() passes detail and hint
+
+
+class _Lost(Unavailable, asyncpg.InterfaceError):
+    """A connection used after it was lost or dropped, or a pool used while it closes: asyncpg
+    raises a bare InterfaceError and says which only in its message, so Connection and Pool
+    (below) raise this type instead, which translate() keeps."""
+
+    def __init__(self, message: str = "the database is unreachable") -> None:
+        super().__init__(message)
 
 
 def _dumps(value: Any) -> str:
@@ -95,6 +104,10 @@ class Connection(_ConnectionBase):
             return await command
         except (TimeoutError, asyncio.CancelledError):
             self.terminate()
+            raise
+        except asyncpg.InterfaceError as exc:
+            if self.is_closed() and not isinstance(exc, DomainError):
+                raise _Lost() from exc
             raise
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
@@ -155,6 +168,8 @@ class Pool(_PoolBase):
         self._acquire_timeout = acquire_timeout
 
     def acquire(self, *, timeout: float | None = None) -> Any:
+        if self.is_closing():
+            raise _Lost()
         return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
 
 

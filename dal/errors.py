@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import asyncpg
@@ -61,14 +60,6 @@ class TooLarge(InvalidInput):
             self.code = code
 
 
-class Unauthorized(DomainError):
-    code = "unauthorized"
-
-
-class Forbidden(DomainError):
-    code = "forbidden"
-
-
 class LimitReached(Conflict):
     """A count is at its configured limit (e.g. APP_MAX_TOKENS_PER_USER): nothing more can be
     added until something is removed. ``code`` names the limit."""
@@ -124,17 +115,14 @@ def translate(exc: BaseException) -> DomainError | None:
     if isinstance(exc, DomainError):
         return exc
     if isinstance(exc, asyncpg.DataError):
-        # A Python value the driver cannot encode (e.g. an integer beyond 64 bits in jsonb).
-        # Its message quotes the whole value; keep only the reason, e.g. "(Integer exceeds
-        # 64-bit range)", so that a 422 never echoes a large body back.
-        reason = re.search(r"\(([^()]*)\)\s*$", str(exc))
-        return InvalidInput(f"invalid value: {reason[1] if reason else 'cannot be stored'}")
+        # A Python value the driver cannot encode (e.g. an integer beyond 64 bits). asyncpg
+        # raises it from the encoder's own error, whose text is the reason, e.g. "value out of
+        # int64 range"; its own message quotes the value, which a 422 never echoes back.
+        cause = exc.__cause__
+        return InvalidInput(f"invalid value: {cause if cause else 'cannot be stored'}")
     if isinstance(exc, asyncpg.InterfaceError):
-        # A connection that died under us or a pool shutting down; other interface errors
-        # (e.g. concurrent use of one connection) are bugs.
-        text = str(exc)
-        if "connection is closed" in text or "pool is clos" in text:
-            return Unavailable("the database is unreachable")
+        # Misuse of the driver: a bug. (A connection lost under us, or a pool closing, is
+        # raised by dal.database as Unavailable, which is also an InterfaceError.)
         return None
     if isinstance(exc, TimeoutError):
         # Client-side: no connection within DB_CONNECTION_TIMEOUT, or no answer within

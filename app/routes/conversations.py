@@ -4,16 +4,39 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app.auth import current_user
 from app.body import int_param, read_json
+from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, limit_param
 from app.errors import HttpError
 from app.responses import no_content, record_response
 from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import conversations
-from dal.records.conversations import Conversation, ConversationDraft, ConversationPatch
+from dal.records.conversations import (
+    Conversation,
+    ConversationDraft,
+    ConversationPage,
+    ConversationPatch,
+)
+
+endpoints = Endpoints()
+_MANY = "/v1/conversations"
+_ONE = _MANY + "/{conversation_id:uuid}"
+ETAG = Header(
+    "ETag",
+    'The conversation\'s version, e.g. "3": send it back in If-Match',
+    {"type": "string", "pattern": '^"[0-9]+"$'},
+)
+# `"3"`, `3`, `W/"3"` (a conversation's version, at most 9 digits) or `*` (any version).
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"*[0-9]{1,9}"*)[ \t]*$'
+IF_MATCH = Param(
+    "If-Match",
+    'the version the change applies to, as the ETag gives it (e.g. "3"); 412 if the '
+    "conversation is at another version, 400 if the header is not a version",
+    {"type": "string", "pattern": IF_MATCH_PATTERN},
+    "header",
+)
 
 
 def _etag(conversation: Conversation) -> dict[str, str]:
@@ -32,6 +55,24 @@ def if_match_version(request: Request[AppState]) -> int | None:
     return int(value)
 
 
+@endpoints.post(
+    _MANY,
+    "Create a conversation (201); the same request again with its id returns it (200)",
+    body=ConversationDraft,
+    body_optional=True,
+    response=Conversation,
+    status=201,
+    headers=(LOCATION, ETAG),
+    answers=(
+        Answer(
+            200,
+            "Already created (a retry of this id): the conversation as it is now",
+            Conversation,
+            (LOCATION, ETAG),
+        ),
+    ),
+    errors=(409,),  # the id with other content (idempotency_mismatch), a thread taken
+)
 async def create_conversation(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, ConversationDraft, optional=True)
@@ -45,6 +86,12 @@ async def create_conversation(request: Request[AppState]) -> Response:
     return record_response(conversation, 201 if made.created else 200, headers)
 
 
+@endpoints.get(
+    _MANY,
+    "List conversations, most recent activity first",
+    response=ConversationPage,
+    params=(limit_param(50, MAX_PAGE_SIZE), CURSOR),
+)
 async def list_conversations(request: Request[AppState]) -> Response:
     me = await current_user(request)
     limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
@@ -59,6 +106,9 @@ async def list_conversations(request: Request[AppState]) -> Response:
     return record_response(page)
 
 
+@endpoints.get(
+    _ONE, "Get a conversation (ETag: its version)", response=Conversation, headers=(ETAG,)
+)
 async def get_conversation(request: Request[AppState]) -> Response:
     me = await current_user(request)
     conversation = await conversations.get_conversation(
@@ -67,6 +117,15 @@ async def get_conversation(request: Request[AppState]) -> Response:
     return record_response(conversation, headers=_etag(conversation))
 
 
+@endpoints.patch(
+    _ONE,
+    "Update a conversation (If-Match: version -> 412 when stale)",
+    body=ConversationPatch,
+    response=Conversation,
+    params=(IF_MATCH,),
+    headers=(ETAG,),
+    errors=(409, 412),  # 409: the thread serves another conversation
+)
 async def update_conversation(request: Request[AppState]) -> Response:
     me = await current_user(request)
     expected = if_match_version(request)
@@ -81,19 +140,10 @@ async def update_conversation(request: Request[AppState]) -> Response:
     return record_response(conversation, headers=_etag(conversation))
 
 
+@endpoints.delete(_ONE, "Delete a conversation and its messages", status=204)
 async def delete_conversation(request: Request[AppState]) -> Response:
     me = await current_user(request)
     await conversations.delete_conversation(
         request.state["pool"], user_id=me.id, conversation_id=request.path_params["conversation_id"]
     )
     return no_content()
-
-
-_ONE = "/v1/conversations/{conversation_id:uuid}"
-routes = [
-    Route("/v1/conversations", create_conversation, methods=["POST"]),
-    Route("/v1/conversations", list_conversations, methods=["GET"]),
-    Route(_ONE, get_conversation, methods=["GET"]),
-    Route(_ONE, update_conversation, methods=["PATCH"]),
-    Route(_ONE, delete_conversation, methods=["DELETE"]),
-]

@@ -4,17 +4,97 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app.auth import current_user
 from app.body import int_param, read_json
+from app.endpoints import (
+    INT8_MAX,
+    JSON_INPUT_REF,
+    LOCATION,
+    NO_NUL,
+    Answer,
+    Endpoints,
+    Json,
+    Param,
+    limit_param,
+    walk,
+)
 from app.responses import no_content, record_response
 from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import messages
-from dal.records.messages import MessageDraft, MessagePatch
+from dal.records.messages import (
+    PART_FIELDS,
+    TOOL_FIELDS,
+    Message,
+    MessageDraft,
+    MessagePage,
+    MessagePatch,
+)
+from dal.settings import Settings
+
+endpoints = Endpoints()
+_MANY = "/v1/conversations/{conversation_id:uuid}/messages"
+_ONE = _MANY + "/{message_id:uuid}"
+_SEQ = {"type": "integer", "minimum": 0, "maximum": INT8_MAX}
 
 
+def _part_schema() -> Json:
+    """A message part as dal.records checks it: a non-empty string ``type`` and, for the types
+    it knows, their required string fields (a ``data-*`` part needs ``data``)."""
+
+    def needs(fields: tuple[str, ...]) -> Json:
+        return {"required": list(fields), "properties": {f: {"type": "string"} for f in fields}}
+
+    rules: list[Json] = [
+        {"if": {"properties": {"type": {"const": kind}}}, "then": needs(fields)}
+        for kind, fields in PART_FIELDS.items()
+        if fields
+    ]
+    rules.append(
+        {"if": {"properties": {"type": {"pattern": "^tool-[\\s\\S]"}}}, "then": needs(TOOL_FIELDS)}
+    )
+    rules.append(
+        {
+            "if": {"properties": {"type": {"pattern": "^data-[\\s\\S]"}}},
+            "then": {"required": ["data"]},
+        }
+    )
+    return {
+        "type": "object",
+        "description": "A UI message part (Vercel AI SDK): its type, then that type's fields; "
+        "every key is kept as given",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "minLength": 1, "pattern": NO_NUL}},
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": JSON_INPUT_REF},
+        "allOf": rules,
+    }
+
+
+def _parts(schema: Json, settings: Settings) -> None:
+    """The parts of a draft or patch are UI message parts (their rules in _part_schema)."""
+    for key in ("parts", "append_parts"):
+        for node in walk(schema["properties"].get(key)):
+            if node.get("type") == "array":
+                node["items"] = _part_schema()
+
+
+@endpoints.post(
+    _MANY,
+    "Append a message (201); a retried id returns the stored message (200)",
+    body=MessageDraft,
+    body_schema=_parts,
+    response=Message,
+    status=201,
+    headers=(LOCATION,),
+    answers=(
+        Answer(
+            200, "Already stored (a retry of this id): the stored message", Message, (LOCATION,)
+        ),
+    ),
+    errors=(409,),
+)
 async def append_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, MessageDraft)
@@ -38,6 +118,16 @@ async def append_message(request: Request[AppState]) -> Response:
     )
 
 
+@endpoints.get(
+    _MANY,
+    "A page of messages, oldest first (the newest page unless before or after is given)",
+    response=MessagePage,
+    params=(
+        limit_param(50, MAX_PAGE_SIZE),
+        Param("before", "the page just before this seq (not with after)", _SEQ),
+        Param("after", "the page just after this seq (not with before)", _SEQ),
+    ),
+)
 async def list_messages(request: Request[AppState]) -> Response:
     me = await current_user(request)
     limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
@@ -54,6 +144,7 @@ async def list_messages(request: Request[AppState]) -> Response:
     return record_response(page)
 
 
+@endpoints.get(_ONE, "Get a message", response=Message)
 async def get_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     message = await messages.get_message(
@@ -65,6 +156,14 @@ async def get_message(request: Request[AppState]) -> Response:
     return record_response(message)
 
 
+@endpoints.patch(
+    _ONE,
+    "Edit a message: replace parts, append parts while streaming, metadata, status",
+    body=MessagePatch,
+    body_schema=_parts,
+    response=Message,
+    errors=(409,),
+)
 async def update_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     patch = await read_json(request, MessagePatch)
@@ -81,6 +180,7 @@ async def update_message(request: Request[AppState]) -> Response:
     return record_response(message)
 
 
+@endpoints.delete(_ONE, "Delete a message", status=204)
 async def delete_message(request: Request[AppState]) -> Response:
     me = await current_user(request)
     await messages.delete_message(
@@ -90,14 +190,3 @@ async def delete_message(request: Request[AppState]) -> Response:
         message_id=request.path_params["message_id"],
     )
     return no_content()
-
-
-_MANY = "/v1/conversations/{conversation_id:uuid}/messages"
-_ONE = _MANY + "/{message_id:uuid}"
-routes = [
-    Route(_MANY, append_message, methods=["POST"]),
-    Route(_MANY, list_messages, methods=["GET"]),
-    Route(_ONE, get_message, methods=["GET"]),
-    Route(_ONE, update_message, methods=["PATCH"]),
-    Route(_ONE, delete_message, methods=["DELETE"]),
-]

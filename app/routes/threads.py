@@ -7,15 +7,73 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app.auth import current_user
 from app.body import int_param, json_object_param, read_json
+from app.endpoints import (
+    CURSOR,
+    JSON_INPUT_REF,
+    NO_NUL,
+    Endpoints,
+    Json,
+    Param,
+    PathParam,
+    limit_param,
+)
 from app.responses import no_content, record_response
 from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import threads
-from dal.records.threads import ThreadCopy, ThreadPrune, ThreadStateDraft
+from dal.records.threads import (
+    CopiedThread,
+    Pruned,
+    SavedCheckpoint,
+    Thread,
+    ThreadCopy,
+    ThreadHistory,
+    ThreadPage,
+    ThreadPrune,
+    ThreadState,
+    ThreadStateDraft,
+)
+from dal.settings import Settings
+from dal.usecases import threads as thread_views
+
+endpoints = Endpoints()
+# LangGraph's ids: any path segment (the other ids are UUIDs).
+THREAD_ID = PathParam(
+    "thread_id",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": thread_views.MAX_THREAD_ID_BYTES,
+        "pattern": "^[^/\\u0000]+$",
+        "description": f"any text of 1 to {thread_views.MAX_THREAD_ID_BYTES} bytes (UTF-8), "
+        "percent-encoded",
+    },
+    errors=(422,),  # over the limit
+)
+CHECKPOINT_ID = PathParam(
+    "checkpoint_id", {"type": "string", "minLength": 1, "pattern": "^[^/\\u0000]+$"}
+)
+_ONE = "/v1/threads/{thread_id:str}"
+_NS = Param(
+    "checkpoint_ns",
+    'checkpoint namespace (default "": the root graph; "node:task_id" for a subgraph)',
+    {"type": "string", "default": "", "pattern": NO_NUL},
+)
+
+
+def _state_draft(schema: Json, settings: Settings) -> None:
+    metadata = schema["properties"]["metadata"]
+    metadata["propertyNames"] = {
+        "pattern": NO_NUL,
+        "not": {"enum": list(thread_views.RESERVED_METADATA)},
+    }
+    metadata["description"] = (
+        f"the checkpoint's metadata; {', '.join(thread_views.RESERVED_METADATA)} "
+        "are set by the server"
+    )
 
 
 def _thread_id(request: Request[AppState]) -> str:
@@ -27,6 +85,12 @@ def _checkpoint_ns(request: Request[AppState]) -> str:
     return request.query_params.get("checkpoint_ns", "")
 
 
+@endpoints.get(
+    "/v1/threads",
+    "List the caller's agent threads, most recently updated first",
+    response=ThreadPage,
+    params=(limit_param(50, MAX_PAGE_SIZE), CURSOR),
+)
 async def list_threads(request: Request[AppState]) -> Response:
     me = await current_user(request)
     limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
@@ -40,6 +104,7 @@ async def list_threads(request: Request[AppState]) -> Response:
     return record_response(page)
 
 
+@endpoints.get(_ONE, "Get a thread", response=Thread, path_params=(THREAD_ID,))
 async def get_thread(request: Request[AppState]) -> Response:
     me = await current_user(request)
     thread = await threads.get_thread(
@@ -48,10 +113,24 @@ async def get_thread(request: Request[AppState]) -> Response:
     return record_response(thread)
 
 
+@endpoints.get(
+    _ONE + "/state",
+    "The thread's newest checkpoint, values and pending writes as JSON",
+    response=ThreadState,
+    params=(_NS,),
+    path_params=(THREAD_ID,),
+)
+@endpoints.get(
+    _ONE + "/checkpoints/{checkpoint_id:str}",
+    "One checkpoint of the thread as JSON",
+    response=ThreadState,
+    params=(_NS,),
+    path_params=(THREAD_ID, CHECKPOINT_ID),
+)
 async def get_state(request: Request[AppState]) -> Response:
     """The newest checkpoint (``/state``), or the one the path names (``/checkpoints/{id}``)."""
     me = await current_user(request)
-    state = await threads.get_thread_state(
+    state = await thread_views.get_thread_state(
         request.state["pool"],
         user_id=me.id,
         thread_id=_thread_id(request),
@@ -61,11 +140,36 @@ async def get_state(request: Request[AppState]) -> Response:
     return record_response(state)
 
 
+@endpoints.get(
+    _ONE + "/history",
+    "The thread's checkpoints, newest first, as JSON",
+    response=ThreadHistory,
+    params=(
+        limit_param(20, thread_views.MAX_HISTORY),
+        Param(
+            "before",
+            "only checkpoints older than this checkpoint id",
+            {"type": "string", "pattern": NO_NUL},
+        ),
+        Param(
+            "metadata",
+            'only checkpoints whose metadata contains this JSON object, e.g. {"step": 2}',
+            {
+                "type": "object",
+                "propertyNames": {"pattern": NO_NUL},
+                "additionalProperties": {"$ref": JSON_INPUT_REF},
+            },
+            json=True,
+        ),
+        _NS,
+    ),
+    path_params=(THREAD_ID,),
+)
 async def get_history(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=20, minimum=1, maximum=threads.MAX_HISTORY)
+    limit = int_param(request, "limit", default=20, minimum=1, maximum=thread_views.MAX_HISTORY)
     assert limit is not None
-    history = await threads.list_thread_history(
+    history = await thread_views.list_thread_history(
         request.state["pool"],
         user_id=me.id,
         thread_id=_thread_id(request),
@@ -77,19 +181,38 @@ async def get_history(request: Request[AppState]) -> Response:
     return record_response(history)
 
 
+@endpoints.put(
+    _ONE + "/state",
+    "Save JSON state as the thread's new newest checkpoint (the thread is created if new)",
+    body=ThreadStateDraft,
+    body_schema=_state_draft,
+    response=SavedCheckpoint,
+    status=201,
+    path_params=(THREAD_ID,),
+    errors=(409,),
+)
 async def put_state(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, ThreadStateDraft)
-    saved = await threads.put_thread_state(
+    saved = await thread_views.put_thread_state(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), draft=draft
     )
     return record_response(saved, 201)
 
 
+@endpoints.post(
+    _ONE + "/copy",
+    "Copy the thread's checkpoints (all, or the newest of each namespace) to a new thread",
+    body=ThreadCopy,
+    response=CopiedThread,
+    status=201,
+    path_params=(THREAD_ID,),
+    errors=(409,),
+)
 async def copy_thread(request: Request[AppState]) -> Response:
     me = await current_user(request)
     body = await read_json(request, ThreadCopy)
-    copied = await threads.copy_thread(
+    copied = await thread_views.copy_thread(
         request.state["pool"],
         user_id=me.id,
         thread_id=_thread_id(request),
@@ -99,30 +222,29 @@ async def copy_thread(request: Request[AppState]) -> Response:
     return record_response(copied, 201)
 
 
+@endpoints.post(
+    _ONE + "/prune",
+    "Delete the thread's checkpoints: all, or all but the newest of each namespace",
+    body=ThreadPrune,
+    response=Pruned,
+    path_params=(THREAD_ID,),
+    errors=(409,),
+)
 async def prune_thread(request: Request[AppState]) -> Response:
     me = await current_user(request)
     body = await read_json(request, ThreadPrune)
-    pruned = await threads.prune_thread(
+    pruned = await thread_views.prune_thread(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), strategy=body.strategy
     )
     return record_response(pruned)
 
 
+@endpoints.delete(
+    _ONE, "Delete a thread and all its checkpoints", status=204, path_params=(THREAD_ID,)
+)
 async def delete_thread(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    await threads.delete_thread(request.state["pool"], user_id=me.id, thread_id=_thread_id(request))
+    await threads.delete_thread_of_user(
+        request.state["pool"], user_id=me.id, thread_id=_thread_id(request)
+    )
     return no_content()
-
-
-_ONE = "/v1/threads/{thread_id:str}"
-routes = [
-    Route("/v1/threads", list_threads, methods=["GET"]),
-    Route(_ONE, get_thread, methods=["GET"]),
-    Route(_ONE, delete_thread, methods=["DELETE"]),
-    Route(_ONE + "/state", get_state, methods=["GET"]),
-    Route(_ONE + "/state", put_state, methods=["PUT"]),
-    Route(_ONE + "/history", get_history, methods=["GET"]),
-    Route(_ONE + "/checkpoints/{checkpoint_id:str}", get_state, methods=["GET"]),
-    Route(_ONE + "/copy", copy_thread, methods=["POST"]),
-    Route(_ONE + "/prune", prune_thread, methods=["POST"]),
-]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app.auth import current_user, require_admin
 from app.body import read_json
+from app.endpoints import LOCATION, Endpoints, Json, walk
 from app.responses import no_content, record_response
 from app.schemas import TokenCreated, UserCreated
 from app.state import AppState
 from dal.errors import InvalidInput
 from dal.gateways import users
-from dal.records.users import TokenDraft, UserDraft, UserPatch
+from dal.records.users import TokenDraft, TokenList, User, UserDraft, UserPatch
+from dal.settings import Settings
+
+endpoints = Endpoints()
+_USER = "/v1/users/{user_id:uuid}"
 
 
 def _check_expires_in(request: Request[AppState], field: str, expires_in: int | None) -> None:
@@ -23,6 +29,40 @@ def _check_expires_in(request: Request[AppState], field: str, expires_in: int | 
         raise InvalidInput(f"{field} may be at most {limit} seconds")
 
 
+def _max_expires_in(field: str) -> Callable[[Json, Settings], None]:
+    """The record allows longer token lifetimes than APP_MAX_TOKEN_EXPIRES_IN."""
+
+    def refine(schema: Json, settings: Settings) -> None:
+        limit = getattr(settings, "app_max_token_expires_in", None)
+        for node in walk(schema["properties"].get(field)):
+            if node.get("type") == "integer" and limit is not None:
+                node["maximum"] = min(node.get("maximum", limit), limit)
+
+    return refine
+
+
+def _user_draft(schema: Json, settings: Settings) -> None:
+    username = schema["properties"]["username"]
+    # Stored trimmed and lower-cased.
+    username["pattern"] = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\s*$"
+    username["description"] = (
+        "1-64 letters, digits, '_', '.', '-', starting with a letter or digit; "
+        "case-insensitive (stored lower-cased)"
+    )
+    _max_expires_in("token_expires_in")(schema, settings)
+
+
+@endpoints.post(
+    "/v1/users",
+    "Create a user and their first token",
+    auth="admin",
+    body=UserDraft,
+    body_schema=_user_draft,
+    response=UserCreated,
+    status=201,
+    headers=(LOCATION,),
+    errors=(409,),
+)
 async def create_user(request: Request[AppState]) -> Response:
     await require_admin(request)
     draft = await read_json(request, UserDraft)
@@ -37,12 +77,14 @@ async def create_user(request: Request[AppState]) -> Response:
     return record_response(body, 201, {"Location": f"/v1/users/{created.user.id}"})
 
 
+@endpoints.get(_USER, "Get a user", auth="admin", response=User)
 async def get_user(request: Request[AppState]) -> Response:
     await require_admin(request)
     user = await users.get_user(request.state["pool"], user_id=request.path_params["user_id"])
     return record_response(user)
 
 
+@endpoints.patch(_USER, "Update a user's profile", auth="admin", body=UserPatch, response=User)
 async def update_user(request: Request[AppState]) -> Response:
     await require_admin(request)
     patch = await read_json(request, UserPatch)
@@ -52,6 +94,9 @@ async def update_user(request: Request[AppState]) -> Response:
     return record_response(user)
 
 
+@endpoints.post(
+    _USER + "/deactivate", "Deactivate a user (tokens stop working)", auth="admin", response=User
+)
 async def deactivate_user(request: Request[AppState]) -> Response:
     await require_admin(request)
     user = await users.deactivate_user(
@@ -60,10 +105,12 @@ async def deactivate_user(request: Request[AppState]) -> Response:
     return record_response(user)
 
 
+@endpoints.get("/v1/me", "The caller", response=User)
 async def get_me(request: Request[AppState]) -> Response:
     return record_response(await current_user(request))
 
 
+@endpoints.patch("/v1/me", "Update the caller's profile", body=UserPatch, response=User)
 async def update_me(request: Request[AppState]) -> Response:
     me = await current_user(request)
     patch = await read_json(request, UserPatch)
@@ -72,6 +119,16 @@ async def update_me(request: Request[AppState]) -> Response:
     )
 
 
+@endpoints.post(
+    "/v1/tokens",
+    "Issue a new token for the caller",
+    body=TokenDraft,
+    body_optional=True,
+    body_schema=_max_expires_in("expires_in"),
+    response=TokenCreated,
+    status=201,
+    errors=(409,),  # too_many_tokens: APP_MAX_TOKENS_PER_USER
+)
 async def create_token(request: Request[AppState]) -> Response:
     me = await current_user(request)
     draft = await read_json(request, TokenDraft, optional=True)
@@ -93,6 +150,11 @@ async def create_token(request: Request[AppState]) -> Response:
     return record_response(body, 201)
 
 
+@endpoints.get(
+    "/v1/tokens",
+    "The caller's active tokens, newest first (no secrets): what there is to revoke",
+    response=TokenList,
+)
 async def list_tokens(request: Request[AppState]) -> Response:
     """The caller's active tokens (not their secrets): what there is to revoke."""
     me = await current_user(request)
@@ -102,22 +164,10 @@ async def list_tokens(request: Request[AppState]) -> Response:
     )
 
 
+@endpoints.delete("/v1/tokens/{token_id:uuid}", "Revoke one of the caller's tokens", status=204)
 async def revoke_token(request: Request[AppState]) -> Response:
     me = await current_user(request)
     await users.revoke_token(
         request.state["pool"], user_id=me.id, token_id=request.path_params["token_id"]
     )
     return no_content()
-
-
-routes = [
-    Route("/v1/users", create_user, methods=["POST"]),
-    Route("/v1/users/{user_id:uuid}", get_user, methods=["GET"]),
-    Route("/v1/users/{user_id:uuid}", update_user, methods=["PATCH"]),
-    Route("/v1/users/{user_id:uuid}/deactivate", deactivate_user, methods=["POST"]),
-    Route("/v1/me", get_me, methods=["GET"]),
-    Route("/v1/me", update_me, methods=["PATCH"]),
-    Route("/v1/tokens", create_token, methods=["POST"]),
-    Route("/v1/tokens", list_tokens, methods=["GET"]),
-    Route("/v1/tokens/{token_id:uuid}", revoke_token, methods=["DELETE"]),
-]

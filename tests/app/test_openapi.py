@@ -1,4 +1,8 @@
-"""GET /openapi.json: an OpenAPI 3.1 document that matches the app's routes and responses."""
+"""GET /openapi.json: an OpenAPI 3.1 document that matches the app's routes and responses.
+
+The document is a function of the settings alone: it is built and served without a database
+(no lifespan runs); only the tests that compare it with real responses use one.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from app import create_app
+from app.endpoints import Endpoint, Endpoints, PathParam, routes_of
+from app.responses import no_content
 from dal.settings import Settings
 from tests.app.conftest import (
     ADMIN,
+    ADMIN_TOKEN,
     Caller,
     Json,
     TestClient,
@@ -25,21 +32,28 @@ from tests.app.conftest import (
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-@pytest.fixture
-def app(settings: Settings) -> Starlette:
-    return create_app(settings)
+# Settings of an app that never connects: the document does not depend on the database.
+_NO_DATABASE = "postgresql://nobody@127.0.0.1:1/none"
 
 
-@pytest.fixture
-def client(app: Starlette) -> Iterator[TestClient]:
-    """The client of the very app whose routes are walked."""
-    with TestClient(app) as client:
-        yield client
+def _settings(**changes: Any) -> Settings:
+    return Settings(database_url=_NO_DATABASE, app_admin_token=ADMIN_TOKEN, **changes)
 
 
-@pytest.fixture
-def doc(client: TestClient) -> Json:
-    response = client.get("/openapi.json")
+@pytest.fixture(scope="module")
+def app() -> Starlette:
+    return create_app(_settings())
+
+
+@pytest.fixture(scope="module")
+def doc_client(app: Starlette) -> TestClient:
+    """The client of the very app whose routes are walked; no lifespan, so no pool."""
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def doc(doc_client: TestClient) -> Json:
+    response = doc_client.get("/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     document: Json = response.json()
@@ -100,8 +114,8 @@ def test_openapi_needs_no_token_and_is_3_1(doc: Json) -> None:
     assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
 
 
-def test_openapi_is_the_same_on_every_request(client: TestClient, doc: Json) -> None:
-    assert client.get("/openapi.json", headers=ADMIN).json() == doc
+def test_openapi_is_the_same_on_every_request(doc_client: TestClient, doc: Json) -> None:
+    assert doc_client.get("/openapi.json", headers=ADMIN).json() == doc
 
 
 def test_openapi_documents_exactly_the_routes_of_the_app(app: Starlette, doc: Json) -> None:
@@ -339,9 +353,46 @@ def test_openapi_response_schemas_are_the_serialized_records(doc: Json) -> None:
     assert schemas["ErrorInfo"]["properties"]["details"]["type"] == "array"
 
 
-def test_openapi_document_follows_the_settings(settings: Settings) -> None:
-    small = settings.model_copy(update={"app_max_body_bytes": 1234})
-    with TestClient(create_app(small)) as client:
-        doc = client.get("/openapi.json").json()
+def test_openapi_document_follows_the_settings() -> None:
+    small = _settings(app_max_body_bytes=1234)
+    doc = TestClient(create_app(small)).get("/openapi.json").json()
     description = doc["paths"]["/v1/conversations"]["post"]["responses"]["413"]["description"]
     assert "1234 bytes" in description
+
+
+async def _nothing(request: Any) -> Any:
+    return no_content()
+
+
+def test_endpoint_declarations_refuse_what_the_document_could_not_say() -> None:
+    # A path parameter that is not a UUID needs its schema declared.
+    with pytest.raises(ValueError, match="declare the path parameter"):
+        Endpoint("GET", "/v1/things/{name:str}", _nothing, "A thing")
+    with pytest.raises(ValueError, match="convertor"):
+        Endpoint("GET", "/v1/things/{name}", _nothing, "A thing")
+    with pytest.raises(ValueError, match="method"):
+        Endpoint("FETCH", "/v1/things", _nothing, "Things")
+    declared = Endpoint(
+        "GET",
+        "/v1/things/{name:str}",
+        _nothing,
+        "A thing",
+        path_params=(PathParam("name", {"type": "string"}),),
+    )
+    assert declared.openapi_path == "/v1/things/{name}"
+    with pytest.raises(ValueError, match="declared twice"):
+        routes_of([declared, declared])
+
+
+def test_endpoints_of_a_path_are_one_route_with_every_method() -> None:
+    endpoints = Endpoints()
+    endpoints.get("/v1/things", "Things")(_nothing)
+    endpoints.post("/v1/things", "Add a thing")(_nothing)
+    endpoints.get("/v1/other", "Others")(_nothing)
+
+    routes = routes_of(endpoints)
+
+    assert [(r.path, r.methods) for r in routes] == [
+        ("/v1/things", {"GET", "HEAD", "POST"}),
+        ("/v1/other", {"GET", "HEAD"}),
+    ]

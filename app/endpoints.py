@@ -1,0 +1,244 @@
+"""Each endpoint declared once, beside its handler: the app's routes and its OpenAPI document
+(app/openapi.py) are both built from these declarations, and there is no other way to add one.
+
+A routes module holds ``endpoints = Endpoints()`` and decorates each handler::
+
+    @endpoints.get("/v1/things/{thing_id:uuid}", "Get a thing", response=Thing)
+    async def get_thing(request: Request[AppState]) -> Response: ...
+
+and app/routes/__init__.py lists the module. The declaration says what the document cannot see
+in the handler: its models, auth, parameters, and the statuses and headers it answers beyond
+those every endpoint of its kind answers (see ``app.openapi``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from app.state import AppState
+from dal.settings import Settings
+
+Json = dict[str, Any]
+Auth = Literal["none", "user", "admin"]
+Handler = Callable[[Request[AppState]], Awaitable[Response]]
+H = TypeVar("H", bound=Handler)
+
+REF = "#/components/schemas/"
+# Any JSON value a client may send, as the input records check it (built by app.openapi).
+JSON_INPUT_REF = REF + "JsonInput"
+# Text PostgreSQL can store: anything but the NUL character. A path or query string with %00 is
+# refused (400) before routing, a body with \u0000 with 422.
+NO_NUL = "^[^\\u0000]*$"
+# The largest integer a query parameter takes (int_param's default bound: PostgreSQL's int8).
+INT8_MAX = 2**63 - 1
+
+_METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
+# "{name:convertor}" in a Starlette path.
+_PATH_PARAM = re.compile(r"\{(\w+):(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A header of a response: its name, what it means, and its values (always sent)."""
+
+    name: str
+    description: str
+    schema: Json
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query or header parameter: its name, what it means, and the values it takes."""
+
+    name: str
+    description: str
+    schema: Json
+    where: Literal["query", "header"] = "query"
+    # The value is JSON text (the schema is that of the parsed value).
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PathParam:
+    """A path parameter that is not a UUID (``{name:str}``): its values, and the statuses its
+    value alone can cause (e.g. 422 for an id over a length limit)."""
+
+    name: str
+    schema: Json
+    errors: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response besides the success and the errors: another success (a retry's 200), or an
+    error with a body other than the error shape."""
+
+    status: int
+    description: str
+    body: type[BaseModel] | None = None
+    headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One method of one path, and everything the document says of it."""
+
+    method: str
+    # Starlette's, with convertors: "/v1/conversations/{conversation_id:uuid}".
+    path: str
+    handler: Handler
+    summary: str
+    auth: Auth = "user"
+    body: type[BaseModel] | None = None
+    # An empty body counts as {} (the handler reads it with read_json(..., optional=True)).
+    body_optional: bool = False
+    # What the handler checks of the body beyond its record, added to the record's schema
+    # (the component of ``body``) for these settings.
+    body_schema: Callable[[Json, Settings], None] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    # Headers of the success responses.
+    headers: tuple[Header, ...] = ()
+    answers: tuple[Answer, ...] = ()
+    params: tuple[Param, ...] = ()
+    path_params: tuple[PathParam, ...] = ()
+    # Statuses it answers beyond those that follow from the rest of the declaration.
+    errors: tuple[int, ...] = ()
+    # Whether it answers 503/504 when the database is down or slow (with the error shape).
+    database: bool = True
+    # False only for /openapi.json itself.
+    documented: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"{self.method} {self.path}: method not one of {_METHODS}")
+        declared = {p.name for p in self.path_params}
+        for name, convertor in _PATH_PARAM.findall(self.path):
+            if convertor != "uuid" and name not in declared:
+                raise ValueError(f"{self.path}: declare the path parameter {name} (PathParam)")
+        if not declared <= set(self.path_names):
+            raise ValueError(f"{self.path}: path_params {declared} not all in the path")
+        if "{" in _PATH_PARAM.sub("", self.path):
+            raise ValueError(f"{self.path}: give every path parameter a convertor")
+
+    @property
+    def path_names(self) -> tuple[str, ...]:
+        """The path parameters, in order."""
+        return tuple(name for name, _ in _PATH_PARAM.findall(self.path))
+
+    @property
+    def openapi_path(self) -> str:
+        """The path as OpenAPI writes it: "{conversation_id}"."""
+        return _PATH_PARAM.sub(r"{\1}", self.path)
+
+
+class Endpoints:
+    """The endpoints of one routes module, in the order they are declared."""
+
+    def __init__(self) -> None:
+        self._declared: list[Endpoint] = []
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(self._declared)
+
+    def _declare(self, method: str, path: str, summary: str, options: Any) -> Callable[[H], H]:
+        def declare(handler: H) -> H:
+            self._declared.append(Endpoint(method, path, handler, summary, **options))
+            return handler
+
+        return declare
+
+    def get(self, path: str, summary: str, **options: Any) -> Callable[[H], H]:
+        return self._declare("GET", path, summary, options)
+
+    def put(self, path: str, summary: str, **options: Any) -> Callable[[H], H]:
+        return self._declare("PUT", path, summary, options)
+
+    def post(self, path: str, summary: str, **options: Any) -> Callable[[H], H]:
+        return self._declare("POST", path, summary, options)
+
+    def patch(self, path: str, summary: str, **options: Any) -> Callable[[H], H]:
+        return self._declare("PATCH", path, summary, options)
+
+    def delete(self, path: str, summary: str, **options: Any) -> Callable[[H], H]:
+        return self._declare("DELETE", path, summary, options)
+
+
+class PathRoute(Route):
+    """One route for every method of a path, each to its endpoint's handler (HEAD to GET's).
+    Another method is 405 with ``Allow``: the path's methods, sorted."""
+
+    def __init__(self, path: str, handlers: Mapping[str, Handler]) -> None:
+        by_method = dict(handlers)
+        if "GET" in by_method:
+            by_method["HEAD"] = by_method["GET"]
+
+        async def dispatch(request: Request[AppState]) -> Response:
+            return await by_method[request.method](request)
+
+        super().__init__(path, dispatch, methods=list(handlers))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            # Starlette's own Allow is in the order of a set.
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.methods))})
+        await self.app(scope, receive, send)
+
+
+def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
+    """The Starlette routes of these endpoints: one per path, in the order paths first come."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        handlers = by_path.setdefault(endpoint.path, {})
+        if endpoint.method in handlers:
+            raise ValueError(f"{endpoint.method} {endpoint.path} is declared twice")
+        handlers[endpoint.method] = endpoint.handler
+    return [PathRoute(path, handlers) for path, handlers in by_path.items()]
+
+
+# --- what several routes modules declare alike -------------------------------------------------
+
+LOCATION = Header("Location", "The URL of the new resource", {"type": "string"})
+RETRY_AFTER = Header(
+    "Retry-After", "Seconds to wait before retrying", {"type": "integer", "minimum": 1}
+)
+WWW_AUTHENTICATE = Header(
+    "WWW-Authenticate", "The scheme to authenticate with: Bearer", {"type": "string"}
+)
+
+CURSOR = Param(
+    "cursor",
+    "next_cursor of the previous page, unchanged (another value is refused with 422)",
+    # URL-safe base64 without padding; empty means the first page.
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+)
+
+
+def limit_param(default: int, maximum: int) -> Param:
+    """The page size of a list: 1 to ``maximum``."""
+    return Param(
+        "limit",
+        f"page size, 1-{maximum} (default {default})",
+        {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+    )
+
+
+def walk(node: Any) -> Iterator[Json]:
+    """Every dict inside a JSON schema, depth first (for ``body_schema`` hooks)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
