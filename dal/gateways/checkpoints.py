@@ -1,11 +1,16 @@
 """Agent checkpoints (LangGraph's contract): threads, checkpoints, channel blobs, pending writes.
 
-These gateways move serialized values; dal/langgraph.py serializes them and implements
-BaseCheckpointSaver on top. Thread ids are scoped per owner: each call names the ``owner``
-of the threads it reads or writes (a user's id, or ``NO_OWNER`` for threads a saver wrote
-without a user), and never sees another owner's thread of the same id. The saver is trusted
-server-side code and passes the owner it is configured with; the HTTP API passes the caller
-after checking the thread is theirs (dal/gateways/threads.py).
+These gateways move serialized values; ``dal.langgraph`` serializes them (its codec) and
+implements BaseCheckpointSaver on top. Thread ids are scoped per owner: each call names the
+``owner`` of the threads it reads or writes (a user's id, or ``NO_OWNER`` for threads a saver
+wrote without a user), and never sees another owner's thread of the same id.
+
+This is the unscoped family: nothing here checks that a caller may see the owner's threads.
+The saver is trusted server-side code and passes the owner it is configured with; the HTTP
+API's use cases (``dal.usecases.threads``) pass the caller after a gateway of
+``dal.gateways.threads`` (the caller-scoped family) has checked the thread is theirs, in the
+same transaction. Names say the family where both have the operation: ``..._of_owner`` here
+(keyword ``owner``), ``..._of_user`` there (keyword ``user_id``).
 """
 
 from __future__ import annotations
@@ -378,7 +383,7 @@ async def list_delta_channel_history(
     return DeltaHistoryRow.from_rows(rows)
 
 
-async def delete_thread(db: Executor, *, owner: UUID, thread_id: str) -> bool:
+async def delete_thread_of_owner(db: Executor, *, owner: UUID, thread_id: str) -> bool:
     """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
     was none."""
     return await fetch_value(db, Q["delete_thread"], owner, thread_id) is not None
@@ -392,7 +397,7 @@ async def delete_checkpoints_for_runs(db: Executor, *, owner: UUID, run_ids: Seq
     return int(await fetch_value(db, Q["delete_checkpoints_for_runs"], owner, list(run_ids)))
 
 
-async def copy_thread(
+async def copy_thread_of_owner(
     db: Executor,
     *,
     owner: UUID,

@@ -10,9 +10,9 @@ import pytest
 
 from dal.database import translating
 from dal.errors import InvalidInput
-from dal.gateways import threads
 from dal.records.threads import ThreadStateDraft
 from dal.records.users import User
+from dal.usecases import threads as thread_views
 
 
 def deep(depth: int) -> Any:
@@ -48,9 +48,9 @@ async def test_history_filter_nested_deep_from_python_is_invalid_input(
     pool: Any, alice: User
 ) -> None:
     draft = ThreadStateDraft(values={"n": 1}, metadata={"k": [1]})
-    await threads.put_thread_state(pool, user_id=alice.id, thread_id="t", draft=draft)
+    await thread_views.put_thread_state(pool, user_id=alice.id, thread_id="t", draft=draft)
     for depth in (300, 1_000, 1_023):
         with pytest.raises(InvalidInput):
-            await threads.list_thread_history(
+            await thread_views.list_thread_history(
                 pool, user_id=alice.id, thread_id="t", metadata_filter={"k": deep(depth)}
             )

@@ -1,5 +1,6 @@
-"""Gateways of agent threads: owner scoping, JSON state written as LangGraph writes it, JSON
-views of LangGraph's serialized values, copy, prune, delete."""
+"""Agent threads, the caller-scoped gateways and the use cases above them: owner scoping, JSON
+state written as LangGraph writes it, JSON views of LangGraph's serialized values, copy, prune,
+delete."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from pydantic import BaseModel, ValidationError
 from dal.errors import Conflict, InvalidInput, NotFound
 from dal.gateways import conversations, threads
 from dal.langgraph import AsyncpgSaver
+from dal.langgraph.json_values import json_value
 from dal.records.conversations import ConversationDraft
 from dal.records.threads import ThreadStateDraft
 from dal.records.users import User
-from dal.values import json_value
+from dal.usecases import threads as thread_views
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -37,7 +39,7 @@ def draft(values: dict[str, Any], **fields: Any) -> ThreadStateDraft:
 
 
 async def put(pool: Any, user: User, thread_id: str, values: dict[str, Any], **fields: Any) -> str:
-    saved = await threads.put_thread_state(
+    saved = await thread_views.put_thread_state(
         pool, user_id=user.id, thread_id=thread_id, draft=draft(values, **fields)
     )
     return saved.checkpoint_id
@@ -140,12 +142,12 @@ async def test_put_thread_state_namespaces_are_separate(pool: Any, alice: User) 
     root = await put(pool, alice, "t-1", {"n": 1})
     sub = await put(pool, alice, "t-1", {"n": 2}, checkpoint_ns="child:1")
 
-    state = await threads.get_thread_state(
+    state = await thread_views.get_thread_state(
         pool, user_id=alice.id, thread_id="t-1", checkpoint_ns="child:1"
     )
 
     assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (sub, None, {"n": 2})
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
     assert (state.checkpoint_id, state.values) == (root, {"n": 1})
 
 
@@ -172,7 +174,7 @@ async def test_put_thread_state_graph_continuing_the_thread_keeps_unchanged_chan
     # "items" is not touched by the run: it must survive it (a checkpoint only stores a
     # non-scalar value again when its version changes).
     assert result == {"items": [1, 2], "log": ["put", "step"], "n": 8}
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
     assert state.values["items"] == [1, 2]
     assert state.values["log"] == ["put", "step"]
     assert state.metadata["source"] == "loop"
@@ -183,7 +185,7 @@ async def test_put_thread_state_concurrent_writes_form_one_chain(pool: Any, alic
 
     await asyncio.gather(*(put(pool, alice, "t-1", {"n": i}) for i in range(1, 9)))
 
-    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
+    history = await thread_views.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
     items = history.items
     assert len(items) == 9
     # Each checkpoint's parent is the one just older: the writes queued on the thread row.
@@ -200,11 +202,11 @@ async def test_put_thread_state_same_id_as_other_users_thread_is_the_callers_own
     await put(pool, bob, "main", {"n": 666})
     await put(pool, alice, "main", {"n": 2})
 
-    mine = await threads.get_thread_state(pool, user_id=alice.id, thread_id="main")
-    theirs = await threads.get_thread_state(pool, user_id=bob.id, thread_id="main")
+    mine = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="main")
+    theirs = await thread_views.get_thread_state(pool, user_id=bob.id, thread_id="main")
     assert (mine.values, theirs.values) == ({"n": 2}, {"n": 666})
     assert theirs.parent_checkpoint_id is None  # not chained to alice's checkpoints
-    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="main")
+    history = await thread_views.list_thread_history(pool, user_id=alice.id, thread_id="main")
     assert [item.values for item in history.items] == [{"n": 2}, {"n": 1}]
     listed = await threads.list_threads(pool, user_id=bob.id)
     assert [(t.thread_id, t.user_id) for t in listed.items] == [("main", bob.id)]
@@ -216,11 +218,11 @@ async def test_put_thread_state_same_id_as_thread_nobody_owns_leaves_it_alone(
     saver = AsyncpgSaver(pool)
     await saver_put(saver, "anon", {"n": 1})  # a saver config without user_id
     with pytest.raises(NotFound):
-        await threads.get_thread_state(pool, user_id=alice.id, thread_id="anon")
+        await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="anon")
 
     await put(pool, alice, "anon", {"n": 2})
 
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="anon")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="anon")
     assert state.values == {"n": 2} and state.parent_checkpoint_id is None
     nobodys = await saver.aget_tuple(config("anon"))  # type: ignore[arg-type]
     assert nobodys is not None and nobodys.checkpoint["channel_values"] == {"n": 1}
@@ -318,7 +320,7 @@ async def test_get_thread_state_decodes_langgraph_values_and_writes_to_json(
         task_id="task-1",
     )
 
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="lg")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="lg")
 
     assert state.checkpoint_id == checkpoint_id
     assert state.created_at == datetime(2026, 11, 23, 10, tzinfo=UTC)
@@ -343,21 +345,23 @@ async def test_get_thread_state_undecodable_blob_shows_its_type_and_bytes(
     await put(pool, alice, "t-1", {"doc": {"a": 1}})
     await pool.execute("UPDATE checkpoint_blobs SET type = 'pickle', blob = '\\x0102'::bytea")
 
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
 
     assert state.values == {"doc": {"undecodable": True, "type": "pickle", "data": "AQI="}}
 
 
 async def test_get_thread_state_without_checkpoint_raises_not_found(pool: Any, alice: User) -> None:
     await put(pool, alice, "t-1", {"n": 1})
-    await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="delete")
+    await thread_views.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="delete")
 
     with pytest.raises(NotFound):
-        await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+        await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
     with pytest.raises(NotFound):
-        await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1", checkpoint_ns="x")
+        await thread_views.get_thread_state(
+            pool, user_id=alice.id, thread_id="t-1", checkpoint_ns="x"
+        )
     with pytest.raises(NotFound):
-        await threads.get_thread_state(pool, user_id=alice.id, thread_id="missing")
+        await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="missing")
 
 
 async def test_list_thread_history_filters_by_metadata_and_pages_before(
@@ -367,19 +371,21 @@ async def test_list_thread_history_filters_by_metadata_and_pages_before(
         await put(pool, alice, "t-1", {"n": i}, metadata={"kind": "even" if i % 2 == 0 else "odd"})
         for i in range(6)
     ]
-    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1", limit=2)
+    history = await thread_views.list_thread_history(
+        pool, user_id=alice.id, thread_id="t-1", limit=2
+    )
     assert [s.checkpoint_id for s in history.items] == [ids[5], ids[4]]
 
-    older = await threads.list_thread_history(
+    older = await thread_views.list_thread_history(
         pool, user_id=alice.id, thread_id="t-1", limit=2, before=ids[4]
     )
     assert [s.checkpoint_id for s in older.items] == [ids[3], ids[2]]
 
-    even = await threads.list_thread_history(
+    even = await thread_views.list_thread_history(
         pool, user_id=alice.id, thread_id="t-1", metadata_filter={"kind": "even"}
     )
     assert [s.values["n"] for s in even.items] == [4, 2, 0]
-    even_before = await threads.list_thread_history(
+    even_before = await thread_views.list_thread_history(
         pool, user_id=alice.id, thread_id="t-1", metadata_filter={"kind": "even"}, before=ids[4]
     )
     assert [s.values["n"] for s in even_before.items] == [2, 0]
@@ -391,7 +397,7 @@ async def test_list_thread_history_limit_out_of_range_raises_invalid_input(
 ) -> None:
     await put(pool, alice, "t-1", {"n": 1})
     with pytest.raises(InvalidInput):
-        await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1", limit=limit)
+        await thread_views.list_thread_history(pool, user_id=alice.id, thread_id="t-1", limit=limit)
 
 
 async def test_list_threads_pages_by_keyset_newest_update_first(
@@ -447,12 +453,12 @@ async def test_copy_thread_copies_every_checkpoint_to_a_new_thread_of_the_caller
 ) -> None:
     ids = [await put(pool, alice, "src", {"n": i}) for i in range(3)]
 
-    copied = await threads.copy_thread(
+    copied = await thread_views.copy_thread(
         pool, user_id=alice.id, thread_id="src", target_thread_id="dst"
     )
 
     assert (copied.thread_id, copied.copied) == ("dst", 3)
-    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="dst")
+    history = await thread_views.list_thread_history(pool, user_id=alice.id, thread_id="dst")
     assert [s.checkpoint_id for s in history.items] == ids[::-1]
     assert (await threads.get_thread(pool, user_id=alice.id, thread_id="dst")).user_id == alice.id
 
@@ -462,12 +468,12 @@ async def test_copy_thread_latest_only_copies_the_newest_checkpoint_as_a_root(
 ) -> None:
     ids = [await put(pool, alice, "src", {"items": [i]}) for i in range(3)]
 
-    copied = await threads.copy_thread(
+    copied = await thread_views.copy_thread(
         pool, user_id=alice.id, thread_id="src", target_thread_id="dst", latest_only=True
     )
 
     assert copied.copied == 1
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="dst")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="dst")
     assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (
         ids[2],
         None,
@@ -484,15 +490,17 @@ async def test_copy_thread_to_an_existing_thread_of_the_caller_raises_conflict(
 
     for target in ("mine", "src"):
         with pytest.raises(Conflict, match="already exists"):
-            await threads.copy_thread(
+            await thread_views.copy_thread(
                 pool, user_id=alice.id, thread_id="src", target_thread_id=target
             )
     assert await count(pool, "SELECT count(*) FROM checkpoints") == 3
 
     # Another user's thread id is no obstacle: the copy is alice's own thread "theirs".
-    await threads.copy_thread(pool, user_id=alice.id, thread_id="src", target_thread_id="theirs")
-    mine = await threads.get_thread_state(pool, user_id=alice.id, thread_id="theirs")
-    state = await threads.get_thread_state(pool, user_id=bob.id, thread_id="theirs")
+    await thread_views.copy_thread(
+        pool, user_id=alice.id, thread_id="src", target_thread_id="theirs"
+    )
+    mine = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="theirs")
+    state = await thread_views.get_thread_state(pool, user_id=bob.id, thread_id="theirs")
     assert (mine.values, state.values) == ({"n": 1}, {"n": 3})
 
 
@@ -502,7 +510,9 @@ async def test_copy_thread_of_other_users_thread_raises_not_found_and_creates_no
     await put(pool, alice, "src", {"n": 1})
 
     with pytest.raises(NotFound):
-        await threads.copy_thread(pool, user_id=bob.id, thread_id="src", target_thread_id="dst")
+        await thread_views.copy_thread(
+            pool, user_id=bob.id, thread_id="src", target_thread_id="dst"
+        )
 
     assert await count(pool, "SELECT count(*) FROM threads WHERE thread_id = 'dst'") == 0
 
@@ -513,12 +523,12 @@ async def test_prune_thread_keep_latest_keeps_the_newest_checkpoint_of_each_name
     ids = [await put(pool, alice, "t-1", {"items": [i]}) for i in range(4)]
     await put(pool, alice, "t-1", {"n": 1}, checkpoint_ns="sub")
 
-    pruned = await threads.prune_thread(
+    pruned = await thread_views.prune_thread(
         pool, user_id=alice.id, thread_id="t-1", strategy="keep_latest"
     )
 
     assert pruned.deleted == 3
-    state = await threads.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
+    state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id="t-1")
     assert (state.checkpoint_id, state.parent_checkpoint_id, state.values) == (
         ids[3],
         None,
@@ -533,7 +543,9 @@ async def test_prune_thread_delete_deletes_every_checkpoint_and_keeps_the_thread
     for i in range(3):
         await put(pool, alice, "t-1", {"items": [i]})
 
-    pruned = await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="delete")
+    pruned = await thread_views.prune_thread(
+        pool, user_id=alice.id, thread_id="t-1", strategy="delete"
+    )
 
     assert pruned.deleted == 3
     assert await threads.get_thread(pool, user_id=alice.id, thread_id="t-1")
@@ -547,7 +559,9 @@ async def test_prune_thread_keep_latest_with_delta_channel_raises_conflict(
     await put(pool, alice, "t-1", {"n": 2})
 
     with pytest.raises(Conflict, match="DeltaChannel"):
-        await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="keep_latest")
+        await thread_views.prune_thread(
+            pool, user_id=alice.id, thread_id="t-1", strategy="keep_latest"
+        )
 
     assert await count(pool, "SELECT count(*) FROM checkpoints") == 2
 
@@ -555,7 +569,7 @@ async def test_prune_thread_keep_latest_with_delta_channel_raises_conflict(
 async def test_prune_thread_bad_strategy_raises_invalid_input(pool: Any, alice: User) -> None:
     await put(pool, alice, "t-1", {"n": 1})
     with pytest.raises(InvalidInput, match="strategy"):
-        await threads.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="all")
+        await thread_views.prune_thread(pool, user_id=alice.id, thread_id="t-1", strategy="all")
 
 
 async def test_other_users_thread_raises_not_found_everywhere_and_stays(
@@ -567,33 +581,35 @@ async def test_other_users_thread_raises_not_found_everywhere_and_stays(
     with pytest.raises(NotFound):
         await threads.get_thread(pool, user_id=bob.id, thread_id="t-1")
     with pytest.raises(NotFound):
-        await threads.get_thread_state(pool, user_id=bob.id, thread_id="t-1")
+        await thread_views.get_thread_state(pool, user_id=bob.id, thread_id="t-1")
     with pytest.raises(NotFound):
-        await threads.get_thread_state(
+        await thread_views.get_thread_state(
             pool, user_id=bob.id, thread_id="t-1", checkpoint_id=checkpoint_id
         )
     with pytest.raises(NotFound):
-        await threads.list_thread_history(pool, user_id=bob.id, thread_id="t-1")
+        await thread_views.list_thread_history(pool, user_id=bob.id, thread_id="t-1")
     for strategy in ("keep_latest", "delete"):
         with pytest.raises(NotFound):
-            await threads.prune_thread(pool, user_id=bob.id, thread_id="t-1", strategy=strategy)
+            await thread_views.prune_thread(
+                pool, user_id=bob.id, thread_id="t-1", strategy=strategy
+            )
     with pytest.raises(NotFound):
-        await threads.delete_thread(pool, user_id=bob.id, thread_id="t-1")
+        await threads.delete_thread_of_user(pool, user_id=bob.id, thread_id="t-1")
     assert (await threads.list_threads(pool, user_id=bob.id)).items == []
 
-    history = await threads.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
+    history = await thread_views.list_thread_history(pool, user_id=alice.id, thread_id="t-1")
     assert [s.values for s in history.items] == [{"n": 2}, {"n": 1}]
 
 
 async def test_delete_thread_deletes_its_checkpoints(pool: Any, alice: User) -> None:
     await put(pool, alice, "t-1", {"items": [1]})
 
-    await threads.delete_thread(pool, user_id=alice.id, thread_id="t-1")
+    await threads.delete_thread_of_user(pool, user_id=alice.id, thread_id="t-1")
 
     for table in ("threads", "checkpoints", "checkpoint_blobs"):
         assert await count(pool, f"SELECT count(*) FROM {table}") == 0
     with pytest.raises(NotFound):
-        await threads.delete_thread(pool, user_id=alice.id, thread_id="t-1")
+        await threads.delete_thread_of_user(pool, user_id=alice.id, thread_id="t-1")
 
 
 async def test_deleting_a_user_deletes_their_threads_checkpoints_blobs_and_writes(
@@ -720,7 +736,7 @@ async def test_prune_racing_put_thread_state_leaves_no_dangling_parent(
             if via == "saver":
                 await saver.aprune([thread_id], strategy=strategy)
                 return
-            await threads.prune_thread(
+            await thread_views.prune_thread(
                 pool, user_id=alice.id, thread_id=thread_id, strategy=strategy
             )
 
@@ -729,7 +745,9 @@ async def test_prune_racing_put_thread_state_leaves_no_dangling_parent(
         )
         assert await count(pool, DANGLING) == 0, f"round {round_}"
         # Whatever survived still chains: the newest checkpoint's ancestors are all there.
-        history = await threads.list_thread_history(pool, user_id=alice.id, thread_id=thread_id)
+        history = await thread_views.list_thread_history(
+            pool, user_id=alice.id, thread_id=thread_id
+        )
         for newer, older in zip(history.items, history.items[1:], strict=False):
             assert newer.parent_checkpoint_id == older.checkpoint_id
 
@@ -743,7 +761,7 @@ async def test_copy_racing_put_thread_state_leaves_no_dangling_parent(
 
         async def copy(latest_only: bool, source: str = source, target: str = target) -> None:
             try:
-                await threads.copy_thread(
+                await thread_views.copy_thread(
                     pool,
                     user_id=alice.id,
                     thread_id=source,

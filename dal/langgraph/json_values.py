@@ -1,10 +1,10 @@
 """Checkpoints as JSON: decode what the LangGraph saver serialized, then make it JSON.
 
-The HTTP API shows an agent's state to clients that are not Python. Channel values and
-pending writes are decoded with LangGraph's serializer in its strict mode: the safe types
-(LangChain messages, datetimes, UUIDs, sets...) are rebuilt, any other class is not imported
-or called (its serialized fields come back instead). The decoded values are then converted
-to JSON values by ``json_value``.
+The HTTP API shows an agent's state to clients that are not Python. A stored checkpoint is
+decoded by the codec (``dal.langgraph.codec``), its serialized values with LangGraph's
+serializer in its strict mode: the safe types (LangChain messages, datetimes, UUIDs, sets...)
+are rebuilt, any other class is not imported or called (its serialized fields come back
+instead). The decoded values are then converted to JSON values by ``json_value``.
 """
 
 from __future__ import annotations
@@ -18,17 +18,11 @@ from datetime import date, datetime, time
 from typing import Any
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel, JsonValue
 
+from dal.langgraph.codec import decode_checkpoint, strict_serializer
 from dal.records.checkpoints import CheckpointRow
 from dal.records.threads import PendingWrite, ThreadState
-
-
-def json_serde() -> SerializerProtocol:
-    """LangGraph's serializer, restricted to its allowlist of safe types: values are only
-    shown, so no class outside it is imported or constructed while decoding them."""
-    return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
 def json_value(value: Any) -> JsonValue:
@@ -152,38 +146,22 @@ def _created_at(checkpoint: Mapping[str, Any]) -> datetime | None:
     return when if when.tzinfo is not None else None
 
 
-def thread_state(row: CheckpointRow, serde: SerializerProtocol) -> ThreadState:
-    """A stored checkpoint as JSON: the inline values, then the blobs of its channel
-    versions decoded over them (as the saver reads it), and its pending writes decoded."""
-    inline = row.checkpoint.get("channel_values") or {}
-    values: dict[str, JsonValue] = {}
-    for channel, value in inline.items():
-        try:
-            values[channel] = json_value(value)
-        except RecursionError:
-            values[channel] = _undecodable("json", None)
-    if row.blob_channels:
-        assert row.blob_types is not None and row.blob_values is not None
-        for channel, type_, data in zip(
-            row.blob_channels, row.blob_types, row.blob_values, strict=True
-        ):
-            if type_ != "empty" and data is not None:
-                values[channel] = decode_value(serde, type_, data)
-    pending: list[PendingWrite] = []
-    if row.write_task_ids:
-        assert row.write_channels and row.write_types and row.write_values
-        for task_id, channel, write_type, data in zip(
-            row.write_task_ids, row.write_channels, row.write_types, row.write_values, strict=True
-        ):
-            pending.append(
-                PendingWrite.from_values(
-                    {
-                        "task_id": task_id,
-                        "channel": channel,
-                        "value": decode_value(serde, write_type, data),
-                    }
-                )
-            )
+def _inline_value(value: Any) -> JsonValue:
+    try:
+        return json_value(value)
+    except RecursionError:
+        return _undecodable("json", None)
+
+
+def thread_state(row: CheckpointRow, serde: SerializerProtocol | None = None) -> ThreadState:
+    """A stored checkpoint as JSON, decoded as the saver reads it (``decode_checkpoint``),
+    serialized values with ``serde`` (default: the strict serializer) and never raising."""
+    strict = serde or strict_serializer()
+    decoded = decode_checkpoint(
+        row,
+        inline=_inline_value,
+        load=lambda type_, data: decode_value(strict, type_, data),
+    )
     return ThreadState.from_values(
         {
             "thread_id": row.thread_id,
@@ -192,7 +170,10 @@ def thread_state(row: CheckpointRow, serde: SerializerProtocol) -> ThreadState:
             "parent_checkpoint_id": row.parent_checkpoint_id,
             "created_at": _created_at(row.checkpoint),
             "metadata": row.metadata,
-            "values": values,
-            "pending_writes": pending,
+            "values": decoded.values,
+            "pending_writes": [
+                PendingWrite.from_values({"task_id": task_id, "channel": channel, "value": value})
+                for task_id, channel, value in decoded.pending_writes
+            ],
         }
     )

@@ -6,10 +6,13 @@
 
 or ``AsyncpgSaver(pool)`` on a pool you opened with ``dal.open_pool()``. Channel values are
 serialized with LangGraph's serializer (``saver.serde``); None, str, int, float and bool values
-stay inline in the checkpoint's JSON, others are stored once per version as blobs. Every read
-is one query (a checkpoint with its blobs and pending writes, a page of history, the whole
-DeltaChannel ancestor walk); saves made at once share one statement and one commit (see
-``_GroupCommit``).
+stay inline in the checkpoint's JSON, others are stored once per version as blobs (the rules
+are the codec's, ``dal.langgraph.codec``). Every read is one query (a checkpoint with its blobs
+and pending writes, a page of history, the whole DeltaChannel ancestor walk); saves made at
+once share one statement and one commit (``dal.langgraph.group_commit``).
+
+The saver uses the owner-keyed (unscoped) gateways of ``dal.gateways.checkpoints``: it is
+trusted server-side code and names the owner itself.
 
 Thread ids are scoped per user: ``config["configurable"]["user_id"]`` (else the saver's own
 ``user_id``, else none) names the owner of the thread, and two owners' threads ``main`` are two
@@ -21,8 +24,6 @@ to that value (its UUIDv5); no user is the nil UUID's scope, reachable only from
 from __future__ import annotations
 
 import asyncio
-import math
-import random
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,32 +45,13 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from dal import migrate
-from dal.database import Executor, open_pool, transaction, translating
-from dal.errors import NotFound, Unavailable
+from dal.database import open_pool, transaction
+from dal.errors import NotFound
 from dal.gateways import checkpoints
-from dal.records.checkpoints import Blob, CheckpointPut, CheckpointRow, Write, WritesPut
+from dal.langgraph import codec
+from dal.langgraph.group_commit import GroupCommit
+from dal.records.checkpoints import CheckpointRow, Write, WritesPut
 from dal.settings import Settings
-
-_INT64 = range(-(2**63), 2**63)
-
-
-def _stays_inline(value: Any) -> bool:
-    """Whether a channel value is kept as is in the checkpoint's JSON (else: a blob).
-
-    Only values JSON holds exactly: a str with a NUL character (PostgreSQL refuses it in
-    jsonb), an int beyond 64 bits or a non-finite float go to a blob instead.
-    """
-    if value is None or value is True or value is False:
-        return True
-    kind = type(value)
-    if kind is str:
-        return "\x00" not in value
-    if kind is int:
-        return value in _INT64
-    if kind is float:
-        return math.isfinite(value)
-    return False
-
 
 # Owners of threads whose user_id is not a UUID are UUIDv5s in this namespace.
 _USER_ID_NAMESPACE = UUID("6f1d3c1e-2b7a-5e8c-9a41-0d5b7c3e9f20")
@@ -88,158 +70,6 @@ def owner_of(user_id: object) -> UUID:
         return UUID(text)
     except ValueError:
         return uuid5(_USER_ID_NAMESPACE, text)
-
-
-Save = tuple[CheckpointPut | WritesPut, "asyncio.Future[None]"]
-
-
-class _GroupCommit:
-    """Saves that arrive while others are being committed are committed together, next.
-
-    LangGraph saves a step's checkpoint and its tasks' writes in the background, close
-    together, each call waiting for its own. Committing each alone costs a round trip and a
-    commit (a WAL flush to disk) apiece. Here a committer task takes every save waiting, as one
-    statement in one transaction, then the next ones: each call still returns only once its
-    rows are committed, and the rows are those of running the calls one by one, in order. A
-    3-node invocation commits 5 or 6 times instead of 9, and concurrent graphs share commits.
-    If a batch fails, each of its saves is retried alone, so an error reaches only the call
-    that caused it.
-
-    A second committer starts when a save arrives while the first is busy committing, so a
-    checkpoint (the next step's saves wait for it) never queues behind a batch of writes; a
-    committer holds one pooled connection while saves are waiting, and no longer.
-    """
-
-    COMMITTERS = 2
-
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
-        self._pool = pool
-        self._waiting: list[Save] = []
-        self._running = 0  # committer tasks
-        self._idle = 0  # committers between batches (about to take the waiting saves)
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def save(self, item: CheckpointPut | WritesPut) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._waiting.append((item, done))
-        if self._idle == 0 and self._running < self.COMMITTERS:
-            self._start()
-        await done
-
-    def _start(self) -> None:
-        self._running += 1
-        self._idle += 1
-        task = asyncio.get_running_loop().create_task(self._commit_waiting())
-        self._tasks.add(task)  # a reference, so the task is not collected mid-way
-        task.add_done_callback(self._tasks.discard)
-
-    async def _commit_waiting(self) -> None:
-        idle, running = True, True  # what this task counts for in _idle and _running
-
-        def leave() -> None:
-            # No await between the last look at _waiting and this: a save arriving later sees
-            # this committer gone and starts another.
-            nonlocal idle, running
-            self._idle -= idle
-            self._running -= running
-            idle = running = False
-
-        try:
-            with translating():
-                async with self._pool.acquire() as conn:
-                    # One more turn of the event loop: saves submitted in the same moment (a
-                    # task's writes and the step's checkpoint) join the first batch.
-                    await asyncio.sleep(0)
-                    while self._waiting:
-                        batch, self._waiting = self._waiting, []
-                        self._idle -= 1
-                        idle = False
-                        healthy = await self._commit(conn, batch)
-                        if not healthy:
-                            # Its connection failed: the batch, once more on another one, then
-                            # this committer ends (the pool replaces the connection).
-                            await self._commit_on_new_connection(batch)
-                        self._idle += 1
-                        idle = True
-                        if not healthy:
-                            break
-                    leave()
-        except BaseException as exc:  # no connection to be had, or cancelled
-            leave()
-            if self._running == 0:  # nobody else will take them
-                batch, self._waiting = self._waiting, []
-                _settle(batch, exc)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            leave()
-            if self._waiting and self._running == 0:
-                self._start()  # saves that came after a failed connection
-
-    async def _commit(self, conn: Executor, batch: Sequence[Save]) -> bool:
-        """Commit a batch, or each of its saves alone if it fails. False, with the saves not
-        committed yet left unsettled, if the connection failed."""
-        try:
-            await checkpoints.upsert_checkpoint_batch(
-                conn,
-                checkpoints=[item for item, _ in batch if isinstance(item, CheckpointPut)],
-                writes=[item for item, _ in batch if isinstance(item, WritesPut)],
-            )
-        except Exception as exc:
-            if isinstance(exc, Unavailable) or not _usable(conn):
-                return False
-            if len(batch) == 1:
-                _settle(batch, exc)
-                return True
-            for one in batch:
-                if not await self._commit(conn, [one]):
-                    return False
-            return True
-        except BaseException as exc:  # cancelled (the loop is closing): nobody waits forever
-            _settle(batch, exc)
-            raise
-        _settle(batch, None)
-        return True
-
-    async def _commit_on_new_connection(self, batch: Sequence[Save]) -> None:
-        """The saves of a batch whose connection failed, on another connection. They may or
-        may not have been committed; committing them again changes nothing (the statement
-        only upserts what it is given)."""
-        unsettled = [save for save in batch if not save[1].done()]
-        try:
-            with translating():
-                async with self._pool.acquire() as conn:
-                    if await self._commit(conn, unsettled):
-                        return
-        except BaseException as exc:  # no connection to be had, or cancelled
-            _settle(unsettled, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        _settle(unsettled, Unavailable("the database connection was lost"))
-
-
-def _usable(conn: Executor) -> bool:
-    """Whether a pooled connection still works (asyncpg detaches it once it is lost)."""
-    try:
-        return not conn.is_closed()  # type: ignore[attr-defined]
-    except asyncpg.InterfaceError:
-        return False
-
-
-def _settle(
-    batch: Sequence[tuple[object, asyncio.Future[None]]], error: BaseException | None
-) -> None:
-    for _, done in batch:
-        if done.done():  # its caller was cancelled
-            continue
-        if error is None:
-            done.set_result(None)
-        elif isinstance(error, asyncio.CancelledError):
-            done.cancel()
-        else:
-            done.set_exception(error)
 
 
 class AsyncpgSaver(BaseCheckpointSaver[str]):
@@ -261,7 +91,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         self.database_url = database_url
         self.user_id = user_id
         self.owner = owner_of(user_id)
-        self._saves = _GroupCommit(pool)
+        self._saves = GroupCommit(pool)
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -321,29 +151,20 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         thread_id = checkpoints.check_key("thread id", configurable["thread_id"])
         checkpoint_ns = configurable.get("checkpoint_ns", "")
         owner, scope = self._scope(config)
-        inline: dict[str, Any] = {}
-        blobs: list[Blob] = []
         dumps = self.serde.dumps_typed
-        for channel, value in checkpoint["channel_values"].items():
-            if _stays_inline(value):
-                inline[channel] = value
-            elif channel in new_versions:
-                type_, data = dumps(value)
-                blobs.append(
-                    Blob(
-                        channel=channel, version=str(new_versions[channel]), type=type_, value=data
-                    )
-                )
-        stored = {**checkpoint, "channel_values": inline}
-        put = CheckpointPut(
+        put = codec.checkpoint_put(
+            owner=owner,
             thread_id=thread_id,
             checkpoint_ns=checkpoint_ns,
-            checkpoint_id=checkpoint["id"],
             parent_checkpoint_id=configurable.get("checkpoint_id"),
-            checkpoint=stored,
+            checkpoint=checkpoint,
             metadata=get_serializable_checkpoint_metadata(config, metadata),
-            blobs=blobs,
-            owner=owner,
+            values=codec.encode_values(
+                checkpoint["channel_values"],
+                lambda _channel, value: dumps(value),
+                changed=new_versions,
+            ),
+            versions=new_versions,
         )
         # A key that cannot be stored fails here, alone, not in a batch of others' saves.
         checkpoints.check_checkpoint_put(put)
@@ -387,38 +208,22 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     # --- reading ---------------------------------------------------------------------
 
+    def _load(self, type_: str | None, data: bytes | None) -> Any:
+        return self.serde.loads_typed((type_ or "", data or b""))
+
     def _tuple(self, row: CheckpointRow, scope: dict[str, Any]) -> CheckpointTuple:
-        loads = self.serde.loads_typed
-        values = dict(row.checkpoint.get("channel_values") or {})
-        if row.blob_channels:
-            assert row.blob_types is not None and row.blob_values is not None
-            for channel, type_, data in zip(
-                row.blob_channels, row.blob_types, row.blob_values, strict=True
-            ):
-                if type_ != "empty" and data is not None:
-                    values[channel] = loads((type_, data))
-        pending: list[tuple[str, str, Any]] = []
-        if row.write_task_ids:
-            assert row.write_channels and row.write_types and row.write_values
-            for task_id, channel, write_type, data in zip(
-                row.write_task_ids,
-                row.write_channels,
-                row.write_types,
-                row.write_values,
-                strict=True,
-            ):
-                pending.append((task_id, channel, loads((write_type or "", data))))
+        decoded = codec.decode_checkpoint(row, inline=_same, load=self._load)
         ids = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns, **scope}
         return CheckpointTuple(
             config={"configurable": {**ids, "checkpoint_id": row.checkpoint_id}},
-            checkpoint={**row.checkpoint, "channel_values": values},  # type: ignore[typeddict-item]
+            checkpoint={**row.checkpoint, "channel_values": decoded.values},  # type: ignore[typeddict-item]
             metadata=row.metadata,  # type: ignore[arg-type]
             parent_config=(
                 {"configurable": {**ids, "checkpoint_id": row.parent_checkpoint_id}}
                 if row.parent_checkpoint_id
                 else None
             ),
-            pending_writes=pending,
+            pending_writes=decoded.pending_writes,
         )
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -493,7 +298,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     async def adelete_thread(self, thread_id: str, *, user_id: object = None) -> None:
         """Delete a thread of ``user_id`` (default: the saver's ``user_id``)."""
-        await checkpoints.delete_thread(
+        await checkpoints.delete_thread_of_owner(
             self.pool, owner=self._owner_arg(user_id), thread_id=str(thread_id)
         )
 
@@ -507,7 +312,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         self, source_thread_id: str, target_thread_id: str, *, user_id: object = None
     ) -> None:
         """Copy a thread of ``user_id`` (default: the saver's) to another of theirs."""
-        await checkpoints.copy_thread(
+        await checkpoints.copy_thread_of_owner(
             self.pool,
             owner=self._owner_arg(user_id),
             source_thread_id=str(source_thread_id),
@@ -540,15 +345,8 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
             await checkpoints.delete_checkpoints_except_latest(conn, owner=owner, thread_ids=ids)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        """Versions sort as text; the random part keeps two branches of a forked thread from
-        writing different values under one version (blobs are keyed by version)."""
-        if current is None:
-            number = 0
-        elif isinstance(current, int):
-            number = current
-        else:
-            number = int(str(current).split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"
+        """Versions sort as text (``codec.next_version``)."""
+        return codec.next_version(current)
 
     # --- the synchronous interface, for code running in another thread ---------------
 
@@ -628,3 +426,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", user_id: object = None
     ) -> None:
         self._run(self.aprune(thread_ids, strategy=strategy, user_id=user_id))
+
+
+def _same(value: Any) -> Any:
+    return value
