@@ -1,6 +1,8 @@
--- Agent threads and checkpoints. The first group serves the LangGraph saver
--- (dal/langgraph.py), which is trusted server-side code; the second group serves the HTTP API
--- after an owner check (queries/threads.sql).
+-- Agent threads and checkpoints, unscoped: each query reads or writes the threads of the
+-- owner its caller passes ($1 owner, or each row's owner in upsert_checkpoint_batch) and trusts
+-- it. The LangGraph saver (trusted server-side code) passes the owner it is configured with;
+-- the HTTP API passes the caller, after the owner check of a caller-scoped query of
+-- threads.sql (the ..._of_user family), in the same transaction.
 --
 -- Thread ids are scoped per owner: every row has its thread's owner (a Mnemo user's id, or
 -- the nil UUID for threads a saver wrote without a user), every key starts with
@@ -112,6 +114,44 @@ WITH new_checkpoints AS (
 SELECT count(*) AS saved
   FROM saved;
 
+-- fragment: checkpoint_tuple
+-- The one read path of a checkpoint: each checkpoint of "picked" with its channel blobs and
+-- its pending writes (in the order LangGraph applies them: task_path, task_id, idx), in one
+-- round trip. Each query that includes it defines picked, a CTE with the columns thread_id,
+-- owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint and metadata of the
+-- checkpoints it reads. Referenced once, the CTE is inlined (PostgreSQL 12+): the plan is
+-- that of picked's own query, read by its index, with the lookups below per row.
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
+       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
+       w.write_channels, w.write_types, w.write_values
+  FROM picked AS c
+  LEFT JOIN LATERAL (
+        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
+               array_agg(bl.blob) AS blob_values
+          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+         CROSS JOIN LATERAL (
+                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
+                -- keeps the planner from turning this into a hash join over every blob of
+                -- every version of the thread, which grows with its history.
+                SELECT x.channel, x.type, x.blob
+                  FROM checkpoint_blobs AS x
+                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
+                   AND x.checkpoint_ns = c.checkpoint_ns
+                   AND x.channel = v.key AND x.version = v.value
+                 LIMIT 1
+               ) AS bl
+       ) AS b ON true
+  LEFT JOIN LATERAL (
+        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
+               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
+               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
+               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
+          FROM checkpoint_writes AS cw
+         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
+           AND cw.checkpoint_ns = c.checkpoint_ns
+           AND cw.checkpoint_id = c.checkpoint_id
+       ) AS w ON true
+
 -- name: get_checkpoint
 -- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
 -- applies them: task_path, task_id, idx), in one round trip.
@@ -121,40 +161,16 @@ SELECT count(*) AS saved
 -- $2 thread_id text
 -- $3 checkpoint_ns text
 -- $4 checkpoint_id text
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM checkpoints AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
- WHERE c.thread_id = $2
-   AND c.owner = $1
-   AND c.checkpoint_ns = $3
-   AND c.checkpoint_id = $4;
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint,
+           metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+       AND checkpoint_id = $4
+)
+{{checkpoint_tuple}};
 
 -- name: get_latest_checkpoint
 -- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint.
@@ -163,45 +179,17 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
 -- $3 checkpoint_ns text
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_ns = $3
-         ORDER BY checkpoint_id DESC
-         LIMIT 1
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true;
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+     ORDER BY checkpoint_id DESC
+     LIMIT 1
+)
+{{checkpoint_tuple}};
 
 -- name: list_checkpoints
 -- A thread namespace's checkpoints, newest first, with blobs and pending writes.
@@ -211,45 +199,17 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $2 thread_id text
 -- $3 checkpoint_ns text
 -- $4 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_ns = $3
-         ORDER BY checkpoint_id DESC
-         LIMIT $4
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+     ORDER BY checkpoint_id DESC
+     LIMIT $4
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_before
@@ -261,46 +221,18 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $3 checkpoint_ns text
 -- $4 before_checkpoint_id text
 -- $5 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_ns = $3
-           AND checkpoint_id < $4
-         ORDER BY checkpoint_id DESC
-         LIMIT $5
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+       AND checkpoint_id < $4
+     ORDER BY checkpoint_id DESC
+     LIMIT $5
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_by_metadata
@@ -314,46 +246,18 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $3 checkpoint_ns text
 -- $4 metadata_filter jsonb
 -- $5 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_ns = $3
-           AND metadata @> $4
-         ORDER BY checkpoint_id DESC
-         LIMIT $5
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+       AND metadata @> $4
+     ORDER BY checkpoint_id DESC
+     LIMIT $5
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_by_metadata_before
@@ -368,47 +272,19 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $4 metadata_filter jsonb
 -- $5 before_checkpoint_id text
 -- $6 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_ns = $3
-           AND checkpoint_id < $5
-           AND metadata @> $4
-         ORDER BY checkpoint_id DESC
-         LIMIT $6
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_ns = $3
+       AND checkpoint_id < $5
+       AND metadata @> $4
+     ORDER BY checkpoint_id DESC
+     LIMIT $6
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_of_thread
@@ -422,44 +298,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
 -- $3 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-         ORDER BY checkpoint_id DESC
-         LIMIT $3
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+     ORDER BY checkpoint_id DESC
+     LIMIT $3
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: list_checkpoints_of_thread_before
@@ -471,45 +319,17 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $2 thread_id text
 -- $3 before_checkpoint_id text
 -- $4 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND checkpoint_id < $3
-         ORDER BY checkpoint_id DESC
-         LIMIT $4
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND checkpoint_id < $3
+     ORDER BY checkpoint_id DESC
+     LIMIT $4
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: find_checkpoints_by_metadata
@@ -522,44 +342,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
 -- $2 metadata_filter jsonb
 -- $3 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE metadata @> $2
-           AND owner = $1
-         ORDER BY checkpoint_id DESC
-         LIMIT $3
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE metadata @> $2
+       AND owner = $1
+     ORDER BY checkpoint_id DESC
+     LIMIT $3
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: find_checkpoints_of_thread
@@ -577,48 +369,20 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $5 before_checkpoint_id text     NULL: from the newest
 -- $6 metadata_filter jsonb         NULL: no filter
 -- $7 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE thread_id = $2
-           AND owner = $1
-           AND ($3::text IS NULL OR checkpoint_ns = $3)
-           AND ($4::text IS NULL OR checkpoint_id = $4)
-           AND ($5::text IS NULL OR checkpoint_id < $5)
-           AND ($6::jsonb IS NULL OR metadata @> $6)
-         ORDER BY checkpoint_id DESC
-         LIMIT $7
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE thread_id = $2
+       AND owner = $1
+       AND ($3::text IS NULL OR checkpoint_ns = $3)
+       AND ($4::text IS NULL OR checkpoint_id = $4)
+       AND ($5::text IS NULL OR checkpoint_id < $5)
+       AND ($6::jsonb IS NULL OR metadata @> $6)
+     ORDER BY checkpoint_id DESC
+     LIMIT $7
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 
@@ -636,47 +400,19 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
 -- $4 before_checkpoint_id text     NULL: from the newest
 -- $5 metadata_filter jsonb         NULL: no filter
 -- $6 page_size int8                NULL: all
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint,
-       c.metadata, b.blob_channels, b.blob_types, b.blob_values, w.write_task_ids,
-       w.write_channels, w.write_types, w.write_values
-  FROM (
-        SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-               checkpoint, metadata
-          FROM checkpoints
-         WHERE owner = $1
-           AND ($2::text IS NULL OR checkpoint_ns = $2)
-           AND ($3::text IS NULL OR checkpoint_id = $3)
-           AND ($4::text IS NULL OR checkpoint_id < $4)
-           AND ($5::jsonb IS NULL OR metadata @> $5)
-         ORDER BY checkpoint_id DESC
-         LIMIT $6
-       ) AS c
-  LEFT JOIN LATERAL (
-        SELECT array_agg(bl.channel) AS blob_channels, array_agg(bl.type) AS blob_types,
-               array_agg(bl.blob) AS blob_values
-          FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-         CROSS JOIN LATERAL (
-                -- One primary-key probe per channel version. LIMIT 1 (the key is unique)
-                -- keeps the planner from turning this into a hash join over every blob of
-                -- every version of the thread, which grows with its history.
-                SELECT x.channel, x.type, x.blob
-                  FROM checkpoint_blobs AS x
-                 WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-                   AND x.checkpoint_ns = c.checkpoint_ns
-                   AND x.channel = v.key AND x.version = v.value
-                 LIMIT 1
-               ) AS bl
-       ) AS b ON true
-  LEFT JOIN LATERAL (
-        SELECT array_agg(cw.task_id ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_task_ids,
-               array_agg(cw.channel ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_channels,
-               array_agg(cw.type ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_types,
-               array_agg(cw.blob ORDER BY cw.task_path, cw.task_id, cw.idx) AS write_values
-          FROM checkpoint_writes AS cw
-         WHERE cw.thread_id = c.thread_id AND cw.owner = c.owner
-           AND cw.checkpoint_ns = c.checkpoint_ns
-           AND cw.checkpoint_id = c.checkpoint_id
-       ) AS w ON true
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE owner = $1
+       AND ($2::text IS NULL OR checkpoint_ns = $2)
+       AND ($3::text IS NULL OR checkpoint_id = $3)
+       AND ($4::text IS NULL OR checkpoint_id < $4)
+       AND ($5::jsonb IS NULL OR metadata @> $5)
+     ORDER BY checkpoint_id DESC
+     LIMIT $6
+)
+{{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
 -- name: delete_thread

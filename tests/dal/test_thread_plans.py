@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
 
 from dal.queries import Q
@@ -20,30 +21,38 @@ USERS, THREADS_PER_USER = 10, 500
 INDEX = "threads_user_updated_idx"
 
 
+SEED = f"""
+    INSERT INTO users (id, username)
+    SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
+    INSERT INTO threads (thread_id, owner, user_id, updated_at)
+    SELECT 'thread-' || u.username || '-' || i, u.id, u.id, now() - make_interval(secs => i)
+      FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
+    -- Threads no user owns (written by a saver without a user).
+    INSERT INTO threads (thread_id, owner)
+    SELECT 'anon-' || i, '00000000-0000-0000-0000-000000000000'
+      FROM generate_series(1, 1000) AS i;
+    -- Conversations, every other one naming a thread of its user.
+    INSERT INTO conversations (id, user_id, thread_id)
+    SELECT gen_random_uuid(), u.id,
+           CASE WHEN i % 2 = 0 THEN 'thread-' || u.username || '-' || i END
+      FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
+    ANALYZE;
+"""
+
+
+@pytest.fixture(scope="module")
+def seeded_url(module_database_url: str) -> str:
+    """The module's database, seeded once: the tests only read it."""
+    with psycopg.connect(module_database_url, autocommit=True) as conn:
+        conn.execute(SEED.encode())  # several statements: the simple query protocol
+    return module_database_url
+
+
 @pytest.fixture
-async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[Any], Any]]:
-    """A plain connection (no json codec: EXPLAIN output stays text) on a seeded database,
+async def seeded(seeded_url: str) -> AsyncIterator[tuple[asyncpg.Connection[Any], Any]]:
+    """A plain connection (no json codec: EXPLAIN output stays text) on the seeded database,
     and a user's id."""
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
-    await conn.execute(
-        f"""
-        INSERT INTO users (id, username)
-        SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
-        INSERT INTO threads (thread_id, owner, user_id, updated_at)
-        SELECT 'thread-' || u.username || '-' || i, u.id, u.id, now() - make_interval(secs => i)
-          FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
-        -- Threads no user owns (written by a saver without a user).
-        INSERT INTO threads (thread_id, owner)
-        SELECT 'anon-' || i, '00000000-0000-0000-0000-000000000000'
-          FROM generate_series(1, 1000) AS i;
-        -- Conversations, every other one naming a thread of its user.
-        INSERT INTO conversations (id, user_id, thread_id)
-        SELECT gen_random_uuid(), u.id,
-               CASE WHEN i % 2 = 0 THEN 'thread-' || u.username || '-' || i END
-          FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
-        ANALYZE;
-        """
-    )
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(seeded_url)
     user_id = await conn.fetchval("SELECT id FROM users ORDER BY username LIMIT 1")
     try:
         yield conn, user_id
