@@ -19,7 +19,7 @@ from dal.records.base import Row
 
 class CheckpointRow(Row):
     """A stored checkpoint with its channel blobs and pending writes, as parallel arrays
-    (NULL when there are none). Values are still serialized; dal/langgraph.py decodes them."""
+    (NULL when there are none). Values are still serialized; dal.langgraph.codec decodes them."""
 
     thread_id: str
     checkpoint_ns: str

@@ -370,7 +370,7 @@ def test_state_a_graph_wrote_nested_past_what_json_output_takes_is_never_500(
         assert response.status_code == 200, (path, response.text[:300])
     state = client.get("/v1/threads/g/state", headers=alice.headers).json()
     shown = [state["values"]["deep"], state["pending_writes"][0]["value"]]
-    if depth <= 200:  # dal.values.MAX_SHOWN_DEPTH
+    if depth <= 200:  # dal.langgraph.json_values.MAX_SHOWN_DEPTH
         assert shown == [_deep_list(depth)] * 2
     else:  # shown as a value that cannot be decoded: its serialization, base64
         assert all(value["undecodable"] is True for value in shown), shown
