@@ -54,11 +54,11 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
 
 -- name: list_conversations
 -- First page of the caller's conversations, most recent activity first. A page ends at
--- returns: Conversation
 -- $2 - 1 rows or $3 bytes (title, metadata, tags and thread as text, summed in page order),
 -- whichever comes first, but holds at least one conversation; the first row after the page
 -- comes back with NULL metadata (only to say that more exist). Metadata is printed to be
 -- measured, for the page_size rows read at most.
+-- returns: Conversation
 -- uses: conversations_user_updated_idx
 -- $1 user_id uuid
 -- $2 page_size int8             rows wanted + 1

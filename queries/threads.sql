@@ -9,17 +9,23 @@
 -- thread's owner that names the thread (conversations.thread_id, the one source of truth;
 -- conversations_user_thread_key makes it one at most and finds it).
 
+-- fragment: thread_row
+-- A thread as the API shows it (the record Thread), from "threads AS t": its conversation is
+-- the one of its owner's that names it, looked up by conversations_user_thread_key. Each query
+-- that includes it adds its WHERE, order and lock.
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM threads AS t
+
 -- name: get_thread
 -- The caller's thread.
 -- returns: Thread
 -- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
-SELECT t.thread_id, t.user_id,
-       (SELECT c.id FROM conversations AS c
-         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
-       t.metadata, t.created_at, t.updated_at
-  FROM threads AS t
+{{thread_row}}
  WHERE t.thread_id = $2
    AND t.owner = $1;
 
@@ -34,11 +40,7 @@ SELECT t.thread_id, t.user_id,
 -- uses: threads_pkey, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 thread_id text
-SELECT t.thread_id, t.user_id,
-       (SELECT c.id FROM conversations AS c
-         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
-       t.metadata, t.created_at, t.updated_at
-  FROM threads AS t
+{{thread_row}}
  WHERE t.thread_id = $2
    AND t.owner = $1
    FOR NO KEY UPDATE OF t;
@@ -51,11 +53,7 @@ SELECT t.thread_id, t.user_id,
 -- uses: threads_user_updated_idx, conversations_user_thread_key
 -- $1 user_id uuid
 -- $2 page_size int8
-SELECT t.thread_id, t.user_id,
-       (SELECT c.id FROM conversations AS c
-         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
-       t.metadata, t.created_at, t.updated_at
-  FROM threads AS t
+{{thread_row}}
  WHERE t.user_id = $1
  ORDER BY t.updated_at DESC, t.thread_id DESC
  LIMIT $2;
@@ -70,11 +68,7 @@ SELECT t.thread_id, t.user_id,
 -- $2 updated_at timestamptz     cursor: updated_at of the last row seen
 -- $3 thread_id text             cursor: thread_id of the last row seen
 -- $4 page_size int8
-SELECT t.thread_id, t.user_id,
-       (SELECT c.id FROM conversations AS c
-         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
-       t.metadata, t.created_at, t.updated_at
-  FROM threads AS t
+{{thread_row}}
  WHERE t.user_id = $1
    AND (t.updated_at, t.thread_id) < ($2, $3)
  ORDER BY t.updated_at DESC, t.thread_id DESC
@@ -162,8 +156,8 @@ SELECT EXISTS (SELECT 1 FROM source) AS source_found,
        EXISTS (SELECT 1 FROM target) AS created;
 
 -- name: delete_thread_of_user
--- Delete the caller's thread: its checkpoints, blobs and writes go with it (ON DELETE
--- CASCADE).
+-- Delete the caller's thread: its checkpoints, blobs and writes go with it (the trigger
+-- threads_delete_rows deletes them, once per statement: no foreign key cascades).
 -- returns: value
 -- uses: threads_pkey
 -- $1 user_id uuid

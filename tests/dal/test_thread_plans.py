@@ -114,13 +114,17 @@ async def test_list_threads_keyset_cursor_is_an_index_condition_not_a_filter(
 async def test_thread_queries_find_the_conversation_naming_it_by_index(
     seeded: Any, generic: bool
 ) -> None:
-    # A thread's conversation is looked up (conversations_user_thread_key), never scanned for.
+    # A thread's conversation is looked up (conversations_user_thread_key), never scanned for:
+    # in every query that includes the thread_row fragment (a new one needs a case here).
     conn, user_id = seeded
+    cursor = await _cursor(conn, user_id, 20)
     cases = [
         ("get_thread", (user_id, "thread-u1-2")),
         ("get_thread_locked", (user_id, "thread-u1-2")),
         ("list_threads", (user_id, 51)),
+        ("list_threads_before", (user_id, cursor["updated_at"], cursor["thread_id"], 51)),
     ]
+    assert {name for name, _ in cases} == {n for n, q in Q.items() if "thread_row" in q.includes}
     for name, args in cases:
         async with conn.transaction():  # get_thread_locked's FOR NO KEY UPDATE
             nodes = await explain(conn, Q[name], *args, generic=generic)
