@@ -116,6 +116,39 @@ async def test_put_thread_state_saver_reads_the_values_back(pool: Any, alice: Us
     assert got.pending_writes == []
 
 
+async def test_put_thread_state_stores_values_inline_or_as_blobs_as_the_saver_does(
+    pool: Any, alice: User
+) -> None:
+    values = {
+        "n": 1,
+        "x": 1.5,
+        "s": "text",
+        "none": None,
+        "yes": True,
+        "nul": "a\x00b",  # jsonb cannot hold it: a blob, as the saver stores it
+        "items": [1],
+        "object": {"k": "v"},
+    }
+    saver = AsyncpgSaver(pool)
+    await put(pool, alice, "http", values)
+    await saver_put(saver, "saver", values, user=alice)
+
+    for thread_id in ("http", "saver"):
+        inline = await pool.fetchval(
+            "SELECT checkpoint -> 'channel_values' FROM checkpoints WHERE thread_id = $1",
+            thread_id,
+        )
+        blobs = await pool.fetch(
+            "SELECT channel FROM checkpoint_blobs WHERE thread_id = $1", thread_id
+        )
+        assert set(inline) == {"n", "x", "s", "none", "yes"}, thread_id
+        assert {row["channel"] for row in blobs} == {"nul", "items", "object"}, thread_id
+        got = await saver.aget_tuple(config(thread_id, alice))  # type: ignore[arg-type]
+        assert got is not None and got.checkpoint["channel_values"] == values
+        state = await thread_views.get_thread_state(pool, user_id=alice.id, thread_id=thread_id)
+        assert state.values == values
+
+
 async def test_put_thread_state_chains_to_the_newest_checkpoint(pool: Any, alice: User) -> None:
     first = await put(pool, alice, "t-1", {"n": 1, "items": [1]})
     second = await put(pool, alice, "t-1", {"n": 2})
