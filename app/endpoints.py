@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.body import INT8_MAX, int_param
 from app.state import AppState
 from dal.settings import Settings
 
@@ -39,8 +40,6 @@ JSON_INPUT_REF = REF + "JsonInput"
 # Text PostgreSQL can store: anything but the NUL character. A path or query string with %00 is
 # refused (400) before routing, a body with \u0000 with 422.
 NO_NUL = "^[^\\u0000]*$"
-# The largest integer a query parameter takes (int_param's default bound: PostgreSQL's int8).
-INT8_MAX = 2**63 - 1
 
 _METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
 # "{name:convertor}" in a Starlette path.
@@ -66,6 +65,14 @@ class Param:
     where: Literal["query", "header"] = "query"
     # The value is JSON text (the schema is that of the parsed value).
     json: bool = False
+
+    def integer(self, request: Request[AppState]) -> int | None:
+        """The request's value of this integer query parameter, within the bounds of its
+        schema (its default when absent or empty); InvalidInput otherwise."""
+        default: int | None = self.schema.get("default")
+        minimum: int = self.schema.get("minimum", 0)
+        maximum: int = self.schema.get("maximum", INT8_MAX)
+        return int_param(request, self.name, default=default, minimum=minimum, maximum=maximum)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
+from asyncpg.transaction import Transaction
 
 from dal.errors import DomainError, InvalidInput, Unavailable, translate
 from dal.queries import Query
@@ -46,11 +47,42 @@ class _NotJson(InvalidInput, asyncpg.InterfaceError):
 
 class _Lost(Unavailable, asyncpg.InterfaceError):
     """A connection used after it was lost or dropped, or a pool used while it closes: asyncpg
-    raises a bare InterfaceError and says which only in its message, so Connection and Pool
-    (below) raise this type instead, which translate() keeps."""
+    raises a bare InterfaceError and says which only in its message, so Connection, its
+    transactions and Pool (below) raise this type instead, which translate() keeps."""
 
     def __init__(self, message: str = "the database is unreachable") -> None:
         super().__init__(message)
+
+
+def _lost_if_closed(conn: asyncpg.Connection[Any], exc: asyncpg.InterfaceError) -> None:
+    """Raise _Lost for an InterfaceError of a connection that is closed (else return)."""
+    if conn.is_closed() and not isinstance(exc, DomainError):
+        raise _Lost() from exc
+
+
+class _Transaction(Transaction):
+    """A transaction whose connection was lost or dropped (e.g. its statement timed out, see
+    Connection) is Unavailable when it begins or ends."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, connection: asyncpg.Connection[Any], *options: Any) -> None:
+        super().__init__(connection, *options)
+        self._owner = connection
+
+    async def __aenter__(self) -> None:
+        try:
+            await super().__aenter__()
+        except asyncpg.InterfaceError as exc:
+            _lost_if_closed(self._owner, exc)
+            raise
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        except asyncpg.InterfaceError as exc:
+            _lost_if_closed(self._owner, exc)
+            raise
 
 
 def _dumps(value: Any) -> str:
@@ -106,9 +138,15 @@ class Connection(_ConnectionBase):
             self.terminate()
             raise
         except asyncpg.InterfaceError as exc:
-            if self.is_closed() and not isinstance(exc, DomainError):
-                raise _Lost() from exc
+            _lost_if_closed(self, exc)
             raise
+
+    def transaction(
+        self, *, isolation: Any = None, readonly: bool = False, deferrable: bool = False
+    ) -> Transaction:
+        if self.is_closed():
+            raise _Lost()
+        return _Transaction(self, isolation, readonly, deferrable)
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
         return await self._discard_if_interrupted(super().execute(query, *args, timeout=timeout))

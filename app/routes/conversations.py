@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import current_user
-from app.body import int_param, read_json
+from app.body import read_json
 from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, limit_param
 from app.errors import HttpError
 from app.responses import no_content, record_response
@@ -30,6 +30,7 @@ ETAG = Header(
 )
 # `"3"`, `3`, `W/"3"` (a conversation's version, at most 9 digits) or `*` (any version).
 IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"*[0-9]{1,9}"*)[ \t]*$'
+_LIMIT = limit_param(50, MAX_PAGE_SIZE)
 IF_MATCH = Param(
     "If-Match",
     'the version the change applies to, as the ETag gives it (e.g. "3"); 412 if the '
@@ -90,11 +91,11 @@ async def create_conversation(request: Request[AppState]) -> Response:
     _MANY,
     "List conversations, most recent activity first",
     response=ConversationPage,
-    params=(limit_param(50, MAX_PAGE_SIZE), CURSOR),
+    params=(_LIMIT, CURSOR),
 )
 async def list_conversations(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
+    limit = _LIMIT.integer(request)
     assert limit is not None
     page = await conversations.list_conversations(
         request.state["pool"],

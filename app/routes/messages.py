@@ -6,9 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import current_user
-from app.body import int_param, read_json
+from app.body import INT8_MAX, read_json
 from app.endpoints import (
-    INT8_MAX,
     JSON_INPUT_REF,
     LOCATION,
     NO_NUL,
@@ -37,6 +36,9 @@ endpoints = Endpoints()
 _MANY = "/v1/conversations/{conversation_id:uuid}/messages"
 _ONE = _MANY + "/{message_id:uuid}"
 _SEQ = {"type": "integer", "minimum": 0, "maximum": INT8_MAX}
+_LIMIT = limit_param(50, MAX_PAGE_SIZE)
+_BEFORE = Param("before", "the page just before this seq (not with after)", _SEQ)
+_AFTER = Param("after", "the page just after this seq (not with before)", _SEQ)
 
 
 def _part_schema() -> Json:
@@ -122,23 +124,19 @@ async def append_message(request: Request[AppState]) -> Response:
     _MANY,
     "A page of messages, oldest first (the newest page unless before or after is given)",
     response=MessagePage,
-    params=(
-        limit_param(50, MAX_PAGE_SIZE),
-        Param("before", "the page just before this seq (not with after)", _SEQ),
-        Param("after", "the page just after this seq (not with before)", _SEQ),
-    ),
+    params=(_LIMIT, _BEFORE, _AFTER),
 )
 async def list_messages(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
+    limit = _LIMIT.integer(request)
     assert limit is not None
     page = await messages.list_messages(
         request.state["pool"],
         user_id=me.id,
         conversation_id=request.path_params["conversation_id"],
         limit=limit,
-        before=int_param(request, "before", default=None),
-        after=int_param(request, "after", default=None),
+        before=_BEFORE.integer(request),
+        after=_AFTER.integer(request),
         max_bytes=request.state["settings"].app_max_page_bytes,
     )
     return record_response(page)

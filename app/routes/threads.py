@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import current_user
-from app.body import int_param, json_object_param, read_json
+from app.body import json_object_param, read_json
 from app.endpoints import (
     CURSOR,
     JSON_INPUT_REF,
@@ -57,6 +57,8 @@ CHECKPOINT_ID = PathParam(
     "checkpoint_id", {"type": "string", "minLength": 1, "pattern": "^[^/\\u0000]+$"}
 )
 _ONE = "/v1/threads/{thread_id:str}"
+_LIMIT = limit_param(50, MAX_PAGE_SIZE)
+_HISTORY_LIMIT = limit_param(20, thread_views.MAX_HISTORY)
 _NS = Param(
     "checkpoint_ns",
     'checkpoint namespace (default "": the root graph; "node:task_id" for a subgraph)',
@@ -89,11 +91,11 @@ def _checkpoint_ns(request: Request[AppState]) -> str:
     "/v1/threads",
     "List the caller's agent threads, most recently updated first",
     response=ThreadPage,
-    params=(limit_param(50, MAX_PAGE_SIZE), CURSOR),
+    params=(_LIMIT, CURSOR),
 )
 async def list_threads(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=50, minimum=1, maximum=MAX_PAGE_SIZE)
+    limit = _LIMIT.integer(request)
     assert limit is not None
     page = await threads.list_threads(
         request.state["pool"],
@@ -145,7 +147,7 @@ async def get_state(request: Request[AppState]) -> Response:
     "The thread's checkpoints, newest first, as JSON",
     response=ThreadHistory,
     params=(
-        limit_param(20, thread_views.MAX_HISTORY),
+        _HISTORY_LIMIT,
         Param(
             "before",
             "only checkpoints older than this checkpoint id",
@@ -167,7 +169,7 @@ async def get_state(request: Request[AppState]) -> Response:
 )
 async def get_history(request: Request[AppState]) -> Response:
     me = await current_user(request)
-    limit = int_param(request, "limit", default=20, minimum=1, maximum=thread_views.MAX_HISTORY)
+    limit = _HISTORY_LIMIT.integer(request)
     assert limit is not None
     history = await thread_views.list_thread_history(
         request.state["pool"],
