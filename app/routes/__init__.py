@@ -1,12 +1,22 @@
 """One module per resource, each declaring its endpoints beside their handlers
-(``endpoints = app.endpoints.Endpoints()``). The app serves, and documents, those of the
-modules listed here: a new resource is its module plus one name in ``MODULES``."""
+(``endpoints = app.endpoints.Endpoints()``). The app serves, and documents, the endpoints of
+the modules named in ``MODULES``, in that order: a new resource is its module plus its name
+there."""
 
 from __future__ import annotations
 
-from app.endpoints import Endpoint
-from app.routes import conversations, health, messages, threads, users
+from importlib import import_module
 
-MODULES = (health, users, conversations, messages, threads)
+from app.endpoints import Endpoint, Endpoints
 
-ENDPOINTS: tuple[Endpoint, ...] = tuple(e for module in MODULES for e in module.endpoints)
+MODULES = ("health", "users", "conversations", "messages", "threads")
+
+
+def _declared(module: str) -> Endpoints:
+    endpoints = import_module(f"{__name__}.{module}").endpoints
+    if not isinstance(endpoints, Endpoints):
+        raise TypeError(f"app.routes.{module}.endpoints is not an Endpoints")
+    return endpoints
+
+
+ENDPOINTS: tuple[Endpoint, ...] = tuple(e for m in MODULES for e in _declared(m))
