@@ -1,1 +1,2 @@
-"""Typed gateways: one ``async def`` per named query, plus use cases that own a transaction."""
+"""Typed gateways: one ``async def`` per operation, each running its named query (what combines
+several gateways, or a gateway and the LangGraph codec, is a use case: ``dal.usecases``)."""
