@@ -244,6 +244,10 @@ def parse_file(path: Path, *, label: str | None = None) -> list[Query]:
             continue
         if block.body or line.strip():
             block.body.append((lineno, line))
+    for b in blocks:
+        # Comment lines after a statement introduce what follows (a section): not its SQL.
+        while b.body and (not b.body[-1][1].strip() or b.body[-1][1].lstrip().startswith("--")):
+            b.body.pop()
     fragments: dict[str, _Block] = {}
     for b in blocks:
         if b.kind != "fragment":
@@ -254,9 +258,6 @@ def parse_file(path: Path, *, label: str | None = None) -> list[Query]:
                 f"(first at {fragments[b.name].source})"
             )
         _check_fragment(b)
-        # The body's trailing blank lines are not the fragment's.
-        while b.body and not b.body[-1][1].strip():
-            b.body.pop()
         fragments[b.name] = b
     queries = [_query(b, fragments, label) for b in blocks if b.kind == "name"]
     included = {name for q in queries for name in q.includes}

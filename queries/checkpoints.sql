@@ -1,8 +1,8 @@
--- Agent threads and checkpoints, unscoped: each query reads or writes the threads of the
--- owner its caller passes ($1 owner, or each row's owner in upsert_checkpoint_batch) and trusts
--- it. The LangGraph saver (trusted server-side code) passes the owner it is configured with;
--- the HTTP API passes the caller, after the owner check of a caller-scoped query of
--- threads.sql (the ..._of_user family), in the same transaction.
+-- Checkpoints, their channel blobs and pending writes. Every query here is unscoped: it reads
+-- or writes the checkpoints of the owner its caller passes ($1 owner, or each row's owner in
+-- upsert_checkpoint_batch) and trusts it. The LangGraph saver (trusted server-side code)
+-- passes the owner it is configured with; the HTTP use cases pass the caller, in the
+-- transaction of a caller-scoped query of threads.sql that checked the thread is theirs.
 --
 -- Thread ids are scoped per owner: every row has its thread's owner (a Mnemo user's id, or
 -- the nil UUID for threads a saver wrote without a user), every key starts with
@@ -16,7 +16,7 @@
 -- name: upsert_checkpoint_batch
 -- Save checkpoints (with their new channel blobs) and pending writes, of one thread or many,
 -- of one owner or many, in one statement: one round trip and one commit for every save the
--- saver has waiting (its group commit, dal/langgraph.py), or for a single one.
+-- saver has waiting (its group commit, dal/langgraph/group_commit.py), or for a single one.
 -- - Each checkpoint's thread row (thread_id, owner) is created, or its updated_at bumped if
 --   it is more than a second old (see below); a new one's user_id is its owner if that is a
 --   user's id; the checkpoint is inserted, or replaced if its id exists.
@@ -152,9 +152,12 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
            AND cw.checkpoint_id = c.checkpoint_id
        ) AS w ON true
 
--- name: get_checkpoint
--- One checkpoint with its channel blobs and pending writes (writes in the order LangGraph
--- applies them: task_path, task_id, idx), in one round trip.
+-- The reads of one checkpoint (the gateway get_checkpoint picks one) and of many (the gateway
+-- list_checkpoints, BaseCheckpointSaver.list: one query per access path, each served by an
+-- index), all named after their gateway; each returns checkpoint_tuple's rows.
+
+-- name: get_checkpoint_by_id
+-- One checkpoint, by id, with its channel blobs and pending writes.
 -- returns: CheckpointRow
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
@@ -172,8 +175,8 @@ WITH picked AS (
 )
 {{checkpoint_tuple}};
 
--- name: get_latest_checkpoint
--- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint.
+-- name: get_checkpoint_latest
+-- The newest checkpoint of a thread's namespace (ids grow with time), as get_checkpoint_by_id.
 -- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan), checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
@@ -191,7 +194,7 @@ WITH picked AS (
 )
 {{checkpoint_tuple}};
 
--- name: list_checkpoints
+-- name: list_checkpoints_in_namespace
 -- A thread namespace's checkpoints, newest first, with blobs and pending writes.
 -- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan)
@@ -212,7 +215,7 @@ WITH picked AS (
 {{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
--- name: list_checkpoints_before
+-- name: list_checkpoints_in_namespace_before
 -- The page of a thread namespace's checkpoints just older than a checkpoint id, newest first.
 -- returns: CheckpointRow
 -- uses: checkpoints_pkey (backward scan from the cursor)
@@ -292,7 +295,8 @@ WITH picked AS (
 -- saver.list({"configurable": {"thread_id": ...}}) (no checkpoint_ns), as its documentation
 -- shows it. The primary key finds the thread's rows (thread_id, owner: its first columns);
 -- they are sorted by id across namespaces there, a sort of one thread's checkpoints, never
--- of every thread's (which the catch-all find_checkpoints does in a generic plan).
+-- of every thread's (which the catch-all list_checkpoints_of_owner_filtered does in a generic
+-- plan).
 -- returns: CheckpointRow
 -- uses: checkpoints_pkey
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
@@ -332,29 +336,7 @@ WITH picked AS (
 {{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
--- name: find_checkpoints_by_metadata
--- An owner's checkpoints of every thread whose metadata contains $2, newest first: LangGraph's
--- saver.list(None, filter=...), e.g. every checkpoint of a run ({"run_id": ...}). The GIN
--- index on metadata finds them, however many threads the owner has (the primary key starts
--- with thread_id: it cannot).
--- returns: CheckpointRow
--- uses: checkpoints_metadata_gin
--- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
--- $2 metadata_filter jsonb
--- $3 page_size int8                NULL: all
-WITH picked AS (
-    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-           checkpoint, metadata
-      FROM checkpoints
-     WHERE metadata @> $2
-       AND owner = $1
-     ORDER BY checkpoint_id DESC
-     LIMIT $3
-)
-{{checkpoint_tuple}}
- ORDER BY c.checkpoint_id DESC;
-
--- name: find_checkpoints_of_thread
+-- name: list_checkpoints_of_thread_filtered
 -- Any other search within one thread (dal/gateways/checkpoints.py picks): an exact checkpoint
 -- id, a filter across its namespaces... The conditions are optional ("$n IS NULL OR ..."),
 -- but the thread is not: in a generic plan the primary key's first columns (thread_id,
@@ -385,11 +367,32 @@ WITH picked AS (
 {{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
+-- name: list_checkpoints_of_owner_by_metadata
+-- An owner's checkpoints of every thread whose metadata contains $2, newest first: LangGraph's
+-- saver.list(None, filter=...), e.g. every checkpoint of a run ({"run_id": ...}). The GIN
+-- index on metadata finds them, however many threads the owner has (the primary key starts
+-- with thread_id: it cannot).
+-- returns: CheckpointRow
+-- uses: checkpoints_metadata_gin
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 metadata_filter jsonb
+-- $3 page_size int8                NULL: all
+WITH picked AS (
+    SELECT thread_id, owner, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint, metadata
+      FROM checkpoints
+     WHERE metadata @> $2
+       AND owner = $1
+     ORDER BY checkpoint_id DESC
+     LIMIT $3
+)
+{{checkpoint_tuple}}
+ ORDER BY c.checkpoint_id DESC;
 
--- name: find_checkpoints
+-- name: list_checkpoints_of_owner_filtered
 -- The general search across an owner's threads behind BaseCheckpointSaver.list (no thread
--- id) when it is not find_checkpoints_by_metadata: a namespace of every thread, an exact
--- checkpoint id, a cursor. Not a hot path, and its generic plan reads every checkpoint of
+-- id) when it is not list_checkpoints_of_owner_by_metadata: a namespace of every thread, an
+-- exact checkpoint id, a cursor. Not a hot path, and its generic plan reads every checkpoint of
 -- the table ("$n IS NULL OR ..." is no index condition): a common call gets a query of its
 -- own instead.
 -- returns: CheckpointRow
@@ -415,25 +418,23 @@ WITH picked AS (
 {{checkpoint_tuple}}
  ORDER BY c.checkpoint_id DESC;
 
--- name: delete_thread
--- Delete a thread of an owner with its checkpoints, blobs and writes, in one statement. The
--- trigger on threads deletes them with the thread row; writes saved without any checkpoint
--- have no thread row, so they are deleted here too. Returns the thread id if there was
--- anything.
--- returns: value
--- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- name: get_latest_checkpoint_head
+-- What a new checkpoint needs of its parent, the newest checkpoint of a thread namespace: its
+-- id, channel versions and step (no values). Over HTTP the owner is the caller, whose thread
+-- upsert_thread_of_user has just locked.
+-- returns: CheckpointHead
+-- uses: checkpoints_pkey (backward scan)
 -- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
 -- $2 thread_id text
-WITH thread AS (
-    DELETE FROM threads WHERE thread_id = $2 AND owner = $1
-    RETURNING thread_id
-), writes AS (
-    DELETE FROM checkpoint_writes WHERE thread_id = $2 AND owner = $1
-    RETURNING thread_id
-)
-SELECT thread_id FROM thread
- UNION
-SELECT thread_id FROM writes;
+-- $3 checkpoint_ns text
+SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
+       metadata -> 'step' AS step
+  FROM checkpoints
+ WHERE thread_id = $2
+   AND owner = $1
+   AND checkpoint_ns = $3
+ ORDER BY checkpoint_id DESC
+ LIMIT 1;
 
 -- name: delete_checkpoints_for_runs
 -- Delete the checkpoints these runs wrote in an owner's threads, with their pending writes,
@@ -460,7 +461,7 @@ WITH deleted AS (
 SELECT count(*) AS deleted
   FROM deleted;
 
--- name: copy_thread
+-- name: copy_thread_of_owner_all
 -- Copy every checkpoint, blob and write of a thread to another thread of the same owner, in
 -- one statement; the new thread gets the source's metadata (not its conversation: a
 -- conversation names one thread). Rows the target already has are kept. Returns how many
@@ -511,7 +512,7 @@ WITH thread AS (
 SELECT count(*) AS copied
   FROM copied;
 
--- name: copy_thread_latest
+-- name: copy_thread_of_owner_latest
 -- Copy only the newest checkpoint of each namespace of a thread, with the blobs it
 -- references and its pending writes, to another thread of the same owner (which becomes its
 -- root: no parent). Bounded by the size of one checkpoint, however long the history.
@@ -571,23 +572,6 @@ WITH latest AS (
 )
 SELECT count(*) AS copied
   FROM copied;
-
--- name: list_threads_locked_for_prune
--- Which of these threads the owner has, locked for a prune until the transaction ends, in a
--- fixed order
--- (FOR NO KEY UPDATE: the lock every checkpoint save takes on its thread row). A prune then
--- waits for the saves under way and sees their checkpoints, and a state write that comes
--- meanwhile reads its parent after the prune: no checkpoint is left naming a deleted parent.
--- returns: columns thread_id
--- uses: threads_pkey
--- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
--- $2 thread_ids text[]
-SELECT thread_id
-  FROM threads
- WHERE thread_id = ANY($2::text[])
-   AND owner = $1
- ORDER BY thread_id
-   FOR NO KEY UPDATE;
 
 -- name: find_delta_channel_threads
 -- Which of these threads of an owner use a LangGraph DeltaChannel (its checkpoints carry
@@ -674,7 +658,7 @@ SELECT count(*) AS deleted
 -- (BaseCheckpointSaver.get_delta_channel_history), in one statement instead of one read per
 -- ancestor. Walks the parent chain up from the checkpoint's parent; each channel's walk stops
 -- at the first ancestor that stores a value of it (inline, or a blob at the ancestor's
--- version of the channel: what get_checkpoint would return), its seed. Returns the writes to
+-- version of the channel: what get_checkpoint_by_id would return), its seed. Returns the writes to
 -- each channel made on that path (the ancestors' pending writes, the seed's included) and the
 -- seeds: oldest ancestor first, writes in LangGraph's replay order (task_path, task_id, idx).
 -- The walk follows parents, not ids: on a forked thread only the checkpoint's own ancestors

@@ -1,9 +1,13 @@
--- Agent threads over HTTP. Every query here is scoped by the caller ($1 user_id), who is the
--- owner of their threads: thread ids are scoped per owner (the key is (thread_id, owner)),
--- so another user's thread of the same id, or one no user owns (written by a saver without a
--- user), is another thread: invisible, never forbidden, never in the way. Checkpoints are
--- then read and written by the queries of checkpoints.sql with the caller as the owner;
--- dal/gateways/threads.py runs the owner check and those in one transaction.
+-- Agent threads. Thread ids are scoped per owner (the key is (thread_id, owner)), and the
+-- queries come in two families, told apart by their first parameter and their names:
+-- - caller-scoped, for HTTP ($1 user_id: the caller, the owner of their threads): another
+--   user's thread of the same id, or one no user owns (written by a saver without a user), is
+--   another thread: invisible, never forbidden, never in the way. A write or delete of this
+--   family is named ..._of_user. Checkpoints are then read and written by the queries of
+--   checkpoints.sql with the caller as the owner, in the same transaction
+--   (dal/usecases/threads.py).
+-- - unscoped, at the end ($1 owner, trusted as passed: the saver's, or the caller's once
+--   checked), named ..._of_owner where the other family has the same operation.
 --
 -- A thread's conversation is not stored with the thread: it is the conversation of the
 -- thread's owner that names the thread (conversations.thread_id, the one source of truth;
@@ -112,23 +116,6 @@ SELECT thread.thread_id, thread.user_id,
        thread.metadata, thread.created_at, thread.updated_at
   FROM thread;
 
--- name: get_latest_checkpoint_head
--- What a new checkpoint needs of its parent, the newest checkpoint of the caller's thread
--- namespace: its id, channel versions and step (no values).
--- returns: CheckpointHead
--- uses: checkpoints_pkey (backward scan)
--- $1 user_id uuid
--- $2 thread_id text
--- $3 checkpoint_ns text
-SELECT checkpoint_id, checkpoint -> 'channel_versions' AS channel_versions,
-       metadata -> 'step' AS step
-  FROM checkpoints
- WHERE thread_id = $2
-   AND owner = $1
-   AND checkpoint_ns = $3
- ORDER BY checkpoint_id DESC
- LIMIT 1;
-
 -- name: insert_thread_copy
 -- Create the target thread of a copy, in one statement: the caller's, with the source's
 -- metadata, only if the source is the caller's thread (locked against deletion until the
@@ -166,3 +153,43 @@ DELETE FROM threads
  WHERE thread_id = $2
    AND owner = $1
 RETURNING thread_id;
+
+-- --- Unscoped: $1 is the threads' owner, trusted as passed (the saver's; the HTTP use cases'
+-- once the caller's thread is checked).
+
+-- name: delete_thread_of_owner
+-- Delete a thread of an owner with its checkpoints, blobs and writes, in one statement. The
+-- trigger on threads deletes them with the thread row; writes saved without any checkpoint
+-- have no thread row, so they are deleted here too. Returns the thread id if there was
+-- anything.
+-- returns: value
+-- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+WITH thread AS (
+    DELETE FROM threads WHERE thread_id = $2 AND owner = $1
+    RETURNING thread_id
+), writes AS (
+    DELETE FROM checkpoint_writes WHERE thread_id = $2 AND owner = $1
+    RETURNING thread_id
+)
+SELECT thread_id FROM thread
+ UNION
+SELECT thread_id FROM writes;
+
+-- name: list_threads_locked_for_prune
+-- Which of these threads the owner has, locked for a prune until the transaction ends, in a
+-- fixed order (FOR NO KEY UPDATE: the lock every checkpoint save takes on its thread row). A
+-- prune then waits for the saves under way and sees their checkpoints, and a state write that
+-- comes meanwhile reads its parent after the prune: no checkpoint is left naming a deleted
+-- parent.
+-- returns: columns thread_id
+-- uses: threads_pkey
+-- $1 owner uuid                 the threads' owner: a user's id, or the nil UUID
+-- $2 thread_ids text[]
+SELECT thread_id
+  FROM threads
+ WHERE thread_id = ANY($2::text[])
+   AND owner = $1
+ ORDER BY thread_id
+   FOR NO KEY UPDATE;

@@ -268,3 +268,9 @@ def test_a_fragment_stays_in_its_file(tmp_path: Path) -> None:
     (tmp_path / "b.sql").write_text("-- name: get_y\n-- returns: columns a, b\n{{pair}};\n")
     with pytest.raises(QueryFileError, match=r"queries/b\.sql:3: unknown fragment 'pair'"):
         load(tmp_path)
+
+
+def test_loader_leaves_comments_after_a_statement_out_of_its_sql(tmp_path: Path) -> None:
+    text = "-- name: get_x\n-- returns: value\nSELECT 1;\n\n-- --- a section\n\n-- name: get_y\n"
+    [query, _] = parse_file(_write(tmp_path, text + "-- returns: value\nSELECT 2;\n"))
+    assert query.sql == "SELECT 1;"

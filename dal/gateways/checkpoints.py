@@ -171,10 +171,10 @@ async def get_checkpoint(
     """One checkpoint (the newest of the namespace when ``checkpoint_id`` is None) with its
     blobs and writes; NotFound if there is none."""
     if checkpoint_id is None:
-        row = await fetch_one(db, Q["get_latest_checkpoint"], owner, thread_id, checkpoint_ns)
+        row = await fetch_one(db, Q["get_checkpoint_latest"], owner, thread_id, checkpoint_ns)
     else:
         row = await fetch_one(
-            db, Q["get_checkpoint"], owner, thread_id, checkpoint_ns, checkpoint_id
+            db, Q["get_checkpoint_by_id"], owner, thread_id, checkpoint_ns, checkpoint_id
         )
     if row is None:
         raise NotFound("checkpoint", checkpoint_id or thread_id)
@@ -193,10 +193,11 @@ async def list_checkpoints(
     limit: int | None = None,
 ) -> list[CheckpointRow]:
     """Checkpoints newest first (BaseCheckpointSaver.list's search), each kind of call by the
-    query that serves it from an index: a thread namespace's history (list_checkpoints or
-    list_checkpoints_before, or by metadata), a thread's in every namespace, any other search
-    in a thread (bounded by the thread), an owner's by metadata across threads; only searches
-    across threads with a cursor, namespace or checkpoint id run the catch-all."""
+    query that serves it from an index: a thread namespace's history
+    (list_checkpoints_in_namespace[_before], or by metadata), a thread's in every namespace, any
+    other search in a thread (bounded by the thread), an owner's by metadata across threads;
+    only searches across threads with a cursor, namespace or checkpoint id run the catch-all
+    (each query is named list_checkpoints_...)."""
     if limit is not None and limit < 0:
         raise InvalidInput("limit must not be negative")
     if thread_id is not None:
@@ -216,12 +217,18 @@ async def list_checkpoints(
             )
         if checkpoint_id is None and checkpoint_ns is not None and before is not None:
             rows = await fetch_all(
-                db, Q["list_checkpoints_before"], owner, thread_id, checkpoint_ns, before, limit
+                db,
+                Q["list_checkpoints_in_namespace_before"],
+                owner,
+                thread_id,
+                checkpoint_ns,
+                before,
+                limit,
             )
             return CheckpointRow.from_rows(rows)
         if checkpoint_id is None and checkpoint_ns is not None:
             rows = await fetch_all(
-                db, Q["list_checkpoints"], owner, thread_id, checkpoint_ns, limit
+                db, Q["list_checkpoints_in_namespace"], owner, thread_id, checkpoint_ns, limit
             )
             return CheckpointRow.from_rows(rows)
         return await find_checkpoints_of_thread(
@@ -304,7 +311,9 @@ async def find_checkpoints_by_metadata(
 ) -> list[CheckpointRow]:
     """The owner's checkpoints of every thread whose metadata contains ``metadata_filter``,
     newest first."""
-    rows = await fetch_all(db, Q["find_checkpoints_by_metadata"], owner, metadata_filter, limit)
+    rows = await fetch_all(
+        db, Q["list_checkpoints_of_owner_by_metadata"], owner, metadata_filter, limit
+    )
     return CheckpointRow.from_rows(rows)
 
 
@@ -322,7 +331,7 @@ async def find_checkpoints_of_thread(
     """Any other search within one thread (None: no condition), newest first."""
     rows = await fetch_all(
         db,
-        Q["find_checkpoints_of_thread"],
+        Q["list_checkpoints_of_thread_filtered"],
         owner,
         thread_id,
         checkpoint_ns,
@@ -348,7 +357,7 @@ async def find_checkpoints(
     generic plan reads every checkpoint: for rare calls only."""
     rows = await fetch_all(
         db,
-        Q["find_checkpoints"],
+        Q["list_checkpoints_of_owner_filtered"],
         owner,
         checkpoint_ns,
         checkpoint_id,
@@ -386,7 +395,7 @@ async def list_delta_channel_history(
 async def delete_thread_of_owner(db: Executor, *, owner: UUID, thread_id: str) -> bool:
     """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
     was none."""
-    return await fetch_value(db, Q["delete_thread"], owner, thread_id) is not None
+    return await fetch_value(db, Q["delete_thread_of_owner"], owner, thread_id) is not None
 
 
 async def delete_checkpoints_for_runs(db: Executor, *, owner: UUID, run_ids: Sequence[str]) -> int:
@@ -409,7 +418,7 @@ async def copy_thread_of_owner(
     they need to another thread of the owner's, in one statement; returns how many checkpoints
     were copied."""
     check_key("thread id", target_thread_id)
-    query = Q["copy_thread_latest"] if latest_only else Q["copy_thread"]
+    query = Q["copy_thread_of_owner_latest"] if latest_only else Q["copy_thread_of_owner_all"]
     return int(await fetch_value(db, query, owner, source_thread_id, target_thread_id))
 
 

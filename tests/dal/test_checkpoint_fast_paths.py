@@ -2,9 +2,10 @@
 
 ``saver.aget_tuple({"configurable": {"thread_id": t}})`` and ``saver.alist(...)`` with a
 thread id and no namespace are what LangGraph's documentation shows: they must not fall back to
-the catch-all ``find_checkpoints`` (optional filters written ``$n IS NULL OR ...``), whose
-generic plan scans and sorts every thread. tests/dal/test_checkpoint_plans.py proves each of
-these queries' plans; here, that the saver picks them, and that they answer right.
+the catch-all ``list_checkpoints_of_owner_filtered`` (optional filters written
+``$n IS NULL OR ...``), whose generic plan scans and sorts every thread.
+tests/dal/test_checkpoint_plans.py proves each of these queries' plans; here, that the saver
+picks them, and that they answer right.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ async def test_saver_get_tuple_with_a_thread_id_only_reads_the_latest_by_key(
 ) -> None:
     saver, recording = recorded
     latest = await saver.aget_tuple({"configurable": {"thread_id": "t"}})
-    assert recording.take() == ["get_latest_checkpoint"]
+    assert recording.take() == ["get_checkpoint_latest"]
     assert ids([latest]) == [5]  # the root namespace's newest
     assert latest.checkpoint["channel_values"] == {"n": 5, "notes": ["t", 5]}
 
@@ -135,7 +136,7 @@ async def test_saver_list_by_metadata_runs_a_query_per_cursor_and_one_across_thr
     assert ids(older) == [1]
 
     run = [t async for t in saver.alist(None, filter={"run_id": "r1"})]
-    assert recording.take() == ["find_checkpoints_by_metadata"]
+    assert recording.take() == ["list_checkpoints_of_owner_by_metadata"]
     assert ids(run) == [7, 6, 5, 4, 3, 2, 1]  # every thread's, newest first
     assert ids([t async for t in saver.alist(None, filter={"run_id": "r1"}, limit=2)]) == [7, 6]
 
@@ -146,10 +147,10 @@ async def test_saver_list_of_rarer_searches_in_a_thread_stays_in_the_thread(
     saver, recording = recorded
     one = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": cid(3)}}
     assert ids([t async for t in saver.alist(one)]) == [3]
-    assert recording.take() == ["find_checkpoints_of_thread"]
+    assert recording.take() == ["list_checkpoints_of_thread_filtered"]
     thread = {"configurable": {"thread_id": "t"}}
     inputs = [t async for t in saver.alist(thread, filter={"source": "input"})]
-    assert recording.take() == ["find_checkpoints_of_thread"]
+    assert recording.take() == ["list_checkpoints_of_thread_filtered"]
     assert ids(inputs) == [5, 1]
 
 
@@ -157,7 +158,7 @@ async def test_saver_list_across_threads_with_a_cursor_runs_the_catch_all(record
     saver, recording = recorded
     before = {"configurable": {"thread_id": "u", "checkpoint_ns": "", "checkpoint_id": cid(7)}}
     older = [t async for t in saver.alist(None, before=before, limit=3)]
-    assert recording.take() == ["find_checkpoints"]
+    assert recording.take() == ["list_checkpoints_of_owner_filtered"]
     assert ids(older) == [6, 5, 4]
 
 

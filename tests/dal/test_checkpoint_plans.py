@@ -121,9 +121,9 @@ def settings(seeded_url: str, tmp_path: Path) -> Settings:
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 async def test_history_queries_use_the_primary_key(seeded: Any, generic: bool) -> None:
     cases = [
-        ("get_latest_checkpoint", (NO_OWNER, LONG, "")),
-        ("list_checkpoints", (NO_OWNER, LONG, "", 100)),
-        ("list_checkpoints_before", (NO_OWNER, LONG, "", checkpoint_id(500), 100)),
+        ("get_checkpoint_latest", (NO_OWNER, LONG, "")),
+        ("list_checkpoints_in_namespace", (NO_OWNER, LONG, "", 100)),
+        ("list_checkpoints_in_namespace_before", (NO_OWNER, LONG, "", checkpoint_id(500), 100)),
     ]
     for name, args in cases:
         nodes = await explain(seeded, Q[name], *args, generic=generic)
@@ -139,7 +139,7 @@ async def test_history_queries_use_the_primary_key(seeded: Any, generic: bool) -
 async def test_cursor_is_an_index_condition(seeded: Any) -> None:
     nodes = await explain(
         seeded,
-        Q["list_checkpoints_before"],
+        Q["list_checkpoints_in_namespace_before"],
         NO_OWNER,
         LONG,
         "",
@@ -215,10 +215,10 @@ async def test_saver_lists_a_long_history_with_limit_before_and_filter(
 # Arguments of each query that includes checkpoint_tuple: a query added without a case here
 # fails test_every_checkpoint_read_has_a_plan_case.
 CHECKPOINT_READS: dict[str, tuple[Any, ...]] = {
-    "get_checkpoint": (NO_OWNER, LONG, "", checkpoint_id(500)),
-    "get_latest_checkpoint": (NO_OWNER, LONG, ""),
-    "list_checkpoints": (NO_OWNER, LONG, "", 100),
-    "list_checkpoints_before": (NO_OWNER, LONG, "", checkpoint_id(500), 100),
+    "get_checkpoint_by_id": (NO_OWNER, LONG, "", checkpoint_id(500)),
+    "get_checkpoint_latest": (NO_OWNER, LONG, ""),
+    "list_checkpoints_in_namespace": (NO_OWNER, LONG, "", 100),
+    "list_checkpoints_in_namespace_before": (NO_OWNER, LONG, "", checkpoint_id(500), 100),
     "list_checkpoints_by_metadata": (NO_OWNER, LONG, "", '{"source": "input"}', 5),
     "list_checkpoints_by_metadata_before": (
         NO_OWNER,
@@ -230,13 +230,21 @@ CHECKPOINT_READS: dict[str, tuple[Any, ...]] = {
     ),
     "list_checkpoints_of_thread": (NO_OWNER, LONG, 100),
     "list_checkpoints_of_thread_before": (NO_OWNER, LONG, checkpoint_id(500), 100),
-    "find_checkpoints_by_metadata": (NO_OWNER, '{"run_id": "run-3-7"}', 50),
-    "find_checkpoints_of_thread": (NO_OWNER, LONG, None, None, None, '{"source": "input"}', 5),
-    "find_checkpoints": (NO_OWNER, None, None, None, '{"run_id": "run-3-7"}', 50),
+    "list_checkpoints_of_owner_by_metadata": (NO_OWNER, '{"run_id": "run-3-7"}', 50),
+    "list_checkpoints_of_thread_filtered": (
+        NO_OWNER,
+        LONG,
+        None,
+        None,
+        None,
+        '{"source": "input"}',
+        5,
+    ),
+    "list_checkpoints_of_owner_filtered": (NO_OWNER, None, None, None, '{"run_id": "run-3-7"}', 50),
 }
 # The catch-all across threads: its generic plan reads every checkpoint ("$n IS NULL OR ..."
 # is no index condition), which is why each common call has a query of its own.
-SCANS_IN_GENERIC_PLAN = {"find_checkpoints"}
+SCANS_IN_GENERIC_PLAN = {"list_checkpoints_of_owner_filtered"}
 
 
 async def plan(
@@ -286,7 +294,9 @@ async def test_every_checkpoint_read_probes_blobs_and_writes_by_their_whole_key(
         probes = [n for n in nodes if n.get("Index Name") == "checkpoint_blobs_pkey"]
         assert all("version = " in n["Index Cond"] for n in probes), (name, mode, probes)
         assert not any(n["Node Type"] == "Hash Join" for n in nodes), (name, mode)
-    row = await with_writes.fetchrow(Q["get_checkpoint"].sql, *CHECKPOINT_READS["get_checkpoint"])
+    row = await with_writes.fetchrow(
+        Q["get_checkpoint_by_id"].sql, *CHECKPOINT_READS["get_checkpoint_by_id"]
+    )
     assert row["blob_channels"] == ["other"]
     assert row["write_channels"] == ["n"]
 
@@ -334,7 +344,8 @@ async def test_thread_history_in_every_namespace_is_one_threads_rows(
     seeded: Any, generic: bool
 ) -> None:
     # saver.alist({"configurable": {"thread_id": t}}): the primary key finds the thread's rows
-    # (the catch-all find_checkpoints, in a generic plan, read and sorted every thread's).
+    # (the catch-all list_checkpoints_of_owner_filtered, in a generic plan, read and sorted
+    # every thread's).
     cases = [
         ("list_checkpoints_of_thread", (NO_OWNER, LONG, 100), "owner"),
         ("list_checkpoints_of_thread_before", (NO_OWNER, LONG, checkpoint_id(500), 100), "<"),
@@ -364,23 +375,27 @@ async def test_metadata_history_cursor_is_an_index_condition(seeded: Any, generi
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 async def test_other_searches_in_a_thread_read_only_its_rows(seeded: Any, generic: bool) -> None:
-    # find_checkpoints_of_thread: optional conditions, but the thread is an index condition
+    # list_checkpoints_of_thread_filtered: optional conditions, but the thread is an index condition
     # in the generic plan; a custom plan may prefer the GIN index for a rare filter value.
     cases = [
         (NO_OWNER, LONG, None, None, None, '{"source": "input"}', 5),  # filter, every namespace
         (NO_OWNER, LONG, "", checkpoint_id(500), None, None, None),  # one checkpoint
     ]
     for args in cases:
-        nodes = await explain(seeded, Q["find_checkpoints_of_thread"], *args, generic=generic)
+        nodes = await explain(
+            seeded, Q["list_checkpoints_of_thread_filtered"], *args, generic=generic
+        )
         assert not any(
             n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "checkpoints" for n in nodes
         )
         scans = pkey_scans(nodes)
         assert scans or not generic, nodes
-        assert {n.get("Index Name") for n in nodes} & set(Q["find_checkpoints_of_thread"].uses)
+        assert {n.get("Index Name") for n in nodes} & set(
+            Q["list_checkpoints_of_thread_filtered"].uses
+        )
         for scan in scans:
             assert "thread_id =" in scan["Index Cond"] and "owner =" in scan["Index Cond"], scan
-    rows = await seeded.fetch(Q["find_checkpoints_of_thread"].sql, *cases[0])
+    rows = await seeded.fetch(Q["list_checkpoints_of_thread_filtered"].sql, *cases[0])
     assert [r["checkpoint_id"] for r in rows] == [checkpoint_id(i) for i in range(900, 400, -100)]
 
 
@@ -391,9 +406,11 @@ async def test_metadata_search_across_threads_uses_the_gin_index(
     # saver.alist(None, filter={"run_id": ...}): the primary key cannot serve a search
     # across threads; the GIN index on metadata does (it is there for this query).
     args = (NO_OWNER, '{"run_id": "run-3-7"}', 50)
-    nodes = await explain(seeded, Q["find_checkpoints_by_metadata"], *args, generic=generic)
+    nodes = await explain(
+        seeded, Q["list_checkpoints_of_owner_by_metadata"], *args, generic=generic
+    )
     assert_index_scan(nodes, "checkpoints_metadata_gin", "checkpoints")
-    rows = await seeded.fetch(Q["find_checkpoints_by_metadata"].sql, *args)
+    rows = await seeded.fetch(Q["list_checkpoints_of_owner_by_metadata"].sql, *args)
     assert [(r["thread_id"], r["checkpoint_id"]) for r in rows] == [
         ("thread-3", checkpoint_id(i)) for i in range(79, 69, -1)
     ]
