@@ -1,41 +1,36 @@
 """Real PostgreSQL for every test, each test in its own database copied from a migrated template.
 
 The server is, in order: TEST_DATABASE_URL or DATABASE_URL; testcontainers' PostgreSQL when a
-Docker engine answers; else an embedded PostgreSQL in a temporary directory.
+Docker engine answers; else an embedded PostgreSQL in a temporary directory. A server of the
+suite's own (container, embedded) runs with fsync, synchronous_commit and full_page_writes off:
+nothing in it must survive a crash. On a given server only the databases the suite creates get
+``synchronous_commit = off``; the server's own settings are left alone.
+
+Copies of the template are made ahead, one at a time, by a thread beside the tests
+(``Databases``), and dropped by it after the test: a test waits for neither.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import psycopg
 import pytest
 
 from dal import migrate
 from dal.database import open_pool
 from dal.settings import Settings
+from tests.support import Databases, embedded_server
 
 # Dropping databases "WITH (FORCE)" and copying them "STRATEGY FILE_COPY" needs PostgreSQL 15+,
 # which DESIGN.md sets as the floor anyway.
 
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointing at database ``name``."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def admin_execute(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+# Settings for a throw-away server: durability off (a crash loses the server, not a result).
+THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 def _docker_answers() -> bool:
@@ -63,53 +58,55 @@ def server_url() -> Iterator[str]:
     if _docker_answers():  # pragma: no cover - no Docker engine on the CI machine
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:18", driver=None) as container:
+        command = " ".join(f"-c {key}={value}" for key, value in THROWAWAY_SETTINGS.items())
+        with PostgresContainer("postgres:18", driver=None).with_command(command) as container:
             yield container.get_connection_url()
         return
-    from dal import embedded
-
     with tempfile.TemporaryDirectory(prefix="mnemo-test-pg-") as tmp:
-        server = embedded.server(Path(tmp) / "pg", delete_on_exit=True)
-        try:
-            yield str(server.get_uri("postgres"))
-        finally:
-            server.cleanup()
+        with embedded_server(Path(tmp) / "pg", settings=THROWAWAY_SETTINGS) as url:
+            yield url
 
 
 @pytest.fixture(scope="session")
-def template_db(server_url: str) -> Iterator[str]:
-    """A database with every migration applied, copied for each test."""
-    name = f"mnemo_tpl_{secrets.token_hex(4)}"
-    admin_execute(server_url, f'CREATE DATABASE "{name}"')
+def databases(server_url: str) -> Iterator[Databases]:
+    """Makes and drops the suite's databases (each with ``synchronous_commit = off``)."""
+    with Databases(server_url, prefix="mnemo", settings={"synchronous_commit": "off"}) as made:
+        yield made
+
+
+@pytest.fixture(scope="session")
+def template_db(databases: Databases) -> Iterator[str]:
+    """A database with every migration applied, copied for each test; copies of it are made
+    ahead from here on."""
+    name = databases.create(label="tpl")
     try:
-        migrate.apply(with_database(server_url, name))
+        migrate.apply(databases.url(name))
+        databases.make_ahead(name)
         yield name
     finally:
-        admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        databases.drop(name)
 
 
 @pytest.fixture
-def database_url(server_url: str, template_db: str) -> Iterator[str]:
+def database_url(databases: Databases, template_db: str) -> Iterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = f"mnemo_test_{secrets.token_hex(6)}"
-    admin_execute(
-        server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY'
-    )
-    try:
-        yield with_database(server_url, name)
-    finally:
-        admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.copy(template_db) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(databases: Databases, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database that the tests of one module share (read-only data, e.g.
+    seeded once for the plan tests)."""
+    with databases.copy(template_db) as url:
+        yield url
 
 
 @pytest.fixture
-def empty_database_url(server_url: str) -> Iterator[str]:
+def empty_database_url(databases: Databases) -> Iterator[str]:
     """A fresh database with no migrations applied."""
-    name = f"mnemo_empty_{secrets.token_hex(6)}"
-    admin_execute(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.copy() as url:
+        yield url
 
 
 @pytest.fixture

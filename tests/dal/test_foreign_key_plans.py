@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import psycopg
 import pytest
 
 from dal.database import init_connection
@@ -23,37 +24,49 @@ from tests.dal.test_plans import assert_index_scan, walk
 USERS, TOKENS_PER_USER, THREADS_PER_USER = 200, 25, 30
 
 
+@pytest.fixture(scope="module")
+def seeded_url(module_database_url: str) -> str:
+    """The module's database, seeded once: users with tokens, conversations and threads (about
+    a third linked to a conversation), ANALYZEd. Tests undo what they change (``seeded``)."""
+    with psycopg.connect(module_database_url, autocommit=True) as conn:
+        conn.execute(
+            f"""
+            INSERT INTO users (id, username)
+            SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
+            INSERT INTO api_tokens (id, user_id, token_hash)
+            SELECT gen_random_uuid(), u.id, sha256((u.id::text || i)::bytea)
+              FROM users AS u, generate_series(1, {TOKENS_PER_USER}) AS i;
+            INSERT INTO conversations (id, user_id, title)
+            SELECT gen_random_uuid(), u.id, 'c' || i
+              FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
+            UPDATE conversations SET thread_id = 't-' || id WHERE id::text < '5';
+            INSERT INTO threads (thread_id, owner, user_id)
+            SELECT 't-' || c.id, c.user_id, c.user_id FROM conversations AS c;
+            ANALYZE;
+            """
+        )
+    return module_database_url
+
+
 @pytest.fixture
-async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """Users with tokens, conversations and threads (about a third linked to a conversation)."""
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
+async def seeded(seeded_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection of the test's own on the module's seeded database, inside a transaction
+    rolled back at the end: what the test deletes is there again for the next one."""
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(seeded_url)
     await init_connection(conn)
-    await conn.execute(
-        f"""
-        INSERT INTO users (id, username)
-        SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
-        INSERT INTO api_tokens (id, user_id, token_hash)
-        SELECT gen_random_uuid(), u.id, sha256((u.id::text || i)::bytea)
-          FROM users AS u, generate_series(1, {TOKENS_PER_USER}) AS i;
-        INSERT INTO conversations (id, user_id, title)
-        SELECT gen_random_uuid(), u.id, 'c' || i
-          FROM users AS u, generate_series(1, {THREADS_PER_USER}) AS i;
-        UPDATE conversations SET thread_id = 't-' || id WHERE id::text < '5';
-        INSERT INTO threads (thread_id, owner, user_id)
-        SELECT 't-' || c.id, c.user_id, c.user_id FROM conversations AS c;
-        ANALYZE;
-        """
-    )
+    undo = conn.transaction()
+    await undo.start()
     try:
         yield conn
     finally:
+        await undo.rollback()
         await conn.close()
 
 
 async def nested_plans(
     conn: asyncpg.Connection[Any], run: Any, *, generic: bool
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run ``run(conn)`` in a transaction (committed) with auto_explain logging every
+    """Run ``run(conn)`` in a (sub)transaction, released, with auto_explain logging every
     statement it runs, nested ones included, to this client: {query text: plan nodes}."""
     plans: dict[str, list[dict[str, Any]]] = {}
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
 
 from dal.queries import Q, Query
@@ -19,39 +20,50 @@ from dal.queries import Q, Query
 USERS, CONVERSATIONS_PER_USER, MESSAGES_PER_CONVERSATION = 10, 500, 1000
 
 
-@pytest.fixture
-async def seeded(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection[Any], Any, Any]]:
-    """A plain connection (no json codec: EXPLAIN output stays text) on a seeded database."""
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(database_url)
-    await conn.execute(
-        f"""
-        INSERT INTO users (id, username)
-        SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
-        INSERT INTO conversations (id, user_id, title, updated_at)
-        SELECT gen_random_uuid(), u.id, 'c' || i, now() - make_interval(secs => i)
-          FROM users AS u, generate_series(1, {CONVERSATIONS_PER_USER}) AS i;
-        """
-    )
-    busy = await conn.fetch("SELECT id, user_id FROM conversations ORDER BY id LIMIT 5")
-    for row in busy:
-        await conn.execute(
+@pytest.fixture(scope="module")
+def seeded_url(module_database_url: str) -> str:
+    """The module's database, seeded once (the tests only read it: EXPLAIN, EXPLAIN ANALYZE of
+    reads): users, their conversations, a few busy conversations, ANALYZEd."""
+    with psycopg.connect(module_database_url, autocommit=True) as conn:
+        conn.execute(
             f"""
-            INSERT INTO messages (conversation_id, seq, id, role, parts, content, parts_bytes,
-                                  parts_count, metadata_bytes)
-            SELECT $1, s, gen_random_uuid(), 'user', '[{{"type": "text", "text": "x"}}]', 'x',
-                   29, 1, 2
-              FROM generate_series(1, {MESSAGES_PER_CONVERSATION}) AS s
-            """,
-            row["id"],
+            INSERT INTO users (id, username)
+            SELECT gen_random_uuid(), 'u' || i FROM generate_series(1, {USERS}) AS i;
+            INSERT INTO conversations (id, user_id, title, updated_at)
+            SELECT gen_random_uuid(), u.id, 'c' || i, now() - make_interval(secs => i)
+              FROM users AS u, generate_series(1, {CONVERSATIONS_PER_USER}) AS i;
+            """
         )
-        await conn.execute(
-            f"UPDATE conversations SET last_seq = {MESSAGES_PER_CONVERSATION}, "
-            f"message_count = {MESSAGES_PER_CONVERSATION} WHERE id = $1",
-            row["id"],
-        )
-    await conn.execute("ANALYZE")
+        busy = conn.execute("SELECT id FROM conversations ORDER BY id LIMIT 5").fetchall()
+        for (conversation_id,) in busy:
+            conn.execute(
+                f"""
+                INSERT INTO messages (conversation_id, seq, id, role, parts, content,
+                                      parts_bytes, parts_count, metadata_bytes)
+                SELECT %s, s, gen_random_uuid(), 'user', '[{{"type": "text", "text": "x"}}]',
+                       'x', 29, 1, 2
+                  FROM generate_series(1, {MESSAGES_PER_CONVERSATION}) AS s
+                """,
+                [conversation_id],
+            )
+            conn.execute(
+                f"UPDATE conversations SET last_seq = {MESSAGES_PER_CONVERSATION}, "
+                f"message_count = {MESSAGES_PER_CONVERSATION} WHERE id = %s",
+                [conversation_id],
+            )
+        conn.execute("ANALYZE")
+    return module_database_url
+
+
+@pytest.fixture
+async def seeded(seeded_url: str) -> AsyncIterator[tuple[asyncpg.Connection[Any], Any, Any]]:
+    """A plain connection of the test's own (no json codec: EXPLAIN output stays text) on the
+    module's seeded database; the user and id of its first busy conversation."""
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(seeded_url)
+    busy = await conn.fetchrow("SELECT id, user_id FROM conversations ORDER BY id LIMIT 1")
+    assert busy is not None
     try:
-        yield conn, busy[0]["user_id"], busy[0]["id"]
+        yield conn, busy["user_id"], busy["id"]
     finally:
         await conn.close()
 
