@@ -1,16 +1,16 @@
-"""Agent checkpoints (LangGraph's contract): threads, checkpoints, channel blobs, pending writes.
+"""Agent checkpoints (LangGraph's contract): checkpoints, channel blobs, pending writes.
 
 These gateways move serialized values; ``dal.langgraph`` serializes them (its codec) and
 implements BaseCheckpointSaver on top. Thread ids are scoped per owner: each call names the
 ``owner`` of the threads it reads or writes (a user's id, or ``NO_OWNER`` for threads a saver
 wrote without a user), and never sees another owner's thread of the same id.
 
-This is the unscoped family: nothing here checks that a caller may see the owner's threads.
-The saver is trusted server-side code and passes the owner it is configured with; the HTTP
-API's use cases (``dal.usecases.threads``) pass the caller after a gateway of
-``dal.gateways.threads`` (the caller-scoped family) has checked the thread is theirs, in the
-same transaction. Names say the family where both have the operation: ``..._of_owner`` here
-(keyword ``owner``), ``..._of_user`` there (keyword ``user_id``).
+Every gateway here is unscoped (keyword ``owner``, trusted as passed): nothing checks that a
+caller may see the owner's threads. The saver is trusted server-side code and passes the owner
+it is configured with; the HTTP API's use cases (``dal.usecases.threads``) pass the caller
+after a caller-scoped gateway of ``dal.gateways.threads`` has checked the thread is theirs, in
+the same transaction. Where the caller-scoped family has the same operation, the name says the
+family: ``..._of_owner`` here, ``..._of_user`` there.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, NotFound
 from dal.queries import Q
 from dal.records.checkpoints import CheckpointPut, CheckpointRow, DeltaHistoryRow, Write, WritesPut
+from dal.records.threads import CheckpointHead
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 # The owner of threads written without a user (the nil UUID).
@@ -181,6 +182,15 @@ async def get_checkpoint(
     return CheckpointRow.from_row(row)
 
 
+async def get_latest_checkpoint_head(
+    db: Executor, *, owner: UUID, thread_id: str, checkpoint_ns: str
+) -> CheckpointHead | None:
+    """Id, channel versions and step of the newest checkpoint of a namespace of the owner's
+    thread; None if none."""
+    row = await fetch_one(db, Q["get_latest_checkpoint_head"], owner, thread_id, checkpoint_ns)
+    return None if row is None else CheckpointHead.from_row(row)
+
+
 async def list_checkpoints(
     db: Executor,
     *,
@@ -231,7 +241,7 @@ async def list_checkpoints(
                 db, Q["list_checkpoints_in_namespace"], owner, thread_id, checkpoint_ns, limit
             )
             return CheckpointRow.from_rows(rows)
-        return await find_checkpoints_of_thread(
+        return await list_checkpoints_of_thread_filtered(
             db,
             owner=owner,
             thread_id=thread_id,
@@ -242,10 +252,10 @@ async def list_checkpoints(
             limit=limit,
         )
     if checkpoint_ns is None and checkpoint_id is None and before is None and metadata_filter:
-        return await find_checkpoints_by_metadata(
+        return await list_checkpoints_of_owner_by_metadata(
             db, owner=owner, metadata_filter=metadata_filter, limit=limit
         )
-    return await find_checkpoints(
+    return await list_checkpoints_of_owner_filtered(
         db,
         owner=owner,
         checkpoint_ns=checkpoint_ns,
@@ -306,7 +316,7 @@ async def list_checkpoints_by_metadata(
     return CheckpointRow.from_rows(rows)
 
 
-async def find_checkpoints_by_metadata(
+async def list_checkpoints_of_owner_by_metadata(
     db: Executor, *, owner: UUID, metadata_filter: dict[str, Any], limit: int | None
 ) -> list[CheckpointRow]:
     """The owner's checkpoints of every thread whose metadata contains ``metadata_filter``,
@@ -317,7 +327,7 @@ async def find_checkpoints_by_metadata(
     return CheckpointRow.from_rows(rows)
 
 
-async def find_checkpoints_of_thread(
+async def list_checkpoints_of_thread_filtered(
     db: Executor,
     *,
     owner: UUID,
@@ -343,7 +353,7 @@ async def find_checkpoints_of_thread(
     return CheckpointRow.from_rows(rows)
 
 
-async def find_checkpoints(
+async def list_checkpoints_of_owner_filtered(
     db: Executor,
     *,
     owner: UUID,
@@ -392,12 +402,6 @@ async def list_delta_channel_history(
     return DeltaHistoryRow.from_rows(rows)
 
 
-async def delete_thread_of_owner(db: Executor, *, owner: UUID, thread_id: str) -> bool:
-    """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
-    was none."""
-    return await fetch_value(db, Q["delete_thread_of_owner"], owner, thread_id) is not None
-
-
 async def delete_checkpoints_for_runs(db: Executor, *, owner: UUID, run_ids: Sequence[str]) -> int:
     """Delete the checkpoints (and their writes) these runs wrote in the owner's threads;
     returns how many."""
@@ -420,15 +424,6 @@ async def copy_thread_of_owner(
     check_key("thread id", target_thread_id)
     query = Q["copy_thread_of_owner_latest"] if latest_only else Q["copy_thread_of_owner_all"]
     return int(await fetch_value(db, query, owner, source_thread_id, target_thread_id))
-
-
-async def list_threads_locked_for_prune(
-    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
-) -> list[str]:
-    """Which of these threads the owner has, locked against saves until the transaction ends
-    (a prune runs in it): saves under way commit first, the next ones wait."""
-    rows = await fetch_all(db, Q["list_threads_locked_for_prune"], owner, list(thread_ids))
-    return [row["thread_id"] for row in rows]
 
 
 async def find_delta_channel_threads(

@@ -1,26 +1,31 @@
-"""Agent threads as the HTTP API sees them: the caller-scoped family (keyword ``user_id``).
+"""Agent threads: the thread rows (queries/threads.sql), in two families told apart by name.
 
 A thread belongs to the user who created it (over HTTP, or through a saver whose config
 names a ``user_id``), and thread ids are scoped per user: each user has their own thread
 ``main``; another user's thread, or one nobody owns, is never seen (NotFound) nor in the
 way (a write creates the caller's own thread of that id).
 
-Every function here runs one named query that filters by the caller. Checkpoints are read and
-written by the owner-keyed (unscoped) gateways of ``dal.gateways.checkpoints``; the use cases
-of ``dal.usecases.threads`` run one of these first, in the same transaction, to check the
-owner. Names say the family where both have the operation: ``..._of_user`` here,
-``..._of_owner`` there.
+- Caller-scoped (keyword ``user_id``, the caller): what the HTTP API runs; another user's
+  thread is NotFound. The use cases of ``dal.usecases.threads`` run one of these first, then
+  the checkpoint gateways (``dal.gateways.checkpoints``) with the caller as the owner, in the
+  same transaction.
+- Unscoped (keyword ``owner``, trusted as passed: the saver's, or the caller's once checked),
+  at the end of the module.
+
+Where both families have an operation, its name says which: ``..._of_user`` (caller-scoped)
+or ``..._of_owner`` (unscoped), e.g. ``delete_thread_of_user`` and ``delete_thread_of_owner``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import Conflict, NotFound
 from dal.queries import Q
-from dal.records.threads import CheckpointHead, CopyTarget, Thread, ThreadPage
+from dal.records.threads import CopyTarget, Thread, ThreadPage
 
 
 def _key(thread: Thread) -> str:
@@ -91,15 +96,6 @@ async def upsert_thread_of_user(
     return thread
 
 
-async def get_latest_checkpoint_head(
-    db: Executor, *, user_id: UUID, thread_id: str, checkpoint_ns: str
-) -> CheckpointHead | None:
-    """Id, channel versions and step of the newest checkpoint of a namespace of the caller's
-    thread; None if none."""
-    row = await fetch_one(db, Q["get_latest_checkpoint_head"], user_id, thread_id, checkpoint_ns)
-    return None if row is None else CheckpointHead.from_row(row)
-
-
 async def insert_thread_copy(
     db: Executor, *, user_id: UUID, source_thread_id: str, target_thread_id: str
 ) -> None:
@@ -119,3 +115,21 @@ async def delete_thread_of_user(db: Executor, *, user_id: UUID, thread_id: str) 
     """Delete the caller's thread with its checkpoints; NotFound if missing or not theirs."""
     if await fetch_value(db, Q["delete_thread_of_user"], user_id, thread_id) is None:
         raise NotFound("thread", thread_id)
+
+
+# --- unscoped: the owner is trusted as passed (the saver's, or the caller's once checked) ---
+
+
+async def delete_thread_of_owner(db: Executor, *, owner: UUID, thread_id: str) -> bool:
+    """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
+    was none."""
+    return await fetch_value(db, Q["delete_thread_of_owner"], owner, thread_id) is not None
+
+
+async def list_threads_locked_for_prune(
+    db: Executor, *, owner: UUID, thread_ids: Sequence[str]
+) -> list[str]:
+    """Which of these threads the owner has, locked against saves until the transaction ends
+    (a prune runs in it): saves under way commit first, the next ones wait."""
+    rows = await fetch_all(db, Q["list_threads_locked_for_prune"], owner, list(thread_ids))
+    return [row["thread_id"] for row in rows]

@@ -11,8 +11,8 @@ are the codec's, ``dal.langgraph.codec``). Every read is one query (a checkpoint
 and pending writes, a page of history, the whole DeltaChannel ancestor walk); saves made at
 once share one statement and one commit (``dal.langgraph.group_commit``).
 
-The saver uses the owner-keyed (unscoped) gateways of ``dal.gateways.checkpoints``: it is
-trusted server-side code and names the owner itself.
+The saver uses the unscoped gateways (keyword ``owner``) of ``dal.gateways.checkpoints`` and
+``dal.gateways.threads``: it is trusted server-side code and names the owner itself.
 
 Thread ids are scoped per user: ``config["configurable"]["user_id"]`` (else the saver's own
 ``user_id``, else none) names the owner of the thread, and two owners' threads ``main`` are two
@@ -47,7 +47,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from dal import migrate
 from dal.database import open_pool, transaction
 from dal.errors import NotFound
-from dal.gateways import checkpoints
+from dal.gateways import checkpoints, threads
 from dal.langgraph import codec
 from dal.langgraph.group_commit import GroupCommit
 from dal.records.checkpoints import CheckpointRow, Write, WritesPut
@@ -298,7 +298,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
 
     async def adelete_thread(self, thread_id: str, *, user_id: object = None) -> None:
         """Delete a thread of ``user_id`` (default: the saver's ``user_id``)."""
-        await checkpoints.delete_thread_of_owner(
+        await threads.delete_thread_of_owner(
             self.pool, owner=self._owner_arg(user_id), thread_id=str(thread_id)
         )
 
@@ -331,7 +331,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         owner = self._owner_arg(user_id)
         async with transaction(self.pool) as conn:
             # Saves to these threads (an HTTP state write reads its parent) wait for the prune.
-            await checkpoints.list_threads_locked_for_prune(conn, owner=owner, thread_ids=ids)
+            await threads.list_threads_locked_for_prune(conn, owner=owner, thread_ids=ids)
             if strategy == "delete":
                 await checkpoints.delete_checkpoints_of_threads(conn, owner=owner, thread_ids=ids)
                 return

@@ -150,8 +150,8 @@ async def put_thread_state(
             conn, user_id=user_id, thread_id=thread_id, conversation_id=draft.conversation_id
         )
         # Read after the thread row is locked: a write that committed meanwhile is the parent.
-        parent = await threads.get_latest_checkpoint_head(
-            conn, user_id=user_id, thread_id=thread_id, checkpoint_ns=draft.checkpoint_ns
+        parent = await checkpoints.get_latest_checkpoint_head(
+            conn, owner=user_id, thread_id=thread_id, checkpoint_ns=draft.checkpoint_ns
         )
         # LangGraph gives every channel a step updates the version after the highest one.
         version = codec.next_version(
