@@ -180,16 +180,16 @@ class Decoded(Generic[T]):
 def decode_checkpoint(
     row: CheckpointRow,
     *,
-    inline: Callable[[Any], T],
     load: Callable[[str | None, bytes | None], T],
+    inline: Callable[[Any], T] | None = None,
 ) -> Decoded[T]:
-    """A checkpoint row's values: the inline ones (through ``inline``), then the blobs of its
-    channel versions over them (an "empty" blob is a channel without a value), and its pending
-    writes; ``load(type, bytes)`` decodes each serialized value."""
-    values = {
-        channel: inline(value)
-        for channel, value in (row.checkpoint.get("channel_values") or {}).items()
-    }
+    """A checkpoint row's values: the inline ones (through ``inline`` if given, else as they
+    are), then the blobs of its channel versions over them (an "empty" blob is a channel without
+    a value), and its pending writes; ``load(type, bytes)`` decodes each serialized value."""
+    stored = row.checkpoint.get("channel_values") or {}
+    values: dict[str, T] = (
+        dict(stored) if inline is None else {ch: inline(value) for ch, value in stored.items()}
+    )
     if row.blob_channels:
         assert row.blob_types is not None and row.blob_values is not None
         for channel, type_, data in zip(

@@ -212,7 +212,7 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         return self.serde.loads_typed((type_ or "", data or b""))
 
     def _tuple(self, row: CheckpointRow, scope: dict[str, Any]) -> CheckpointTuple:
-        decoded = codec.decode_checkpoint(row, inline=_same, load=self._load)
+        decoded = codec.decode_checkpoint(row, load=self._load)
         ids = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns, **scope}
         return CheckpointTuple(
             config={"configurable": {**ids, "checkpoint_id": row.checkpoint_id}},
@@ -426,7 +426,3 @@ class AsyncpgSaver(BaseCheckpointSaver[str]):
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", user_id: object = None
     ) -> None:
         self._run(self.aprune(thread_ids, strategy=strategy, user_id=user_id))
-
-
-def _same(value: Any) -> Any:
-    return value
