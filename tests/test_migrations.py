@@ -23,7 +23,58 @@ from dal import migrate
 from dal.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"users", "api_tokens", "conversations", "messages"}
+
+# What the schema says about itself, read from the catalogs (no list of Mnemo's tables here):
+# each kind of object of the public schema, one row per object: (the table or name it belongs
+# to, what it is).
+SCHEMA_CATALOG = {
+    "tables": "SELECT tablename, tablename FROM pg_tables WHERE schemaname = 'public'",
+    "columns": """
+        SELECT table_name, table_name || '.' || column_name || ' ' || data_type || ' '
+               || is_nullable || ' ' || coalesce(column_default, '')
+          FROM information_schema.columns
+         WHERE table_schema = 'public'
+    """,
+    "indexes": "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "constraints": """
+        SELECT conrelid::regclass::text,
+               conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+          FROM pg_constraint
+         WHERE connamespace = 'public'::regnamespace
+    """,
+    "functions": """
+        SELECT proname, proname || '(' || pg_get_function_identity_arguments(oid) || ')'
+          FROM pg_proc
+         WHERE pronamespace = 'public'::regnamespace
+    """,
+    "triggers": """
+        SELECT tgrelid::regclass::text, pg_get_triggerdef(oid)
+          FROM pg_trigger
+         WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'pg_%'
+    """,
+    "views": "SELECT viewname, pg_get_viewdef(viewname::regclass) FROM pg_views"
+    " WHERE schemaname = 'public'",
+    "sequences": "SELECT sequencename, sequencename FROM pg_sequences WHERE schemaname = 'public'",
+    "types": """
+        SELECT typname, typname || ' ' || typtype::text FROM pg_type
+         WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd', 'c', 'r', 'm')
+           AND typrelid = 0
+    """,
+}
+
+
+def is_yoyos(name: str) -> bool:
+    """Whether a catalog row belongs to yoyo's own bookkeeping (_yoyo_migration, yoyo_lock...)."""
+    return name.lstrip("_").startswith("yoyo")
+
+
+def schema(url: str) -> dict[str, set[str]]:
+    """Every object of the public schema by kind (SCHEMA_CATALOG), yoyo's own left out."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            kind: {str(row[1]) for row in conn.execute(query) if not is_yoyos(str(row[0]))}
+            for kind, query in SCHEMA_CATALOG.items()
+        }
 
 
 def schema_objects(url: str) -> tuple[set[str], set[str], list[str]]:
@@ -58,21 +109,32 @@ def test_migration_files_each_have_a_rollback_and_a_depends_line() -> None:
 
 def test_apply_rollback_apply_round_trip(empty_database_url: str) -> None:
     url = empty_database_url
+    assert schema(url) == {kind: set() for kind in SCHEMA_CATALOG}  # the check can see nothing
     assert sorted(migrate.apply(url)) == migrate.migration_ids()  # applied in dependency order
-    tables, functions, applied = schema_objects(url)
-    assert TABLES <= tables and "mnemo_parts_text" in functions
-    assert applied == migrate.migration_ids()
+    migrated = schema(url)
+    # The migrations made a schema: tables with columns and keys, functions, indexes.
+    assert all(migrated[kind] for kind in ("tables", "columns", "indexes", "constraints"))
+    assert "mnemo_parts_text" in {f.split("(")[0] for f in migrated["functions"]}
+    assert schema_objects(url)[2] == migrate.migration_ids()
 
     rolled_back = migrate.rollback(url)
     assert sorted(rolled_back) == migrate.migration_ids()
-    tables, functions, applied = schema_objects(url)
-    assert tables & TABLES == set() and "mnemo_parts_text" not in functions
-    assert applied == []
+    # Every object any migration made is gone (only yoyo's bookkeeping is left).
+    assert schema(url) == {kind: set() for kind in SCHEMA_CATALOG}
+    assert schema_objects(url)[2] == []
 
     assert sorted(migrate.apply(url)) == migrate.migration_ids()
     assert migrate.apply(url) == []  # idempotent
-    tables, _, applied = schema_objects(url)
-    assert TABLES <= tables and applied == migrate.migration_ids()
+    assert schema(url) == migrated  # the same schema, object for object
+    assert schema_objects(url)[2] == migrate.migration_ids()
+
+
+def test_the_migrated_template_has_the_schema_the_migrations_make(
+    database_url: str, empty_database_url: str
+) -> None:
+    """The tests' databases (copies of the template) are what applying the migrations makes."""
+    migrate.apply(empty_database_url)
+    assert schema(database_url) == schema(empty_database_url)
 
 
 def test_apply_from_two_processes_at_once_applies_each_migration_once(
@@ -203,7 +265,7 @@ def test_health_reports_a_pending_python_migration_until_dal_migrate_applies_it(
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations_with_python)
     settings = Settings(
         database_url=database_url,
-        app_admin_token="admin",  # type: ignore[arg-type]
+        app_admin_token="admin",
         data_dir=tmp_path,
     )
     with TestClient(create_app(settings)) as client:
