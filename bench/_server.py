@@ -1,31 +1,26 @@
-"""A fresh, migrated database for one benchmark run, dropped afterwards.
+"""The server and the fresh, migrated databases of a benchmark run, dropped afterwards.
 
 The server is DATABASE_URL's when it is set, else an embedded PostgreSQL in a temporary
-directory (deleted at the end). These admin steps are synchronous (psycopg) and run before
-and after the event loop.
+directory (deleted at the end) with its default settings: unlike the test suite's throw-away
+server it keeps fsync and synchronous_commit on, since commits are part of what the write
+workloads measure. Starting the server and making and dropping databases is done by the
+helpers the tests use (``tests/support.py``), so both do it one way. These admin steps are
+synchronous (psycopg) and run before and after the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
-import psycopg
-from psycopg import sql
-
-from dal import embedded, migrate
+from dal import migrate
+from tests.support import Databases, embedded_server, server_settings
 
 _log = logging.getLogger(__name__)
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointing at database ``name``."""
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 def describe(url: str) -> str:
@@ -44,11 +39,8 @@ def server(database_url: str | None) -> Iterator[str]:
         yield database_url
         return
     with tempfile.TemporaryDirectory(prefix="mnemo-bench-pg-") as tmp:
-        pg = embedded.server(Path(tmp) / "pg", delete_on_exit=True)
-        try:
-            yield str(pg.get_uri("postgres"))
-        finally:
-            pg.cleanup()
+        with embedded_server(Path(tmp) / "pg") as url:
+            yield url
 
 
 @contextmanager
@@ -61,26 +53,16 @@ def fresh_database(
     ``parameters`` become the database's defaults (``ALTER DATABASE ... SET``), so every
     session of every pool opened on it afterwards gets them alike.
     """
-    name = f"mnemo_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        for key, value in parameters.items():
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
-                )
-            )
-    try:
-        url = with_database(server_url, name)
-        if migrated:
-            applied = migrate.apply(url)
-            _log.info("database %s: %d migrations applied", name, len(applied))
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with Databases(server_url, prefix="mnemo_bench", settings=parameters) as databases:
+        name = databases.create()
+        try:
+            url = databases.url(name)
+            if migrated:
+                applied = migrate.apply(url)
+                _log.info("database %s: %d migrations applied", name, len(applied))
+            yield url
+        finally:
+            databases.drop(name)
 
 
 def database_name(url: str) -> str:
@@ -90,11 +72,5 @@ def database_name(url: str) -> str:
 def server_info(url: str) -> dict[str, str]:
     """The server's version and the settings that weigh on a write benchmark, as a session on
     ``url`` sees them (a database can override them)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT current_setting('server_version'), current_setting('fsync'),"
-            " current_setting('synchronous_commit'), current_setting('shared_buffers')"
-        ).fetchone()
-    assert row is not None
-    keys = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
-    return dict(zip(keys, (str(value) for value in row), strict=True))
+    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+    return server_settings(url, *names)
