@@ -202,3 +202,42 @@ class Databases:
         self._execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def checkpoint_config(
+    thread_id: str, *, checkpoint_ns: str = "", user_id: str | None = None
+) -> dict[str, Any]:
+    """The RunnableConfig naming a thread's namespace (and its owner, if ``user_id``)."""
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+    if user_id is not None:
+        configurable["user_id"] = user_id
+    return {"configurable": configurable}
+
+
+async def save_checkpoint(
+    saver: Any,
+    thread_id: str,
+    values: Mapping[str, Any],
+    *,
+    checkpoint_ns: str = "",
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    writes: list[tuple[str, Any]] | None = None,
+) -> str:
+    """Save a new checkpoint (LangGraph's ``empty_checkpoint`` holding ``values``, each channel
+    at a new version) through a saver's ``aput``, as a graph would, and a task's pending
+    ``writes`` on it; returns the checkpoint's id. ``metadata`` defaults to ``{"step": 1}``."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    config = checkpoint_config(thread_id, checkpoint_ns=checkpoint_ns, user_id=user_id)
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = dict(values)
+    checkpoint["channel_versions"] = versions = {
+        channel: saver.get_next_version(None, None) for channel in values
+    }
+    saved = await saver.aput(
+        config, checkpoint, dict(metadata) if metadata is not None else {"step": 1}, versions
+    )
+    if writes:
+        await saver.aput_writes(saved, writes, task_id="task-1")
+    return str(saved["configurable"]["checkpoint_id"])

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from langgraph.checkpoint.base import empty_checkpoint
 
 from dal import embedded, migrate
 from dal.database import open_pool, transaction
@@ -31,6 +30,7 @@ from dal.gateways import meta
 from dal.langgraph import AsyncpgSaver
 from dal.settings import Settings
 from tests.app.serving import serving
+from tests.support import checkpoint_config, save_checkpoint
 
 ADMIN = {"Authorization": "Bearer resilience-admin"}
 # Answers while the database is frozen or down must come within this (the timeouts below are
@@ -251,15 +251,8 @@ async def pool(settings: Settings) -> AsyncIterator[Any]:
         pool.terminate()  # close() would wait politely on connections of a frozen server
 
 
-def checkpoint_config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-
-
 async def put_checkpoint(saver: AsyncpgSaver, thread_id: str) -> None:
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = {"n": 1}
-    checkpoint["channel_versions"] = versions = {"n": saver.get_next_version(None, None)}
-    await saver.aput(checkpoint_config(thread_id), checkpoint, {"step": 1}, versions)
+    await save_checkpoint(saver, thread_id, {"n": 1})
 
 
 async def unavailable_within_bound(call: Any) -> float:

@@ -10,11 +10,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from langgraph.checkpoint.base import empty_checkpoint
 
 from dal.database import translating
 from dal.errors import InvalidInput
 from dal.langgraph import AsyncpgSaver
+from tests.support import save_checkpoint
 
 
 def incompressible(chars: int) -> str:
@@ -33,13 +33,9 @@ async def put(
     checkpoint_ns: str = "",
     **metadata: Any,
 ) -> str:
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = values
-    versions = {channel: saver.get_next_version(None, None) for channel in values}
-    checkpoint["channel_versions"] = versions
-    saved = await saver.aput(config(thread_id, checkpoint_ns), checkpoint, metadata, versions)
-    checkpoint_id: str = saved["configurable"]["checkpoint_id"]
-    return checkpoint_id
+    return await save_checkpoint(
+        saver, thread_id, values, checkpoint_ns=checkpoint_ns, metadata=metadata
+    )
 
 
 async def test_translate_makes_a_program_limit_error_invalid_input(database_url: str) -> None:
