@@ -13,7 +13,6 @@ Copies of the template are made ahead, one at a time, by a thread beside the tes
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,9 +61,8 @@ def server_url() -> Iterator[str]:
         with PostgresContainer("postgres:18", driver=None).with_command(command) as container:
             yield container.get_connection_url()
         return
-    with tempfile.TemporaryDirectory(prefix="mnemo-test-pg-") as tmp:
-        with embedded_server(Path(tmp) / "pg", settings=THROWAWAY_SETTINGS) as url:
-            yield url
+    with embedded_server(prefix="mnemo-test-pg-", settings=THROWAWAY_SETTINGS) as server:
+        yield str(server.get_uri("postgres"))
 
 
 @pytest.fixture(scope="session")

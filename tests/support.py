@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -56,14 +57,28 @@ def server_settings(url: str, *names: str) -> dict[str, str]:
 
 
 @contextmanager
-def embedded_server(pgdata: Path, *, settings: Mapping[str, str] = {}) -> Iterator[str]:
-    """An embedded PostgreSQL of its own in ``pgdata`` (a directory to be deleted), with
-    ``settings`` written into its configuration (``ALTER SYSTEM``: the server is this block's
-    alone); yields its maintenance-database URL, stops and deletes it at the end."""
+def embedded_server(
+    pgdata: Path | None = None,
+    *,
+    prefix: str = "mnemo-test-pg-",
+    settings: Mapping[str, str] = {},
+) -> Iterator[Any]:
+    """An embedded PostgreSQL of the block's own, stopped and deleted at the end; yields the
+    wheel's server handle (``get_uri("postgres")``, ``ensure_postgres_running()``, ``pgdata``).
+
+    Its data directory is ``pgdata`` (a directory to be deleted), else one in a private
+    temporary directory whose name starts with ``prefix`` (not pytest's: a pytest run starting
+    meanwhile resets pytest's base directory to mode 0700, locking the server's system user
+    out).
+    ``settings`` are written into its configuration (``ALTER SYSTEM``: the server is the
+    block's alone)."""
     from dal import embedded
 
-    server = embedded.server(pgdata, delete_on_exit=True)
-    try:
+    with ExitStack() as stack:
+        if pgdata is None:
+            pgdata = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix))) / "pg"
+        server = embedded.server(pgdata, delete_on_exit=True)
+        stack.callback(server.cleanup)
         url = str(server.get_uri("postgres"))
         if settings:
             with psycopg.connect(url, autocommit=True) as conn:
@@ -80,9 +95,7 @@ def embedded_server(pgdata: Path, *, settings: Mapping[str, str] = {}) -> Iterat
                 timeout=10,
                 what="the embedded server's settings",
             )
-        yield url
-    finally:
-        server.cleanup()
+        yield server
 
 
 class Databases:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,14 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
-from dal import embedded, migrate
+from dal import migrate
 from dal.database import open_pool, transaction
 from dal.errors import Unavailable
 from dal.gateways import meta
 from dal.langgraph import AsyncpgSaver
 from dal.settings import Settings
 from tests.app.serving import serving
-from tests.support import checkpoint_config, save_checkpoint
+from tests.support import checkpoint_config, embedded_server, save_checkpoint
 
 ADMIN = {"Authorization": "Bearer resilience-admin"}
 # Answers while the database is frozen or down must come within this (the timeouts below are
@@ -44,13 +43,9 @@ FREEZE_LIMIT = 90.0
 def pg() -> Iterator[Any]:
     """An embedded server of this module's own, migrated (in a private temporary directory:
     pytest's own are rotated by concurrent runs)."""
-    with tempfile.TemporaryDirectory(prefix="mnemo-resilience-") as tmp:
-        server = embedded.server(Path(tmp) / "pg", delete_on_exit=True)
-        try:
-            migrate.apply(str(server.get_uri("postgres")))
-            yield server
-        finally:
-            server.cleanup()
+    with embedded_server(prefix="mnemo-resilience-") as server:
+        migrate.apply(str(server.get_uri("postgres")))
+        yield server
 
 
 @pytest.fixture

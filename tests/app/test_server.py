@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dal import embedded, migrate
-from tests.support import free_port, wait_until
+from dal import migrate
+from tests.support import embedded_server, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": "Bearer server-test-admin"}
@@ -83,11 +83,8 @@ def tmp_path() -> Iterator[Path]:
 
 @pytest.fixture
 def pg(tmp_path: Path) -> Iterator[Any]:
-    server = embedded.server(tmp_path / "pg", delete_on_exit=True)
-    try:
+    with embedded_server(tmp_path / "pg") as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path) -> None:
