@@ -55,9 +55,14 @@ class Caller:
         return auth(self.token)
 
 
-def make_user(client: TestClient, username: str, **fields: Any) -> tuple[Json, str]:
-    """Create a user with the admin token: (the user as JSON, their first bearer token)."""
-    response = client.post("/v1/users", json={"username": username, **fields}, headers=ADMIN)
+def make_user(
+    client: httpx.Client, username: str, *, admin_token: str = ADMIN_TOKEN, **fields: Any
+) -> tuple[Json, str]:
+    """Create a user with the admin token: (the user as JSON, their first bearer token). Any
+    client: the TestClient, or an httpx.Client on a served app (with that app's admin token)."""
+    response = client.post(
+        "/v1/users", json={"username": username, **fields}, headers=auth(admin_token)
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     return body["user"], body["token"]

@@ -20,10 +20,11 @@ import httpx
 import pytest
 
 from dal import migrate
+from tests.app.conftest import auth, make_user
 from tests.support import embedded_server, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN = {"Authorization": "Bearer server-test-admin"}
+ADMIN_TOKEN = "server-test-admin"
 
 
 def answers(base: str) -> bool:
@@ -94,7 +95,7 @@ def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path) -> N
     migrate.apply(url)
     env = {
         "DATABASE_URL": url,
-        "APP_ADMIN_TOKEN": "server-test-admin",
+        "APP_ADMIN_TOKEN": ADMIN_TOKEN,
         "DB_MIN_CONNECTIONS": "2",
         "DATA_DIR": str(tmp_path),
     }
@@ -102,9 +103,7 @@ def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path) -> N
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
             assert http.get("/health").json()["status"] == "ok"
-            made = http.post("/v1/users", json={"username": "sock"}, headers=ADMIN)
-            assert made.status_code == 201, made.text
-            me = {"Authorization": f"Bearer {made.json()['token']}"}
+            me = auth(make_user(http, "sock", admin_token=ADMIN_TOKEN)[1])
             conv = http.post("/v1/conversations", json={"title": "before"}, headers=me).json()
 
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)

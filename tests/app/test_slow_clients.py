@@ -20,7 +20,7 @@ import pytest
 
 from app import server
 from dal.settings import Settings
-from tests.app.conftest import ADMIN, ADMIN_TOKEN
+from tests.app.conftest import ADMIN_TOKEN, auth, make_user
 from tests.app.serving import serving
 
 BOUND = 15.0  # seconds within which a connection past its timeout must be closed
@@ -190,8 +190,7 @@ def test_server_drops_a_client_that_does_not_read_its_answer(settings: Settings)
         update={"app_send_timeout": 1.0, "app_max_page_bytes": 16 * 1024 * 1024}
     )
     with serving(stalling) as base, httpx.Client(base_url=base, timeout=BOUND * 2) as http:
-        made = http.post("/v1/users", json={"username": "reader"}, headers=ADMIN)
-        me = {"Authorization": f"Bearer {made.json()['token']}"}
+        me = auth(make_user(http, "reader")[1])
         conv = http.post("/v1/conversations", json={}, headers=me).json()
         messages = f"/v1/conversations/{conv['id']}/messages"
         big = {"role": "user", "parts": [{"type": "text", "text": "x" * 900_000}]}
