@@ -217,18 +217,6 @@ def test_list_conversations_newest_first_and_pages_cover_all_once(
     assert [c["id"] for c in first["items"]] == ids
 
 
-def test_list_conversations_exact_multiple_of_limit_ends_without_empty_page(
-    client: TestClient, alice: Caller
-) -> None:
-    for _ in range(4):
-        make_conversation(client, alice)
-
-    pages = _all_pages(client, alice, limit=2)
-
-    # The last full page already says there is no more.
-    assert [len(page) for page in pages] == [2, 2]
-
-
 def test_list_conversations_appending_a_message_moves_it_to_the_front(
     client: TestClient, alice: Caller
 ) -> None:
