@@ -1,4 +1,7 @@
-"""Bearer-token authentication: users by their API tokens, the admin by APP_ADMIN_TOKEN."""
+"""Bearer-token authentication: users by their API tokens, the admin by APP_ADMIN_TOKEN.
+
+Endpoints declare their auth (app.endpoints); the route checks it before the handler runs, and
+a handler of a user's endpoint reads the user with ``caller(request)``."""
 
 from __future__ import annotations
 
@@ -40,6 +43,14 @@ async def current_user(request: Request[AppState]) -> User:
         raise Unauthorized(
             "the token is invalid, revoked or expired, or its user is deactivated"
         ) from None
+
+
+def caller(request: Request[AppState]) -> User:
+    """The user whose token authorized this request (on an endpoint declared auth="user")."""
+    user = request.scope.get("user")
+    if not isinstance(user, User):
+        raise RuntimeError(f"{request.method} {request.url.path} is not declared auth='user'")
+    return user
 
 
 async def require_admin(request: Request[AppState]) -> None:

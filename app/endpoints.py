@@ -4,11 +4,13 @@
 A routes module holds ``endpoints = Endpoints()`` and decorates each handler::
 
     @endpoints.get("/v1/things/{thing_id:uuid}", "Get a thing", response=Thing)
-    async def get_thing(request: Request[AppState]) -> Response: ...
+    async def get_thing(request: Request[AppState]) -> Response:
+        me = caller(request)  # auth="user" (the default) was checked before the call
+        ...
 
-and app/routes/__init__.py lists the module. The declaration says what the document cannot see
-in the handler: its models, auth, parameters, and the statuses and headers it answers beyond
-those every endpoint of its kind answers (see ``app.openapi``).
+and app/routes/__init__.py names the module. The declaration says what the document cannot
+see in the handler: its models, auth (checked by the route), parameters, and the statuses and
+headers it answers beyond those every endpoint of its kind answers (see ``app.openapi``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from app.auth import current_user, require_admin
 from app.body import INT8_MAX, int_param
 from app.state import AppState
 from dal.settings import Settings
@@ -105,6 +108,8 @@ class Endpoint:
     path: str
     handler: Handler
     summary: str
+    # Checked before the handler runs (PathRoute): "user" is a user's token (401 without a
+    # valid one, 403 with the admin token), "admin" the admin token (403 with a user's).
     auth: Auth = "user"
     body: type[BaseModel] | None = None
     # An empty body counts as {} (the handler reads it with read_json(..., optional=True)).
@@ -182,18 +187,25 @@ class Endpoints:
 
 
 class PathRoute(Route):
-    """One route for every method of a path, each to its endpoint's handler (HEAD to GET's).
-    Another method is 405 with ``Allow``: the path's methods, sorted."""
+    """One route for every method of a path, each to its endpoint (HEAD to GET's), whose auth
+    is checked before its handler runs: the admin token for "admin"; for "user", a user's
+    token, whose user the handler reads with ``app.auth.caller``. Another method is 405 with
+    ``Allow``: the path's methods, sorted."""
 
-    def __init__(self, path: str, handlers: Mapping[str, Handler]) -> None:
-        by_method = dict(handlers)
+    def __init__(self, path: str, endpoints: Mapping[str, Endpoint]) -> None:
+        by_method = dict(endpoints)
         if "GET" in by_method:
             by_method["HEAD"] = by_method["GET"]
 
         async def dispatch(request: Request[AppState]) -> Response:
-            return await by_method[request.method](request)
+            endpoint = by_method[request.method]
+            if endpoint.auth == "user":
+                request.scope["user"] = await current_user(request)
+            elif endpoint.auth == "admin":
+                await require_admin(request)
+            return await endpoint.handler(request)
 
-        super().__init__(path, dispatch, methods=list(handlers))
+        super().__init__(path, dispatch, methods=list(endpoints))
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
@@ -204,13 +216,13 @@ class PathRoute(Route):
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:
     """The Starlette routes of these endpoints: one per path, in the order paths first come."""
-    by_path: dict[str, dict[str, Handler]] = {}
+    by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
-        handlers = by_path.setdefault(endpoint.path, {})
-        if endpoint.method in handlers:
+        methods = by_path.setdefault(endpoint.path, {})
+        if endpoint.method in methods:
             raise ValueError(f"{endpoint.method} {endpoint.path} is declared twice")
-        handlers[endpoint.method] = endpoint.handler
-    return [PathRoute(path, handlers) for path, handlers in by_path.items()]
+        methods[endpoint.method] = endpoint
+    return [PathRoute(path, methods) for path, methods in by_path.items()]
 
 
 # --- what several routes modules declare alike -------------------------------------------------

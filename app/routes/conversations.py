@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import current_user
+from app.auth import caller
 from app.body import read_json
 from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, limit_param
 from app.errors import HttpError
@@ -75,7 +75,7 @@ def if_match_version(request: Request[AppState]) -> int | None:
     errors=(409,),  # the id with other content (idempotency_mismatch), a thread taken
 )
 async def create_conversation(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     draft = await read_json(request, ConversationDraft, optional=True)
     made = await conversations.create_conversation(
         request.state["pool"], user_id=me.id, draft=draft
@@ -94,7 +94,7 @@ async def create_conversation(request: Request[AppState]) -> Response:
     params=(_LIMIT, CURSOR),
 )
 async def list_conversations(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
     page = await conversations.list_conversations(
@@ -111,7 +111,7 @@ async def list_conversations(request: Request[AppState]) -> Response:
     _ONE, "Get a conversation (ETag: its version)", response=Conversation, headers=(ETAG,)
 )
 async def get_conversation(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     conversation = await conversations.get_conversation(
         request.state["pool"], user_id=me.id, conversation_id=request.path_params["conversation_id"]
     )
@@ -128,7 +128,7 @@ async def get_conversation(request: Request[AppState]) -> Response:
     errors=(409, 412),  # 409: the thread serves another conversation
 )
 async def update_conversation(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     expected = if_match_version(request)
     patch = await read_json(request, ConversationPatch)
     conversation = await conversations.update_conversation(
@@ -143,7 +143,7 @@ async def update_conversation(request: Request[AppState]) -> Response:
 
 @endpoints.delete(_ONE, "Delete a conversation and its messages", status=204)
 async def delete_conversation(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     await conversations.delete_conversation(
         request.state["pool"], user_id=me.id, conversation_id=request.path_params["conversation_id"]
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import current_user
+from app.auth import caller
 from app.body import INT8_MAX, read_json
 from app.endpoints import (
     JSON_INPUT_REF,
@@ -98,7 +98,7 @@ def _parts(schema: Json, settings: Settings) -> None:
     errors=(409,),
 )
 async def append_message(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     draft = await read_json(request, MessageDraft)
     conversation_id = request.path_params["conversation_id"]
     settings = request.state["settings"]
@@ -127,7 +127,7 @@ async def append_message(request: Request[AppState]) -> Response:
     params=(_LIMIT, _BEFORE, _AFTER),
 )
 async def list_messages(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
     page = await messages.list_messages(
@@ -144,7 +144,7 @@ async def list_messages(request: Request[AppState]) -> Response:
 
 @endpoints.get(_ONE, "Get a message", response=Message)
 async def get_message(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     message = await messages.get_message(
         request.state["pool"],
         user_id=me.id,
@@ -163,7 +163,7 @@ async def get_message(request: Request[AppState]) -> Response:
     errors=(409,),
 )
 async def update_message(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     patch = await read_json(request, MessagePatch)
     settings = request.state["settings"]
     message = await messages.update_message(
@@ -180,7 +180,7 @@ async def update_message(request: Request[AppState]) -> Response:
 
 @endpoints.delete(_ONE, "Delete a message", status=204)
 async def delete_message(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     await messages.delete_message(
         request.state["pool"],
         user_id=me.id,

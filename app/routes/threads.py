@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import current_user
+from app.auth import caller
 from app.body import json_object_param, read_json
 from app.endpoints import (
     CURSOR,
@@ -94,7 +94,7 @@ def _checkpoint_ns(request: Request[AppState]) -> str:
     params=(_LIMIT, CURSOR),
 )
 async def list_threads(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
     page = await threads.list_threads(
@@ -108,7 +108,7 @@ async def list_threads(request: Request[AppState]) -> Response:
 
 @endpoints.get(_ONE, "Get a thread", response=Thread, path_params=(THREAD_ID,))
 async def get_thread(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     thread = await threads.get_thread(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request)
     )
@@ -131,7 +131,7 @@ async def get_thread(request: Request[AppState]) -> Response:
 )
 async def get_state(request: Request[AppState]) -> Response:
     """The newest checkpoint (``/state``), or the one the path names (``/checkpoints/{id}``)."""
-    me = await current_user(request)
+    me = caller(request)
     state = await thread_views.get_thread_state(
         request.state["pool"],
         user_id=me.id,
@@ -168,7 +168,7 @@ async def get_state(request: Request[AppState]) -> Response:
     path_params=(THREAD_ID,),
 )
 async def get_history(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     limit = _HISTORY_LIMIT.integer(request)
     assert limit is not None
     history = await thread_views.list_thread_history(
@@ -194,7 +194,7 @@ async def get_history(request: Request[AppState]) -> Response:
     errors=(409,),
 )
 async def put_state(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     draft = await read_json(request, ThreadStateDraft)
     saved = await thread_views.put_thread_state(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), draft=draft
@@ -212,7 +212,7 @@ async def put_state(request: Request[AppState]) -> Response:
     errors=(409,),
 )
 async def copy_thread(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     body = await read_json(request, ThreadCopy)
     copied = await thread_views.copy_thread(
         request.state["pool"],
@@ -233,7 +233,7 @@ async def copy_thread(request: Request[AppState]) -> Response:
     errors=(409,),
 )
 async def prune_thread(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     body = await read_json(request, ThreadPrune)
     pruned = await thread_views.prune_thread(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), strategy=body.strategy
@@ -245,7 +245,7 @@ async def prune_thread(request: Request[AppState]) -> Response:
     _ONE, "Delete a thread and all its checkpoints", status=204, path_params=(THREAD_ID,)
 )
 async def delete_thread(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     await threads.delete_thread_of_user(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request)
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import current_user, require_admin
+from app.auth import caller
 from app.body import read_json
 from app.endpoints import LOCATION, Endpoints, Json, walk
 from app.responses import no_content, record_response
@@ -64,7 +64,6 @@ def _user_draft(schema: Json, settings: Settings) -> None:
     errors=(409,),
 )
 async def create_user(request: Request[AppState]) -> Response:
-    await require_admin(request)
     draft = await read_json(request, UserDraft)
     _check_expires_in(request, "token_expires_in", draft.token_expires_in)
     created = await users.create_user(request.state["pool"], draft=draft)
@@ -79,14 +78,12 @@ async def create_user(request: Request[AppState]) -> Response:
 
 @endpoints.get(_USER, "Get a user", auth="admin", response=User)
 async def get_user(request: Request[AppState]) -> Response:
-    await require_admin(request)
     user = await users.get_user(request.state["pool"], user_id=request.path_params["user_id"])
     return record_response(user)
 
 
 @endpoints.patch(_USER, "Update a user's profile", auth="admin", body=UserPatch, response=User)
 async def update_user(request: Request[AppState]) -> Response:
-    await require_admin(request)
     patch = await read_json(request, UserPatch)
     user = await users.update_user(
         request.state["pool"], user_id=request.path_params["user_id"], patch=patch
@@ -98,7 +95,6 @@ async def update_user(request: Request[AppState]) -> Response:
     _USER + "/deactivate", "Deactivate a user (tokens stop working)", auth="admin", response=User
 )
 async def deactivate_user(request: Request[AppState]) -> Response:
-    await require_admin(request)
     user = await users.deactivate_user(
         request.state["pool"], user_id=request.path_params["user_id"]
     )
@@ -107,12 +103,12 @@ async def deactivate_user(request: Request[AppState]) -> Response:
 
 @endpoints.get("/v1/me", "The caller", response=User)
 async def get_me(request: Request[AppState]) -> Response:
-    return record_response(await current_user(request))
+    return record_response(caller(request))
 
 
 @endpoints.patch("/v1/me", "Update the caller's profile", body=UserPatch, response=User)
 async def update_me(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     patch = await read_json(request, UserPatch)
     return record_response(
         await users.update_user(request.state["pool"], user_id=me.id, patch=patch)
@@ -130,7 +126,7 @@ async def update_me(request: Request[AppState]) -> Response:
     errors=(409,),  # too_many_tokens: APP_MAX_TOKENS_PER_USER
 )
 async def create_token(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     draft = await read_json(request, TokenDraft, optional=True)
     _check_expires_in(request, "expires_in", draft.expires_in)
     issued = await users.issue_token(
@@ -157,7 +153,7 @@ async def create_token(request: Request[AppState]) -> Response:
 )
 async def list_tokens(request: Request[AppState]) -> Response:
     """The caller's active tokens (not their secrets): what there is to revoke."""
-    me = await current_user(request)
+    me = caller(request)
     limit = request.state["settings"].app_max_tokens_per_user
     return record_response(
         await users.list_tokens(request.state["pool"], user_id=me.id, limit=limit)
@@ -166,7 +162,7 @@ async def list_tokens(request: Request[AppState]) -> Response:
 
 @endpoints.delete("/v1/tokens/{token_id:uuid}", "Revoke one of the caller's tokens", status=204)
 async def revoke_token(request: Request[AppState]) -> Response:
-    me = await current_user(request)
+    me = caller(request)
     await users.revoke_token(
         request.state["pool"], user_id=me.id, token_id=request.path_params["token_id"]
     )
