@@ -39,8 +39,8 @@ def server(database_url: str | None) -> Iterator[str]:
         yield database_url
         return
     with tempfile.TemporaryDirectory(prefix="mnemo-bench-pg-") as tmp:
-        with embedded_server(Path(tmp) / "pg") as url:
-            yield url
+        with embedded_server(Path(tmp) / "pg") as pg:
+            yield str(pg.get_uri("postgres"))
 
 
 @contextmanager
