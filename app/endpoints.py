@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from app.auth import current_user, require_admin
-from app.body import INT8_MAX, int_param
+from app.body import INT8_MAX, int_param, read_json
 from app.state import AppState
 from dal.settings import Settings
 
@@ -36,6 +36,7 @@ Json = dict[str, Any]
 Auth = Literal["none", "user", "admin"]
 Handler = Callable[[Request[AppState]], Awaitable[Response]]
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=BaseModel)
 
 REF = "#/components/schemas/"
 # Any JSON value a client may send, as the input records check it (built by app.openapi).
@@ -112,7 +113,7 @@ class Endpoint:
     # valid one, 403 with the admin token), "admin" the admin token (403 with a user's).
     auth: Auth = "user"
     body: type[BaseModel] | None = None
-    # An empty body counts as {} (the handler reads it with read_json(..., optional=True)).
+    # An empty body counts as {} (``body_of`` reads it so).
     body_optional: bool = False
     # What the handler checks of the body beyond its record, added to the record's schema
     # (the component of ``body``) for these settings.
@@ -199,6 +200,7 @@ class PathRoute(Route):
 
         async def dispatch(request: Request[AppState]) -> Response:
             endpoint = by_method[request.method]
+            request.scope["endpoint"] = endpoint
             if endpoint.auth == "user":
                 request.scope["user"] = await current_user(request)
             elif endpoint.auth == "admin":
@@ -212,6 +214,19 @@ class PathRoute(Route):
             # Starlette's own Allow is in the order of a set.
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.methods))})
         await self.app(scope, receive, send)
+
+
+async def body_of(request: Request[AppState], model: type[M]) -> M:
+    """The request's body as its endpoint declares it (``body=model``, ``body_optional``):
+    415 if not JSON, 400 if malformed, 422 if invalid (``app.body.read_json``). A handler that
+    reads another model than its declaration names is a bug, refused on its first call."""
+    endpoint: Endpoint = request.scope["endpoint"]
+    if endpoint.body is not model:
+        raise TypeError(
+            f"{endpoint.method} {endpoint.path} declares body={endpoint.body!r} "
+            f"but its handler reads {model!r}"
+        )
+    return await read_json(request, model, optional=endpoint.body_optional)
 
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:

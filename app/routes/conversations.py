@@ -6,8 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.body import read_json
-from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, limit_param
+from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, body_of, limit_param
 from app.errors import HttpError
 from app.responses import no_content, record_response
 from app.state import AppState
@@ -76,7 +75,7 @@ def if_match_version(request: Request[AppState]) -> int | None:
 )
 async def create_conversation(request: Request[AppState]) -> Response:
     me = caller(request)
-    draft = await read_json(request, ConversationDraft, optional=True)
+    draft = await body_of(request, ConversationDraft)
     made = await conversations.create_conversation(
         request.state["pool"], user_id=me.id, draft=draft
     )
@@ -130,7 +129,7 @@ async def get_conversation(request: Request[AppState]) -> Response:
 async def update_conversation(request: Request[AppState]) -> Response:
     me = caller(request)
     expected = if_match_version(request)
-    patch = await read_json(request, ConversationPatch)
+    patch = await body_of(request, ConversationPatch)
     conversation = await conversations.update_conversation(
         request.state["pool"],
         user_id=me.id,

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.body import INT8_MAX, read_json
+from app.body import INT8_MAX
 from app.endpoints import (
     JSON_INPUT_REF,
     LOCATION,
@@ -15,6 +15,7 @@ from app.endpoints import (
     Endpoints,
     Json,
     Param,
+    body_of,
     limit_param,
     walk,
 )
@@ -99,7 +100,7 @@ def _parts(schema: Json, settings: Settings) -> None:
 )
 async def append_message(request: Request[AppState]) -> Response:
     me = caller(request)
-    draft = await read_json(request, MessageDraft)
+    draft = await body_of(request, MessageDraft)
     conversation_id = request.path_params["conversation_id"]
     settings = request.state["settings"]
     appended = await messages.insert_message(
@@ -164,7 +165,7 @@ async def get_message(request: Request[AppState]) -> Response:
 )
 async def update_message(request: Request[AppState]) -> Response:
     me = caller(request)
-    patch = await read_json(request, MessagePatch)
+    patch = await body_of(request, MessagePatch)
     settings = request.state["settings"]
     message = await messages.update_message(
         request.state["pool"],

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.body import json_object_param, read_json
+from app.body import json_object_param
 from app.endpoints import (
     CURSOR,
     JSON_INPUT_REF,
@@ -18,6 +18,7 @@ from app.endpoints import (
     Json,
     Param,
     PathParam,
+    body_of,
     limit_param,
 )
 from app.responses import no_content, record_response
@@ -195,7 +196,7 @@ async def get_history(request: Request[AppState]) -> Response:
 )
 async def put_state(request: Request[AppState]) -> Response:
     me = caller(request)
-    draft = await read_json(request, ThreadStateDraft)
+    draft = await body_of(request, ThreadStateDraft)
     saved = await thread_views.put_thread_state(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), draft=draft
     )
@@ -213,7 +214,7 @@ async def put_state(request: Request[AppState]) -> Response:
 )
 async def copy_thread(request: Request[AppState]) -> Response:
     me = caller(request)
-    body = await read_json(request, ThreadCopy)
+    body = await body_of(request, ThreadCopy)
     copied = await thread_views.copy_thread(
         request.state["pool"],
         user_id=me.id,
@@ -234,7 +235,7 @@ async def copy_thread(request: Request[AppState]) -> Response:
 )
 async def prune_thread(request: Request[AppState]) -> Response:
     me = caller(request)
-    body = await read_json(request, ThreadPrune)
+    body = await body_of(request, ThreadPrune)
     pruned = await thread_views.prune_thread(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request), strategy=body.strategy
     )

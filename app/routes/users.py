@@ -8,8 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.body import read_json
-from app.endpoints import LOCATION, Endpoints, Json, walk
+from app.endpoints import LOCATION, Endpoints, Json, body_of, walk
 from app.responses import no_content, record_response
 from app.schemas import TokenCreated, UserCreated
 from app.state import AppState
@@ -64,7 +63,7 @@ def _user_draft(schema: Json, settings: Settings) -> None:
     errors=(409,),
 )
 async def create_user(request: Request[AppState]) -> Response:
-    draft = await read_json(request, UserDraft)
+    draft = await body_of(request, UserDraft)
     _check_expires_in(request, "token_expires_in", draft.token_expires_in)
     created = await users.create_user(request.state["pool"], draft=draft)
     body = UserCreated(
@@ -84,7 +83,7 @@ async def get_user(request: Request[AppState]) -> Response:
 
 @endpoints.patch(_USER, "Update a user's profile", auth="admin", body=UserPatch, response=User)
 async def update_user(request: Request[AppState]) -> Response:
-    patch = await read_json(request, UserPatch)
+    patch = await body_of(request, UserPatch)
     user = await users.update_user(
         request.state["pool"], user_id=request.path_params["user_id"], patch=patch
     )
@@ -109,7 +108,7 @@ async def get_me(request: Request[AppState]) -> Response:
 @endpoints.patch("/v1/me", "Update the caller's profile", body=UserPatch, response=User)
 async def update_me(request: Request[AppState]) -> Response:
     me = caller(request)
-    patch = await read_json(request, UserPatch)
+    patch = await body_of(request, UserPatch)
     return record_response(
         await users.update_user(request.state["pool"], user_id=me.id, patch=patch)
     )
@@ -127,7 +126,7 @@ async def update_me(request: Request[AppState]) -> Response:
 )
 async def create_token(request: Request[AppState]) -> Response:
     me = caller(request)
-    draft = await read_json(request, TokenDraft, optional=True)
+    draft = await body_of(request, TokenDraft)
     _check_expires_in(request, "expires_in", draft.expires_in)
     issued = await users.issue_token(
         request.state["pool"],

@@ -6,8 +6,9 @@ The document is a function of the settings alone: it is built and served without
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -396,3 +397,40 @@ def test_endpoints_of_a_path_are_one_route_with_every_method() -> None:
         ("/v1/things", {"GET", "HEAD", "POST"}),
         ("/v1/other", {"GET", "HEAD"}),
     ]
+
+
+def test_a_handler_reads_the_body_its_endpoint_declares() -> None:
+    from pydantic import BaseModel
+
+    from app.endpoints import body_of
+
+    class Declared(BaseModel):
+        name: str
+
+    class Other(BaseModel):
+        name: str
+
+    async def reads_declared(request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse((await body_of(request, Declared)).model_dump())
+
+    async def reads_other(request: Any) -> Any:
+        await body_of(request, Other)
+        return no_content()
+
+    endpoints = Endpoints()
+    endpoints.post("/v1/declared", "Declared", auth="none", body=Declared, body_optional=True)(
+        reads_declared
+    )
+    endpoints.post("/v1/other", "Other", auth="none", body=Declared)(reads_other)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {"settings": _settings()}  # the body limits read_json applies
+
+    app = Starlette(routes=routes_of(endpoints), lifespan=lifespan)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        assert client.post("/v1/declared", json={"name": "a"}).json() == {"name": "a"}
+        with pytest.raises(TypeError, match="declares body="):
+            client.post("/v1/other", json={"name": "a"})
