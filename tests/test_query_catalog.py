@@ -274,3 +274,18 @@ def test_loader_leaves_comments_after_a_statement_out_of_its_sql(tmp_path: Path)
     text = "-- name: get_x\n-- returns: value\nSELECT 1;\n\n-- --- a section\n\n-- name: get_y\n"
     [query, _] = parse_file(_write(tmp_path, text + "-- returns: value\nSELECT 2;\n"))
     assert query.sql == "SELECT 1;"
+
+
+async def test_every_index_of_the_schema_is_there_for_a_named_query(conn: Any) -> None:
+    """DESIGN.md: every index is there for a named query, which names it in a ``-- uses:``
+    line (and a plan test shows the query uses it)."""
+    indexes = {
+        r["indexname"]
+        for r in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename NOT LIKE '\\_yoyo%' AND tablename NOT LIKE 'yoyo%'"
+        )
+    }
+    used = {index for query in Q.values() for index in query.uses}
+    assert "messages_pkey" in indexes  # the catalog query sees the schema
+    assert sorted(indexes - used) == []
