@@ -118,8 +118,9 @@ def translate(exc: BaseException) -> DomainError | None:
         # A Python value the driver cannot encode (e.g. an integer beyond 64 bits). asyncpg
         # raises it from the encoder's own error, whose text is the reason, e.g. "value out of
         # int64 range"; its own message quotes the value, which a 422 never echoes back.
-        cause = exc.__cause__
-        return InvalidInput(f"invalid value: {cause if cause else 'cannot be stored'}")
+        # (Cut short all the same: an encoder's reason is short, a body may not be.)
+        reason = str(exc.__cause__ or "")[:200] or "cannot be stored"
+        return InvalidInput(f"invalid value: {reason}")
     if isinstance(exc, asyncpg.InterfaceError):
         # Misuse of the driver: a bug. (A connection lost under us, or a pool closing, is
         # raised by dal.database as Unavailable, which is also an InterfaceError.)
