@@ -6,9 +6,19 @@ for every named query and dynamically after every call into the data layer, fail
 
 "Every call" is found, not listed: every public coroutine of every module of ``dal.gateways``,
 ``dal.usecases`` and ``dal.langgraph`` (functions, and methods of the classes they define: the
-saver, its group commit). The dynamic test records which of them the exercise reached, directly
-or through another, and fails naming each one it did not: a new module or function needs an
-exercise in ``exercise`` below before the suite passes again.
+saver, its group commit). The calls themselves live with each aggregate's tests, by convention:
+a test module of ``tests`` or ``tests.dal`` (``test_*.py``) may define
+
+    async def session_exercise(pool, settings, run) -> None
+
+which makes what it needs (its own user, conversation, thread...) and calls its aggregate's
+functions through ``run`` (a ``SessionRun``: ``await run([(label, call), ...])`` for steps that
+may succeed or fail with a domain error, ``await run.one(label, call)`` for one whose result it
+goes on with). The dynamic test finds these exercises by walking the test packages, runs each on
+a pool of one connection with the session checked after every step, records which public
+coroutines they reached, directly or through another, and fails naming each one none reached.
+So a new aggregate adds its calls to its own test module's ``session_exercise``; this module
+does not change.
 """
 
 from __future__ import annotations
@@ -23,29 +33,24 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
-from langgraph.checkpoint.base import empty_checkpoint
 
 import dal.gateways
-from dal.database import open_pool, transaction
+import tests.dal
+from dal.database import open_pool
 from dal.errors import DomainError
-from dal.gateways import checkpoints, conversations, messages, meta, threads, users
-from dal.ids import new_id
-from dal.langgraph import AsyncpgSaver
 from dal.queries import Q
-from dal.records.conversations import ConversationDraft, ConversationPatch
-from dal.records.messages import MessageDraft, MessagePatch
-from dal.records.threads import ThreadStateDraft
-from dal.records.users import UserDraft, UserPatch
 from dal.settings import Settings
-from dal.usecases import threads as thread_cases
 
 # Packages whose every module's public coroutines are exercised (a missing package is skipped:
 # dal.usecases is optional).
 PACKAGES = ("dal.gateways", "dal.usecases", "dal.langgraph")
+# Test packages whose test_*.py modules are searched (not recursively) for an EXERCISE.
+TEST_PACKAGES = ("tests", "tests.dal")
+EXERCISE = "session_exercise"
 
 
 # Statements that change the session, and functions or clauses that do so inside others.
@@ -168,7 +173,7 @@ def reached(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
 
 
 def test_the_data_layer_is_found_by_walking_its_packages(reached: dict[str, set[str]]) -> None:
-    """The walk finds what the exercise below must reach (the check can fail)."""
+    """The walk finds what the exercises must reach (the check can fail)."""
     found = set().union(*(names for module, names in reached.items() if module != "*"))
     for name in (
         "dal.gateways.users.insert_user",
@@ -186,7 +191,8 @@ def test_a_new_gateway_module_is_found_without_editing_this_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A module added to a package is walked too (here one in a second folder of
-    dal.gateways), so the exercise test fails naming its functions until one reaches them."""
+    dal.gateways), so the exercise test fails naming its functions until an exercise reaches
+    them."""
     (tmp_path / "probe_aggregate.py").write_text("async def get_probe(db):\n    return None\n")
     monkeypatch.setattr(dal.gateways, "__path__", [*dal.gateways.__path__, str(tmp_path)])
     try:
@@ -209,264 +215,83 @@ async def one_connection_pool(settings: Settings) -> Any:
 
 
 Step = tuple[str, Callable[[], Awaitable[Any]]]
+T = TypeVar("T")
 
 
-def config(thread_id: str, checkpoint_id: str | None = None) -> Any:
-    configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint_id is not None:
-        configurable["checkpoint_id"] = checkpoint_id
-    return {"configurable": configurable}
+class SessionRun:
+    """What each aggregate's ``session_exercise`` is given: it calls steps, each under a bound
+    (a call that needs a second connection of the one-connection pool hangs), and checks the
+    session after each one."""
 
+    def __init__(self, check: Callable[[str], Awaitable[None]]) -> None:
+        self.check = check
 
-async def collect(generator: Any) -> list[Any]:
-    return [item async for item in generator]
-
-
-async def exercise(pool: Any, settings: Settings, check: Callable[[str], Awaitable[None]]) -> None:
-    """Call every public coroutine of the data layer at least once (some through others),
-    successes and domain failures, checking the session after each step."""
-
-    async def run(steps: list[Step]) -> None:
+    async def __call__(self, steps: list[Step]) -> None:
+        """Each step in turn, successes and domain failures alike (a step may be meant to fail
+        with a domain error; anything else fails the test), the session checked after each."""
         for label, step in steps:
             try:
-                async with asyncio.timeout(60):  # a call needing a second connection hangs
+                async with asyncio.timeout(60):
                     await step()
             except DomainError:
                 pass
-            await check(label)
+            await self.check(label)
 
-    created = await users.create_user(pool, draft=UserDraft(username="s"))
-    await check("create_user")
-    uid = created.user.id
-    await run(
-        [
-            ("get_user", lambda: users.get_user(pool, user_id=uid)),
-            ("get_user_by_username", lambda: users.get_user_by_username(pool, username="s")),
-            (
-                "update_user",
-                lambda: users.update_user(pool, user_id=uid, patch=UserPatch(display_name="S")),
-            ),
-            (
-                "get_user_by_token",
-                lambda: users.get_user_by_token(pool, secret=created.token.secret),
-            ),
-            (
-                "create_user conflict",
-                lambda: users.create_user(pool, draft=UserDraft(username="s")),
-            ),
-            ("insert_token", lambda: users.insert_token(pool, user_id=uid)),
-            ("issue_token", lambda: users.issue_token(pool, user_id=uid)),
-            ("list_tokens", lambda: users.list_tokens(pool, user_id=uid, limit=10)),
-            (
-                "revoke_token",
-                lambda: users.revoke_token(pool, user_id=uid, token_id=created.token.token.id),
-            ),
-            ("get_server_state", lambda: meta.get_server_state(pool)),
-        ]
-    )
-
-    conv = await conversations.insert_conversation(pool, user_id=uid, draft=ConversationDraft())
-    cid = conv.id
-    mid = new_id()
-    draft = MessageDraft(id=mid, role="assistant", parts=[], status="streaming")
-    await run(
-        [
-            (
-                "create_conversation",
-                lambda: conversations.create_conversation(
-                    pool, user_id=uid, draft=ConversationDraft(title="second")
-                ),
-            ),
-            (
-                "get_conversation",
-                lambda: conversations.get_conversation(pool, user_id=uid, conversation_id=cid),
-            ),
-            ("list_conversations", lambda: conversations.list_conversations(pool, user_id=uid)),
-            (
-                "update_conversation stale",
-                lambda: conversations.update_conversation(
-                    pool,
-                    user_id=uid,
-                    conversation_id=cid,
-                    patch=ConversationPatch(title="t"),
-                    expected_version=9,
-                ),
-            ),
-            (
-                "insert_message",
-                lambda: messages.insert_message(
-                    pool, user_id=uid, conversation_id=cid, draft=draft
-                ),
-            ),
-            (
-                "insert_message retry",
-                lambda: messages.insert_message(
-                    pool, user_id=uid, conversation_id=cid, draft=draft
-                ),
-            ),
-            (
-                "update_message",
-                lambda: messages.update_message(
-                    pool,
-                    user_id=uid,
-                    conversation_id=cid,
-                    message_id=mid,
-                    patch=MessagePatch(
-                        append_parts=[{"type": "text", "text": "x"}], status="complete"
-                    ),
-                ),
-            ),
-            (
-                "update_message conflict",
-                lambda: messages.update_message(
-                    pool,
-                    user_id=uid,
-                    conversation_id=cid,
-                    message_id=mid,
-                    patch=MessagePatch(append_parts=[{"type": "text", "text": "x"}]),
-                ),
-            ),
-            (
-                "insert_message NUL",
-                lambda: messages.insert_message(
-                    pool,
-                    user_id=uid,
-                    conversation_id=cid,
-                    draft=MessageDraft(role="user", parts=[{"type": "text", "text": "\x00"}]),
-                ),
-            ),
-            (
-                "list_messages",
-                lambda: messages.list_messages(pool, user_id=uid, conversation_id=cid),
-            ),
-            (
-                "list_messages after",
-                lambda: messages.list_messages(pool, user_id=uid, conversation_id=cid, after=0),
-            ),
-            (
-                "get_message",
-                lambda: messages.get_message(
-                    pool, user_id=uid, conversation_id=cid, message_id=mid
-                ),
-            ),
-            (
-                "delete_message",
-                lambda: messages.delete_message(
-                    pool, user_id=uid, conversation_id=cid, message_id=mid
-                ),
-            ),
-        ]
-    )
-
-    # Threads and checkpoints: through the saver (its group commit included), the use cases
-    # (repeatable-read snapshots) and the gateways they do not reach.
-    saver = AsyncpgSaver(pool, database_url=settings.database_url, user_id=uid)
-    checkpoint = empty_checkpoint()
-    checkpoint["channel_values"] = {"n": 1}
-    checkpoint["channel_versions"] = versions = {"n": saver.get_next_version(None, None)}
-    saved = await saver.aput(config("t1"), checkpoint, {"step": 1, "run_id": "r1"}, versions)
-    await check("aput")
-    head = saved["configurable"]["checkpoint_id"]
-    state = ThreadStateDraft(values={"n": 2})
-    await run(
-        [
-            ("setup", saver.setup),
-            ("aput_writes", lambda: saver.aput_writes(saved, [("n", 3)], task_id="task-1")),
-            ("aget_tuple", lambda: saver.aget_tuple(config("t1"))),
-            ("aget_tuple by id", lambda: saver.aget_tuple(config("t1", head))),
-            # Each of list_checkpoints' access paths.
-            ("alist", lambda: collect(saver.alist(config("t1")))),
-            ("alist thread", lambda: collect(saver.alist({"configurable": {"thread_id": "t1"}}))),
-            ("alist by metadata", lambda: collect(saver.alist(config("t1"), filter={"step": 1}))),
-            ("alist by id", lambda: collect(saver.alist(config("t1", head)))),
-            ("alist before", lambda: collect(saver.alist(None, before=config("t1", head)))),
-            ("alist filter", lambda: collect(saver.alist(None, filter={"step": 1}, limit=2))),
-            (
-                "aget_delta_channel_history",
-                lambda: saver.aget_delta_channel_history(config=config("t1", head), channels=["n"]),
-            ),
-            (
-                "put_thread_state",
-                lambda: thread_cases.put_thread_state(
-                    pool, user_id=uid, thread_id="t2", draft=state
-                ),
-            ),
-            (
-                "get_thread_state",
-                lambda: thread_cases.get_thread_state(pool, user_id=uid, thread_id="t2"),
-            ),
-            (
-                "get_thread_state missing",
-                lambda: thread_cases.get_thread_state(pool, user_id=uid, thread_id="none"),
-            ),
-            (
-                "list_thread_history",
-                lambda: thread_cases.list_thread_history(pool, user_id=uid, thread_id="t2"),
-            ),
-            (
-                "copy_thread",
-                lambda: thread_cases.copy_thread(
-                    pool, user_id=uid, thread_id="t2", target_thread_id="t3"
-                ),
-            ),
-            (
-                "copy_thread taken",
-                lambda: thread_cases.copy_thread(
-                    pool, user_id=uid, thread_id="t2", target_thread_id="t3"
-                ),
-            ),
-            (
-                "prune_thread",
-                lambda: thread_cases.prune_thread(
-                    pool, user_id=uid, thread_id="t3", strategy="keep_latest"
-                ),
-            ),
-            ("get_thread", lambda: threads.get_thread(pool, user_id=uid, thread_id="t1")),
-            ("list_threads", lambda: threads.list_threads(pool, user_id=uid)),
-            (
-                "upsert_thread_of_user",
-                lambda: threads.upsert_thread_of_user(
-                    pool, user_id=uid, thread_id="t4", conversation_id=cid
-                ),
-            ),
-            ("get_thread_locked", lambda: locked(pool, uid, "t4")),
-            (
-                "get_checkpoint",
-                lambda: checkpoints.get_checkpoint(
-                    pool, owner=saver.owner, thread_id="t1", checkpoint_ns="", checkpoint_id=head
-                ),
-            ),
-            ("acopy_thread", lambda: saver.acopy_thread("t1", "t5")),
-            ("aprune keep_latest", lambda: saver.aprune(["t5"])),
-            ("aprune delete", lambda: saver.aprune(["t5"], strategy="delete")),
-            ("adelete_for_runs", lambda: saver.adelete_for_runs(["r1"])),
-            ("adelete_thread", lambda: saver.adelete_thread("t3")),
-            (
-                "delete_thread_of_user",
-                lambda: threads.delete_thread_of_user(pool, user_id=uid, thread_id="t2"),
-            ),
-            (
-                "delete_thread_of_user missing",
-                lambda: threads.delete_thread_of_user(pool, user_id=uid, thread_id="t2"),
-            ),
-            (
-                "delete_conversation",
-                lambda: conversations.delete_conversation(pool, user_id=uid, conversation_id=cid),
-            ),
-            ("deactivate_user", lambda: users.deactivate_user(pool, user_id=uid)),
-        ]
-    )
+    async def one(self, label: str, step: Callable[[], Awaitable[T]]) -> T:
+        """One step whose result the exercise goes on with (any error fails the test), the
+        session checked after it."""
+        async with asyncio.timeout(60):
+            result = await step()
+        await self.check(label)
+        return result
 
 
-async def locked(pool: Any, user_id: Any, thread_id: str) -> None:
-    async with transaction(pool) as conn:
-        await threads.get_thread_locked(conn, user_id=user_id, thread_id=thread_id)
-        await users.get_user_locked(conn, user_id=user_id)
+def session_exercises() -> Iterator[tuple[str, Any]]:
+    """(module, its EXERCISE) for each test module of TEST_PACKAGES that defines one, found by
+    walking the packages (none is listed by hand)."""
+    for package_name in TEST_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+            if info.ispkg or not info.name.rsplit(".", 1)[1].startswith("test_"):
+                continue
+            module = importlib.import_module(info.name)
+            exercise = getattr(module, EXERCISE, None)
+            if exercise is None:
+                continue
+            assert inspect.iscoroutinefunction(exercise), f"{info.name}.{EXERCISE}: not async"
+            yield info.name, exercise
+
+
+def test_the_aggregates_exercises_are_found_by_walking_the_tests() -> None:
+    """Each aggregate's dal test module holds its exercise, found without a list here."""
+    found = dict(session_exercises())
+    for module in ("users", "conversations", "messages", "threads"):
+        assert f"tests.dal.test_{module}" in found, module
+    assert __name__ not in found  # this module holds the harness, no exercise
+
+
+def test_a_new_aggregates_exercise_is_found_without_editing_this_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test module added to tests.dal with a session_exercise is run too; a module whose name
+    is not test_*.py is not a test module and is left alone."""
+    exercise = f"async def {EXERCISE}(pool, settings, run):\n    pass\n"
+    (tmp_path / "test_probe_aggregate.py").write_text(exercise)
+    (tmp_path / "probe_helpers.py").write_text(exercise)
+    monkeypatch.setattr(tests.dal, "__path__", [*tests.dal.__path__, str(tmp_path)])
+    try:
+        found = dict(session_exercises())
+    finally:
+        sys.modules.pop("tests.dal.test_probe_aggregate", None)
+    assert "tests.dal.test_probe_aggregate" in found
+    assert "tests.dal.probe_helpers" not in found
 
 
 async def test_every_call_into_the_data_layer_leaves_the_session_clean(
     one_connection_pool: Any, settings: Settings, reached: dict[str, set[str]]
 ) -> None:
+    """Every aggregate's session_exercise runs on one connection, the session checked after
+    each of its steps; then every public coroutine found must have been reached by one."""
     pool = one_connection_pool
     pids: set[int] = set()
 
@@ -475,7 +300,14 @@ async def test_every_call_into_the_data_layer_leaves_the_session_clean(
             pids.add(conn.get_server_pid())
             assert await leftovers(conn) == CLEAN, label
 
-    await exercise(pool, settings, check)
+    exercises = list(session_exercises())
+    assert exercises
+    for module, exercise in exercises:
+
+        async def check_in(label: str, module: str = module) -> None:
+            await check(f"{module}.{EXERCISE}: {label}")
+
+        await exercise(pool, settings, SessionRun(check_in))
     assert len(pids) == 1  # one session throughout: each check saw what the previous call left
     calls = reached["*"]
     missing = {
@@ -483,7 +315,11 @@ async def test_every_call_into_the_data_layer_leaves_the_session_clean(
         for module, names in reached.items()
         if module != "*" and names - calls
     }
-    assert missing == {}, f"no exercise in {__name__}.exercise reaches: {missing}"
+    assert missing == {}, (
+        f"nothing reached {missing}; the fix: a step calling each of them in an"
+        f" `async def {EXERCISE}(pool, settings, run)` of the aggregate's test module"
+        f" (tests/dal/test_<aggregate>.py, found by {__name__}.session_exercises)"
+    )
 
 
 async def test_leftovers_detects_what_a_reset_would_have_cleared(

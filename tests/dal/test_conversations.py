@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,7 +14,11 @@ from dal.ids import new_id
 from dal.records.conversations import ConversationDraft, ConversationPatch
 from dal.records.messages import MessageDraft
 from dal.records.users import User
-from tests.dal.conftest import make_conversation
+from dal.settings import Settings
+from tests.dal.conftest import make_conversation, make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 
 async def test_insert_conversation_stores_title_metadata_tags(pool: Any, alice: User) -> None:
@@ -288,3 +292,43 @@ async def test_list_conversations_page_ends_before_max_bytes_and_walks_every_one
     assert [c.title for c in counted.items] == ["c6", "c5", "c4"] and counted.next_cursor
     everything = await conversations.list_conversations(pool, user_id=alice.id, limit=7)
     assert len(everything.items) == 7 and everything.next_cursor is None
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Conversations, for tests/test_session_state.py."""
+    user = await run.one("make_user", lambda: make_user(pool))
+    uid = user.id
+    conv = await run.one(
+        "insert_conversation",
+        lambda: conversations.insert_conversation(pool, user_id=uid, draft=ConversationDraft()),
+    )
+    cid = conv.id
+    await run(
+        [
+            (
+                "create_conversation",
+                lambda: conversations.create_conversation(
+                    pool, user_id=uid, draft=ConversationDraft(title="second")
+                ),
+            ),
+            (
+                "get_conversation",
+                lambda: conversations.get_conversation(pool, user_id=uid, conversation_id=cid),
+            ),
+            ("list_conversations", lambda: conversations.list_conversations(pool, user_id=uid)),
+            (
+                "update_conversation stale",
+                lambda: conversations.update_conversation(
+                    pool,
+                    user_id=uid,
+                    conversation_id=cid,
+                    patch=ConversationPatch(title="t"),
+                    expected_version=9,
+                ),
+            ),
+            (
+                "delete_conversation",
+                lambda: conversations.delete_conversation(pool, user_id=uid, conversation_id=cid),
+            ),
+        ]
+    )

@@ -6,7 +6,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
@@ -21,7 +21,10 @@ from dal.records.conversations import Conversation, ConversationDraft, CreatedCo
 from dal.records.messages import MessageDraft, MessagePatch
 from dal.records.users import User
 from dal.settings import Settings
-from tests.dal.conftest import make_conversation
+from tests.dal.conftest import make_conversation, make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 # One of each Vercel AI SDK UI message part shape, plus an unknown type kept as given.
 AI_SDK_PARTS: list[dict[str, Any]] = [
@@ -798,3 +801,83 @@ async def test_concurrent_appends_retries_and_deletes_keep_the_counters_true(
     assert after.message_count == len(rows) == 4 + 12
     assert after.last_message_at == rows[-1]["created_at"]
     assert [r["seq"] for r in rows] == list(range(13, 13 + 16))
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Messages, for tests/test_session_state.py."""
+    user = await run.one("make_user", lambda: make_user(pool))
+    uid = user.id
+    conv = await run.one(
+        "insert_conversation",
+        lambda: conversations.insert_conversation(pool, user_id=uid, draft=ConversationDraft()),
+    )
+    cid = conv.id
+    mid = new_id()
+    draft = MessageDraft(id=mid, role="assistant", parts=[], status="streaming")
+    await run(
+        [
+            (
+                "insert_message",
+                lambda: messages.insert_message(
+                    pool, user_id=uid, conversation_id=cid, draft=draft
+                ),
+            ),
+            (
+                "insert_message retry",
+                lambda: messages.insert_message(
+                    pool, user_id=uid, conversation_id=cid, draft=draft
+                ),
+            ),
+            (
+                "update_message",
+                lambda: messages.update_message(
+                    pool,
+                    user_id=uid,
+                    conversation_id=cid,
+                    message_id=mid,
+                    patch=MessagePatch(
+                        append_parts=[{"type": "text", "text": "x"}], status="complete"
+                    ),
+                ),
+            ),
+            (
+                "update_message conflict",
+                lambda: messages.update_message(
+                    pool,
+                    user_id=uid,
+                    conversation_id=cid,
+                    message_id=mid,
+                    patch=MessagePatch(append_parts=[{"type": "text", "text": "x"}]),
+                ),
+            ),
+            (
+                "insert_message NUL",
+                lambda: messages.insert_message(
+                    pool,
+                    user_id=uid,
+                    conversation_id=cid,
+                    draft=MessageDraft(role="user", parts=[{"type": "text", "text": "\x00"}]),
+                ),
+            ),
+            (
+                "list_messages",
+                lambda: messages.list_messages(pool, user_id=uid, conversation_id=cid),
+            ),
+            (
+                "list_messages after",
+                lambda: messages.list_messages(pool, user_id=uid, conversation_id=cid, after=0),
+            ),
+            (
+                "get_message",
+                lambda: messages.get_message(
+                    pool, user_id=uid, conversation_id=cid, message_id=mid
+                ),
+            ),
+            (
+                "delete_message",
+                lambda: messages.delete_message(
+                    pool, user_id=uid, conversation_id=cid, message_id=mid
+                ),
+            ),
+        ]
+    )

@@ -12,24 +12,30 @@ import operator
 from collections import deque
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypedDict
 from uuid import UUID
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.base import ChannelVersions
+from langgraph.checkpoint.base import ChannelVersions, empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from pydantic import BaseModel, ValidationError
 
+from dal.database import transaction
 from dal.errors import Conflict, InvalidInput, NotFound
-from dal.gateways import conversations, threads
+from dal.gateways import checkpoints, conversations, threads, users
 from dal.langgraph import AsyncpgSaver
 from dal.langgraph.json_values import json_value
 from dal.records.conversations import ConversationDraft
 from dal.records.threads import ThreadStateDraft
 from dal.records.users import User
+from dal.settings import Settings
 from dal.usecases import threads as thread_views
+from tests.dal.conftest import make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -812,3 +818,137 @@ async def test_copy_racing_put_thread_state_leaves_no_dangling_parent(
             put(pool, alice, source, {"n": 2}),
         )
         assert await count(pool, DANGLING) == 0, f"round {round_}"
+
+
+# --- tests/test_session_state.py ----------------------------------------------------------
+
+
+async def collect(generator: Any) -> list[Any]:
+    return [item async for item in generator]
+
+
+async def locked(pool: Any, user_id: Any, thread_id: str) -> None:
+    async with transaction(pool) as conn:
+        await threads.get_thread_locked(conn, user_id=user_id, thread_id=thread_id)
+        await users.get_user_locked(conn, user_id=user_id)
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Threads and checkpoints, for tests/test_session_state.py: through the saver (its group
+    commit included), the use cases (repeatable-read snapshots) and the gateways they do not
+    reach."""
+    user = await run.one("make_user", lambda: make_user(pool))
+    uid = user.id
+    conv = await run.one(
+        "insert_conversation",
+        lambda: conversations.insert_conversation(pool, user_id=uid, draft=ConversationDraft()),
+    )
+    cid = conv.id
+    saver = AsyncpgSaver(pool, database_url=settings.database_url, user_id=uid)
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"n": 1}
+    checkpoint["channel_versions"] = versions = {"n": saver.get_next_version(None, None)}
+    saved = await run.one(
+        "aput",
+        lambda: saver.aput(config("t1"), checkpoint, {"step": 1, "run_id": "r1"}, versions),
+    )
+    head = saved["configurable"]["checkpoint_id"]
+    state = ThreadStateDraft(values={"n": 2})
+    await run(
+        [
+            ("setup", saver.setup),
+            ("aput_writes", lambda: saver.aput_writes(saved, [("n", 3)], task_id="task-1")),
+            ("aget_tuple", lambda: saver.aget_tuple(config("t1"))),
+            (
+                "aget_tuple by id",
+                lambda: saver.aget_tuple(config("t1", checkpoint_id=head)),
+            ),
+            # Each of list_checkpoints' access paths.
+            ("alist", lambda: collect(saver.alist(config("t1")))),
+            ("alist thread", lambda: collect(saver.alist({"configurable": {"thread_id": "t1"}}))),
+            (
+                "alist by metadata",
+                lambda: collect(saver.alist(config("t1"), filter={"step": 1})),
+            ),
+            (
+                "alist by id",
+                lambda: collect(saver.alist(config("t1", checkpoint_id=head))),
+            ),
+            (
+                "alist before",
+                lambda: collect(saver.alist(None, before=config("t1", checkpoint_id=head))),
+            ),
+            ("alist filter", lambda: collect(saver.alist(None, filter={"step": 1}, limit=2))),
+            (
+                "aget_delta_channel_history",
+                lambda: saver.aget_delta_channel_history(
+                    config=config("t1", checkpoint_id=head),
+                    channels=["n"],
+                ),
+            ),
+            (
+                "put_thread_state",
+                lambda: thread_views.put_thread_state(
+                    pool, user_id=uid, thread_id="t2", draft=state
+                ),
+            ),
+            (
+                "get_thread_state",
+                lambda: thread_views.get_thread_state(pool, user_id=uid, thread_id="t2"),
+            ),
+            (
+                "get_thread_state missing",
+                lambda: thread_views.get_thread_state(pool, user_id=uid, thread_id="none"),
+            ),
+            (
+                "list_thread_history",
+                lambda: thread_views.list_thread_history(pool, user_id=uid, thread_id="t2"),
+            ),
+            (
+                "copy_thread",
+                lambda: thread_views.copy_thread(
+                    pool, user_id=uid, thread_id="t2", target_thread_id="t3"
+                ),
+            ),
+            (
+                "copy_thread taken",
+                lambda: thread_views.copy_thread(
+                    pool, user_id=uid, thread_id="t2", target_thread_id="t3"
+                ),
+            ),
+            (
+                "prune_thread",
+                lambda: thread_views.prune_thread(
+                    pool, user_id=uid, thread_id="t3", strategy="keep_latest"
+                ),
+            ),
+            ("get_thread", lambda: threads.get_thread(pool, user_id=uid, thread_id="t1")),
+            ("list_threads", lambda: threads.list_threads(pool, user_id=uid)),
+            (
+                "upsert_thread_of_user",
+                lambda: threads.upsert_thread_of_user(
+                    pool, user_id=uid, thread_id="t4", conversation_id=cid
+                ),
+            ),
+            ("get_thread_locked", lambda: locked(pool, uid, "t4")),
+            (
+                "get_checkpoint",
+                lambda: checkpoints.get_checkpoint(
+                    pool, owner=saver.owner, thread_id="t1", checkpoint_ns="", checkpoint_id=head
+                ),
+            ),
+            ("acopy_thread", lambda: saver.acopy_thread("t1", "t5")),
+            ("aprune keep_latest", lambda: saver.aprune(["t5"])),
+            ("aprune delete", lambda: saver.aprune(["t5"], strategy="delete")),
+            ("adelete_for_runs", lambda: saver.adelete_for_runs(["r1"])),
+            ("adelete_thread", lambda: saver.adelete_thread("t3")),
+            (
+                "delete_thread_of_user",
+                lambda: threads.delete_thread_of_user(pool, user_id=uid, thread_id="t2"),
+            ),
+            (
+                "delete_thread_of_user missing",
+                lambda: threads.delete_thread_of_user(pool, user_id=uid, thread_id="t2"),
+            ),
+        ]
+    )

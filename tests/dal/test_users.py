@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
 
 from dal.errors import Conflict, NotFound
-from dal.gateways import users
+from dal.gateways import meta, users
 from dal.ids import new_id
 from dal.records.users import IssuedToken, User, UserDraft, UserPatch
+from dal.settings import Settings
 from tests.dal.conftest import make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 
 async def test_insert_user_lowercases_username_and_get_by_username_finds_it(pool: Any) -> None:
@@ -290,3 +294,38 @@ async def test_token_queries_find_a_users_tokens_through_the_user_id_index(
     nodes = await explain(conn, Q[name], *args, generic=generic)
 
     assert_index_scan(nodes, "api_tokens_user_id_idx", "api_tokens")
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Users, tokens and the server's state, for tests/test_session_state.py."""
+    created = await run.one(
+        "create_user", lambda: users.create_user(pool, draft=UserDraft(username="s"))
+    )
+    uid = created.user.id
+    await run(
+        [
+            ("get_user", lambda: users.get_user(pool, user_id=uid)),
+            ("get_user_by_username", lambda: users.get_user_by_username(pool, username="s")),
+            (
+                "update_user",
+                lambda: users.update_user(pool, user_id=uid, patch=UserPatch(display_name="S")),
+            ),
+            (
+                "get_user_by_token",
+                lambda: users.get_user_by_token(pool, secret=created.token.secret),
+            ),
+            (
+                "create_user conflict",
+                lambda: users.create_user(pool, draft=UserDraft(username="s")),
+            ),
+            ("insert_token", lambda: users.insert_token(pool, user_id=uid)),
+            ("issue_token", lambda: users.issue_token(pool, user_id=uid)),
+            ("list_tokens", lambda: users.list_tokens(pool, user_id=uid, limit=10)),
+            (
+                "revoke_token",
+                lambda: users.revoke_token(pool, user_id=uid, token_id=created.token.token.id),
+            ),
+            ("get_server_state", lambda: meta.get_server_state(pool)),
+            ("deactivate_user", lambda: users.deactivate_user(pool, user_id=uid)),
+        ]
+    )
