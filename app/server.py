@@ -1,7 +1,10 @@
 """Serving Mnemo over HTTP: ``serve(settings)`` runs uvicorn on ``create_app(settings)``.
 
-``python -m app`` and the ``mnemo serve`` command both come here, so the limits that keep a
-client from holding the server are set in one place:
+``python -m app`` and the ``mnemo serve`` command both come here, so the stack and the limits
+that keep a client from holding the server are set in one place. The event loop is uvloop
+(uvicorn's "auto": asyncio where uvloop does not install), the HTTP parser httptools
+(APP_HTTP=httptools, the default) or h11 (APP_HTTP=h11, pure Python, slower), with the same
+guarantees on either:
 
 - APP_KEEP_ALIVE_TIMEOUT: an idle kept-alive connection is closed (uvicorn's own timer);
 - APP_HEADER_TIMEOUT: a request's headers must be complete this long after the connection
@@ -12,17 +15,21 @@ client from holding the server are set in one place:
   full, has its connection dropped (with the buffered answer, which would stay in memory);
 - APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 (with Retry-After)
   and closed;
-- headers larger than h11's 16 KiB are refused with 400 (h11's default).
+- a request's head (request line and headers) over ``MAX_HEAD_BYTES`` (16 KiB) is refused
+  with 400 and the connection closed: while incomplete, by h11 itself (its default bound) or
+  by ``BoundedHttpToolsProtocol``, which counts it (httptools has no bound); complete (a head
+  that arrived in one read), by ``Bounds``' check before the app.
 
-uvicorn has the keep-alive timer; the deadlines and the cap are ``BoundedH11Protocol``, a small
-subclass of its h11 protocol. (uvicorn's own cap, ``limit_concurrency``, answers in plain text
-and logs a warning for every refused request, which a flood of connections turns into a flood
-of log lines.)
+uvicorn has the keep-alive timer; the deadlines and the cap are ``Bounds``, mixed into small
+subclasses of its two protocols, each mapping its parser's state to what the connection waits
+for. (uvicorn's own cap, ``limit_concurrency``, answers in plain text and logs a warning for
+every refused request, which a flood of connections turns into a flood of log lines.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
@@ -35,6 +42,7 @@ import orjson
 import uvicorn
 from pydantic import SecretStr
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app import create_app
 from app.errors import RETRY_AFTER_SECONDS
@@ -43,20 +51,26 @@ from dal.settings import Settings
 _log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app does not start
+MAX_HEAD_BYTES = 16 * 1024  # a request's line and headers; h11's default bound
+
+Awaiting = Literal["head", "body"]
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with deadlines for reading a request's headers and body, and
-    for a client that stops reading its answer.
+class Bounds(asyncio.Protocol):
+    """Deadlines for reading a request's headers and body, for a client that stops reading
+    its answer, and the cap on connections, mixed into one of uvicorn's HTTP protocols.
 
     One read timer per connection, armed by what the connection waits for: the head of a
     request (from the connection's start, or from the first byte after a keep-alive pause,
     which uvicorn's own keep-alive timer covers), then its body (from the end of its head until
     the client has sent all of it, whether or not the app reads it). A send timer runs while
-    the transport's buffer is over its high-water mark. Subclasses set the timeouts
-    (``protocol_class``). It relies on uvicorn's h11 internals (``conn``, ``cycle``,
-    ``timeout_keep_alive_task``, ``on_response_complete``): tests/app/test_slow_clients.py
-    fails if an upgrade changes them.
+    the transport's buffer is over its high-water mark. Subclasses say what their parser waits
+    for (``_awaiting_now``), answer 408 in their parser's terms (``_expire``), call
+    ``_bound()`` from ``__init__`` and ``_watch()`` from ``on_response_complete``, and let
+    ``_held_at_shutdown()`` close a connection before their own ``shutdown``; the timeouts are
+    set by ``protocol_class``. They rely on uvicorn's internals (``cycle``,
+    ``timeout_keep_alive_task``, ``on_response_complete``, the parser's callbacks):
+    tests/app/test_slow_clients.py fails if an upgrade changes them.
     """
 
     header_timeout: float = 10.0
@@ -64,12 +78,23 @@ class BoundedH11Protocol(H11Protocol):
     send_timeout: float = 60.0
     max_connections: int = 500
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    # uvicorn's, set by the protocol this is mixed into
+    app: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    client: tuple[str, int] | None
+    connections: set[Any]
+    tasks: set[asyncio.Task[None]]
+
+    _deadline: asyncio.TimerHandle | None
+    _awaiting: Awaiting | None
+    _stalled: asyncio.TimerHandle | None
+
+    def _bound(self) -> None:
         self.app = self._capped(self.app)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._awaiting: Literal["head", "body"] | None = None
-        self._stalled: asyncio.TimerHandle | None = None
+        self._deadline = None
+        self._awaiting = None
+        self._stalled = None
 
     def _capped(self, app: Any) -> Any:
         """The app, behind a check of the connections (and requests) open at once."""
@@ -81,11 +106,25 @@ class BoundedH11Protocol(H11Protocol):
                 _log.debug("refusing a request: %s connections open", len(connections))
                 await _send_json(send, 503, _OVER_CAPACITY, [(b"retry-after", RETRY_AFTER)])
                 return
+            if _head_size(scope) > MAX_HEAD_BYTES:
+                # A head that arrived whole in one read: the parsers bound only an incomplete one.
+                await _send_json(send, 400, _HEAD_TOO_LARGE, [])
+                return
             await app(scope, receive, send)
 
         return capped
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def _awaiting_now(self) -> Awaiting | None:
+        """What the parser waits for from the client: a request's head, its body, or nothing
+        (an answer is under way, or uvicorn's keep-alive timer runs)."""
+        raise NotImplementedError
+
+    def _expire(self, awaiting: Awaiting) -> None:
+        """The deadline for ``awaiting`` passed: answer 408 if a body is late and no answer
+        has started, tell the app the client is gone, and close."""
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._watch()
 
@@ -93,24 +132,20 @@ class BoundedH11Protocol(H11Protocol):
         super().data_received(data)
         self._watch()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
         self._unstall()
         super().connection_lost(exc)
 
-    def shutdown(self) -> None:
+    def _held_at_shutdown(self) -> bool:
         """The server is stopping: uvicorn lets requests in progress finish; one whose client
         is still sending its body, or not reading its answer, would hold the stop until its
-        deadline, so its connection is closed now."""
+        deadline, so its connection is closed now (True)."""
         if self._awaiting == "body" or self._stalled is not None:
             _log.debug("closing a connection from %s: the server is stopping", self.client)
             self.transport.abort()  # connection_lost tells the app the client is gone
-            return
-        super().shutdown()
+            return True
+        return False
 
     def pause_writing(self) -> None:
         # The transport's buffer is over its high-water mark: the client is not reading.
@@ -136,17 +171,11 @@ class BoundedH11Protocol(H11Protocol):
     def _watch(self) -> None:
         """Arm the timer for what the connection now waits for from the client, if that
         changed."""
-        awaiting: Literal["head", "body"] | None = None
-        if not self.transport.is_closing():
-            state = self.conn.their_state
-            if state is h11.IDLE and self.timeout_keep_alive_task is None:
-                awaiting = "head"
-            elif state is h11.SEND_BODY:
-                awaiting = "body"
+        awaiting = None if self.transport.is_closing() else self._awaiting_now()
         if awaiting != self._awaiting:
             self._arm(awaiting)
 
-    def _arm(self, awaiting: Literal["head", "body"] | None) -> None:
+    def _arm(self, awaiting: Awaiting | None) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -157,27 +186,17 @@ class BoundedH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         awaiting, self._deadline, self._awaiting = self._awaiting, None, None
-        if self.transport.is_closing():
+        if awaiting is None or self.transport.is_closing():
             return
-        cycle = self.cycle
-        if awaiting == "body" and cycle is not None and not cycle.response_started:
-            self._send_request_timeout()
-        if cycle is not None and not cycle.response_complete:
-            # The app's receive() now returns http.disconnect and whatever it sends is dropped.
-            cycle.disconnected = True
-            cycle.message_event.set()
         _log.debug(
             "closing a connection from %s: its request %s did not arrive in time",
             self.client,
             "headers" if awaiting == "head" else "body",
         )
-        try:
-            self.conn.send(h11.ConnectionClosed())
-        except h11.LocalProtocolError:
-            pass  # a request is half-way: closing is all there is left to do
-        self.transport.close()
+        self._expire(awaiting)
 
-    def _send_request_timeout(self) -> None:
+    def _request_timeout(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The 408 answer: its headers and body."""
         body = orjson.dumps(
             {
                 "error": {
@@ -191,21 +210,162 @@ class BoundedH11Protocol(H11Protocol):
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
+        return headers, body
+
+
+class BoundedH11Protocol(Bounds, H11Protocol):
+    """uvicorn's h11 protocol with ``Bounds``; h11 itself refuses a head over 16 KiB."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bound()
+
+    def _awaiting_now(self) -> Awaiting | None:
+        state = self.conn.their_state
+        if state is h11.IDLE and self.timeout_keep_alive_task is None:
+            return "head"
+        if state is h11.SEND_BODY:
+            return "body"
+        return None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def shutdown(self) -> None:
+        if not self._held_at_shutdown():
+            super().shutdown()
+
+    def _expire(self, awaiting: Awaiting) -> None:
+        cycle = self.cycle
+        if awaiting == "body" and cycle is not None and not cycle.response_started:
+            headers, body = self._request_timeout()
+            try:
+                output = self.conn.send(
+                    h11.Response(status_code=408, headers=headers, reason=b"Request Timeout")
+                )
+                output = (output or b"") + (self.conn.send(h11.Data(data=body)) or b"")
+                output += self.conn.send(h11.EndOfMessage()) or b""
+            except h11.LocalProtocolError:
+                pass
+            else:
+                self.transport.write(output)
+        if cycle is not None and not cycle.response_complete:
+            # The app's receive() now returns http.disconnect and whatever it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
         try:
-            output = self.conn.send(
-                h11.Response(status_code=408, headers=headers, reason=b"Request Timeout")
-            )
-            output = (output or b"") + (self.conn.send(h11.Data(data=body)) or b"")
-            output += self.conn.send(h11.EndOfMessage()) or b""
+            self.conn.send(h11.ConnectionClosed())
         except h11.LocalProtocolError:
+            pass  # a request is half-way: closing is all there is left to do
+        self.transport.close()
+
+
+class BoundedHttpToolsProtocol(Bounds, HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``Bounds``, and the bound on an incomplete head that
+    h11 has and httptools has not: a head still incomplete past ``MAX_HEAD_BYTES`` received is
+    refused with 400 and the connection closed, as h11 does.
+
+    The parser's callbacks give the phase of the request being read: ``on_message_begin``
+    (its first byte: the head), ``on_headers_complete`` (the body), ``on_message_complete``.
+    """
+
+    max_head_bytes: int = MAX_HEAD_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._phase: Literal["idle", "head", "body"] = "idle"
+        self._head_bytes = 0  # received while the head was incomplete
+        self._completed = False  # a request ended in the data being parsed
+        self._bound()
+
+    def data_received(self, data: bytes) -> None:
+        self._completed = False
+        # Bounds.data_received parses (the callbacks below), then arms the timers.
+        super().data_received(data)
+        if self._phase != "head" or self.transport.is_closing():
             return
-        self.transport.write(output)
+        # The head is still incomplete. If a request ended in this data, the head began
+        # part-way through it: not counting it errs by less than one read, never against a
+        # client.
+        if not self._completed:
+            self._head_bytes += len(data)
+        if self._head_bytes > self.max_head_bytes:
+            self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        msg = "Invalid HTTP request received."  # what uvicorn answers to h11's refusal
+        self.logger.warning("%s (headers over %s bytes)", msg, self.max_head_bytes)
+        self._phase = "idle"
+        self.send_400_response(msg)  # closes the connection
+        self._watch()
+
+    def on_message_begin(self) -> None:
+        self._phase = "head"
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._phase = "body"
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase = "idle"
+        self._completed = True
+        super().on_message_complete()
+
+    def _awaiting_now(self) -> Awaiting | None:
+        if self._phase == "body":
+            # A pipelined request waits for the answer before it: its body, unread, too.
+            return None if self.pipeline else "body"
+        if self.timeout_keep_alive_task is None and (
+            self.cycle is None or self.cycle.response_complete
+        ):
+            return "head"
+        return None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def shutdown(self) -> None:
+        if not self._held_at_shutdown():
+            super().shutdown()
+
+    def _expire(self, awaiting: Awaiting) -> None:
+        cycle = self.cycle
+        if awaiting == "body" and cycle is not None and not cycle.response_started:
+            headers, body = self._request_timeout()
+            head = [b"HTTP/1.1 408 Request Timeout\r\n"]
+            head += [name + b": " + value + b"\r\n" for name, value in headers]
+            self.transport.write(b"".join(head) + b"\r\n" + body)
+        if cycle is not None and not cycle.response_complete:
+            # The app's receive() now returns http.disconnect and whatever it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
 
 
 _OVER_CAPACITY = orjson.dumps(
     {"error": {"code": "over_capacity", "message": "too many connections: retry later"}}
 )
 RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
+_HEAD_TOO_LARGE = orjson.dumps(
+    {
+        "error": {
+            "code": "headers_too_large",
+            "message": f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+        }
+    }
+)
+
+
+def _head_size(scope: Any) -> int:
+    """About the size of the request's line and headers as sent (their separators counted)."""
+    size = len(scope["raw_path"]) + len(scope["query_string"]) + 32
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4
+    return size
 
 
 async def _send_json(
@@ -226,12 +386,16 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-def protocol_class(settings: Settings) -> type[BoundedH11Protocol]:
-    """``BoundedH11Protocol`` with the settings' header, body and send timeouts (uvicorn
-    builds protocols from a class and its own arguments only)."""
+def protocol_class(settings: Settings) -> type[Bounds]:
+    """The protocol APP_HTTP names (``BoundedHttpToolsProtocol`` or ``BoundedH11Protocol``)
+    with the settings' header, body and send timeouts and cap (uvicorn builds protocols from a
+    class and its own arguments only)."""
+    base: type[Bounds] = (
+        BoundedH11Protocol if settings.app_http == "h11" else BoundedHttpToolsProtocol
+    )
     return type(
-        "MnemoH11Protocol",
-        (BoundedH11Protocol,),
+        f"Mnemo{base.__name__.removeprefix('Bounded')}",
+        (base,),
         {
             "header_timeout": settings.app_header_timeout,
             "body_timeout": settings.app_body_timeout,
@@ -250,6 +414,7 @@ def config(settings: Settings, **options: Any) -> uvicorn.Config:
             "host": settings.app_host,
             "port": settings.app_port,
             "http": protocol_class(settings),
+            "loop": "auto",  # uvloop (a dependency wherever it installs), else asyncio
             "ws": "none",  # no websocket routes: upgrade requests are plain HTTP
             "timeout_keep_alive": settings.app_keep_alive_timeout,
             "log_level": "info",
@@ -289,7 +454,12 @@ def serve(settings: Settings) -> None:
     # The caller (mnemo serve) says which database: with the embedded server it passes that
     # server's URL here, so "DATABASE_URL" would mislead.
     where = "" if settings.database_url else f" using embedded PostgreSQL in {settings.data_dir}/pg"
-    print(f"Mnemo on http://{settings.app_host}:{settings.app_port}{where}", flush=True)
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # as uvicorn's "auto"
+    print(
+        f"Mnemo on http://{settings.app_host}:{settings.app_port}{where}"
+        f" ({settings.app_http} on {loop})",
+        flush=True,
+    )
     server = uvicorn.Server(config(settings))
     try:
         server.run()

