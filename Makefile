@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run migrate test lint pytest bench clean
+.PHONY: install install-dev install-bench run migrate test lint pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-bench: $(VENV)/.installed-bench
 
 # Embedded PostgreSQL under .data/ unless DATABASE_URL is set; migrate; serve on APP_HOST:APP_PORT.
 # One process, exec'd, so that Ctrl-C or a SIGTERM reaches it and it stops what it started.
@@ -39,7 +44,7 @@ pytest: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: install-dev
+bench: install-bench
 	$(PY) -m bench
 
 clean:

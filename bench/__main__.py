@@ -1,9 +1,11 @@
-"""``python -m bench [messages] [checkpoints]``: Mnemo side by side with what it competes with.
+"""``python -m bench [messages] [checkpoints] [orm]``: Mnemo beside its competitors.
 
-Suites (default: both, in this order):
+Suites (default: all, in this order):
   messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
   checkpoints  Mnemo's LangGraph AsyncpgSaver against langgraph-checkpoint-postgres's
                AsyncPostgresSaver, InMemorySaver as a reference (bench/checkpoints/)
+  orm          Mnemo's gateways against SQLAlchemy's async ORM, SQLModel and Tortoise ORM
+               on Mnemo's tables, raw asyncpg beside them (bench/orm/; the "bench" extra)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -25,12 +27,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, checkpoints, messages
+from bench import _server, checkpoints, messages, orm
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints")
+SUITES = ("messages", "checkpoints", "orm")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -38,9 +40,10 @@ SHARED: dict[str, tuple[int, int, str]] = {
     "pool_size": (10, 10, "connections in each contender's pool (min = max)"),
 }
 GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
-    "both suites": SHARED,
+    "all suites": SHARED,
     "messages": messages.DEFAULTS,
     "checkpoints": checkpoints.DEFAULTS,
+    "orm": orm.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -59,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "suites", nargs="*", metavar="SUITE", help="messages, checkpoints (default: both)"
+        "suites", nargs="*", metavar="SUITE", help="messages, checkpoints, orm (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -97,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for name, (full, quick, _) in defaults.items():
             if getattr(args, name) is None:
                 setattr(args, name, quick if args.quick else full)
-            if getattr(args, name) < (0 if name == "warmup" else 1):
+            if getattr(args, name) < (0 if name.endswith("warmup") else 1):
                 parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
 
@@ -117,7 +120,10 @@ def write_json(
         },
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "packages": {name: version(name) for name in PACKAGES},
+        "packages": {
+            name: version(name)
+            for name in PACKAGES + (orm.PACKAGES if "orm" in args.suites else ())
+        },
     }
     path.write_text(json.dumps({**head, **document}, indent=2) + "\n", encoding="utf-8")
     return path
@@ -166,6 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["checkpoints"] = checkpoints.as_json(outcome)
             passed = passed and all(r.passed is not False for r in outcome.results)
+        if "orm" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                orm_results = asyncio.run(orm.run(url, args))
+            tables.append(
+                "orm: Mnemo's gateways / the ORMs, on Mnemo's tables\n\n" + orm.render(orm_results)
+            )
+            document["orm"] = orm.as_json(orm_results)
+            passed = passed and all(r.passed for r in orm_results)
     for text in tables:
         print()
         print(text)
