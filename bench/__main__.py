@@ -1,4 +1,4 @@
-"""``python -m bench [messages] [checkpoints] [orm]``: Mnemo beside its competitors.
+"""``python -m bench [messages] [checkpoints] [orm] [http]``: Mnemo beside its competitors.
 
 Suites (default: all, in this order):
   messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
@@ -6,6 +6,8 @@ Suites (default: all, in this order):
                AsyncPostgresSaver, InMemorySaver as a reference (bench/checkpoints/)
   orm          Mnemo's gateways against SQLAlchemy's async ORM, SQLModel and Tortoise ORM
                on Mnemo's tables, raw asyncpg beside them (bench/orm/; the "bench" extra)
+  http         Mnemo's HTTP API under wrk against the same routes in FastAPI + SQLModel and a
+               bare Starlette + asyncpg ceiling, each served by uvicorn (bench/http/; needs wrk)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -21,18 +23,19 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, checkpoints, messages, orm
+from bench import _server, checkpoints, http, messages, orm
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm")
+SUITES = ("messages", "checkpoints", "orm", "http")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -44,6 +47,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "messages": messages.DEFAULTS,
     "checkpoints": checkpoints.DEFAULTS,
     "orm": orm.DEFAULTS,
+    "http": http.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -62,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "suites", nargs="*", metavar="SUITE", help="messages, checkpoints, orm (default: all)"
+        "suites", nargs="*", metavar="SUITE", help="messages, checkpoints, orm, http (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -96,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown suite {unknown[0]!r}: choose from {', '.join(SUITES)}")
     args.suites = [suite for suite in SUITES if suite in args.suites] or list(SUITES)
+    if "http" in args.suites and shutil.which("wrk") is None:
+        parser.error("the http suite needs wrk (apt-get install wrk), or name the other suites")
     for defaults in GROUPS.values():
         for name, (full, quick, _) in defaults.items():
             if getattr(args, name) is None:
@@ -122,7 +128,9 @@ def write_json(
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "packages": {
             name: version(name)
-            for name in PACKAGES + (orm.PACKAGES if "orm" in args.suites else ())
+            for name in PACKAGES
+            + (orm.PACKAGES if "orm" in args.suites else ())
+            + (http.PACKAGES if "http" in args.suites else ())
         },
     }
     path.write_text(json.dumps({**head, **document}, indent=2) + "\n", encoding="utf-8")
@@ -182,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["orm"] = orm.as_json(orm_results)
             passed = passed and all(r.passed for r in orm_results)
+        if "http" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                http_outcome = http.run(url, args)
+            tables.append(
+                "http: Mnemo's API / the same routes in FastAPI + SQLModel / a bare Starlette + "
+                "asyncpg ceiling\n\n" + http.render(http_outcome)
+            )
+            document["http"] = http.as_json(http_outcome)
+            passed = passed and all(r.all_passed for r in http_outcome.results)
     for text in tables:
         print()
         print(text)
