@@ -1,0 +1,146 @@
+"""Golden test of the rendering: every response model the routes declare renders, from records
+built from real rows, byte for byte as pydantic's ``model_dump_json`` would."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from pydantic import BaseModel
+from starlette.testclient import TestClient
+
+from app import responses
+from app.routes import ENDPOINTS
+from tests.app.conftest import ADMIN_TOKEN, auth, make_user, messages_url, text_part
+
+ADMIN = auth(ADMIN_TOKEN)
+
+# JSON that a plain encoder could get wrong: nesting, unicode (escapes and not), 64-bit ints,
+# floats short and extreme, nulls.
+AWKWARD: dict[str, Any] = {
+    "nested": {"a": [1, {"b": None, "c": [[], {}]}], "z": "last", "A": "order kept"},
+    "unicode": 'héllo ✓ 😀 \u2028 \x1f "quoted" \\ / \t\n',
+    "big": 2**63 - 1,
+    "small": -(2**63),
+    "tenth": 0.1,
+    "huge": 1e300,
+    "tiny": 5e-324,
+    "minus": -2.5e-7,
+    "whole": 3.0,
+    "zero": 0,
+    "null": None,
+    "flags": [True, False],
+    "": "empty key",
+}
+
+
+def declared_models() -> set[type[BaseModel]]:
+    models: set[type[BaseModel]] = set()
+    for endpoint in ENDPOINTS:
+        if endpoint.response is not None:
+            models.add(endpoint.response)
+        models.update(answer.body for answer in endpoint.answers if answer.body is not None)
+    return models
+
+
+def exercise(client: TestClient) -> None:
+    """One request to every route that answers a body, on awkward values."""
+    client.get("/health")
+    response = client.post(
+        "/v1/users",
+        json={"username": "zoe", "display_name": "Zoë ✓", "metadata": AWKWARD},
+        headers=ADMIN,
+    )
+    assert response.status_code == 201, response.text
+    user_id, token = response.json()["user"]["id"], response.json()["token"]
+    me = auth(token)
+    make_user(client, "plain")  # no display name: null fields
+    for method, path, body, headers in [
+        ("GET", f"/v1/users/{user_id}", None, ADMIN),
+        ("PATCH", f"/v1/users/{user_id}", {"display_name": "Z"}, ADMIN),
+        ("GET", "/v1/me", None, me),
+        ("PATCH", "/v1/me", {"metadata": AWKWARD}, me),
+        ("POST", "/v1/tokens", {"name": "laptop ✓"}, me),
+        ("GET", "/v1/tokens", None, me),
+    ]:
+        response = client.request(method, path, json=body, headers=headers)
+        assert response.status_code < 300, (path, response.text)
+
+    conversation = client.post(
+        "/v1/conversations", json={"title": "ünï", "metadata": AWKWARD, "tags": ["a"]}, headers=me
+    ).json()
+    cid = conversation["id"]
+    again = {"id": cid, "title": "ünï", "metadata": AWKWARD, "tags": ["a"]}
+    assert client.post("/v1/conversations", json=again, headers=me).status_code == 200
+    client.post("/v1/conversations", json={}, headers=me)  # empty metadata, no thread
+    parts = [text_part("héllo 😀"), {"type": "data-x", "data": AWKWARD}]
+    message = client.post(
+        messages_url(cid), json={"role": "user", "parts": parts, "metadata": AWKWARD}, headers=me
+    ).json()
+    retry = {"id": message["id"], "role": "user", "parts": parts, "metadata": AWKWARD}
+    assert client.post(messages_url(cid), json=retry, headers=me).status_code == 200
+    for i in range(3):
+        body = {"role": "assistant", "parts": [text_part(f"n{i}")], "status": "streaming"}
+        client.post(messages_url(cid), json=body, headers=me)
+    mid = message["id"]
+    thread = quote("thréad 1", safe="")
+    for method, path, body in [
+        ("GET", "/v1/conversations", None),
+        ("GET", "/v1/conversations?limit=1", None),
+        ("GET", f"/v1/conversations/{cid}", None),
+        ("PATCH", f"/v1/conversations/{cid}", {"title": "t", "metadata": AWKWARD}),
+        ("GET", messages_url(cid), None),
+        ("GET", messages_url(cid) + "?limit=2", None),
+        ("GET", f"{messages_url(cid)}/{mid}", None),
+        ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
+        ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
+        ("PUT", f"/v1/threads/{thread}/state", {"values": {"n": 2}, "conversation_id": cid}),
+        ("GET", "/v1/threads", None),
+        ("GET", f"/v1/threads/{thread}", None),
+        ("GET", f"/v1/threads/{thread}/state", None),
+        ("GET", f"/v1/threads/{thread}/history", None),
+        ("POST", f"/v1/threads/{thread}/copy", {"target_thread_id": "copy ✓"}),
+        ("POST", f"/v1/threads/{thread}/prune", {"strategy": "keep_latest"}),
+    ]:
+        response = client.request(method, path, json=body, headers=me)
+        assert response.status_code < 300, (path, response.text)
+    history = client.get(f"/v1/threads/{thread}/history", headers=me).json()
+    checkpoint = history[0]["checkpoint_id"] if isinstance(history, list) else None
+    if checkpoint is None:
+        checkpoint = history["items"][0]["checkpoint_id"]
+    response = client.get(f"/v1/threads/{thread}/checkpoints/{checkpoint}", headers=me)
+    assert response.status_code == 200, response.text
+
+
+def test_every_response_model_renders_as_pydantic_does(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[tuple[BaseModel, bytes]] = []
+    render = responses.render
+
+    def spy(record: BaseModel) -> bytes:
+        body = render(record)
+        rendered.append((record, body))
+        return body
+
+    monkeypatch.setattr(responses, "render", spy)
+    exercise(client)
+
+    for record, body in rendered:
+        assert body == record.model_dump_json().encode(), type(record).__name__
+    missing = declared_models() - {type(record) for record, _ in rendered}
+    assert not missing, sorted(model.__name__ for model in missing)
+    # The awkward values went through, and not by pydantic's fallback.
+    assert any(b"1e+300" in body and "😀".encode() in body for _, body in rendered)
+
+
+def test_the_page_is_rendered_by_orjson_not_the_fallback(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(BaseModel, "model_dump_json", _refuse)
+    exercise(client)
+
+
+def _refuse(self: BaseModel, **_: Any) -> str:
+    raise AssertionError(f"{type(self).__name__} fell back to pydantic")
