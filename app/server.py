@@ -137,6 +137,15 @@ class Bounds(asyncio.Protocol):
         self._unstall()
         super().connection_lost(exc)
 
+    # Both of uvicorn's protocols have these two; asyncio.Protocol, this mixin's base, does not.
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._watch()
+
+    def shutdown(self) -> None:
+        if not self._held_at_shutdown():
+            super().shutdown()  # type: ignore[misc]
+
     def _held_at_shutdown(self) -> bool:
         """The server is stopping: uvicorn lets requests in progress finish; one whose client
         is still sending its body, or not reading its answer, would hold the stop until its
@@ -228,14 +237,6 @@ class BoundedH11Protocol(Bounds, H11Protocol):
             return "body"
         return None
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch()
-
-    def shutdown(self) -> None:
-        if not self._held_at_shutdown():
-            super().shutdown()
-
     def _expire(self, awaiting: Awaiting) -> None:
         cycle = self.cycle
         if awaiting == "body" and cycle is not None and not cycle.response_started:
@@ -323,14 +324,6 @@ class BoundedHttpToolsProtocol(Bounds, HttpToolsProtocol):
         ):
             return "head"
         return None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch()
-
-    def shutdown(self) -> None:
-        if not self._held_at_shutdown():
-            super().shutdown()
 
     def _expire(self, awaiting: Awaiting) -> None:
         cycle = self.cycle
