@@ -1,4 +1,4 @@
-"""``python -m bench [messages] [checkpoints] [orm] [http]``: Mnemo beside its competitors.
+"""``python -m bench [messages] [checkpoints] [orm] [http] [search]``: Mnemo beside its competitors.
 
 Suites (default: all, in this order):
   messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
@@ -8,6 +8,9 @@ Suites (default: all, in this order):
                on Mnemo's tables, raw asyncpg beside them (bench/orm/; the "bench" extra)
   http         Mnemo's HTTP API under wrk against the same routes in FastAPI + SQLModel and a
                bare Starlette + asyncpg ceiling, each served by uvicorn (bench/http/; needs wrk)
+  search       Mnemo's message search and filters at 100,000 and 1,000,000 messages beside a
+               plain content ILIKE; export/import throughput (bench/search/; its data sets
+               are kept for the next run, under DATA_DIR/bench unless DATABASE_URL is set)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -25,17 +28,18 @@ import os
 import platform
 import shutil
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, checkpoints, http, messages, orm
+from bench import _server, checkpoints, http, messages, orm, search
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm", "http")
+SUITES = ("messages", "checkpoints", "orm", "http", "search")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -48,6 +52,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "checkpoints": checkpoints.DEFAULTS,
     "orm": orm.DEFAULTS,
     "http": http.DEFAULTS,
+    "search": search.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -66,7 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "suites", nargs="*", metavar="SUITE", help="messages, checkpoints, orm, http (default: all)"
+        "suites",
+        nargs="*",
+        metavar="SUITE",
+        help="messages, checkpoints, orm, http, search (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -93,6 +101,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fail-below", action="store_true", help="exit 1 when a ratio is below its target"
+    )
+    parser.add_argument(
+        "--search-rebuild",
+        action="store_true",
+        help="generate the search data sets again even if a finished one is kept",
+    )
+    parser.add_argument(
+        "--search-keep",
+        action="store_true",
+        help="with DATABASE_URL, keep the search data sets on its server for the next run",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, metavar="DIR")
     args = parser.parse_args(argv)
@@ -156,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     document: dict[str, Any] = {}
     tables: list[str] = []
     passed = True
-    with _server.server(database_url) as server_url:
+    # The search suite keeps its data sets on a server of its own (bench/search/store.py).
+    others = [suite for suite in args.suites if suite != "search"]
+    with _server.server(database_url) if others else nullcontext("") as server_url:
         if "messages" in args.suites:
             with _server.fresh_database(server_url, parameters=parameters) as url:
                 document["server"] = server(url, database_url)
@@ -206,6 +226,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["http"] = http.as_json(http_outcome)
             passed = passed and all(r.all_passed for r in http_outcome.results)
+    if "search" in args.suites:
+        search_outcome = search.run(database_url, args)
+        document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
+        tables.append(
+            "search: Mnemo's message search and filters, first page of 20 within one user's "
+            "data, beside content ILIKE\n\n" + search.render(search_outcome)
+        )
+        document["search"] = search.as_json(search_outcome)
+        passed = passed and search_outcome.passed
     for text in tables:
         print()
         print(text)
