@@ -31,7 +31,7 @@ from uuid import UUID
 import asyncpg
 
 from bench._report import log, table
-from bench.search import dataset, probes, store
+from bench.search import dataset, probes, store, transfer
 from dal.database import pool_options
 from dal.settings import Settings
 
@@ -43,6 +43,7 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
     "search_large": (1_000_000, 100_000, "messages of the larger one (targets are for 1,000,000)"),
     "search_queries": (100, 20, "timed queries per search probe and scale"),
     "search_baseline_queries": (20, 5, "timed queries of the ILIKE baseline per probe and scale"),
+    "transfer_messages": (100_000, 10_000, "messages of the conversation exported and imported"),
 }
 
 
@@ -129,10 +130,11 @@ class Outcome:
     explains: dict[str, str]
     server: dict[str, str]
     load: dict[str, list[float]]
+    moved: transfer.Outcome  # export and import
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return all(r.passed for r in self.results) and self.moved.passed
 
 
 async def _terms(pool: Any, kind: str) -> list[tuple[int, str]]:
@@ -208,7 +210,7 @@ async def measure_all(
                 urls[scale.name], **pool_options(settings)
             )
         small, large = scales[0].name, scales[-1].name
-        user_ids = {i: dataset.user_id(scales[-1], i) for i in range(scales[-1].users)}
+        user_ids = {i: dataset.user_id(i) for i in range(scales[-1].users)}
         results = []
         for probe in probes.PROBES:
             result = Result(probe, small, large, missing=why[probe.needs])
@@ -274,11 +276,12 @@ def run(database_url: str | None, args: argparse.Namespace) -> Outcome:
             load_avg["before"] = list(os.getloadavg())
             results, explains = asyncio.run(measure_all(scales, urls, args))
             load_avg["after"] = list(os.getloadavg())
+            moved = transfer.run(server_url, args, cached=cached)
         finally:
             if not cached:
                 for scale in scales:
                     store.drop(server_url, scale)
-    return Outcome(scales, datasets, results, explains, info, load_avg)
+    return Outcome(scales, datasets, results, explains, info, load_avg, moved)
 
 
 def _ms(value: float) -> str:
@@ -309,7 +312,7 @@ def render(outcome: Outcome) -> str:
         if r.probe.growth_target is not None:
             target.append(f"growth < {r.probe.growth_target:g}")
         if r.missing and not ilike:
-            rows.append((r.probe.title, *[""] * 8, ", ".join(target), r.missing))
+            rows.append((r.probe.title, *[""] * 8, ", ".join(target), r.verdict))
             continue
         mnemo_small, mnemo_large = r.mnemo.get(small.name), r.mnemo.get(large.name)
         share = (mnemo_large or ilike) if (mnemo_large or ilike) else None
@@ -346,6 +349,7 @@ def render(outcome: Outcome) -> str:
         "ms per query, first page of 20, within one user's data; share: median share of the "
         f"user's messages holding the term; load average (1, 5, 15 min): {load}"
     )
+    lines += ["", "export and import\n", transfer.render(outcome.moved)]
     for text in outcome.explains.values():
         lines += ["", "EXPLAIN (ANALYZE, BUFFERS) " + text]
     return "\n".join(lines)
@@ -372,4 +376,5 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
             for r in outcome.results
         ],
         "explain": outcome.explains,
+        "transfer": transfer.as_json(outcome.moved),
     }

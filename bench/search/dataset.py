@@ -105,7 +105,7 @@ def uuid7(ms: int, rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=value | (rand & (2**62 - 1)))
 
 
-def user_id(scale: Scale, index: int) -> uuid.UUID:
+def user_id(index: int) -> uuid.UUID:
     rng = random.Random(f"user-{index}")  # the same users at every scale
     return uuid7(int((BASE_TIME - 2 * YEAR) * 1000) + index, rng)
 
@@ -260,6 +260,37 @@ def messages_of(conversation: Conversation) -> Iterator[Row]:
         yield (at, conversation.user, conversation.id, seq, message_id, role, parts, metadata, body)
 
 
+def transfer_scale(messages: int) -> Scale:
+    """The export/import data (``transfer_plan``): twice ``messages`` over two users."""
+    return Scale(f"transfer{messages}", 2, 1 + messages // 1000, 2 * (messages // 1000) * 1000)
+
+
+def transfer_plan(scale: Scale) -> list[Conversation]:
+    """The export/import data: user 0 has one conversation of half the messages; user 1 the
+    other half, in conversations of 1,000."""
+    rng = random.Random(f"transfer-{GENERATOR_VERSION}-{scale.messages}")
+    half = scale.messages // 2
+    sizes = [(0, half)] + [(1, 1000)] * (half // 1000)
+    conversations = []
+    for i, (user, size) in enumerate(sizes):
+        start = BASE_TIME - YEAR * rng.random()
+        conversations.append(
+            Conversation(
+                index=i,
+                id=uuid7(int(start * 1000), rng),
+                user=user,
+                lang=rng.choice(("en", "en", "zh", "mixed")),
+                start=start,
+                messages=size,
+                title=corpus.title(rng, "en"),
+                tags=["support"],
+                metadata={"channel": "web"},
+                seed=f"transfer-{GENERATOR_VERSION}-{i}",
+            )
+        )
+    return conversations
+
+
 @dataclass
 class Counts:
     """How many of each user's messages hold each probe term (counted as generated)."""
@@ -318,19 +349,27 @@ CREATE UNLOGGED TABLE bench_stage_messages (
     conversation_id uuid, seq bigint, id uuid, role text, parts jsonb, metadata jsonb,
     created_at timestamptz)
 """
-# What insert_message derives from a draft, computed by the same functions.
+# What insert_message derives from a draft, computed by the same functions ({owner}: the
+# conversation's owner, where messages has a user_id column as insert_message writes it).
 MOVE_MESSAGES = """
 INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
                       created_at, updated_at, parts_bytes, parts_count, metadata_bytes,
-                      draft_digest)
+                      draft_digest{owner_column})
 SELECT s.conversation_id, s.seq, s.id, s.role, s.parts, mnemo_parts_text(s.parts), s.metadata,
        'complete', s.created_at, s.created_at, mnemo_parts_bytes(s.parts),
        jsonb_array_length(s.parts), octet_length(s.metadata::text),
-       mnemo_message_digest(s.role, s.parts, s.metadata, 'complete')
+       mnemo_message_digest(s.role, s.parts, s.metadata, 'complete'){owner}
   FROM bench_stage_messages AS s
  ORDER BY s.created_at;
 TRUNCATE bench_stage_messages;
 """
+HAS_OWNER = """
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                WHERE table_schema = 'public' AND table_name = 'messages'
+                  AND column_name = 'user_id')
+"""
+OWNER = """,
+       (SELECT c.user_id FROM conversations AS c WHERE c.id = s.conversation_id)"""
 STAGE_CONVERSATIONS = """
 CREATE UNLOGGED TABLE bench_stage_conversations (
     id uuid, user_id uuid, title text, metadata jsonb, tags text[], created_at timestamptz)
@@ -382,8 +421,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def load(url: str, scale: Scale) -> dict[str, Any]:
-    """Generate ``scale`` into the migrated, empty database at ``url``; what it took."""
+async def load(
+    url: str, scale: Scale, conversations: list[Conversation] | None = None
+) -> dict[str, Any]:
+    """Generate ``scale`` (its ``plan``, or ``conversations``) into the migrated, empty
+    database at ``url``; what it took."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     conn = await asyncpg.connect(url)  # no codecs: jsonb goes as text
@@ -393,13 +435,18 @@ async def load(url: str, scale: Scale) -> dict[str, Any]:
         for index in loose:
             await conn.execute(f"DROP INDEX {index['name']}")
         users = [
-            (user_id(scale, i), username(i), _iso(BASE_TIME - 2 * YEAR), _iso(BASE_TIME - 2 * YEAR))
+            (user_id(i), username(i), _iso(BASE_TIME - 2 * YEAR), _iso(BASE_TIME - 2 * YEAR))
             for i in range(scale.users)
         ]
         await conn.copy_records_to_table(
             "users", records=users, columns=["id", "username", "created_at", "updated_at"]
         )
-        conversations = plan(scale)
+        if conversations is None:
+            conversations = plan(scale)
+        owned = await conn.fetchval(HAS_OWNER)
+        move = MOVE_MESSAGES.format(
+            owner_column=", user_id" if owned else "", owner=OWNER if owned else ""
+        )
         await conn.execute(STAGE_CONVERSATIONS)
         await conn.copy_records_to_table(
             "bench_stage_conversations",
@@ -439,7 +486,7 @@ async def load(url: str, scale: Scale) -> dict[str, Any]:
             if not chunk:
                 break
             await conn.copy_records_to_table("bench_stage_messages", records=chunk)
-            moving = asyncio.ensure_future(conn.execute(MOVE_MESSAGES))
+            moving = asyncio.ensure_future(conn.execute(move))
             await asyncio.sleep(0)  # sent: the server moves this chunk while we make the next
             done += len(chunk)
             if done % (CHUNK * 4) == 0:

@@ -55,7 +55,12 @@ def _drop(server_url: str, name: str) -> None:
 
 
 async def ensure(
-    server_url: str, scale: dataset.Scale, *, rebuild: bool, cached: bool
+    server_url: str,
+    scale: dataset.Scale,
+    *,
+    rebuild: bool,
+    cached: bool,
+    conversations: list[dataset.Conversation] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The URL of ``scale``'s data set (built now unless a finished one is there) and what
     its build took."""
@@ -67,7 +72,7 @@ async def ensure(
         url = with_database(server_url, name)
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT info FROM bench_search_info").fetchone()
-        info: dict[str, Any] = orjson.loads(row[0]) if row else {}
+        info: dict[str, Any] = dict(row[0]) if row else {}
         log(f"search: {scale.label}: reusing database {name}")
         return url, {**info, "reused": True}
     if cached:  # older keys of this scale: nothing will use them again
@@ -88,7 +93,7 @@ async def ensure(
     log(f"search: {scale.label}: generating into {building}")
     started = time.perf_counter()
     migrate.apply(url)
-    info = await dataset.load(url, scale)
+    info = await dataset.load(url, scale, conversations)
     info["seconds"]["migrate_s"] = round(
         time.perf_counter() - started - info["seconds"]["total_s"], 1
     )
