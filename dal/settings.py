@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # one in DATA_DIR/admin-token.
     app_admin_token: SecretStr | None = None
     app_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # The body of an import (POST /v1/conversations/import; 413 above), read whole before a
+    # row is written: the app holds it, and its parsed messages, while it imports.
+    app_max_import_bytes: int = Field(default=256 * 1024 * 1024, ge=1, le=2**40)
     # How deeply a JSON value (metadata, a message part, a thread's values, a metadata filter)
     # may nest objects and arrays (422 above). 64 is far beyond real documents (AI SDK parts and
     # LangChain messages are under 10 deep) and well inside what the parser (200) and the

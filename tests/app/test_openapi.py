@@ -169,6 +169,7 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/tokens", "post"): ("TokenDraft", False),
         ("/v1/conversations", "post"): ("ConversationDraft", False),
         ("/v1/conversations/{conversation_id}", "patch"): ("ConversationPatch", True),
+        ("/v1/conversations/import", "post"): ("ImportBody", True),
         ("/v1/conversations/{conversation_id}/messages", "post"): ("MessageDraft", True),
         (
             "/v1/conversations/{conversation_id}/messages/{message_id}",

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from app import responses
 from app.routes import ENDPOINTS
+from app.routes.transfer import ConversationExport
 from tests.app.conftest import ADMIN_TOKEN, auth, make_user, messages_url, text_part
 
 ADMIN = auth(ADMIN_TOKEN)
@@ -111,6 +112,19 @@ def exercise(client: TestClient) -> None:
         checkpoint = history["items"][0]["checkpoint_id"]
     response = client.get(f"/v1/threads/{thread}/checkpoints/{checkpoint}", headers=me)
     assert response.status_code == 200, response.text
+    # An export is streamed, each record written by dal.usecases.transfer: the same bytes as
+    # rendering the document (apart from the newline between messages).
+    export = client.get(f"/v1/conversations/{cid}/export", headers=me)
+    assert export.status_code == 200, export.text
+    document = ConversationExport.model_validate_json(export.content)
+    assert len(document.messages) == 4
+    assert export.content.replace(b"\n", b"") == responses.render(document)
+    response = client.post(
+        "/v1/conversations/import",
+        content=export.content,
+        headers={**me, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
 
 
 def test_every_response_model_renders_as_pydantic_does(
