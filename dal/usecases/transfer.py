@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -533,7 +533,7 @@ async def _messages(
 
 async def export_conversation(
     pool: asyncpg.Pool[Any], *, user_id: UUID, conversation_id: UUID
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The caller's conversation as one JSON document, in pieces: the conversation, then its
     messages in seq order (a line each). NotFound (on the first piece) if it is missing or
     not the caller's."""
@@ -549,7 +549,7 @@ async def export_conversation(
         yield b"]}\n" if empty else b"\n]}\n"
 
 
-async def export_all(pool: asyncpg.Pool[Any], *, user_id: UUID) -> AsyncIterator[bytes]:
+async def export_all(pool: asyncpg.Pool[Any], *, user_id: UUID) -> AsyncGenerator[bytes, None]:
     """Every conversation of the user as NDJSON, in pieces: one document per line (as
     ``export_conversation`` writes it, on one line), most recent activity first."""
     async with _snapshot(pool) as conn:
