@@ -226,12 +226,35 @@ class Recorder:
 
 
 async def explain(pool: Any, run: Run, user_id: UUID, term: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statement ``run`` sends for (user, term)."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement ``run`` sends for (user, term): its custom
+    plan (what the first executions of a prepared statement get), then its generic plan (what
+    PostgreSQL may switch to from the sixth execution on, as asyncpg keeps the statement)."""
     recorder = Recorder(pool)
     await run(recorder, user_id, term)
     if recorder.last is None:
         return "(no statement recorded)"
     sql, args = recorder.last
     async with pool.acquire() as conn:
-        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
-    return "\n".join(row[0] for row in rows)
+        custom = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+        await conn.execute("PREPARE bench_explain AS " + sql)
+        try:
+            types = await conn.fetchval(
+                "SELECT parameter_types::text[] FROM pg_prepared_statements"
+                " WHERE name = 'bench_explain'"
+            )
+            # EXECUTE takes no parameters: the values as literals, printed by the server
+            literals = [
+                await conn.fetchval(f"SELECT quote_nullable($1::{kind}) || '::{kind}'", arg)
+                for kind, arg in zip(types, args, strict=True)
+            ]
+            async with conn.transaction():
+                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                generic = await conn.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_explain({', '.join(literals)})"
+                )
+        finally:
+            await conn.execute("DEALLOCATE bench_explain")
+    return "\n".join(
+        ["-- custom plan", *(row[0] for row in custom), "-- generic plan"]
+        + [row[0] for row in generic]
+    )
