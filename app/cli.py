@@ -85,6 +85,29 @@ def parser() -> argparse.ArgumentParser:
     )
     create.add_argument("username")
     create.add_argument("--display-name", help="the user's display name")
+
+    export = commands.add_parser(
+        "export",
+        help="export a user's conversations (NDJSON), or one (JSON), with progress on stderr",
+        description="Write every conversation of USERNAME as NDJSON (one document per line, "
+        "what GET /v1/export answers), or one conversation as JSON (--conversation), to FILE or "
+        "stdout; progress goes to stderr. One database snapshot.",
+    )
+    export.add_argument("username")
+    export.add_argument("--conversation", metavar="ID", help="only this conversation (JSON)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+
+    import_ = commands.add_parser(
+        "import",
+        help="import conversations into a user's account, in one transaction",
+        description="Import FILE (an export: JSON or NDJSON, or an AI SDK UIMessage[] array) "
+        "into USERNAME's account, all or nothing; '-' reads stdin. Prints the counts as JSON.",
+    )
+    import_.add_argument("username")
+    import_.add_argument("file")
+    import_.add_argument(
+        "--keep-ids", action="store_true", help="keep the ids (fails if a conversation exists)"
+    )
     return top
 
 
@@ -113,6 +136,12 @@ def run(args_list: list[str]) -> int:
                 return apply_migrations(url)
         if args.command == "db-url":
             return db_url(settings, yoyo_form=args.yoyo)
+        if args.command in ("export", "import"):
+            from app import transfer_cli
+
+            if args.command == "export":
+                return transfer_cli.export(settings, args.username, args.conversation, args.output)
+            return transfer_cli.import_file(settings, args.username, args.file, args.keep_ids)
         return create_user(settings, args.username, args.display_name)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +62,8 @@ _FLUSH_BYTES = 256 * 1024
 # An import logs its progress every this many messages.
 PROGRESS_EVERY = 10_000
 INT4_MAX = 2**31 - 1
+# An import's progress: (messages copied, messages in all).
+Progress = Callable[[int, int], None]
 
 # --- the documents an import reads ----------------------------------------------------------
 
@@ -398,7 +400,7 @@ def _copy_row(
     )
 
 
-async def _copy_source(plan: _Plan) -> AsyncIterator[bytes]:
+async def _copy_source(plan: _Plan, progress: Progress | None) -> AsyncIterator[bytes]:
     yield _COPY_HEADER
     copied = 0
     for chunk in plan.chunks:
@@ -406,6 +408,8 @@ async def _copy_source(plan: _Plan) -> AsyncIterator[bytes]:
         before, copied = copied, copied + min(CHUNK_ROWS, plan.message_count - copied)
         if copied // PROGRESS_EVERY > before // PROGRESS_EVERY:
             _log.info("import: %d of %d messages copied", copied, plan.message_count)
+        if progress is not None:
+            progress(copied, plan.message_count)
     yield _COPY_TRAILER
 
 
@@ -417,6 +421,7 @@ async def import_conversations(
     keep_ids: bool = False,
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_parts: int = MAX_MESSAGE_PARTS,
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Create ``documents`` (``read_documents``) as the user's conversations, in one
     transaction: all or nothing.
@@ -425,7 +430,8 @@ async def import_conversations(
     kept conversation id that exists (anyone's) is a Conflict. Messages get seqs 1..n in
     order and the transaction's time; a message over ``max_parts`` or ``max_bytes`` (parts,
     or metadata; a conversation's metadata too) is TooLarge, naming it. Progress goes to the
-    log every PROGRESS_EVERY messages.
+    log every PROGRESS_EVERY messages, and to ``progress(copied, total)`` (if given) after
+    every chunk of messages sent.
     """
     plan = _plan(documents, keep_ids=keep_ids, max_bytes=max_bytes, max_parts=max_parts)
     ids = [row[0] for row in plan.conversations]
@@ -451,7 +457,7 @@ async def import_conversations(
                     ) from exc
                 raise
             if plan.message_count:
-                await transfer.copy_messages(conn, source=_copy_source(plan))
+                await transfer.copy_messages(conn, source=_copy_source(plan, progress))
     _log.info("import: %d conversations, %d messages", len(plan.conversations), plan.message_count)
     return ImportResult(
         conversation_count=len(plan.results),

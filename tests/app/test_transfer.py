@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 
-from app import create_app
+from app import cli, create_app
 from dal.settings import Settings
 from tests.app.conftest import (
     MISSING_ID,
@@ -18,6 +19,7 @@ from tests.app.conftest import (
     assert_error,
     count_rows,
     get_conversation,
+    list_conversations,
     list_messages,
     make_conversation,
     make_user,
@@ -190,3 +192,34 @@ def test_import_body_over_app_max_import_bytes_is_413(settings: Settings, tmp_pa
         body = orjson.dumps({"conversation": {"title": "x" * 200}})
         assert_error(post_import(client, caller, body), 413, "body_too_large")
         assert post_import(client, caller, b'{"messages": []}').status_code == 201
+
+
+def test_mnemo_export_and_import_move_a_users_conversations(
+    client: TestClient,
+    settings: Settings,
+    alice: Caller,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    conv = seeded(client, alice, "moved")
+    bob = Caller(*make_user(client, "bob"))
+    assert settings.database_url is not None
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    everything, one = tmp_path / "all.ndjson", tmp_path / "one.json"
+    assert cli.run(["export", "alice", "-o", str(everything)]) == 0
+    assert "export: 3 messages" in capsys.readouterr().err
+    assert cli.run(["export", "alice", "--conversation", conv["id"], "-o", str(one)]) == 0
+    assert json.loads(one.read_bytes()) == json.loads(everything.read_bytes())
+    assert cli.run(["import", "bob", str(everything)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["message_count"] == 3 and "import: [" in captured.err
+    (copy,) = list_conversations(client, bob)["items"]
+    again = client.get(export_url(copy["id"]), headers=bob.headers).json()
+    assert plain(again) == plain(json.loads(one.read_bytes()))
+    # What goes wrong is said, and nothing is written.
+    assert cli.run(["import", "bob", str(everything), "--keep-ids"]) == 1  # alice's ids
+    assert "already exists" in capsys.readouterr().err
+    assert cli.run(["import", "nobody", str(everything)]) == 1
+    assert cli.run(["export", "alice", "--conversation", "x"]) == 1
+    assert len(list_conversations(client, bob)["items"]) == 1
