@@ -165,17 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = datetime.now(UTC)
     database_url = Settings().database_url
+    # The search suite keeps its data sets on a server of its own (bench/search/store.py).
+    others = [suite for suite in args.suites if suite != "search"]
     log(
         "server: DATABASE_URL " + _server.describe(database_url)
         if database_url
         else "server: embedded PostgreSQL in a temporary directory"
+        if others
+        else "server: the search suite's own embedded PostgreSQL"
     )
     parameters = {"synchronous_commit": args.synchronous_commit} if args.synchronous_commit else {}
     document: dict[str, Any] = {}
     tables: list[str] = []
     passed = True
-    # The search suite keeps its data sets on a server of its own (bench/search/store.py).
-    others = [suite for suite in args.suites if suite != "search"]
     with _server.server(database_url) if others else nullcontext("") as server_url:
         if "messages" in args.suites:
             with _server.fresh_database(server_url, parameters=parameters) as url:

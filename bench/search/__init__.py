@@ -61,6 +61,8 @@ class Timings:
     ms: list[float] = field(default_factory=list)
     items: list[int] = field(default_factory=list)
     shares: list[float] = field(default_factory=list)  # share of the user's messages matched
+    # queries whose page held fewer hits than the generator put in the user's messages
+    short: list[str] = field(default_factory=list)
 
     def quantile(self, q: float) -> float:
         if len(self.ms) == 1:
@@ -83,6 +85,7 @@ class Timings:
             "max_ms": round(max(self.ms), 3),
             "items_median": statistics.median(self.items),
             "share_median": round(statistics.median(self.shares), 5) if self.shares else None,
+            "short_pages": self.short,
         }
 
 
@@ -106,6 +109,9 @@ class Result:
         """PASS, BELOW (what missed), "" without targets, or why it did not run."""
         if self.missing:
             return "not available yet" if "not available yet" in self.missing else "n/a"
+        short = sum(len(t.short) for t in (*self.mnemo.values(), *self.ilike.values()))
+        if short:
+            return f"WRONG ({short} short pages)"
         misses = []
         target = self.probe.target_ms
         if target is not None and self.mnemo[self.large].p95 > target:
@@ -119,7 +125,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return not self.verdict.startswith("BELOW")
+        return not self.verdict.startswith(("BELOW", "WRONG"))
 
 
 @dataclass
@@ -155,13 +161,13 @@ async def _terms(pool: Any, kind: str) -> list[tuple[int, str]]:
     return [(r["user_index"], r["term"]) for r in rows]
 
 
-async def _shares(pool: Any, kind: str) -> dict[tuple[int, str], float]:
+async def _counts(pool: Any, kind: str) -> dict[tuple[int, str], tuple[int, int]]:
+    """(matches, messages) of each (user, term) of a kind, as the generator counted them."""
     rows = await pool.fetch(
-        "SELECT user_index, term, matches::float8 / messages AS share"
-        " FROM bench_search_terms WHERE kind = $1",
+        "SELECT user_index, term, matches, messages FROM bench_search_terms WHERE kind = $1",
         kind,
     )
-    return {(r["user_index"], r["term"]): r["share"] for r in rows}
+    return {(r["user_index"], r["term"]): (r["matches"], r["messages"]) for r in rows}
 
 
 async def _timed(run: probes.Run, pool: Any, user_id: UUID, term: str) -> tuple[float, int]:
@@ -176,7 +182,7 @@ async def measure(
     pools: dict[str, Any],
     chosen: list[probes.Query],
     user_ids: dict[int, UUID],
-    shares: dict[str, dict[tuple[int, str], float]],
+    counts: dict[str, dict[tuple[int, str], tuple[int, int]]],
 ) -> dict[str, Timings]:
     """Each query once untimed, then once timed, the scales taking turns."""
     timings = {name: Timings() for name in pools}
@@ -190,8 +196,12 @@ async def measure(
             ms, items = await _timed(run, pools[name], user_ids[query.user], query.term)
             timings[name].ms.append(ms)
             timings[name].items.append(items)
-            if probe.kind not in ("values", "broad") or probe.key == "broad":
-                timings[name].shares.append(shares[name].get((query.user, query.term), 0.0))
+            if probe.kind != "values":
+                matches, messages = counts[name].get((query.user, query.term), (0, 1))
+                timings[name].shares.append(matches / messages)
+                # a text search finds at least what holds the word (stemming may add more)
+                if probe.key in probes.EXACT and items < min(matches, probes.PAGE):
+                    timings[name].short.append(f"user {query.user} {query.term!r}: {items}")
     return timings
 
 
@@ -216,8 +226,8 @@ async def measure_all(
             result = Result(probe, small, large, missing=why[probe.needs])
             results.append(result)
             terms = [] if probe.kind == "values" else await _terms(pools[large], probe.kind)
-            shares = {
-                name: {} if probe.kind == "values" else await _shares(pool, probe.kind)
+            counts = {
+                name: {} if probe.kind == "values" else await _counts(pool, probe.kind)
                 for name, pool in pools.items()
             }
             chosen = probes.queries(probe, terms, args.search_queries, scales[-1].users)
@@ -226,7 +236,7 @@ async def measure_all(
                 continue
             if probe.baseline:
                 few = chosen[: args.search_baseline_queries]
-                result.ilike = await measure(probe, probes.ilike, pools, few, user_ids, shares)
+                result.ilike = await measure(probe, probes.ilike, pools, few, user_ids, counts)
                 log(
                     f"search: {probe.title:<32} ILIKE p50 "
                     + "  ".join(f"{n} {t.p50:8.2f} ms" for n, t in result.ilike.items())
@@ -235,7 +245,7 @@ async def measure_all(
                 log(f"search: {probe.title:<32} {result.missing}")
                 continue
             run = probes.RUNS[probe.key]
-            result.mnemo = await measure(probe, run, pools, chosen, user_ids, shares)
+            result.mnemo = await measure(probe, run, pools, chosen, user_ids, counts)
             log(
                 f"search: {probe.title:<32} Mnemo p50/p95 "
                 + "  ".join(f"{n} {t.p50:6.2f}/{t.p95:6.2f} ms" for n, t in result.mnemo.items())

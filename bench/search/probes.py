@@ -21,6 +21,9 @@ from uuid import UUID
 from bench.search import corpus
 
 PAGE = 20
+# Probes whose page must hold at least min(PAGE, the messages holding the term): text
+# searches and the ILIKE baseline (the generator counted exact words and CJK substrings).
+EXACT = frozenset({"text", "order", "cjk", "broad"})
 Run = Callable[[Any, UUID, str], Awaitable[int]]  # (pool, user_id, term) -> items returned
 
 # The plain ILIKE a data layer without a text index runs: the user's conversations joined,
