@@ -13,7 +13,7 @@ from app.errors import Forbidden, Unauthorized
 from app.state import AppState
 from dal.errors import NotFound
 from dal.gateways import users
-from dal.records.users import User
+from dal.records.users import TokenHolder, User
 
 
 def bearer_token(request: Request[AppState]) -> str:
@@ -37,8 +37,13 @@ async def current_user(request: Request[AppState]) -> User:
     token = bearer_token(request)
     if _is_admin_token(request, token):
         raise Forbidden("the admin token acts for no user: use a user's token")
+    pool = request.state["pool"]
+
+    async def lookup() -> TokenHolder:
+        return await users.get_user_by_token(pool, secret=token)
+
     try:
-        return await users.get_user_by_token(request.state["pool"], secret=token)
+        return await request.state["tokens"].user(users.hash_token(token), lookup)
     except NotFound:
         raise Unauthorized(
             "the token is invalid, revoked or expired, or its user is deactivated"

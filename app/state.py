@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 import asyncpg
 from starlette.applications import Starlette
 
+from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
 from dal.settings import Settings
@@ -21,6 +22,8 @@ _log = logging.getLogger(__name__)
 class AppState(TypedDict):
     pool: asyncpg.Pool[Any]
     settings: Settings
+    # Who each token is, for a few seconds (app/token_cache.py).
+    tokens: TokenCache
     # Every migration this code expects to find applied (/health compares).
     expected_migrations: tuple[str, ...]
 
@@ -37,7 +40,13 @@ def lifespan_for(settings: Settings) -> Any:
             pool.get_max_size(),
         )
         try:
-            yield AppState(pool=pool, settings=settings, expected_migrations=tuple(migration_ids()))
+            async with listening(TokenCache(settings)) as tokens:
+                yield AppState(
+                    pool=pool,
+                    settings=settings,
+                    tokens=tokens,
+                    expected_migrations=tuple(migration_ids()),
+                )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.
             try:

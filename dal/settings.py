@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # The HTTP parser (app/server.py): httptools (C, the default) or h11 (pure Python); the
     # limits above hold on either.
     app_http: Literal["httptools", "h11"] = "httptools"
+    # Seconds a process may reuse a token's authentication without asking the database
+    # (app/token_cache.py); revocation, deactivation and expiry end it at once. 0: ask every time.
+    app_auth_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"

@@ -12,3 +12,8 @@ SELECT to_regclass('_yoyo_migration') IS NOT NULL AS migrations_table,
 SELECT migration_id
   FROM _yoyo_migration
  ORDER BY migration_id;
+
+-- name: get_alive
+-- Whether the server answers on this connection (a listener proving its connection alive).
+-- returns: value
+SELECT true;

@@ -113,13 +113,15 @@ SELECT id, user_id, name, created_at, expires_at, revoked_at
  LIMIT $2;
 
 -- name: get_user_by_token
--- The active user owning an unrevoked, unexpired token with this hash (authentication: run
--- on every request, so an expired token is refused from the moment it expires).
--- returns: User
+-- The active user owning an unrevoked, unexpired token with this hash, and the seconds the
+-- token has left (NULL: it never expires), counted by the server's clock so that a cache of
+-- the answer (app/token_cache.py) refuses the token from the moment it expires.
+-- returns: User + expires_in
 -- uses: api_tokens_token_hash_key
 -- $1 token_hash bytea
 SELECT u.id, u.username, u.display_name, u.avatar_url, u.metadata,
-       u.created_at, u.updated_at, u.deactivated_at
+       u.created_at, u.updated_at, u.deactivated_at,
+       extract(epoch FROM t.expires_at - now())::float8 AS expires_in
   FROM api_tokens AS t
   JOIN users AS u ON u.id = t.user_id
  WHERE t.token_hash = $1

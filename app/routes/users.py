@@ -84,9 +84,9 @@ async def get_user(request: Request[AppState]) -> Response:
 @endpoints.patch(_USER, "Update a user's profile", auth="admin", body=UserPatch, response=User)
 async def update_user(request: Request[AppState]) -> Response:
     patch = await body_of(request, UserPatch)
-    user = await users.update_user(
-        request.state["pool"], user_id=request.path_params["user_id"], patch=patch
-    )
+    user_id = request.path_params["user_id"]
+    async with request.state["tokens"].changing(user_id):
+        user = await users.update_user(request.state["pool"], user_id=user_id, patch=patch)
     return record_response(user)
 
 
@@ -94,9 +94,9 @@ async def update_user(request: Request[AppState]) -> Response:
     _USER + "/deactivate", "Deactivate a user (tokens stop working)", auth="admin", response=User
 )
 async def deactivate_user(request: Request[AppState]) -> Response:
-    user = await users.deactivate_user(
-        request.state["pool"], user_id=request.path_params["user_id"]
-    )
+    user_id = request.path_params["user_id"]
+    async with request.state["tokens"].changing(user_id):
+        user = await users.deactivate_user(request.state["pool"], user_id=user_id)
     return record_response(user)
 
 
@@ -109,9 +109,9 @@ async def get_me(request: Request[AppState]) -> Response:
 async def update_me(request: Request[AppState]) -> Response:
     me = caller(request)
     patch = await body_of(request, UserPatch)
-    return record_response(
-        await users.update_user(request.state["pool"], user_id=me.id, patch=patch)
-    )
+    async with request.state["tokens"].changing(me.id):
+        user = await users.update_user(request.state["pool"], user_id=me.id, patch=patch)
+    return record_response(user)
 
 
 @endpoints.post(
@@ -162,7 +162,8 @@ async def list_tokens(request: Request[AppState]) -> Response:
 @endpoints.delete("/v1/tokens/{token_id:uuid}", "Revoke one of the caller's tokens", status=204)
 async def revoke_token(request: Request[AppState]) -> Response:
     me = caller(request)
-    await users.revoke_token(
-        request.state["pool"], user_id=me.id, token_id=request.path_params["token_id"]
-    )
+    async with request.state["tokens"].changing(me.id):
+        await users.revoke_token(
+            request.state["pool"], user_id=me.id, token_id=request.path_params["token_id"]
+        )
     return no_content()

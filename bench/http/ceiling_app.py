@@ -1,8 +1,10 @@
 """The no-framework ceiling: bare Starlette handlers running Mnemo's own SQL (the named queries'
 text) with raw asyncpg, answering with orjson. No validation beyond what the SQL needs, no
 records, no middleware: what the HTTP path of these routes costs with next to nothing on top
-of the server, the driver and the database. Two round trips per request, like Mnemo's: the
-token lookup (``get_user_by_token``), then the work.
+of the server, the driver and the database. One round trip per request, like Mnemo's: a token
+is looked up (``get_user_by_token``) the first time it is seen and kept in a plain dict, which
+is the floor of any cache (Mnemo's also expires entries and drops them on NOTIFY), then the
+work.
 """
 
 from __future__ import annotations
@@ -54,22 +56,30 @@ async def _keep(conn: asyncpg.Connection[Any]) -> None:
     it too."""
 
 
-async def _user(request: Request) -> asyncpg.Record | None:
+_USERS: dict[bytes, dict[str, Any]] = {}
+
+
+async def _user(request: Request) -> dict[str, Any] | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    pool = request.app.state.pool
-    row: asyncpg.Record | None = await pool.fetchrow(
-        AUTH_SQL, hashlib.sha256(token.strip().encode()).digest()
-    )
-    return row
+    token_hash = hashlib.sha256(token.strip().encode()).digest()
+    user = _USERS.get(token_hash)
+    if user is None:
+        row = await request.app.state.pool.fetchrow(AUTH_SQL, token_hash)
+        if row is None:
+            return None
+        user = dict(row)
+        del user["expires_in"]
+        _USERS[token_hash] = user
+    return user
 
 
 async def me(request: Request) -> Response:
     user = await _user(request)
     if user is None:
         return _UNAUTHORIZED
-    return _json(dict(user))
+    return _json(user)
 
 
 async def messages(request: Request) -> Response:

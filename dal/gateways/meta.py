@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dal.database import Executor, fetch_all, fetch_one
+from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.queries import Q
 from dal.records.meta import ServerState
 
@@ -15,3 +15,8 @@ async def get_server_state(db: Executor) -> ServerState:
     if row["migrations_table"]:
         applied = [r["migration_id"] for r in await fetch_all(db, Q["list_applied_migrations"])]
     return ServerState(server_version=row["server_version"], applied_migrations=applied)
+
+
+async def ping(db: Executor) -> None:
+    """Return once the server has answered on this connection."""
+    await fetch_value(db, Q["get_alive"])

@@ -18,6 +18,7 @@ from dal.records.users import (
     IssuedToken,
     NewUser,
     Token,
+    TokenHolder,
     TokenList,
     User,
     UserDraft,
@@ -154,13 +155,15 @@ async def list_tokens(db: Executor, *, user_id: UUID, limit: int) -> TokenList:
     return TokenList(items=Token.from_rows(rows[:limit]), has_more=len(rows) > limit)
 
 
-async def get_user_by_token(db: Executor, *, secret: str) -> User:
-    """The active user a bearer token belongs to; NotFound if unknown, revoked, expired or
-    deactivated."""
+async def get_user_by_token(db: Executor, *, secret: str) -> TokenHolder:
+    """The active user a bearer token belongs to, and the seconds the token has left; NotFound
+    if unknown, revoked, expired or deactivated."""
     row = await fetch_one(db, Q["get_user_by_token"], hash_token(secret))
     if row is None:
         raise NotFound("token")
-    return User.from_row(row)
+    fields = dict(row.items())
+    expires_in = fields.pop("expires_in")
+    return TokenHolder.from_values({"user": User.from_values(fields), "expires_in": expires_in})
 
 
 async def revoke_token(db: Executor, *, user_id: UUID, token_id: UUID) -> Token:

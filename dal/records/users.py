@@ -70,6 +70,14 @@ class User(Row):
     deactivated_at: datetime | None
 
 
+class TokenHolder(Row):
+    """The active user a token authenticates, and the seconds the token has left by the
+    database's clock (None: it never expires)."""
+
+    user: User
+    expires_in: float | None
+
+
 class UserDraft(BaseModel):
     model_config = INPUT
     username: Username

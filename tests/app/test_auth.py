@@ -205,15 +205,20 @@ def test_revoked_token_cannot_reach_data(client: TestClient, alice: Caller) -> N
 
 
 def _expire_tokens(settings: Settings, user_id: str) -> None:
-    """Move the expiry of the user's expiring tokens into the past (as if time had passed)."""
+    """Move the expiry of the user's expiring tokens into the past (as if time had passed),
+    and return once the notification of the change has gone out to the app's cache (a change
+    made outside the app takes effect when its notification arrives: app/token_cache.py)."""
     assert settings.database_url is not None
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("LISTEN mnemo_auth")
         conn.execute(
             "UPDATE api_tokens SET created_at = now() - interval '2 hours',"
             " expires_at = now() - interval '1 hour'"
             " WHERE user_id = %s AND expires_at IS NOT NULL",
             (user_id,),
         )
+        heard = [n.payload for n in conn.notifies(timeout=10, stop_after=1)]
+        assert heard == [f"user:{user_id}"]
 
 
 def test_token_with_expires_in_works_until_it_expires_then_401(

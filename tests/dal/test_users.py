@@ -80,7 +80,7 @@ async def test_get_and_update_missing_user_raise_not_found(pool: Any) -> None:
 async def test_token_authenticates_until_revoked(pool: Any, alice: User) -> None:
     issued = await users.insert_token(pool, user_id=alice.id, name="laptop")
     assert issued.secret.startswith("mnemo_") and issued.token.name == "laptop"
-    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).user.id == alice.id
     stored = await pool.fetchval("SELECT token_hash FROM api_tokens WHERE id = $1", issued.token.id)
     assert stored == users.hash_token(issued.secret) and issued.secret.encode() not in stored
     revoked = await users.revoke_token(pool, user_id=alice.id, token_id=issued.token.id)
@@ -97,7 +97,7 @@ async def test_revoke_token_of_other_user_raises_not_found(
     issued = await users.insert_token(pool, user_id=alice.id)
     with pytest.raises(NotFound):
         await users.revoke_token(pool, user_id=bob.id, token_id=issued.token.id)
-    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).user.id == alice.id
 
 
 async def test_deactivated_user_tokens_stop_working(pool: Any, alice: User) -> None:
@@ -117,7 +117,7 @@ async def test_unknown_token_raises_not_found(pool: Any) -> None:
 
 async def test_create_user_makes_user_and_token_in_one_transaction(pool: Any, alice: User) -> None:
     created = await users.create_user(pool, draft=UserDraft(username="dave"), token_name="first")
-    assert (await users.get_user_by_token(pool, secret=created.token.secret)) == created.user
+    assert (await users.get_user_by_token(pool, secret=created.token.secret)).user == created.user
     # A failing second attempt leaves nothing behind.
     before = await pool.fetchval("SELECT count(*) FROM api_tokens")
     with pytest.raises(Conflict):
@@ -143,7 +143,7 @@ async def test_token_with_expiry_authenticates_until_it_expires(pool: Any, alice
     token = issued.token
     assert token.expires_at is not None
     assert (token.expires_at - token.created_at).total_seconds() == 3600
-    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).user.id == alice.id
 
     await _expire(pool, token.id)
 
@@ -154,7 +154,7 @@ async def test_token_with_expiry_authenticates_until_it_expires(pool: Any, alice
 async def test_token_without_expiry_never_expires(pool: Any, alice: User) -> None:
     issued = await users.insert_token(pool, user_id=alice.id)
     assert issued.token.expires_at is None
-    assert (await users.get_user_by_token(pool, secret=issued.secret)).id == alice.id
+    assert (await users.get_user_by_token(pool, secret=issued.secret)).user.id == alice.id
 
 
 async def test_insert_token_expires_in_out_of_range_raises_invalid_input(

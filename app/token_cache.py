@@ -1,0 +1,226 @@
+"""Authentication without a round trip: token -> user, kept a few seconds in each app process.
+
+Every request of a user's endpoint must know its caller; asking the database each time costs
+a round trip on top of the work, twice the round trips of a one-statement route. A
+``TokenCache`` remembers, by token hash, the user a token authenticated for at most
+APP_AUTH_CACHE_SECONDS (and never past the token's expiry, measured by the database's clock),
+and forgets an entry as soon as anything could have made it wrong:
+
+* a change to ``api_tokens`` or ``users`` anywhere (this process, another app process, the
+  CLI, psql) fires a trigger (migration 20261206_01) that NOTIFYs channel ``mnemo_auth`` at
+  commit; a listener connection per process hears it and drops the user's entries. A route
+  that makes such a change (``changing``) drops them here and answers only once its own
+  listener has heard the notification, which PostgreSQL sent to every process's listener at
+  the same moment: the client's next request, to any process, finds it applied. A change made
+  outside the app (psql, a script) takes effect when the notification arrives, normally
+  within a millisecond;
+* a lookup that was running while anything was forgotten stores nothing (its answer may
+  predate the change);
+* the cache is trusted only while its listener is connected and answers a check every few
+  seconds: until the listener is (re)connected, and while the database is unreachable or
+  frozen, every request asks the database, as without a cache, and nothing is stored.
+
+Only successful lookups are kept (an unknown token asks the database every time), and at most
+``MAX_ENTRIES``, the oldest dropped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from dal.database import database_url
+from dal.gateways import meta
+from dal.records.users import TokenHolder, User
+from dal.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+CHANNEL = "mnemo_auth"
+MAX_ENTRIES = 10_000
+# How often the listener proves its connection alive (and how long its check may take).
+CHECK_EVERY = 2.0
+# How long a change made here waits for its own notification before answering anyway.
+HEARD_WITHIN = 1.0
+# Reconnecting: the first wait, doubled up to the last.
+RETRY_FIRST, RETRY_MOST = 0.2, 5.0
+
+# Asks the database who the token is (``users.get_user_by_token``).
+Lookup = Callable[[], Awaitable[TokenHolder]]
+
+
+class TokenCache:
+    """token hash -> (user, deadline); ``run()`` is the listener, a task of the app's life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ttl = settings.app_auth_cache_seconds
+        self._entries: dict[bytes, tuple[User, float]] = {}
+        self._of_user: dict[UUID, set[bytes]] = {}
+        # Bumped whenever anything is forgotten: a lookup started before stores nothing.
+        self._generation = 0
+        self._trusted = False
+        # Changes of this process waiting to be heard (``changing``), by user.
+        self._waiting: dict[UUID, set[asyncio.Future[None]]] = {}
+
+    @property
+    def trusted(self) -> bool:
+        """Whether entries are used now (the listener is connected and answering)."""
+        return self._trusted
+
+    async def user(self, token_hash: bytes, lookup: Lookup) -> User:
+        """The user of the token with this hash (``users.hash_token``): from the cache when
+        trusted and fresh, else by ``lookup``
+        (whose NotFound goes to the caller, and whose answer is kept if nothing changed
+        meanwhile)."""
+        if self._trusted:
+            # Let callbacks already due run first: a notification read from the listener's
+            # socket in this same turn of the loop is applied before the entry is used.
+            await asyncio.sleep(0)
+            entry = self._entries.get(token_hash)
+            if entry is not None and self._trusted:
+                user, deadline = entry
+                if time.monotonic() < deadline:
+                    return user
+                self._drop(token_hash)
+        generation = self._generation
+        holder = await lookup()
+        if self._trusted and generation == self._generation and self._ttl > 0:
+            expires_in = holder.expires_in
+            lifetime = self._ttl if expires_in is None else min(self._ttl, expires_in)
+            self._store(token_hash, holder.user, time.monotonic() + lifetime)
+        return holder.user
+
+    @contextlib.asynccontextmanager
+    async def changing(self, user_id: UUID) -> AsyncIterator[None]:
+        """Around this process's change to a user or their tokens: when the block succeeds,
+        their entries are dropped here, and the answer waits (HEARD_WITHIN at most) until this
+        process's listener hears the change's notification, sent to every process at commit,
+        so that the client's next request, to any process, finds it already applied there."""
+        heard = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(user_id, set())
+        waiting.add(heard)
+        try:
+            yield
+            self.forget_user(user_id)
+            if self._trusted:
+                try:
+                    async with asyncio.timeout(HEARD_WITHIN):
+                        await heard
+                except TimeoutError:
+                    _log.warning("no notification of a change to user %s yet", user_id)
+        finally:
+            waiting.discard(heard)
+            if not waiting and self._waiting.get(user_id) is waiting:
+                del self._waiting[user_id]
+
+    def forget_user(self, user_id: UUID) -> None:
+        self._generation += 1
+        for token_hash in self._of_user.pop(user_id, set()):
+            self._entries.pop(token_hash, None)
+
+    def forget_all(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+        self._of_user.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _store(self, token_hash: bytes, user: User, deadline: float) -> None:
+        if token_hash not in self._entries and len(self._entries) >= MAX_ENTRIES:
+            self._drop(next(iter(self._entries)))  # the oldest
+        self._entries[token_hash] = (user, deadline)
+        self._of_user.setdefault(user.id, set()).add(token_hash)
+
+    def _drop(self, token_hash: bytes) -> None:
+        entry = self._entries.pop(token_hash, None)
+        if entry is not None:
+            hashes = self._of_user.get(entry[0].id)
+            if hashes is not None:
+                hashes.discard(token_hash)
+                if not hashes:
+                    del self._of_user[entry[0].id]
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        kind, _, key = str(payload).partition(":")
+        try:
+            user_id = UUID(key) if kind == "user" else None
+        except ValueError:
+            user_id = None
+        if user_id is None:  # "all", or a payload this code does not know
+            self.forget_all()
+            for waiting in self._waiting.values():
+                _settle(waiting)
+            return
+        self.forget_user(user_id)
+        _settle(self._waiting.get(user_id, ()))
+
+    def _distrust(self) -> None:
+        self._trusted = False
+        self.forget_all()
+
+    async def run(self) -> None:
+        """Listen on ``mnemo_auth`` for the app's lifetime, reconnecting while the database
+        is away; entries are trusted only while listening. Cancel it to stop."""
+        if self._ttl <= 0:
+            return
+        retry = RETRY_FIRST
+        while True:
+            conn: asyncpg.Connection[Any] | None = None
+            try:
+                conn = await self._connect()
+                conn.add_termination_listener(lambda _conn: self._distrust())
+                async with asyncio.timeout(self._settings.db_connection_timeout):
+                    await conn.add_listener(CHANNEL, self._heard)
+                # Anything may have changed while nobody listened.
+                self.forget_all()
+                self._trusted = True
+                _log.info("authentication cache listening (entries kept %ss)", self._ttl)
+                retry = RETRY_FIRST
+                while not conn.is_closed():
+                    await asyncio.sleep(CHECK_EVERY)
+                    async with asyncio.timeout(self._settings.app_health_timeout):
+                        await meta.ping(conn)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if self._trusted:
+                    _log.warning("authentication cache off until its listener reconnects: %r", exc)
+            finally:
+                self._distrust()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, RETRY_MOST)
+
+    async def _connect(self) -> asyncpg.Connection[Any]:
+        url = await asyncio.to_thread(database_url, self._settings)
+        return await asyncpg.connect(
+            url,
+            timeout=self._settings.db_connection_timeout,
+            server_settings={"application_name": "mnemo-auth-listener"},
+        )
+
+
+def _settle(futures: Iterable[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+@contextlib.asynccontextmanager
+async def listening(cache: TokenCache) -> Any:
+    """Run the cache's listener while the block runs; cancelled (and awaited) on exit."""
+    task = asyncio.create_task(cache.run(), name="mnemo-auth-listener")
+    try:
+        yield cache
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
