@@ -330,6 +330,7 @@ def _cjk_words() -> list[str]:
 
 FAIR_WORDS = frozenset(_fair_words()) | frozenset(BROAD_WORDS)
 CJK_WORDS = tuple(_cjk_words())
+CJK_SET = frozenset(CJK_WORDS)
 
 
 def count(counts: Counts, user: int, body: str) -> None:
@@ -337,7 +338,8 @@ def count(counts: Counts, user: int, body: str) -> None:
     lowered = body.lower()
     counts.words[user].update(FAIR_WORDS.intersection(WORD_RE.findall(lowered)))
     if not body.isascii():
-        counts.cjk[user].update(w for w in CJK_WORDS if w in body)
+        pairs = (body[i : i + 2] for i in range(len(body) - 1))
+        counts.cjk[user].update(CJK_SET.intersection(pairs))
     if "ORD-" in body:
         counts.orders[user].update(set(ORDER_RE.findall(body)))
 
