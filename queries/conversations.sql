@@ -169,3 +169,156 @@ DELETE FROM conversations
  WHERE id = $2
    AND user_id = $1
 RETURNING id;
+
+-- Filtered lists (README "Search"): list_conversations with q, tags or metadata. Same order,
+-- cursor and page ends as list_conversations_before; a missing cursor is the infinite one
+-- (an index condition under any plan, where "NULL or" would be a filter). Each access path is
+-- its own query, served by its index under a generic plan too; the other filters given are
+-- conditions on what it finds.
+
+-- name: list_conversations_matching
+-- The caller's conversations whose title matches the text query, or that hold a message that
+-- does: the title column of conversations_search_idx, and messages_search_idx for messages
+-- (user_id with the tsquery), the ids merged, then read by conversations_pkey. With tags
+-- ($5: any of them, all of them if $6) and metadata ($7) as filters.
+-- returns: Conversation
+-- uses: conversations_search_idx, messages_search_idx, conversations_pkey
+-- $1 user_id uuid
+-- $2 terms text[]               the parsed query (mnemo_search_query)
+-- $3 negated bool[]
+-- $4 clauses int4[]
+-- $5 tags text[]                NULL: any tags
+-- $6 all_tags bool              true: every tag of $5, false: any
+-- $7 metadata jsonb             NULL: any
+-- $8 updated_at timestamptz     cursor: updated_at of the last row seen; NULL: first page
+-- $9 id uuid                    cursor: id of the last row seen
+-- $10 page_size int8            rows wanted + 1
+-- $11 max_bytes int8            APP_MAX_PAGE_BYTES
+SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS metadata, w.tags,
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+  FROM (
+        SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.own_bytes, r.n < $10 AND (r.n = 1 OR r.bytes <= $11) AS in_page
+          FROM (
+                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+                       last_message_at, created_at, updated_at,
+                       row_number() OVER travel AS n,
+                       (sum(octet_length(title) + octet_length(metadata::text)
+                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+                           OVER travel)::int8 AS bytes,
+                       octet_length(title) + octet_length(metadata::text)
+                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+                           AS own_bytes
+                  FROM conversations
+                 WHERE id IN (SELECT t.id
+                                FROM conversations AS t
+                               WHERE t.user_id = $1
+                                 AND mnemo_text_vector(t.title)
+                                     @@ (SELECT mnemo_search_query($2, $3, $4))
+                               UNION
+                              SELECT m.conversation_id
+                                FROM messages AS m
+                               WHERE m.user_id = $1
+                                 AND m.search_vector @@ (SELECT mnemo_search_query($2, $3, $4)))
+                   AND user_id = $1
+                   AND ($5::text[] IS NULL OR CASE WHEN $6 THEN tags @> $5 ELSE tags && $5 END)
+                   AND ($7::jsonb IS NULL OR metadata @> $7)
+                   AND (updated_at, id) < (coalesce($8, 'infinity'::timestamptz),
+                                           coalesce($9, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+                 ORDER BY updated_at DESC, id DESC
+                 LIMIT $10
+               ) AS r
+       ) AS w
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $11
+ ORDER BY w.updated_at DESC, w.id DESC;
+
+-- name: list_conversations_tagged
+-- The caller's conversations tagged with any of $2 (all of them if $3): the tags column of
+-- conversations_search_idx with user_id (&&: any of them, which every conversation holding
+-- all of them also matches; all-of is then checked on those rows). Metadata ($4) as a filter.
+-- A user with few conversations may have them read by the list's index instead.
+-- returns: Conversation
+-- uses: conversations_search_idx, conversations_user_updated_idx
+-- $1 user_id uuid
+-- $2 tags text[]
+-- $3 all_tags bool              true: every tag of $2, false: any
+-- $4 metadata jsonb             NULL: any
+-- $5 updated_at timestamptz     cursor: updated_at of the last row seen; NULL: first page
+-- $6 id uuid                    cursor: id of the last row seen
+-- $7 page_size int8             rows wanted + 1
+-- $8 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS metadata, w.tags,
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+  FROM (
+        SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.own_bytes, r.n < $7 AND (r.n = 1 OR r.bytes <= $8) AS in_page
+          FROM (
+                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+                       last_message_at, created_at, updated_at,
+                       row_number() OVER travel AS n,
+                       (sum(octet_length(title) + octet_length(metadata::text)
+                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+                           OVER travel)::int8 AS bytes,
+                       octet_length(title) + octet_length(metadata::text)
+                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+                           AS own_bytes
+                  FROM conversations
+                 WHERE user_id = $1
+                   AND tags && $2
+                   AND (NOT $3 OR tags @> $2)
+                   AND ($4::jsonb IS NULL OR metadata @> $4)
+                   AND (updated_at, id) < (coalesce($5, 'infinity'::timestamptz),
+                                           coalesce($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+                 ORDER BY updated_at DESC, id DESC
+                 LIMIT $7
+               ) AS r
+       ) AS w
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $8
+ ORDER BY w.updated_at DESC, w.id DESC;
+
+-- name: list_conversations_by_metadata
+-- The caller's conversations whose metadata contains $2: the metadata column of
+-- conversations_search_idx with user_id (or, for few conversations, the list's index).
+-- returns: Conversation
+-- uses: conversations_search_idx, conversations_user_updated_idx
+-- $1 user_id uuid
+-- $2 metadata jsonb
+-- $3 updated_at timestamptz     cursor: updated_at of the last row seen; NULL: first page
+-- $4 id uuid                    cursor: id of the last row seen
+-- $5 page_size int8             rows wanted + 1
+-- $6 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS metadata, w.tags,
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+  FROM (
+        SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.own_bytes, r.n < $5 AND (r.n = 1 OR r.bytes <= $6) AS in_page
+          FROM (
+                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+                       last_message_at, created_at, updated_at,
+                       row_number() OVER travel AS n,
+                       (sum(octet_length(title) + octet_length(metadata::text)
+                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+                           OVER travel)::int8 AS bytes,
+                       octet_length(title) + octet_length(metadata::text)
+                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+                           AS own_bytes
+                  FROM conversations
+                 WHERE user_id = $1
+                   AND metadata @> $2
+                   AND (updated_at, id) < (coalesce($3, 'infinity'::timestamptz),
+                                           coalesce($4, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+                WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
+                 ORDER BY updated_at DESC, id DESC
+                 LIMIT $5
+               ) AS r
+       ) AS w
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $6
+ ORDER BY w.updated_at DESC, w.id DESC;

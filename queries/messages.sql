@@ -17,6 +17,8 @@
 -- and return one row with
 -- NULL message columns (the digest, computed only for a row with this id or one inserted, is
 -- spared). No row at all: the conversation is missing or not the caller's.
+-- user_id is the conversation's owner (the locked row is the caller's): written here, the
+-- trigger that fills it for other inserts is not called.
 -- returns: Message + created
 -- uses: conversations_pkey, messages_conversation_id_id_key
 -- $1 user_id uuid
@@ -57,10 +59,10 @@ WITH draft AS (
        FOR UPDATE OF c
 ), inserted AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
-                          parts_bytes, parts_count, metadata_bytes, draft_digest)
+                          parts_bytes, parts_count, metadata_bytes, draft_digest, user_id)
     SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
            d.parts_bytes, d.parts_count, d.metadata_bytes,
-           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7)
+           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7), $1
       FROM locked AS l, draft AS d
         ON CONFLICT (conversation_id, id) DO NOTHING
     RETURNING id, conversation_id, seq, role, parts, content, metadata, status, created_at,
@@ -317,3 +319,189 @@ UPDATE conversations AS c
   FROM deleted AS d
  WHERE c.id = d.conversation_id
 RETURNING d.id;
+
+-- Search (README "Search"). Three access paths of search_messages, each its own query so that
+-- its index serves it under a generic plan too; the other filters of a search are conditions
+-- of the same query, checked on the rows the index finds. Hits come best first: rank (0
+-- without text), then newest (created_at, then conversation_id and seq: a total order), with
+-- a keyset cursor over the four; a page ends at page_size - 1 rows or max_bytes, as
+-- list_messages_latest's do (the row after the page comes without parts, content and
+-- metadata, only to say that more exist). conversation_title: the hit's conversation's.
+
+-- name: find_messages_matching
+-- The caller's messages that match a text query and/or facets (role, part type, tool, tool
+-- state: lexemes of search_vector, see the migration), one GIN scan of messages_search_idx:
+-- user_id and the tsquery, the metadata too when given (a custom plan uses it as an index
+-- condition, a generic one as a filter). The tsqueries are built once per statement (scalar
+-- subqueries: InitPlans) from the parsed terms, never from text spliced into SQL. stems: the
+-- English stems of the terms, for the snippet (the same on every row).
+-- returns: Message + conversation_title, rank, stems
+-- uses: messages_search_idx, messages_pkey, conversations_pkey
+-- $1 user_id uuid
+-- $2 terms text[]               the parsed query's terms (mnemo_search_query)
+-- $3 negated bool[]
+-- $4 clauses int4[]
+-- $5 facets text[]              facet lexemes, ANDed (empty: none)
+-- $6 conversation_id uuid       NULL: every conversation
+-- $7 metadata jsonb             NULL: any
+-- $8 since timestamptz          NULL: no lower bound (inclusive)
+-- $9 until timestamptz          NULL: no upper bound (exclusive)
+-- $10 after_rank float8         cursor: rank of the last hit seen; NULL on the first page
+-- $11 after_created_at timestamptz
+-- $12 after_conversation_id uuid
+-- $13 after_seq int8
+-- $14 page_size int8            rows wanted + 1
+-- $15 max_bytes int8            APP_MAX_PAGE_BYTES
+SELECT h.id, h.conversation_id, h.seq, h.role,
+       CASE WHEN h.in_page THEN m.parts END AS parts,
+       CASE WHEN h.in_page THEN m.content END AS content,
+       CASE WHEN h.in_page THEN m.metadata END AS metadata,
+       h.status, h.created_at, h.updated_at, c.title AS conversation_title, h.rank,
+       (SELECT tsvector_to_array(to_tsvector('english'::regconfig, array_to_string($2, ' '))))
+           AS stems
+  FROM (
+        SELECT r.*, r.n < $14 AND (r.n = 1 OR r.bytes <= $15) AS in_page
+          FROM (
+                SELECT k.*, row_number() OVER travel AS n,
+                       (sum(k.own_bytes) OVER travel)::int8 AS bytes
+                  FROM (
+                        SELECT x.id, x.conversation_id, x.seq, x.role, x.status, x.created_at,
+                               x.updated_at, x.rank, x.own_bytes
+                          FROM (
+                                SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                       m.created_at, m.updated_at,
+                                       coalesce(ts_rank_cd(m.search_vector,
+                                                           (SELECT mnemo_search_query($2, $3, $4)),
+                                                           1)::float8, 0) AS rank,
+                                       mnemo_message_bytes(m.parts_bytes, m.content,
+                                                           m.metadata_bytes) AS own_bytes
+                                  FROM messages AS m
+                                 WHERE m.user_id = $1
+                                   AND m.search_vector @@ (SELECT mnemo_tsquery_and(
+                                                               mnemo_search_query($2, $3, $4),
+                                                               mnemo_lexemes_query($5)))
+                                   AND ($6::uuid IS NULL OR m.conversation_id = $6)
+                                   AND ($7::jsonb IS NULL OR m.metadata @> $7)
+                                   AND ($8::timestamptz IS NULL OR m.created_at >= $8)
+                                   AND ($9::timestamptz IS NULL OR m.created_at < $9)
+                               ) AS x
+                         WHERE $10::float8 IS NULL
+                            OR (x.rank, x.created_at, x.conversation_id, x.seq) < ($10, $11, $12, $13)
+                         ORDER BY x.rank DESC, x.created_at DESC, x.conversation_id DESC,
+                                  x.seq DESC
+                         LIMIT $14
+                       ) AS k
+                WINDOW travel AS (ORDER BY k.rank DESC, k.created_at DESC, k.conversation_id DESC,
+                                           k.seq DESC
+                                  ROWS UNBOUNDED PRECEDING)
+               ) AS r
+       ) AS h
+  JOIN messages AS m ON m.conversation_id = h.conversation_id AND m.seq = h.seq
+  JOIN conversations AS c ON c.id = h.conversation_id
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $15
+ ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC, h.seq DESC;
+
+-- name: find_messages_by_metadata
+-- The caller's messages whose metadata contains $2 (and no text nor facet asked for): the
+-- metadata column of messages_search_idx with user_id. Newest first, rank 0.
+-- returns: Message + conversation_title, rank
+-- uses: messages_search_idx, messages_pkey, conversations_pkey
+-- $1 user_id uuid
+-- $2 metadata jsonb
+-- $3 conversation_id uuid       NULL: every conversation
+-- $4 since timestamptz          NULL: no lower bound (inclusive)
+-- $5 until timestamptz          NULL: no upper bound (exclusive)
+-- $6 after_created_at timestamptz  cursor: the last hit seen; NULL on the first page
+-- $7 after_conversation_id uuid
+-- $8 after_seq int8
+-- $9 page_size int8             rows wanted + 1
+-- $10 max_bytes int8            APP_MAX_PAGE_BYTES
+SELECT h.id, h.conversation_id, h.seq, h.role,
+       CASE WHEN h.in_page THEN m.parts END AS parts,
+       CASE WHEN h.in_page THEN m.content END AS content,
+       CASE WHEN h.in_page THEN m.metadata END AS metadata,
+       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+  FROM (
+        SELECT r.*, r.n < $9 AND (r.n = 1 OR r.bytes <= $10) AS in_page
+          FROM (
+                SELECT k.*, row_number() OVER travel AS n,
+                       (sum(k.own_bytes) OVER travel)::int8 AS bytes
+                  FROM (
+                        SELECT m.id, m.conversation_id, m.seq, m.role, m.status, m.created_at,
+                               m.updated_at,
+                               mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes)
+                                   AS own_bytes
+                          FROM messages AS m
+                         WHERE m.user_id = $1
+                           AND m.metadata @> $2
+                           AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                           AND ($4::timestamptz IS NULL OR m.created_at >= $4)
+                           AND ($5::timestamptz IS NULL OR m.created_at < $5)
+                           AND ($6::timestamptz IS NULL
+                                OR (m.created_at, m.conversation_id, m.seq) < ($6, $7, $8))
+                         ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
+                         LIMIT $9
+                       ) AS k
+                WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
+                                  ROWS UNBOUNDED PRECEDING)
+               ) AS r
+       ) AS h
+  JOIN messages AS m ON m.conversation_id = h.conversation_id AND m.seq = h.seq
+  JOIN conversations AS c ON c.id = h.conversation_id
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $10
+ ORDER BY h.created_at DESC, h.conversation_id DESC, h.seq DESC;
+
+-- name: find_messages_recent
+-- The caller's newest messages, with neither text, facet nor metadata asked for: a backward
+-- scan of messages_user_created_idx from the cursor, whose bounds (and the created_at range)
+-- are index conditions under any plan: a missing bound is infinity, not a NULL test. One
+-- conversation ($2) is a filter on that scan. Rank 0.
+-- returns: Message + conversation_title, rank
+-- uses: messages_user_created_idx, messages_pkey, conversations_pkey
+-- $1 user_id uuid
+-- $2 conversation_id uuid       NULL: every conversation
+-- $3 since timestamptz          NULL: no lower bound (inclusive)
+-- $4 until timestamptz          NULL: no upper bound (exclusive)
+-- $5 after_created_at timestamptz  cursor: the last hit seen; NULL on the first page
+-- $6 after_conversation_id uuid
+-- $7 after_seq int8
+-- $8 page_size int8             rows wanted + 1
+-- $9 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT h.id, h.conversation_id, h.seq, h.role,
+       CASE WHEN h.in_page THEN m.parts END AS parts,
+       CASE WHEN h.in_page THEN m.content END AS content,
+       CASE WHEN h.in_page THEN m.metadata END AS metadata,
+       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+  FROM (
+        SELECT r.*, r.n < $8 AND (r.n = 1 OR r.bytes <= $9) AS in_page
+          FROM (
+                SELECT k.*, row_number() OVER travel AS n,
+                       (sum(k.own_bytes) OVER travel)::int8 AS bytes
+                  FROM (
+                        SELECT m.id, m.conversation_id, m.seq, m.role, m.status, m.created_at,
+                               m.updated_at,
+                               mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes)
+                                   AS own_bytes
+                          FROM messages AS m
+                         WHERE m.user_id = $1
+                           AND (m.created_at, m.conversation_id, m.seq)
+                               < (coalesce($5, 'infinity'::timestamptz),
+                                  coalesce($6, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid),
+                                  coalesce($7, 9223372036854775807))
+                           AND m.created_at >= coalesce($3, '-infinity'::timestamptz)
+                           AND m.created_at < coalesce($4, 'infinity'::timestamptz)
+                           AND ($2::uuid IS NULL OR m.conversation_id = $2)
+                         ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
+                         LIMIT $8
+                       ) AS k
+                WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
+                                  ROWS UNBOUNDED PRECEDING)
+               ) AS r
+       ) AS h
+  JOIN messages AS m ON m.conversation_id = h.conversation_id AND m.seq = h.seq
+  JOIN conversations AS c ON c.id = h.conversation_id
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $9
+ ORDER BY h.created_at DESC, h.conversation_id DESC, h.seq DESC;

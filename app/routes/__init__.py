@@ -9,7 +9,7 @@ from importlib import import_module
 
 from app.endpoints import Endpoint, Endpoints
 
-MODULES = ("health", "users", "conversations", "messages", "threads", "transfer")
+MODULES = ("health", "users", "conversations", "messages", "threads", "transfer", "search")
 
 
 def _declared(module: str) -> Endpoints:

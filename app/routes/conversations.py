@@ -6,11 +6,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, Param, body_of, limit_param
+from app.body import json_object_param
+from app.endpoints import (
+    CURSOR,
+    JSON_INPUT_REF,
+    LOCATION,
+    NO_NUL,
+    Answer,
+    Endpoints,
+    Header,
+    Param,
+    body_of,
+    limit_param,
+)
 from app.errors import HttpError
 from app.responses import no_content, record_response
 from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
+from dal.errors import InvalidInput
 from dal.gateways import conversations
 from dal.records.conversations import (
     Conversation,
@@ -18,6 +31,7 @@ from dal.records.conversations import (
     ConversationPage,
     ConversationPatch,
 )
+from dal.records.search import MAX_QUERY_CHARS
 
 endpoints = Endpoints()
 _MANY = "/v1/conversations"
@@ -37,6 +51,37 @@ IF_MATCH = Param(
     {"type": "string", "pattern": IF_MATCH_PATTERN},
     "header",
 )
+
+
+# The filters of the list (README "Search").
+_Q = Param(
+    "q",
+    "only conversations whose title or a message matches these words (web-search syntax, as "
+    "GET /v1/search/messages)",
+    {"type": "string", "maxLength": MAX_QUERY_CHARS, "pattern": NO_NUL},
+)
+_TAG = Param(
+    "tag",
+    "only conversations with this tag; repeat it for several (any of them, or all of them with "
+    "tags_mode=all)",
+    {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+)
+_TAGS_MODE = Param(
+    "tags_mode",
+    "any (default): a conversation with any of the tags; all: with all of them",
+    {"type": "string", "enum": ["", "any", "all"], "default": "any"},
+)
+_METADATA = Param(
+    "metadata",
+    'only conversations whose metadata contains this JSON object, e.g. {"agent": "planner"}',
+    {
+        "type": "object",
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": JSON_INPUT_REF},
+    },
+    json=True,
+)
+MAX_TAGS = 100
 
 
 def _etag(conversation: Conversation) -> dict[str, str]:
@@ -88,19 +133,30 @@ async def create_conversation(request: Request[AppState]) -> Response:
 
 @endpoints.get(
     _MANY,
-    "List conversations, most recent activity first",
+    "List conversations, most recent activity first; filtered by text, tags, metadata",
     response=ConversationPage,
-    params=(_LIMIT, CURSOR),
+    params=(_LIMIT, CURSOR, _Q, _TAG, _TAGS_MODE, _METADATA),
 )
 async def list_conversations(request: Request[AppState]) -> Response:
     me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
+    tags = [tag for tag in request.query_params.getlist("tag") if tag]
+    if len(tags) > MAX_TAGS or any(len(tag) > 100 for tag in tags):
+        raise InvalidInput(f"tag: at most {MAX_TAGS} tags, each at most 100 characters")
+    mode = request.query_params.get("tags_mode") or "any"
+    if mode not in ("any", "all"):
+        raise InvalidInput('tags_mode must be "any" or "all"')
+    q = request.query_params.get("q")
     page = await conversations.list_conversations(
         request.state["pool"],
         user_id=me.id,
         limit=limit,
         cursor=request.query_params.get("cursor") or None,
+        q=q if q else None,
+        tags=tags or None,
+        tags_mode="all" if mode == "all" else "any",
+        metadata=json_object_param(request, "metadata"),
         max_bytes=request.state["settings"].app_max_page_bytes,
     )
     return record_response(page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
@@ -17,6 +18,7 @@ from dal.records.conversations import (
     ConversationPatch,
     CreatedConversation,
 )
+from dal.records.search import parse_query
 
 # The default of APP_MAX_PAGE_BYTES, for callers that pass no limit of their own.
 MAX_PAGE_BYTES = 4 * 1024 * 1024
@@ -107,27 +109,78 @@ async def list_conversations(
     user_id: UUID,
     limit: int = 50,
     cursor: str | None = None,
+    q: str | None = None,
+    tags: list[str] | None = None,
+    tags_mode: Literal["any", "all"] = "any",
+    metadata: dict[str, Any] | None = None,
     max_bytes: int = MAX_PAGE_BYTES,
 ) -> ConversationPage:
     """One page of the caller's conversations, most recent activity first.
 
-    A page also ends before its conversations exceed ``max_bytes`` (title, metadata, tags and
-    thread), but holds at least one. Pass the page's ``next_cursor`` back to get the next
-    one; it is None on the last page.
+    Filters, all optional and combined: ``q`` (web-search syntax, README "Search"): the title
+    or a message's text matches; ``tags``: tagged with any of them (``tags_mode="all"``: with
+    all of them); ``metadata``: the metadata contains this object. InvalidInput for a bad
+    ``q`` or filter, naming it. A page also ends before its conversations exceed
+    ``max_bytes`` (title, metadata, tags and thread), but holds at least one. Pass the page's
+    ``next_cursor`` back (with the same filters) to get the next one; it is None on the last
+    page.
     """
     check_limit(limit)
-    if cursor is None:
-        rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1, max_bytes)
-    else:
-        updated_at, last_id = decode_cursor(cursor)
+    if tags_mode not in ("any", "all"):
+        raise InvalidInput('tags_mode must be "any" or "all"')
+    if tags is not None and not tags:
+        tags = None
+    if tags is not None and (
+        len(tags) > 100 or not all(isinstance(t, str) and 1 <= len(t) <= 100 for t in tags)
+    ):
+        raise InvalidInput("tag: at most 100 tags, each 1 to 100 characters")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    after: tuple[datetime | None, UUID | None] = (None, None)
+    if cursor is not None:
+        after = decode_cursor(cursor)
+    if q is not None:
+        try:
+            query = parse_query(q)
+        except ValueError as exc:
+            raise InvalidInput(f"q: {exc}") from exc
+        if all(query.negated):
+            raise InvalidInput("q: give at least one word that is not excluded")
         rows = await fetch_all(
             db,
-            Q["list_conversations_before"],
+            Q["list_conversations_matching"],
             user_id,
-            updated_at,
-            last_id,
+            list(query.terms),
+            list(query.negated),
+            list(query.clauses),
+            tags,
+            tags_mode == "all",
+            metadata,
+            *after,
             limit + 1,
             max_bytes,
+        )
+    elif tags is not None:
+        rows = await fetch_all(
+            db,
+            Q["list_conversations_tagged"],
+            user_id,
+            tags,
+            tags_mode == "all",
+            metadata,
+            *after,
+            limit + 1,
+            max_bytes,
+        )
+    elif metadata is not None:
+        rows = await fetch_all(
+            db, Q["list_conversations_by_metadata"], user_id, metadata, *after, limit + 1, max_bytes
+        )
+    elif cursor is None:
+        rows = await fetch_all(db, Q["list_conversations"], user_id, limit + 1, max_bytes)
+    else:
+        rows = await fetch_all(
+            db, Q["list_conversations_before"], user_id, *after, limit + 1, max_bytes
         )
     # The row after the page (past the count or the bytes) comes without its metadata.
     page = [row for row in rows if row["metadata"] is not None]

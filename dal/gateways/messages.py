@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
+
+import orjson
 
 from dal.cursors import check_limit
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
@@ -11,6 +17,7 @@ from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, To
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.messages import Appended, Message, MessageDraft, MessagePage, MessagePatch
+from dal.records.search import MessageSearch, SearchHit, SearchPage, snippet
 
 # The defaults of APP_MAX_MESSAGE_BYTES, APP_MAX_MESSAGE_PARTS and APP_MAX_PAGE_BYTES, for
 # callers of the gateways that pass no limits of their own (the app passes its settings).
@@ -187,3 +194,123 @@ async def delete_message(
     deleted = await fetch_value(db, Q["delete_message"], user_id, conversation_id, message_id)
     if deleted is None:
         raise NotFound("message", message_id)
+
+
+# --- search -----------------------------------------------------------------------------------
+
+_MESSAGE_COLUMNS = tuple(Message.model_fields)
+# A search cursor: the (rank, created_at, conversation_id, seq) of the last hit of a page, as
+# URL-safe base64 of a JSON array. The rank is the float8 PostgreSQL computed, written in its
+# shortest exact form (orjson), so it comes back as the very same double.
+_SearchKey = tuple[float, datetime, UUID, int]
+
+
+def encode_search_cursor(hit: SearchHit) -> str:
+    """The opaque cursor of the page after ``hit``."""
+    message = hit.message
+    raw = orjson.dumps(
+        [hit.rank, message.created_at.isoformat(), str(message.conversation_id), message.seq]
+    )
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_search_cursor(cursor: str) -> _SearchKey:
+    """The key inside a search cursor; InvalidInput if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        rank, created_at, conversation_id, seq = orjson.loads(raw)
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None or type(rank) not in (int, float) or type(seq) is not int:
+            raise ValueError("not a search cursor")
+        if not -(2**63) <= seq < 2**63:
+            raise ValueError("seq out of range")
+        return float(rank), when.astimezone(UTC), UUID(conversation_id), seq
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+
+
+async def search_messages(
+    db: Executor,
+    *,
+    user_id: UUID,
+    search: MessageSearch,
+    limit: int = 20,
+    cursor: str | None = None,
+    max_bytes: int = MAX_PAGE_BYTES,
+) -> SearchPage:
+    """The caller's messages that match ``search``, best first: rank of the text query, then
+    newest. Each hit carries its message, its conversation's title and a snippet safe to show
+    as HTML (see SearchHit). A page also ends before its messages exceed ``max_bytes`` (but
+    holds at least one); pass ``next_cursor`` back, with the same search, for the next one.
+
+    Without ``q`` nor a role/tool/state/part-type filter, hits are the newest messages that
+    match the other filters (rank 0). Another user's messages are never found.
+    """
+    check_limit(limit)
+    after: tuple[Any, ...] = (None, None, None, None)
+    if cursor is not None:
+        after = decode_search_cursor(cursor)
+    query, facets = search.query(), search.facets()
+    stems: frozenset[str] = frozenset()
+    if query is not None or facets:
+        rows = await fetch_all(
+            db,
+            Q["find_messages_matching"],
+            user_id,
+            list(query.terms) if query else [],
+            list(query.negated) if query else [],
+            list(query.clauses) if query else [],
+            facets,
+            search.conversation_id,
+            search.metadata,
+            search.since,
+            search.until,
+            *after,
+            limit + 1,
+            max_bytes,
+        )
+        if rows:
+            stems = frozenset(rows[0]["stems"] or ())
+    elif search.metadata is not None:
+        rows = await fetch_all(
+            db,
+            Q["find_messages_by_metadata"],
+            user_id,
+            search.metadata,
+            search.conversation_id,
+            search.since,
+            search.until,
+            *after[1:],
+            limit + 1,
+            max_bytes,
+        )
+    else:
+        rows = await fetch_all(
+            db,
+            Q["find_messages_recent"],
+            user_id,
+            search.conversation_id,
+            search.since,
+            search.until,
+            *after[1:],
+            limit + 1,
+            max_bytes,
+        )
+    hits: list[SearchHit] = []
+    for row in rows:
+        if row["parts"] is None:  # the row after the page: only says that more exist
+            continue
+        message = Message.from_values({name: row[name] for name in _MESSAGE_COLUMNS})
+        hits.append(
+            SearchHit.from_values(
+                {
+                    "conversation_id": message.conversation_id,
+                    "conversation_title": row["conversation_title"],
+                    "message": message,
+                    "snippet": snippet(message.content, query, stems),
+                    "rank": row["rank"],
+                }
+            )
+        )
+    more = len(hits) < len(rows)
+    return SearchPage(items=hits, next_cursor=encode_search_cursor(hits[-1]) if more else None)
