@@ -157,8 +157,13 @@ def main(argv: list[str] | None = None) -> None:
             **common,
         )
     config.app = counted(config.app)
+    # Mnemo and the ceiling run on app.server's Server, which tunes the garbage collector once
+    # started (as `make run` serves Mnemo); FastAPI as its tutorial serves it, plain uvicorn.
+    from app.server import Server
+
+    server_class = uvicorn.Server if args.contender == "fastapi" else Server
     try:
-        uvicorn.Server(config).run()
+        server_class(config).run()
     except KeyboardInterrupt:
         pass  # the harness stops the server with SIGINT
 

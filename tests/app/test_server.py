@@ -7,6 +7,7 @@ These tests always use an embedded server of their own, since they stop it.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app import server
 from dal import migrate
 from tests.app.conftest import auth, make_user
 from tests.support import embedded_server, free_port, wait_until
@@ -193,3 +195,14 @@ def test_make_run_steps_on_embedded_postgres_then_ctrl_c_stops_both(tmp_path: Pa
     assert pid_file.exists()
     assert stop_app(process) == 0, log.read_text()
     wait_until(lambda: not pid_file.exists(), timeout=15, what="the embedded server to stop")
+
+
+def test_tune_gc_freezes_what_the_app_holds_and_raises_the_young_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        server.tune_gc()
+        assert gc.get_threshold() == server.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
