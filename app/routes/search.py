@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -63,6 +64,20 @@ SEARCH_PARAMS = (
 )
 
 
+# What the document's formats say, exactly (pydantic alone would take more: a date-time as a
+# number of seconds, a UUID without its dashes). ASCII digits only.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_TIME = "an RFC 3339 time with a time zone, e.g. 2026-12-06T10:00:00Z"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_FORMATS = {
+    "conversation_id": (_UUID, "a UUID"),
+    "since": (_RFC3339, _TIME),
+    "until": (_RFC3339, _TIME),
+}
+
+
 def message_search(request: Request[AppState]) -> MessageSearch:
     """The search the query string asks for; 422 naming the parameter that is wrong."""
     given: dict[str, Any] = {}
@@ -70,6 +85,10 @@ def message_search(request: Request[AppState]) -> MessageSearch:
         if param.json:
             continue
         value = request.query_params.get(param.name)
+        if param.name in _FORMATS and value is not None:
+            pattern, what = _FORMATS[param.name]
+            if not pattern.fullmatch(value):
+                raise InvalidInput(f"{param.name} must be {what}")
         if value:
             given[param.name] = value
     given["metadata"] = json_object_param(request, "metadata")
