@@ -92,6 +92,10 @@ def test_search_messages_filters_and_pages(client: TestClient, alice: Caller) ->
         ({"tool": "x" * 201}, "tool"),
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-01-01T00:00:00"}, "until"),  # no time zone
+        ({"until": ""}, "until"),
+        ({"since": "1700000000"}, "since"),
+        ({"since": "2026-13-01T00:00:00Z"}, "since"),
+        ({"conversation_id": "0" * 32}, "conversation_id"),
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
         ({"metadata": "[1]"}, "metadata"),
         ({"metadata": "{"}, "metadata"),
