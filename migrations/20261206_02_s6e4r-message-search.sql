@@ -46,17 +46,22 @@ CREATE FUNCTION mnemo_cjk_vector(body text) RETURNS tsvector
     SET search_path FROM CURRENT
 AS $$
 BEGIN
+    -- Each run split into its characters once, each paired with the next by lead(): linear
+    -- in the text (substr(run, i, 2) walks the run from its start each time: 50,000 Chinese
+    -- characters took 9 s that way, 0.1 s this way).
     RETURN (
-        SELECT coalesce(string_agg(substr(r.run, i, 2) || ':' || (r.start + i - 1)::text, ' ')
-                            ::tsvector,
-                        ''::tsvector)
-          FROM (SELECT x.match[1] AS run,
-                       sum(length(x.match[1]) + 1) OVER (ORDER BY x.n) - length(x.match[1])
-                           AS start
-                  FROM regexp_matches(body, mnemo_cjk_class() || '+', 'g') WITH ORDINALITY
-                       AS x(match, n)
-               ) AS r,
-               generate_series(1, length(r.run)) AS i);
+        SELECT coalesce(string_agg(c.lexeme || ':' || c.position, ' ')::tsvector, ''::tsvector)
+          FROM (SELECT ch.c || coalesce(lead(ch.c) OVER (PARTITION BY r.n ORDER BY ch.i), '')
+                           AS lexeme,
+                       r.start + ch.i - 1 AS position
+                  FROM (SELECT x.match[1] AS run, x.n,
+                               sum(length(x.match[1]) + 1) OVER (ORDER BY x.n)
+                                   - length(x.match[1]) AS start
+                          FROM regexp_matches(body, mnemo_cjk_class() || '+', 'g')
+                               WITH ORDINALITY AS x(match, n)
+                       ) AS r,
+                       unnest(string_to_array(r.run, NULL)) WITH ORDINALITY AS ch(c, i)
+               ) AS c);
 END
 $$;
 
@@ -76,7 +81,8 @@ AS $$
 BEGIN
     RETURN to_tsvector('english'::regconfig,
                        regexp_replace(left(body, 50000), mnemo_cjk_class(), ' ', 'g'))
-           || CASE WHEN body ~ mnemo_cjk_class() THEN mnemo_cjk_vector(left(body, 50000))
+           || CASE WHEN left(body, 50000) ~ mnemo_cjk_class()
+                   THEN mnemo_cjk_vector(left(body, 50000))
                    ELSE ''::tsvector END;
 END
 $$;

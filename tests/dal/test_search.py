@@ -448,6 +448,17 @@ async def test_search_vector_holds_text_and_facets_of_an_append(pool: Any, alice
     }
 
 
+async def test_search_indexes_the_first_50000_characters_of_a_long_cjk_message(
+    pool: Any, alice: User
+) -> None:
+    # 60,000 distinct-looking ideographs: the vector stays within a tsvector's 1 MB.
+    body = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(60_000))
+    chat = await make_conversation(pool, alice)
+    await say(pool, alice, chat, text("开头" + body + "结尾"))
+    assert len(await found(pool, alice, q="开头")) == 1
+    assert await found(pool, alice, q="结尾") == []  # past the indexed part
+
+
 # --- plans -------------------------------------------------------------------------------------
 
 USERS, CONVERSATIONS_PER_USER, MESSAGES_PER_CONVERSATION = 20, 30, 50  # 30,000 messages
