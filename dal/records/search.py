@@ -213,24 +213,36 @@ def _stem_matches(word: str, stems: frozenset[str], words: frozenset[str]) -> bo
 
 
 def _hits(text: str, query: ParsedQuery | None, stems: frozenset[str]) -> list[tuple[int, int]]:
-    """The (start, end) of each hit in ``text``, in order, not overlapping."""
+    """The (start, end) of the hits in ``text`` that a snippet can show, in order, not
+    overlapping: the first one and those less than a snippet's length after it (so a long
+    message is read only as far as its first hit, plus a snippet)."""
     if query is None:
         return []
-    found: list[tuple[int, int]] = []
+    runs: set[str] = set()
     words: set[str] = set()
     for term in query.positive:
-        for run in _CJK_RUN.findall(term):
-            start = text.find(run)
-            while start >= 0:
-                found.append((start, start + len(run)))
-                start = text.find(run, start + len(run))
+        runs.update(_CJK_RUN.findall(term))
         words.update(w.lower() for w in _WORD.findall(_CJK_RUN.sub(" ", term)))
-    if words or stems:
-        frozen = frozenset(words)
-        # CJK runs blanked out character for character: the offsets stay the text's.
-        for match in _WORD.finditer(_CJK_RUN.sub(lambda m: " " * len(m.group()), text)):
-            if _stem_matches(match.group(), stems, frozen):
-                found.append(match.span())
+    frozen = frozenset(words)
+    # CJK runs blanked out character for character: the offsets stay the text's.
+    latin = _CJK_RUN.sub(lambda m: " " * len(m.group()), text) if words or stems else ""
+    first = min((at for run in runs if (at := text.find(run)) >= 0), default=len(text))
+    for match in _WORD.finditer(latin, 0, first):
+        if _stem_matches(match.group(), stems, frozen):
+            first = match.start()
+            break
+    bound = first + SNIPPET_CHARS
+    found: list[tuple[int, int]] = []
+    for run in runs:
+        at = text.find(run, first)
+        while 0 <= at < bound:
+            found.append((at, at + len(run)))
+            at = text.find(run, at + len(run))
+    for match in _WORD.finditer(latin, first, min(len(latin), bound + 100)):
+        if match.start() >= bound:
+            break
+        if _stem_matches(match.group(), stems, frozen):
+            found.append(match.span())
     found.sort()
     merged: list[tuple[int, int]] = []
     for start, end in found:
