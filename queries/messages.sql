@@ -329,8 +329,8 @@ RETURNING d.id;
 -- metadata, only to say that more exist). conversation_title: the hit's conversation's.
 
 -- name: find_messages_matching
--- The caller's messages that match a text query and/or facets (role, part type, tool, tool
--- state: lexemes of search_vector, see the migration), one GIN scan of messages_search_idx:
+-- The caller's messages that match a text query, and facets if given (role, part type, tool,
+-- tool state: lexemes of search_vector, see the migration), one GIN scan of messages_search_idx:
 -- user_id and the tsquery, the metadata too when given (a custom plan uses it as an index
 -- condition, a generic one as a filter). The tsqueries are built once per statement (scalar
 -- subqueries: InitPlans) from the parsed terms, never from text spliced into SQL. stems: the
@@ -402,11 +402,111 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
  WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $15
  ORDER BY h.rank DESC, h.created_at DESC, h.conversation_id DESC, h.seq DESC;
 
--- name: find_messages_by_metadata
--- The caller's messages whose metadata contains $2 (and no text nor facet asked for): the
--- metadata column of messages_search_idx with user_id. Newest first, rank 0.
+-- name: find_messages_by_facets
+-- The caller's newest messages with these facets (role, part type, tool, tool state; no text
+-- asked for), and metadata ($4) if given. Newest first, rank 0. Two ways, in one statement:
+-- the user's 400 newest messages (messages_user_created_idx, backwards from the cursor) are
+-- read first; if they hold a full page, or are all there is, the page is theirs (the newest
+-- matches overall: any other is older). Only otherwise (a rare filter) does the GIN scan of
+-- messages_search_idx run (a gate the executor checks once). A common filter so costs a
+-- page of the newest messages, not every match of the user (sorted); a rare one, one GIN
+-- scan more than the probe.
 -- returns: Message + conversation_title, rank
--- uses: messages_search_idx, messages_pkey, conversations_pkey
+-- uses: messages_user_created_idx, messages_search_idx, messages_pkey, conversations_pkey
+-- $1 user_id uuid
+-- $2 facets text[]              facet lexemes, ANDed (at least one)
+-- $3 conversation_id uuid       NULL: every conversation
+-- $4 metadata jsonb             NULL: any
+-- $5 since timestamptz          NULL: no lower bound (inclusive)
+-- $6 until timestamptz          NULL: no upper bound (exclusive)
+-- $7 after_created_at timestamptz  cursor: the last hit seen; NULL on the first page
+-- $8 after_conversation_id uuid
+-- $9 after_seq int8
+-- $10 page_size int8            rows wanted + 1
+-- $11 max_bytes int8            APP_MAX_PAGE_BYTES
+SELECT h.id, h.conversation_id, h.seq, h.role,
+       CASE WHEN h.in_page THEN m.parts END AS parts,
+       CASE WHEN h.in_page THEN m.content END AS content,
+       CASE WHEN h.in_page THEN m.metadata END AS metadata,
+       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+  FROM (
+        SELECT r.*, r.n < $10 AND (r.n = 1 OR r.bytes <= $11) AS in_page
+          FROM (
+                SELECT k.*, row_number() OVER travel AS n,
+                       (sum(k.own_bytes) OVER travel)::int8 AS bytes
+                  FROM (
+                        WITH newest AS MATERIALIZED (
+                            SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                   m.created_at, m.updated_at, m.search_vector, m.metadata,
+                                   mnemo_message_bytes(m.parts_bytes, m.content,
+                                                       m.metadata_bytes) AS own_bytes
+                              FROM messages AS m
+                             WHERE m.user_id = $1
+                               AND (m.created_at, m.conversation_id, m.seq)
+                                   < (coalesce($7, 'infinity'::timestamptz),
+                                      coalesce($8, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid),
+                                      coalesce($9, 9223372036854775807))
+                               AND m.created_at >= coalesce($5, '-infinity'::timestamptz)
+                               AND m.created_at < coalesce($6, 'infinity'::timestamptz)
+                               AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                             ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
+                             LIMIT 400
+                        ), probed AS MATERIALIZED (
+                            SELECT w.id, w.conversation_id, w.seq, w.role, w.status,
+                                   w.created_at, w.updated_at, w.own_bytes
+                              FROM newest AS w
+                             WHERE w.search_vector @@ (SELECT mnemo_lexemes_query($2))
+                               AND ($4::jsonb IS NULL OR w.metadata @> $4)
+                             ORDER BY w.created_at DESC, w.conversation_id DESC, w.seq DESC
+                             LIMIT $10
+                        ), indexed AS MATERIALIZED (
+                            -- Every match, by the GIN index: materialized, so that the order
+                            -- asked of it (and the LIMIT) cannot draw the planner to the
+                            -- created_at index, which would read all the user's messages.
+                            SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                   m.created_at, m.updated_at,
+                                   mnemo_message_bytes(m.parts_bytes, m.content,
+                                                       m.metadata_bytes) AS own_bytes
+                              FROM messages AS m
+                             WHERE m.user_id = $1
+                               AND m.search_vector @@ (SELECT mnemo_lexemes_query($2))
+                               AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                               AND ($4::jsonb IS NULL OR m.metadata @> $4)
+                               AND ($5::timestamptz IS NULL OR m.created_at >= $5)
+                               AND ($6::timestamptz IS NULL OR m.created_at < $6)
+                               AND ($7::timestamptz IS NULL
+                                    OR (m.created_at, m.conversation_id, m.seq) < ($7, $8, $9))
+                        )
+                        SELECT p.id, p.conversation_id, p.seq, p.role, p.status, p.created_at,
+                               p.updated_at, p.own_bytes
+                          FROM probed AS p
+                         WHERE (SELECT count(*) FROM probed) = $10
+                            OR (SELECT count(*) FROM newest) < 400
+                         UNION ALL
+                        (SELECT g.id, g.conversation_id, g.seq, g.role, g.status, g.created_at,
+                                g.updated_at, g.own_bytes
+                           FROM indexed AS g
+                          WHERE (SELECT count(*) FROM probed) < $10
+                            AND (SELECT count(*) FROM newest) = 400
+                          ORDER BY g.created_at DESC, g.conversation_id DESC, g.seq DESC
+                          LIMIT $10)
+                       ) AS k
+                WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
+                                  ROWS UNBOUNDED PRECEDING)
+               ) AS r
+       ) AS h
+  JOIN messages AS m ON m.conversation_id = h.conversation_id AND m.seq = h.seq
+  JOIN conversations AS c ON c.id = h.conversation_id
+ -- the page, and the first row after it (the one before it is in the page)
+ WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $11
+ ORDER BY h.created_at DESC, h.conversation_id DESC, h.seq DESC;
+
+-- name: find_messages_by_metadata
+-- The caller's newest messages whose metadata contains $2 (and no text nor facet asked for):
+-- newest first, rank 0; the same two ways as find_messages_by_facets (the newest 400
+-- messages first, then, for a rare value, the metadata column of messages_search_idx).
+-- returns: Message + conversation_title, rank
+-- uses: messages_user_created_idx, messages_search_idx, messages_pkey, conversations_pkey
 -- $1 user_id uuid
 -- $2 metadata jsonb
 -- $3 conversation_id uuid       NULL: every conversation
@@ -428,20 +528,59 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                 SELECT k.*, row_number() OVER travel AS n,
                        (sum(k.own_bytes) OVER travel)::int8 AS bytes
                   FROM (
-                        SELECT m.id, m.conversation_id, m.seq, m.role, m.status, m.created_at,
-                               m.updated_at,
-                               mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes)
-                                   AS own_bytes
-                          FROM messages AS m
-                         WHERE m.user_id = $1
-                           AND m.metadata @> $2
-                           AND ($3::uuid IS NULL OR m.conversation_id = $3)
-                           AND ($4::timestamptz IS NULL OR m.created_at >= $4)
-                           AND ($5::timestamptz IS NULL OR m.created_at < $5)
-                           AND ($6::timestamptz IS NULL
-                                OR (m.created_at, m.conversation_id, m.seq) < ($6, $7, $8))
-                         ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
-                         LIMIT $9
+                        WITH newest AS MATERIALIZED (
+                            SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                   m.created_at, m.updated_at, m.metadata,
+                                   mnemo_message_bytes(m.parts_bytes, m.content,
+                                                       m.metadata_bytes) AS own_bytes
+                              FROM messages AS m
+                             WHERE m.user_id = $1
+                               AND (m.created_at, m.conversation_id, m.seq)
+                                   < (coalesce($6, 'infinity'::timestamptz),
+                                      coalesce($7, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid),
+                                      coalesce($8, 9223372036854775807))
+                               AND m.created_at >= coalesce($4, '-infinity'::timestamptz)
+                               AND m.created_at < coalesce($5, 'infinity'::timestamptz)
+                               AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                             ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
+                             LIMIT 400
+                        ), probed AS MATERIALIZED (
+                            SELECT w.id, w.conversation_id, w.seq, w.role, w.status,
+                                   w.created_at, w.updated_at, w.own_bytes
+                              FROM newest AS w
+                             WHERE w.metadata @> $2
+                             ORDER BY w.created_at DESC, w.conversation_id DESC, w.seq DESC
+                             LIMIT $9
+                        ), indexed AS MATERIALIZED (
+                            -- Every match, by the GIN index: materialized, so that the order
+                            -- asked of it (and the LIMIT) cannot draw the planner to the
+                            -- created_at index, which would read all the user's messages.
+                            SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                   m.created_at, m.updated_at,
+                                   mnemo_message_bytes(m.parts_bytes, m.content,
+                                                       m.metadata_bytes) AS own_bytes
+                              FROM messages AS m
+                             WHERE m.user_id = $1
+                               AND m.metadata @> $2
+                               AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                               AND ($4::timestamptz IS NULL OR m.created_at >= $4)
+                               AND ($5::timestamptz IS NULL OR m.created_at < $5)
+                               AND ($6::timestamptz IS NULL
+                                    OR (m.created_at, m.conversation_id, m.seq) < ($6, $7, $8))
+                        )
+                        SELECT p.id, p.conversation_id, p.seq, p.role, p.status, p.created_at,
+                               p.updated_at, p.own_bytes
+                          FROM probed AS p
+                         WHERE (SELECT count(*) FROM probed) = $9
+                            OR (SELECT count(*) FROM newest) < 400
+                         UNION ALL
+                        (SELECT g.id, g.conversation_id, g.seq, g.role, g.status, g.created_at,
+                                g.updated_at, g.own_bytes
+                           FROM indexed AS g
+                          WHERE (SELECT count(*) FROM probed) < $9
+                            AND (SELECT count(*) FROM newest) = 400
+                          ORDER BY g.created_at DESC, g.conversation_id DESC, g.seq DESC
+                          LIMIT $9)
                        ) AS k
                 WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
                                   ROWS UNBOUNDED PRECEDING)

@@ -252,14 +252,14 @@ async def search_messages(
         after = decode_search_cursor(cursor)
     query, facets = search.query(), search.facets()
     stems: frozenset[str] = frozenset()
-    if query is not None or facets:
+    if query is not None:
         rows = await fetch_all(
             db,
             Q["find_messages_matching"],
             user_id,
-            list(query.terms) if query else [],
-            list(query.negated) if query else [],
-            list(query.clauses) if query else [],
+            list(query.terms),
+            list(query.negated),
+            list(query.clauses),
             facets,
             search.conversation_id,
             search.metadata,
@@ -271,6 +271,20 @@ async def search_messages(
         )
         if rows:
             stems = frozenset(rows[0]["stems"] or ())
+    elif facets:
+        rows = await fetch_all(
+            db,
+            Q["find_messages_by_facets"],
+            user_id,
+            facets,
+            search.conversation_id,
+            search.metadata,
+            search.since,
+            search.until,
+            *after[1:],
+            limit + 1,
+            max_bytes,
+        )
     elif search.metadata is not None:
         rows = await fetch_all(
             db,

@@ -225,6 +225,49 @@ async def test_search_messages_by_tool_state_part_type_role_metadata_and_dates(
     assert await ids(conversation_id=other.id, tool="getWeather") == set()
 
 
+async def test_search_messages_without_text_finds_rare_and_common_matches_past_the_probe(
+    pool: Any, alice: User
+) -> None:
+    """Facet and metadata searches read the user's 400 newest messages first: a common match
+    fills its page there, a rare one (older than those 400) is found by the GIN index; pages
+    through both stay in order, without gaps."""
+    chat = await make_conversation(pool, alice)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """
+            INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata,
+                                  parts_bytes, parts_count, metadata_bytes, created_at)
+            SELECT $1, s, gen_random_uuid(), 'user',
+                   CASE WHEN s IN (3, 5) THEN '[{"type": "file", "mediaType": "a/b", "url": "u"}]'
+                        ELSE '[]' END::jsonb,
+                   '', CASE WHEN s IN (3, 5) THEN '{"rare": true}' ELSE '{}' END::jsonb,
+                   0, 0, 2, now() - make_interval(secs => 1000 - s)
+              FROM generate_series(1, 450) AS s
+            """,
+            chat.id,
+        )
+        since = await conn.fetchval(
+            "SELECT created_at FROM messages WHERE conversation_id = $1 AND seq = 440", chat.id
+        )
+    for search, expected in (
+        ({"part_type": "file"}, [5, 3]),
+        ({"metadata": {"rare": True}}, [5, 3]),
+        ({"role": "user"}, list(range(450, 0, -1))),
+        ({"metadata": {}}, list(range(450, 0, -1))),
+        ({"role": "user", "since": since}, list(range(450, 439, -1))),
+    ):
+        seen: list[int] = []
+        cursor = None
+        while True:
+            page = await messages.search_messages(
+                pool, user_id=alice.id, search=MessageSearch(**search), limit=37, cursor=cursor
+            )
+            seen += [h.message.seq for h in page.items]
+            if (cursor := page.next_cursor) is None:
+                break
+        assert seen == expected, search
+
+
 async def test_search_messages_with_no_filter_lists_the_newest(pool: Any, alice: User) -> None:
     chat = await make_conversation(pool, alice)
     made = [await say(pool, alice, chat, text(f"m{i}")) for i in range(3)]
@@ -615,14 +658,6 @@ SEARCHES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "phrase": ("find_messages_matching", "messages_search_idx", {"terms": ["book a table"]}),
     "cjk": ("find_messages_matching", "messages_search_idx", {"terms": ["天气"]}),
     "cjk single": ("find_messages_matching", "messages_search_idx", {"terms": ["会"]}),
-    "tool": ("find_messages_matching", "messages_search_idx", {"facets": ["TOOL:search"]}),
-    "state": (
-        "find_messages_matching",
-        "messages_search_idx",
-        {"facets": ["STATE:output-error"]},
-    ),
-    "part type": ("find_messages_matching", "messages_search_idx", {"facets": ["PART:file"]}),
-    "role": ("find_messages_matching", "messages_search_idx", {"facets": ["ROLE:user"]}),
     "text and everything": (
         "find_messages_matching",
         "messages_search_idx",
@@ -654,6 +689,37 @@ async def test_search_messages_is_served_by_its_index(
     assert index in Q[name].uses
 
 
+FACETS = {
+    "tool": ["TOOL:search"],
+    "state": ["STATE:output-error"],
+    "part type": ["PART:file"],
+    "role": ["ROLE:user"],
+    "tool and state": ["TOOLSTATE:search\x1foutput-error", "ROLE:assistant"],
+}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("case", list(FACETS))
+async def test_search_messages_by_facets_is_served_by_its_indexes(
+    seeded: Any, case: str, generic: bool
+) -> None:
+    """The newest messages by messages_user_created_idx, then (for a rare facet) the GIN
+    index: both in the plan, whichever runs."""
+    conn, user_id, conversation_id = seeded
+    everywhere = (user_id, FACETS[case], None, None, None, None, None, None, None, 21, 4 << 20)
+    nodes = await plan_nodes(conn, Q["find_messages_by_facets"], everywhere, generic=generic)
+    _assert_served(nodes, "messages_search_idx")
+    _assert_served(nodes, "messages_user_created_idx")
+    # All the filters, within one conversation: its own keys may read fewer rows.
+    filtered = (
+        *(user_id, FACETS[case], conversation_id, '{"bucket": 2}', HOUR_AGO, None),
+        *(HOUR_AGO, conversation_id, 9, 21, 4 << 20),
+    )
+    nodes = await plan_nodes(conn, Q["find_messages_by_facets"], filtered, generic=generic)
+    _assert_served(nodes, "messages_search_idx", *CONVERSATION_KEYS)
+    _assert_served(nodes, "messages_user_created_idx")
+
+
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
 async def test_search_messages_without_text_is_served_by_its_index(
     seeded: Any, generic: bool
@@ -663,6 +729,11 @@ async def test_search_messages_without_text_is_served_by_its_index(
         (
             "find_messages_by_metadata",
             "messages_search_idx",
+            (user_id, '{"bucket": 5}', None, None, None, None, None, None, 21, 4 << 20),
+        ),
+        (
+            "find_messages_by_metadata",
+            "messages_user_created_idx",
             (user_id, '{"bucket": 5}', None, None, None, None, None, None, 21, 4 << 20),
         ),
         (
