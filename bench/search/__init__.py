@@ -13,7 +13,8 @@ of 20 within one user's data; its queries vary the user and the term (a selectiv
 taking turns query by query (so the drift of a noisy machine hits both alike), on a pool built
 from Mnemo's own pool options. The table shows p50 and p95 per scale, the growth of p95 from
 the smaller scale to the larger, and for the text searches the same query as ILIKE (p50 over
-fewer queries: it reads every message of the user). Targets are for 1,000,000 messages.
+fewer queries: it reads every message of the user). The same users and terms run at both
+scales, except order numbers (random: each scale's own). Targets are for 1,000,000 messages.
 """
 
 from __future__ import annotations
@@ -182,19 +183,23 @@ async def measure(
     probe: probes.Probe,
     run: probes.Run,
     pools: dict[str, Any],
-    chosen: list[probes.Query],
+    chosen: dict[str, list[probes.Query]],
     user_ids: dict[int, UUID],
     counts: dict[str, dict[tuple[int, str], tuple[int, int]]],
 ) -> dict[str, Timings]:
-    """Each query once untimed, then once timed, the scales taking turns."""
+    """Each query once untimed, then once timed, the scales taking turns (``chosen``: the
+    queries of each scale, as many for each)."""
     timings = {name: Timings() for name in pools}
     names = list(pools)
-    for query in chosen:
+    n = min(len(queries) for queries in chosen.values())
+    for i in range(n):
         for name in names:
+            query = chosen[name][i]
             await run(pools[name], user_ids[query.user], query.term)
     gc.collect()
-    for i, query in enumerate(chosen):
+    for i in range(n):
         for name in names if i % 2 == 0 else names[::-1]:
+            query = chosen[name][i]
             ms, items = await _timed(run, pools[name], user_ids[query.user], query.term)
             timings[name].ms.append(ms)
             timings[name].items.append(items)
@@ -227,17 +232,25 @@ async def measure_all(
         for probe in probes.PROBES:
             result = Result(probe, small, large, missing=why[probe.needs])
             results.append(result)
-            terms = [] if probe.kind == "values" else await _terms(pools[large], probe.kind)
             counts = {
                 name: {} if probe.kind == "values" else await _counts(pool, probe.kind)
                 for name, pool in pools.items()
             }
-            chosen = probes.queries(probe, terms, args.search_queries, scales[-1].users)
-            if not chosen:
+            # The same users and terms at every scale, so that the growth is the same query
+            # on more data; but an order number is drawn at random: each scale its own.
+            chosen: dict[str, list[probes.Query]] = {}
+            for name, pool in pools.items():
+                source = pool if probe.kind == "order" else pools[large]
+                terms = [] if probe.kind == "values" else await _terms(source, probe.kind)
+                chosen[name] = probes.queries(probe, terms, args.search_queries, scales[-1].users)
+            if not all(chosen.values()):
                 result.missing = f"no {probe.kind} terms in the data set"
                 continue
             if probe.baseline:
-                few = chosen[: args.search_baseline_queries]
+                few = {
+                    name: queries[: args.search_baseline_queries]
+                    for name, queries in chosen.items()
+                }
                 result.ilike = await measure(probe, probes.ilike, pools, few, user_ids, counts)
                 log(
                     f"search: {probe.title:<32} ILIKE p50 "
@@ -255,8 +268,8 @@ async def measure_all(
             )
             if probe.key == "broad" or result.verdict.startswith("BELOW"):
                 # where the time goes: the slowest query of the larger scale, again
-                slowest = max(range(len(chosen)), key=lambda i: result.mnemo[large].ms[i])
-                query = chosen[slowest]
+                times = result.mnemo[large].ms
+                query = chosen[large][max(range(len(times)), key=times.__getitem__)]
                 plan = await probes.explain(pools[large], run, user_ids[query.user], query.term)
                 explains[probe.key] = (
                     f"{probe.title}: user {query.user}, term {query.term!r} "
@@ -294,6 +307,10 @@ def run(database_url: str | None, args: argparse.Namespace) -> Outcome:
                 for scale in scales:
                     store.drop(server_url, scale)
     return Outcome(scales, datasets, results, explains, info, load_avg, moved)
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.1f}×" if ratio < 10 else f"{ratio:.0f}×"
 
 
 def _ms(value: float) -> str:
@@ -339,7 +356,7 @@ def render(outcome: Outcome) -> str:
                 _ms(mnemo_large.p95) if mnemo_large else "",
                 f"{growth:.2f}" if growth else "",
                 _ms(ilike.p50) if ilike else "",
-                f"{ilike.p50 / mnemo_large.p50:.0f}×" if ilike and mnemo_large else "",
+                _times(ilike.p50 / mnemo_large.p50) if ilike and mnemo_large else "",
                 ", ".join(target),
                 r.verdict,
             )
