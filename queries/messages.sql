@@ -335,8 +335,9 @@ RETURNING d.id;
 -- condition, a generic one as a filter). The tsqueries are built once per statement (scalar
 -- subqueries: InitPlans) from the parsed terms, never from text spliced into SQL. stems: the
 -- English stems of the terms, for the snippet (the same on every row).
+-- A narrow created_at range may be read by messages_user_created_idx instead (custom plans).
 -- returns: Message + conversation_title, rank, stems
--- uses: messages_search_idx, messages_pkey, conversations_pkey
+-- uses: messages_search_idx, messages_user_created_idx, messages_pkey, conversations_pkey
 -- $1 user_id uuid
 -- $2 terms text[]               the parsed query's terms (mnemo_search_query)
 -- $3 negated bool[]

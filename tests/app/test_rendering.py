@@ -94,6 +94,7 @@ def exercise(client: TestClient) -> None:
         ("GET", messages_url(cid), None),
         ("GET", messages_url(cid) + "?limit=2", None),
         ("GET", f"{messages_url(cid)}/{mid}", None),
+        ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"n": 2}, "conversation_id": cid}),
