@@ -326,6 +326,7 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 lambda: users.revoke_token(pool, user_id=uid, token_id=created.token.token.id),
             ),
             ("get_server_state", lambda: meta.get_server_state(pool)),
+            ("ping", lambda: meta.ping(pool)),
             ("deactivate_user", lambda: users.deactivate_user(pool, user_id=uid)),
         ]
     )
