@@ -38,6 +38,7 @@ from bench._report import log, table
 from bench._server import database_name
 from bench.search import dataset, store
 from dal.database import pool_options
+from dal.errors import DomainError
 from dal.settings import Settings
 from tests.support import Databases
 
@@ -55,6 +56,7 @@ class Step:
     peak_mib: float | None = None  # the server's peak RSS during the step (HTTP only)
     base_mib: float | None = None  # its RSS before the step
     missing: str | None = None
+    error: str | None = None  # the answer of a request that failed
     parse_seconds: float | None = None  # of an import through the use case: read_documents
 
     @property
@@ -71,6 +73,8 @@ class Step:
     def verdict(self) -> str:
         if self.missing:
             return self.missing
+        if self.error:
+            return f"FAILED ({self.error})"
         if self.target is None:
             return ""
         return "PASS" if self.rate >= self.target else "BELOW"
@@ -89,6 +93,7 @@ class Step:
             "parse_seconds": None if self.parse_seconds is None else round(self.parse_seconds, 3),
             "target_messages_s": self.target,
             "result": self.verdict,
+            "error": self.error,
         }
 
 
@@ -101,7 +106,7 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return not any(step.verdict == "BELOW" for step in self.steps)
+        return not any(step.verdict.startswith(("BELOW", "FAILED")) for step in self.steps)
 
 
 def _available() -> str | None:
@@ -191,9 +196,15 @@ async def _use_cases(fixture: Fixture, steps: list[Step]) -> dict[str, bytes]:
             started = time.perf_counter()
             parsed = transfer.read_documents(documents[source])
             parsed_at = time.perf_counter()
-            result = await transfer.import_conversations(
-                pool, user_id=fixture.importer, documents=parsed
-            )
+            try:
+                result = await transfer.import_conversations(
+                    pool, user_id=fixture.importer, documents=parsed
+                )
+            except DomainError as exc:  # e.g. Timeout: the COPY outlived DB_QUERY_TIMEOUT
+                seconds = time.perf_counter() - started
+                error = f"{type(exc).__name__} after {seconds:.1f} s"
+                steps.append(Step(key, title, "use case", seconds=seconds, error=error))
+                continue
             seconds = time.perf_counter() - started
             expected = _count_messages(documents[source])
             if result.message_count != expected:
@@ -298,8 +309,15 @@ def _http(fixture: Fixture, steps: list[Step], documents: dict[str, bytes]) -> s
             status, answer = _request(server.base, path, secret, body, kind)
             seconds = time.perf_counter() - started
             _, peak_mib = _rss(pid)
-            if status >= 300:
-                raise RuntimeError(f"{title}: HTTP {status}: {answer[:300]!r}")
+            if status >= 300:  # e.g. a statement cut by DB_QUERY_TIMEOUT: reported, not fatal
+                try:
+                    code = orjson.loads(answer)["error"]["code"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    code = answer[:100].decode(errors="replace")
+                error = f"HTTP {status} {code} after {seconds:.1f} s"
+                steps.append(Step(key, title, "HTTP", seconds=seconds, error=error))
+                log(f"transfer: {title:<36} HTTP {error}")
+                continue
             if body is None:
                 messages, size = _count_messages(answer), len(answer)
             else:
@@ -347,6 +365,9 @@ def run(server_url: str, args: Any, *, cached: bool) -> Outcome:
                 fixture = asyncio.run(_fixture(url))
                 documents = asyncio.run(_use_cases(fixture, outcome.steps))
                 for step in outcome.steps:
+                    if step.error:
+                        log(f"transfer: {step.title:<36} use case {step.verdict}")
+                        continue
                     parse = (
                         f" (read_documents {step.parse_seconds:.2f} s of {step.seconds:.2f} s)"
                         if step.parse_seconds is not None
@@ -376,9 +397,9 @@ def render(outcome: Outcome) -> str:
     )
     rows = []
     for step in outcome.steps:
-        if step.missing:
+        if step.missing or step.error:
             rows.append(
-                (step.title, step.via, "", "", "", "", "", f">= {TARGET:,.0f}/s", step.missing)
+                (step.title, step.via, "", "", "", "", "", f">= {TARGET:,.0f}/s", step.verdict)
             )
             continue
         rows.append(
