@@ -152,7 +152,18 @@ def _seed(app: Starlette) -> Seeded:
         )
         assert streaming.status_code == 201, streaming.text
         threads = ["main", "agent-2", "spare-1", "spare-2"]
-        checkpoints = [_save_state(client, caller, t, step) for t in threads for step in range(2)]
+        checkpoints = [_save_state(client, caller, "main", step) for step in range(2)]
+        # The readers' threads hold the same checkpoint ids (a copy keeps them), so that any
+        # thread drawn with any checkpoint drawn is a checkpoint that exists; "reader" is drawn
+        # by the checkpoint reader alone, so that no prune or delete reaches it first.
+        for target in ("agent-2", READER):
+            copied = client.post(
+                "/v1/threads/main/copy", json={"target_thread_id": target}, headers=caller.headers
+            )
+            assert copied.status_code == 201, copied.text
+        for thread in threads[2:]:
+            for step in range(2):
+                _save_state(client, caller, thread, step)
     return Seeded(
         caller=caller,
         other=other,
@@ -161,7 +172,7 @@ def _seed(app: Starlette) -> Seeded:
             "conversation_id": conversations[:2],
             "message_id": [*messages[:3], streaming.json()["id"]],
             "thread_id": threads[:2],
-            "checkpoint_id": checkpoints[:4],
+            "checkpoint_id": checkpoints,
         },
         spares={
             "token_id": [str(issued.json()["id"])],
@@ -171,6 +182,10 @@ def _seed(app: Starlette) -> Seeded:
         },
     )
 
+
+# The thread the checkpoint reader draws from, and no other operation.
+READER = "reader"
+_READ_CHECKPOINT = "GET /v1/threads/{thread_id}/checkpoints/{checkpoint_id}"
 
 # Operations that destroy what they name draw from the spares.
 _DESTRUCTIVE = "^(DELETE .*|POST /v1/threads/\\{thread_id\\}/prune)$"
@@ -216,6 +231,7 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                 **dictionaries,
                 **spare_dictionaries,
                 "checkpoint_ns": {"values": [""]},  # the root graph's, where the seeds are
+                "reader_thread_id": {"values": [READER]},
             },
             "parameters": {
                 **parameters,
@@ -223,7 +239,21 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
             },
             "operations": [
                 {"exclude-name" if revoke else "include-name": _REVOKE, "enabled": False},
-                {"include-name-regex": _DESTRUCTIVE, "parameters": spare_parameters},
+                {
+                    "include-name-regex": _DESTRUCTIVE,
+                    "parameters": spare_parameters,
+                    # The coverage phase draws path values from every dictionary, spares or
+                    # not: it pruned the readers' checkpoints before they were read. These
+                    # operations keep the examples, fuzzing and stateful phases.
+                    "phases": {"coverage": {"enabled": False}},
+                },
+                {
+                    "include-name": _READ_CHECKPOINT,
+                    "parameters": {
+                        **parameters,
+                        "path.thread_id": {"dictionary": "reader_thread_id", "probability": 0.5},
+                    },
+                },
                 *(
                     {
                         "include-name": name,
@@ -396,8 +426,11 @@ def test_seeded_rows_are_what_the_routes_find(app: Starlette, seeded: Seeded) ->
         urls = [f"/v1/conversations/{c}" for c in ids["conversation_id"]]
         urls += [f"{messages_url(conversation)}/{m}" for m in ids["message_id"]]
         urls += [f"/v1/threads/{t}" for t in ids["thread_id"]]
-        urls += [f"/v1/threads/main/checkpoints/{c}" for c in seeded.ids["checkpoint_id"][:2]]
-        urls += [f"/v1/threads/agent-2/checkpoints/{c}" for c in seeded.ids["checkpoint_id"][2:]]
+        urls += [
+            f"/v1/threads/{t}/checkpoints/{c}"
+            for t in [*seeded.ids["thread_id"], READER]
+            for c in seeded.ids["checkpoint_id"]
+        ]
         for url in urls:
             assert client.get(url, headers=headers).status_code == 200, url
         tokens = client.get("/v1/tokens", headers=headers).json()["items"]
