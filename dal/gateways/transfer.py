@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 # Where an export starts reading conversations (newest first): past any (updated_at, id).
 FIRST_KEYSET = (datetime.max.replace(tzinfo=UTC), UUID(int=2**128 - 1))
 # The columns an import copies into messages, in the order of each COPY row
-# (dal.usecases.transfer writes the rows in PostgreSQL's binary COPY format).
+# (dal.usecases.transfer writes the rows in PostgreSQL's binary COPY format). user_id is the
+# conversation's owner, given as insert_message gives it: left NULL, a trigger would look it up
+# for every row.
 MESSAGE_COLUMNS = (
     "conversation_id",
+    "user_id",
     "seq",
     "id",
     "role",
@@ -106,6 +109,7 @@ async def insert_imported_conversations(
 
 async def copy_messages(db: Connection, *, source: AsyncIterable[bytes]) -> None:
     """COPY messages in from ``source``: PostgreSQL's binary COPY format (header, rows of
-    MESSAGE_COLUMNS, trailer), in chunks. The conversations must exist (same transaction)."""
+    MESSAGE_COLUMNS, trailer), in chunks. The conversations must exist (same transaction), and
+    each row's user_id be its conversation's owner."""
     with translating():
         await db.copy_to_table("messages", source=source, columns=MESSAGE_COLUMNS, format="binary")

@@ -276,7 +276,8 @@ def parts_text(parts: list[Any]) -> str:
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_ROW_HEAD = struct.Struct(">hi16siqi16s")  # field count; conversation_id; seq; id
+_ROW_KEYS = struct.Struct(">hi16si16s")  # field count; conversation_id; user_id
+_ROW_HEAD = struct.Struct(">iqi16s")  # seq; id
 _ROW_TAIL = struct.Struct(">iqiiii")  # parts_bytes int8, parts_count int4, metadata_bytes int4
 _LENGTH = struct.Struct(">i")
 _TEXTS = {
@@ -299,6 +300,7 @@ class _Plan:
 def _plan(
     documents: Sequence[ConversationDocument],
     *,
+    user_id: UUID,
     keep_ids: bool,
     max_bytes: int,
     max_parts: int,
@@ -320,7 +322,7 @@ def _plan(
                 f"{where}conversation.metadata: over {max_bytes} bytes (APP_MAX_MESSAGE_BYTES)",
                 code="message_too_large",
             )
-        conversation_key = conversation_id.bytes
+        keys = _ROW_KEYS.pack(_FIELDS, 16, conversation_id.bytes, 16, user_id.bytes)
         message_ids: set[UUID] = set()
         for seq, message in enumerate(document.messages, 1):
             at = f"{where}messages.{seq - 1}"
@@ -328,9 +330,7 @@ def _plan(
             if message_id in message_ids:
                 raise InvalidInput(f"{at}.id: message {message_id} comes twice")
             message_ids.add(message_id)
-            rows.append(
-                _copy_row(conversation_key, seq, message_id, message, at, max_bytes, max_parts)
-            )
+            rows.append(_copy_row(keys, seq, message_id, message, at, max_bytes, max_parts))
             plan.message_count += 1
             if len(rows) >= CHUNK_ROWS:
                 plan.chunks.append(b"".join(rows))
@@ -360,7 +360,7 @@ def _plan(
 
 
 def _copy_row(
-    conversation_key: bytes,
+    keys: bytes,
     seq: int,
     message_id: UUID,
     message: MessageIn,
@@ -384,7 +384,8 @@ def _copy_row(
     content = parts_text(parts).encode()
     return b"".join(
         (
-            _ROW_HEAD.pack(_FIELDS, 16, conversation_key, 8, seq, 16, message_id.bytes),
+            keys,
+            _ROW_HEAD.pack(8, seq, 16, message_id.bytes),
             _TEXTS[message.role],
             _LENGTH.pack(len(parts_json) + 1),
             b"\x01",  # jsonb's binary format: a version byte, then the text
@@ -433,7 +434,9 @@ async def import_conversations(
     log every PROGRESS_EVERY messages, and to ``progress(copied, total)`` (if given) after
     every chunk of messages sent.
     """
-    plan = _plan(documents, keep_ids=keep_ids, max_bytes=max_bytes, max_parts=max_parts)
+    plan = _plan(
+        documents, user_id=user_id, keep_ids=keep_ids, max_bytes=max_bytes, max_parts=max_parts
+    )
     ids = [row[0] for row in plan.conversations]
     with translating():
         async with pool.acquire() as conn, conn.transaction():

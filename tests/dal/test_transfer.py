@@ -214,6 +214,14 @@ async def test_import_of_ndjson_of_several_conversations_and_export_all(
     assert [c.title for c in result.conversations] == ["c2", "c1", "c0"]
     assert [c.message_count for c in result.conversations] == [2, 1, 0]
     assert result.message_count == 3
+    # The messages are the importer's (messages.user_id, which search filters by), as an
+    # append would leave them.
+    owners = await pool.fetch(
+        "SELECT m.user_id, c.user_id AS owner FROM messages m"
+        " JOIN conversations c ON c.id = m.conversation_id WHERE c.id = ANY($1::uuid[])",
+        [c.id for c in result.conversations],
+    )
+    assert len(owners) == 3 and all(row["user_id"] == carol.id == row["owner"] for row in owners)
     again = await read_all(export_all(pool, user_id=carol.id))
     # Most recent activity first: the import wrote them in one transaction, in input order.
     assert sorted(
