@@ -391,6 +391,48 @@ def test_read_documents_names_what_is_wrong(
         read_documents(body)
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object ``depth`` levels deep (itself the first)."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("kind", ["document", "ui"])
+def test_read_documents_holds_every_part_and_metadata_to_the_appends_rules(kind: str) -> None:
+    """All parts and metadata are checked (together, for speed): the depth limit at the same
+    level as an append's, for the part or metadata anywhere in the import; a part rule broken
+    late in the document is found, and named, though an earlier error is reported first."""
+
+    def body(messages: list[dict[str, Any]]) -> bytes:
+        if kind == "ui":
+            return json.dumps([{"id": f"m{i}", **m} for i, m in enumerate(messages)]).encode()
+        return json.dumps({"messages": messages}).encode()
+
+    where = "message: " if kind == "ui" else "messages."
+    fine = {"role": "user", "parts": [text("ok")]}
+    deep_part = {"type": "data-x", "data": nested(4)}  # 5 levels
+    at_limit = {"role": "user", "parts": [deep_part], "metadata": nested(5)}
+    assert len(read_documents(body([fine, at_limit]), max_json_depth=5)[0].messages) == 2
+    too_deep_part = {"role": "user", "parts": [text("a"), {"type": "data-x", "data": nested(5)}]}
+    with pytest.raises(InvalidInput, match=rf"{where}2\.parts\.1: nested deeper than 5"):
+        read_documents(body([fine, at_limit, too_deep_part]), max_json_depth=5)
+    too_deep_metadata = {"role": "user", "parts": [], "metadata": nested(6)}
+    with pytest.raises(InvalidInput, match=rf"{where}1\.metadata: nested deeper than 5"):
+        read_documents(body([fine, too_deep_metadata]), max_json_depth=5)
+    huge = {"role": "user", "parts": [], "metadata": {"n": 2**64}}
+    with pytest.raises(InvalidInput, match=rf"{where}1\.metadata: integer out of range"):
+        read_documents(body([fine, huge]))
+    no_call_id = {"role": "assistant", "parts": [{"type": "tool-x", "state": "input-available"}]}
+    with pytest.raises(InvalidInput, match=rf"{where}3\.parts\.0: .*'toolCallId'"):
+        read_documents(body([fine, fine, fine, no_call_id]))
+    # Both wrong: the first in document order is named, as the models alone name it.
+    bad_role = {"role": "robot", "parts": []}
+    with pytest.raises(InvalidInput, match=rf"{where}1\.parts\.0"):
+        read_documents(body([fine, no_call_id, bad_role]))
+
+
 async def test_bad_or_too_large_message_anywhere_writes_nothing(pool: Any, alice: User) -> None:
     good = {"role": "user", "parts": [text("ok")]}
     big = {"role": "user", "parts": [text("x" * 5000)]}
