@@ -578,13 +578,16 @@ def _render_messages(rows: Sequence[Any], separator: bytes) -> bytes:
     names = tuple(rows[0].keys())
     if names != _MESSAGE_FIELDS:  # pragma: no cover - the catalog test holds the query to it
         raise TypeError(f"message rows have columns {names}")
-    dumps = orjson.dumps
-    return separator.join(
-        [
-            dumps(dict(zip(names, row, strict=True)), default=_uuid, option=_JSON_OPTIONS)
-            for row in rows
-        ]
-    )
+    # The two UUIDs as text here (one conversation per chunk): asyncpg's UUIDs would cost
+    # orjson a call of _uuid each.
+    conversation_id = str(rows[0]["conversation_id"])
+    dumps, pieces = orjson.dumps, []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        values["id"] = str(values["id"])
+        values["conversation_id"] = conversation_id
+        pieces.append(dumps(values, option=_JSON_OPTIONS))
+    return separator.join(pieces)
 
 
 @asynccontextmanager
