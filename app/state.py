@@ -40,7 +40,7 @@ def lifespan_for(settings: Settings) -> Any:
             pool.get_max_size(),
         )
         try:
-            async with listening(TokenCache(settings)) as tokens:
+            async with listening(TokenCache(settings, pool)) as tokens:
                 yield AppState(
                     pool=pool,
                     settings=settings,

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -44,11 +44,15 @@ from dal.settings import Settings
 _log = logging.getLogger(__name__)
 
 CHANNEL = "mnemo_auth"
+# Where each process says it applied a notification of CHANNEL: "<sender pid>:<payload>".
+APPLIED_CHANNEL = "mnemo_auth_applied"
+# The listeners' application_name (queries/meta.sql count_auth_listeners counts them by it).
+LISTENER_NAME = "mnemo-auth-listener"
+# "Applied" answers kept to match waiters: pruned past this many, of those older than...
+MAX_HEARD, HEARD_KEPT = 1_000, 10.0
 MAX_ENTRIES = 10_000
 # How often the listener proves its connection alive (and how long its check may take).
 CHECK_EVERY = 2.0
-# How long a change made here waits for its own notification before answering anyway.
-HEARD_WITHIN = 1.0
 # Reconnecting: the first wait, doubled up to the last.
 RETRY_FIRST, RETRY_MOST = 0.2, 5.0
 
@@ -59,16 +63,26 @@ Lookup = Callable[[], Awaitable[TokenHolder]]
 class TokenCache:
     """token hash -> (user, deadline); ``run()`` is the listener, a task of the app's life."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool[Any]) -> None:
         self._settings = settings
+        self._pool = pool
         self._ttl = settings.app_auth_cache_seconds
         self._entries: dict[bytes, tuple[User, float]] = {}
         self._of_user: dict[UUID, set[bytes]] = {}
         # Bumped whenever anything is forgotten: a lookup started before stores nothing.
         self._generation = 0
         self._trusted = False
-        # Changes of this process waiting to be heard (``changing``), by user.
-        self._waiting: dict[UUID, set[asyncio.Future[None]]] = {}
+        # Changes of this process waiting to be heard by its listener (``changing``), by
+        # payload; each learns the pid of the backend that sent the notification.
+        self._waiting: dict[str, set[asyncio.Future[int]]] = {}
+        # Which listeners (their backends' pids) said they applied a notification, by
+        # "<sender pid>:<payload>", with when it was first heard; and who waits for more.
+        self._heard_by: dict[str, tuple[float, set[int]]] = {}
+        self._heard_waiting: dict[str, set[asyncio.Future[None]]] = {}
+        # The listener's connection while it is up, one command at a time on it.
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._conn_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def trusted(self) -> bool:
@@ -101,25 +115,44 @@ class TokenCache:
     @contextlib.asynccontextmanager
     async def changing(self, user_id: UUID) -> AsyncIterator[None]:
         """Around this process's change to a user or their tokens: when the block succeeds,
-        their entries are dropped here, and the answer waits (HEARD_WITHIN at most) until this
-        process's listener hears the change's notification, sent to every process at commit,
-        so that the client's next request, to any process, finds it already applied there."""
+        their entries are dropped here, and the answer waits (a few seconds at most) until every
+        app process listening on this database has said it applied the change's notification,
+        so that the client's next request, to any of them, finds it applied."""
+        payload = f"user:{user_id}"
         heard = asyncio.get_running_loop().create_future()
-        waiting = self._waiting.setdefault(user_id, set())
+        waiting = self._waiting.setdefault(payload, set())
         waiting.add(heard)
         try:
             yield
             self.forget_user(user_id)
             if self._trusted:
                 try:
-                    async with asyncio.timeout(HEARD_WITHIN):
-                        await heard
+                    # A listener that has not answered by then has failed its own check (or
+                    # its process has run nothing, requests included): either way it no
+                    # longer answers from an entry this change made stale.
+                    async with asyncio.timeout(CHECK_EVERY + self._settings.app_health_timeout):
+                        sender = await heard
+                        await self._heard_everywhere(f"{sender}:{payload}")
                 except TimeoutError:
-                    _log.warning("no notification of a change to user %s yet", user_id)
+                    _log.warning("a change to user %s is not known to be heard everywhere", user_id)
         finally:
             waiting.discard(heard)
-            if not waiting and self._waiting.get(user_id) is waiting:
-                del self._waiting[user_id]
+            if not waiting and self._waiting.get(payload) is waiting:
+                del self._waiting[payload]
+
+    async def _heard_everywhere(self, key: str) -> None:
+        """Return once as many listeners as this database has said they applied ``key``."""
+        listeners = await meta.count_auth_listeners(self._pool)
+        while len(self._heard_by.get(key, (0.0, set()))[1]) < listeners:
+            more = asyncio.get_running_loop().create_future()
+            waiting = self._heard_waiting.setdefault(key, set())
+            waiting.add(more)
+            try:
+                await more
+            finally:
+                waiting.discard(more)
+                if not waiting and self._heard_waiting.get(key) is waiting:
+                    del self._heard_waiting[key]
 
     def forget_user(self, user_id: UUID) -> None:
         self._generation += 1
@@ -149,19 +182,46 @@ class TokenCache:
                 if not hashes:
                     del self._of_user[entry[0].id]
 
-    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        kind, _, key = str(payload).partition(":")
+    def _heard(self, _conn: Any, pid: int, _channel: str, payload: object) -> None:
+        """A change to authentication (the triggers' NOTIFY, sent by backend ``pid``): forget
+        what it touches, then say so to every process (``_applied``)."""
+        text = str(payload)
+        kind, _, key = text.partition(":")
         try:
             user_id = UUID(key) if kind == "user" else None
         except ValueError:
             user_id = None
         if user_id is None:  # "all", or a payload this code does not know
             self.forget_all()
-            for waiting in self._waiting.values():
-                _settle(waiting)
+        else:
+            self.forget_user(user_id)
+        for future in self._waiting.get(text, ()):
+            if not future.done():
+                future.set_result(pid)
+        task = asyncio.get_running_loop().create_task(self._say_applied(f"{pid}:{text}"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _say_applied(self, key: str) -> None:
+        conn = self._conn
+        if conn is None:
             return
-        self.forget_user(user_id)
-        _settle(self._waiting.get(user_id, ()))
+        try:
+            async with self._conn_lock, asyncio.timeout(self._settings.app_health_timeout):
+                await meta.notify_auth_applied(conn, key=key)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass  # the listener's next check finds what is wrong with its connection
+
+    def _applied(self, _conn: Any, pid: int, _channel: str, payload: object) -> None:
+        """A listener (backend ``pid``) applied the notification ``payload`` names."""
+        key = str(payload)
+        now = time.monotonic()
+        if len(self._heard_by) > MAX_HEARD:
+            self._heard_by = {k: v for k, v in self._heard_by.items() if now - v[0] < HEARD_KEPT}
+        self._heard_by.setdefault(key, (now, set()))[1].add(pid)
+        for future in self._heard_waiting.get(key, ()):
+            if not future.done():
+                future.set_result(None)
 
     def _distrust(self) -> None:
         self._trusted = False
@@ -179,20 +239,23 @@ class TokenCache:
                 conn = await self._connect()
                 conn.add_termination_listener(lambda _conn: self._distrust())
                 async with asyncio.timeout(self._settings.db_connection_timeout):
+                    await conn.add_listener(APPLIED_CHANNEL, self._applied)
                     await conn.add_listener(CHANNEL, self._heard)
                 # Anything may have changed while nobody listened.
                 self.forget_all()
+                self._conn = conn
                 self._trusted = True
                 _log.info("authentication cache listening (entries kept %ss)", self._ttl)
                 retry = RETRY_FIRST
                 while not conn.is_closed():
                     await asyncio.sleep(CHECK_EVERY)
-                    async with asyncio.timeout(self._settings.app_health_timeout):
+                    async with self._conn_lock, asyncio.timeout(self._settings.app_health_timeout):
                         await meta.ping(conn)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if self._trusted:
                     _log.warning("authentication cache off until its listener reconnects: %r", exc)
             finally:
+                self._conn = None
                 self._distrust()
                 if conn is not None:
                     conn.terminate()
@@ -204,14 +267,8 @@ class TokenCache:
         return await asyncpg.connect(
             url,
             timeout=self._settings.db_connection_timeout,
-            server_settings={"application_name": "mnemo-auth-listener"},
+            server_settings={"application_name": LISTENER_NAME},
         )
-
-
-def _settle(futures: Iterable[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
 
 
 @contextlib.asynccontextmanager

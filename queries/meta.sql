@@ -17,3 +17,19 @@ SELECT migration_id
 -- Whether the server answers on this connection (a listener proving its connection alive).
 -- returns: value
 SELECT true;
+
+-- name: count_auth_listeners
+-- The app processes listening for changes to authentication on this database (their listener
+-- connections, by the application_name app/token_cache.py gives them).
+-- returns: value
+SELECT count(*)::int4
+  FROM pg_stat_activity
+ WHERE application_name = 'mnemo-auth-listener'
+   AND datname = current_database();
+
+-- name: notify_auth_applied
+-- Tell every app process that this one applied a notification of mnemo_auth: the key is
+-- "<pid of its sender>:<its payload>" (app/token_cache.py).
+-- returns: value
+-- $1 key text
+SELECT pg_notify('mnemo_auth_applied', $1);

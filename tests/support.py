@@ -254,3 +254,28 @@ async def save_checkpoint(
     if writes:
         await saver.aput_writes(saved, writes, task_id="task-1")
     return str(saved["configurable"]["checkpoint_id"])
+
+
+def change_authentication(database_url: str, sql: str, params: Any, *, user_id: str) -> None:
+    """Run ``sql`` (a change to a user or their tokens) as a script outside the app would, then
+    wait as app/token_cache.py's routes do until every app process listening on the database
+    has said it applied the change (its ``mnemo_auth_applied`` answer): what a script does
+    when its next request must find the change applied."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("LISTEN mnemo_auth_applied")
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'mnemo-auth-listener' AND datname = current_database()"
+        ).fetchone()
+        listeners = int(row[0]) if row else 0
+        conn.execute(sql, params)
+        applied: set[int] = set()
+        if listeners:
+            for note in conn.notifies(timeout=10):
+                if note.payload.endswith(f":user:{user_id}"):
+                    applied.add(note.pid)
+                if len(applied) >= listeners:
+                    break
+        assert len(applied) >= listeners, f"{len(applied)} of {listeners} listeners applied it"

@@ -48,6 +48,7 @@ VERB_PREFIXES = (
     "copy_",
     "deactivate_",
     "revoke_",
+    "notify_",
 )
 
 

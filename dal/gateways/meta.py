@@ -20,3 +20,14 @@ async def get_server_state(db: Executor) -> ServerState:
 async def ping(db: Executor) -> None:
     """Return once the server has answered on this connection."""
     await fetch_value(db, Q["get_alive"])
+
+
+async def count_auth_listeners(db: Executor) -> int:
+    """How many app processes listen for changes to authentication on this database."""
+    count: int = await fetch_value(db, Q["count_auth_listeners"])
+    return count
+
+
+async def notify_auth_applied(db: Executor, *, key: str) -> None:
+    """Tell the app processes this one applied the authentication change ``key`` names."""
+    await fetch_value(db, Q["notify_auth_applied"], key)

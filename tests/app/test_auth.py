@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from uuid import UUID
 
-import psycopg
 import pytest
 
 from app import create_app
@@ -23,6 +22,7 @@ from tests.app.conftest import (
     make_user,
     ts,
 )
+from tests.support import change_authentication
 
 # Every route that needs a user's token (ids are well-formed; auth is checked first).
 _CONV = f"/v1/conversations/{MISSING_ID}"
@@ -206,19 +206,16 @@ def test_revoked_token_cannot_reach_data(client: TestClient, alice: Caller) -> N
 
 def _expire_tokens(settings: Settings, user_id: str) -> None:
     """Move the expiry of the user's expiring tokens into the past (as if time had passed),
-    and return once the notification of the change has gone out to the app's cache (a change
-    made outside the app takes effect when its notification arrives: app/token_cache.py)."""
+    as a script outside the app would, waiting until the app has applied it."""
     assert settings.database_url is not None
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute("LISTEN mnemo_auth")
-        conn.execute(
-            "UPDATE api_tokens SET created_at = now() - interval '2 hours',"
-            " expires_at = now() - interval '1 hour'"
-            " WHERE user_id = %s AND expires_at IS NOT NULL",
-            (user_id,),
-        )
-        heard = [n.payload for n in conn.notifies(timeout=10, stop_after=1)]
-        assert heard == [f"user:{user_id}"]
+    change_authentication(
+        settings.database_url,
+        "UPDATE api_tokens SET created_at = now() - interval '2 hours',"
+        " expires_at = now() - interval '1 hour'"
+        " WHERE user_id = %s AND expires_at IS NOT NULL",
+        (user_id,),
+        user_id=user_id,
+    )
 
 
 def test_token_with_expires_in_works_until_it_expires_then_401(

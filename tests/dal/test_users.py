@@ -327,6 +327,8 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
             ("get_server_state", lambda: meta.get_server_state(pool)),
             ("ping", lambda: meta.ping(pool)),
+            ("count_auth_listeners", lambda: meta.count_auth_listeners(pool)),
+            ("notify_auth_applied", lambda: meta.notify_auth_applied(pool, key="0:all")),
             ("deactivate_user", lambda: users.deactivate_user(pool, user_id=uid)),
         ]
     )
