@@ -103,13 +103,38 @@ def _plain(record: BaseModel) -> dict[str, Any]:
             if isinstance(value, BaseModel):
                 values[name] = _plain(value)
             elif isinstance(value, list | tuple):
-                values[name] = [_plain(v) if isinstance(v, BaseModel) else v for v in value]
+                values[name] = _plain_items(value)
             elif value is not None and not isinstance(value, str | int | float | bool):
                 raise _Unplain  # a dict of models, a set...: pydantic's business
         return values
     if tuple(values) != plan.fields:
         return {name: values[name] for name in plan.fields}
     return values
+
+
+def _plain_items(items: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """``_plain`` of each model of a list (a page's items), the plan looked up once per run of
+    one class: the hot loop of every page."""
+    out: list[Any] = []
+    cls: type | None = None
+    fields: tuple[str, ...] = ()
+    flat = False
+    for item in items:
+        if type(item) is not cls:
+            cls = type(item)
+            plan = _plan(cls) if isinstance(item, BaseModel) else None
+            flat = plan is not None and not plan.nested
+            fields = plan.fields if plan is not None else ()
+        if flat:
+            values = item.__dict__
+            out.append(
+                values if tuple(values) == fields else {name: values[name] for name in fields}
+            )
+        elif isinstance(item, BaseModel):
+            out.append(_plain(item))
+        else:
+            out.append(item)
+    return out
 
 
 def _default(value: Any) -> Any:
