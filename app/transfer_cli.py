@@ -121,6 +121,7 @@ def import_file(settings: Settings, username: str, file: str, keep_ids: bool) ->
                 max_bytes=settings.app_max_message_bytes,
                 max_parts=settings.app_max_message_parts,
                 progress=progress,
+                timeout=settings.app_import_timeout,
             )
         progress(result.message_count, result.message_count, end=True)
         return result

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # The body of an import (POST /v1/conversations/import; 413 above), read whole before a
     # row is written: the app holds it, and its parsed messages, while it imports.
     app_max_import_bytes: int = Field(default=256 * 1024 * 1024, ge=1, le=2**40)
+    # Seconds an import's statements (its COPY of messages) may run, instead of
+    # DB_QUERY_TIMEOUT: a large import is one long statement, several thousand messages a
+    # second (README "Export and import").
+    app_import_timeout: float = Field(default=600.0, gt=0, le=86_400)
     # How deeply a JSON value (metadata, a message part, a thread's values, a metadata filter)
     # may nest objects and arrays (422 above). 64 is far beyond real documents (AI SDK parts and
     # LangChain messages are under 10 deep) and well inside what the parser (200) and the

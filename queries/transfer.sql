@@ -119,3 +119,10 @@ SELECT id
 INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id, version, message_count,
                            last_seq, last_message_at)
 VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, CASE WHEN $8::int4 > 0 THEN now() END);
+
+-- name: update_import_timeout
+-- The statement_timeout of the rest of this transaction (an import's COPY may run longer than
+-- DB_QUERY_TIMEOUT allows an ordinary statement: APP_IMPORT_TIMEOUT), in milliseconds.
+-- returns: value
+-- $1 milliseconds text
+SELECT set_config('statement_timeout', $1, true);

@@ -53,10 +53,12 @@ TEST_PACKAGES = ("tests", "tests.dal")
 EXERCISE = "session_exercise"
 
 
-# Statements that change the session, and functions or clauses that do so inside others.
+# Statements that change the session, and functions or clauses that do so inside others
+# (set_config with is_local true changes the transaction only, and ends with it).
 SESSION_STATEMENTS = {"SET", "RESET", "LISTEN", "PREPARE", "DECLARE", "DISCARD", "LOAD"}
 SESSION_STATE = re.compile(
-    r"set_config\s*\(|pg_advisory_lock|CREATE\s+(TEMP|TEMPORARY)\b|WITH\s+HOLD",
+    r"set_config\s*\((?![^)]*,\s*true\s*\))|pg_advisory_lock|CREATE\s+(TEMP|TEMPORARY)\b"
+    r"|WITH\s+HOLD",
     re.IGNORECASE,
 )
 
@@ -71,6 +73,8 @@ def test_no_named_query_changes_session_state() -> None:
     # The check itself can fail.
     assert changes_session("SET work_mem = '1MB'") and changes_session("SELECT pg_advisory_lock(1)")
     assert not changes_session("UPDATE t\n   SET a = 1")
+    assert changes_session("SELECT set_config('statement_timeout', $1, false)")
+    assert not changes_session("SELECT set_config('statement_timeout', $1, true)")
 
 
 async def leftovers(conn: Any) -> dict[str, Any]:

@@ -216,6 +216,7 @@ async def import_conversations(request: Request[AppState]) -> Response:
         keep_ids=keep_ids,
         max_bytes=settings.app_max_message_bytes,
         max_parts=settings.app_max_message_parts,
+        timeout=settings.app_import_timeout,
     )
     return record_response(result, 201)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from dal.database import Executor, Record, fetch_all, translating
+from dal.database import Executor, Record, fetch_all, fetch_value, translating
 from dal.queries import Q
 from dal.records.conversations import Conversation
 
@@ -107,9 +107,19 @@ async def insert_imported_conversations(
         )
 
 
-async def copy_messages(db: Connection, *, source: AsyncIterable[bytes]) -> None:
+async def update_import_timeout(db: Executor, *, seconds: float) -> None:
+    """Let the statements of the rest of this transaction run ``seconds`` (an import's)."""
+    await fetch_value(db, Q["update_import_timeout"], str(max(1, round(seconds * 1000))))
+
+
+async def copy_messages(
+    db: Connection, *, source: AsyncIterable[bytes], timeout: float | None = None
+) -> None:
     """COPY messages in from ``source``: PostgreSQL's binary COPY format (header, rows of
     MESSAGE_COLUMNS, trailer), in chunks. The conversations must exist (same transaction), and
-    each row's user_id be its conversation's owner."""
+    each row's user_id be its conversation's owner. ``timeout``: how long the client waits
+    (None: the connection's command timeout)."""
     with translating():
-        await db.copy_to_table("messages", source=source, columns=MESSAGE_COLUMNS, format="binary")
+        await db.copy_to_table(
+            "messages", source=source, columns=MESSAGE_COLUMNS, format="binary", timeout=timeout
+        )

@@ -503,6 +503,7 @@ async def import_conversations(
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_parts: int = MAX_MESSAGE_PARTS,
     progress: Progress | None = None,
+    timeout: float | None = None,
 ) -> ImportResult:
     """Create ``documents`` (``read_documents``) as the user's conversations, in one
     transaction: all or nothing.
@@ -512,7 +513,9 @@ async def import_conversations(
     order and the transaction's time; a message over ``max_parts`` or ``max_bytes`` (parts,
     or metadata; a conversation's metadata too) is TooLarge, naming it. Progress goes to the
     log every PROGRESS_EVERY messages, and to ``progress(copied, total)`` (if given) after
-    every chunk of messages sent.
+    every chunk of messages sent. ``timeout``: seconds the import's statements may run (its
+    COPY above all), instead of the session's statement_timeout (DB_QUERY_TIMEOUT), which a
+    large import passes: the app gives APP_IMPORT_TIMEOUT.
     """
     with _gc_paused():
         plan = _plan(
@@ -521,6 +524,8 @@ async def import_conversations(
     ids = [row[0] for row in plan.conversations]
     with translating():
         async with pool.acquire() as conn, conn.transaction():
+            if timeout is not None:
+                await transfer.update_import_timeout(conn, seconds=timeout)
             if keep_ids:
                 taken = await transfer.list_existing_conversation_ids(conn, ids=ids)
                 if taken:
@@ -541,7 +546,12 @@ async def import_conversations(
                     ) from exc
                 raise
             if plan.message_count:
-                await transfer.copy_messages(conn, source=_copy_source(plan, progress))
+                await transfer.copy_messages(
+                    conn,
+                    source=_copy_source(plan, progress),
+                    # The server's own limit first (a clear 504), then the client's.
+                    timeout=None if timeout is None else timeout + 2.0,
+                )
     _log.info("import: %d conversations, %d messages", len(plan.conversations), plan.message_count)
     return ImportResult(
         conversation_count=len(plan.results),

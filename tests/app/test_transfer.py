@@ -194,6 +194,40 @@ def test_import_body_over_app_max_import_bytes_is_413(settings: Settings, tmp_pa
         assert post_import(client, caller, b'{"messages": []}').status_code == 201
 
 
+def _chat(messages: int) -> bytes:
+    """An AI SDK UIMessage[] of ``messages`` messages, English and Chinese."""
+    return orjson.dumps(
+        [
+            {
+                "id": f"m{n}",
+                "role": "user" if n % 2 == 0 else "assistant",
+                "parts": [{"type": "text", "text": f"message {n}: 京都の会議, order {n} " * 8}],
+            }
+            for n in range(messages)
+        ]
+    )
+
+
+@pytest.mark.parametrize("import_timeout", [0.05, 600.0], ids=["too-short", "default"])
+def test_an_import_runs_under_app_import_timeout_not_db_query_timeout(
+    settings: Settings, import_timeout: float
+) -> None:
+    # A statement_timeout of 50 ms: an ordinary statement fits, an import of 3,000 messages
+    # (each indexed for search) does not; APP_IMPORT_TIMEOUT is what bounds the import.
+    tight = settings.model_copy(
+        update={"db_query_timeout": 0.05, "app_import_timeout": import_timeout}
+    )
+    with TestClient(create_app(tight)) as client:
+        caller = Caller(*make_user(client, "alice"))
+        response = post_import(client, caller, _chat(3000))
+        if import_timeout < 1:
+            assert_error(response, 504)
+            assert client.get("/v1/conversations", headers=caller.headers).json()["items"] == []
+        else:
+            assert response.status_code == 201, response.text
+            assert response.json()["message_count"] == 3000
+
+
 def test_mnemo_export_and_import_move_a_users_conversations(
     client: TestClient,
     settings: Settings,

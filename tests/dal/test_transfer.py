@@ -519,6 +519,12 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
             ("export_all", lambda: read_all(usecase.export_all(pool, user_id=uid))),
             (
+                "import_conversations with a timeout",
+                lambda: usecase.import_conversations(
+                    pool, user_id=uid, documents=read_documents(body), timeout=60
+                ),
+            ),
+            (
                 "import_conversations taken id",
                 lambda: usecase.import_conversations(
                     pool,
