@@ -52,6 +52,20 @@ SELECT id, user_id, title, metadata, tags, thread_id, version, message_count, la
  WHERE id = $2
    AND user_id = $1;
 
+-- fragment: conversation_window
+-- The list queries' inner rows: a conversation, its place n in the page's order and the bytes
+-- of the page up to it (bytes) and of itself (own_bytes), over the window travel that each
+-- query defines (its order) and the FROM and WHERE that follow the fragment.
+SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
+       last_message_at, created_at, updated_at,
+       row_number() OVER travel AS n,
+       (sum(octet_length(title) + octet_length(metadata::text)
+            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
+           OVER travel)::int8 AS bytes,
+       octet_length(title) + octet_length(metadata::text)
+           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
+           AS own_bytes
+
 -- name: list_conversations
 -- First page of the caller's conversations, most recent activity first. A page ends at
 -- $2 - 1 rows or $3 bytes (title, metadata, tags and thread as text, summed in page order),
@@ -70,15 +84,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
                r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
                r.own_bytes, r.n < $2 AND (r.n = 1 OR r.bytes <= $3) AS in_page
           FROM (
-                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
-                       row_number() OVER travel AS n,
-                       (sum(octet_length(title) + octet_length(metadata::text)
-                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
-                           OVER travel)::int8 AS bytes,
-                       octet_length(title) + octet_length(metadata::text)
-                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
-                           AS own_bytes
+                {{conversation_window}}
                   FROM conversations
                  WHERE user_id = $1
                 WINDOW travel AS (ORDER BY updated_at DESC, id DESC ROWS UNBOUNDED PRECEDING)
@@ -109,15 +115,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
                r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
                r.own_bytes, r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_page
           FROM (
-                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
-                       row_number() OVER travel AS n,
-                       (sum(octet_length(title) + octet_length(metadata::text)
-                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
-                           OVER travel)::int8 AS bytes,
-                       octet_length(title) + octet_length(metadata::text)
-                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
-                           AS own_bytes
+                {{conversation_window}}
                   FROM conversations
                  WHERE user_id = $1
                    AND (updated_at, id) < ($2, $3)
@@ -201,15 +199,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
                r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
                r.own_bytes, r.n < $10 AND (r.n = 1 OR r.bytes <= $11) AS in_page
           FROM (
-                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
-                       row_number() OVER travel AS n,
-                       (sum(octet_length(title) + octet_length(metadata::text)
-                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
-                           OVER travel)::int8 AS bytes,
-                       octet_length(title) + octet_length(metadata::text)
-                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
-                           AS own_bytes
+                {{conversation_window}}
                   FROM conversations
                  WHERE id IN (SELECT t.id
                                 FROM conversations AS t
@@ -257,15 +247,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
                r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
                r.own_bytes, r.n < $7 AND (r.n = 1 OR r.bytes <= $8) AS in_page
           FROM (
-                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
-                       row_number() OVER travel AS n,
-                       (sum(octet_length(title) + octet_length(metadata::text)
-                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
-                           OVER travel)::int8 AS bytes,
-                       octet_length(title) + octet_length(metadata::text)
-                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
-                           AS own_bytes
+                {{conversation_window}}
                   FROM conversations
                  WHERE user_id = $1
                    AND tags && $2
@@ -300,15 +282,7 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_page THEN w.metadata END AS meta
                r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
                r.own_bytes, r.n < $5 AND (r.n = 1 OR r.bytes <= $6) AS in_page
           FROM (
-                SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
-                       row_number() OVER travel AS n,
-                       (sum(octet_length(title) + octet_length(metadata::text)
-                            + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
-                           OVER travel)::int8 AS bytes,
-                       octet_length(title) + octet_length(metadata::text)
-                           + octet_length(tags::text) + coalesce(octet_length(thread_id), 0)
-                           AS own_bytes
+                {{conversation_window}}
                   FROM conversations
                  WHERE user_id = $1
                    AND metadata @> $2
