@@ -91,15 +91,13 @@ class TokenCache:
 
     async def user(self, token_hash: bytes, lookup: Lookup) -> User:
         """The user of the token with this hash (``users.hash_token``): from the cache when
-        trusted and fresh, else by ``lookup``
-        (whose NotFound goes to the caller, and whose answer is kept if nothing changed
-        meanwhile)."""
+        trusted and fresh, else by ``lookup`` (whose NotFound goes to the caller, and whose
+        answer is kept if nothing changed meanwhile)."""
+        # No wait before an entry is used: a change made by a route is answered only once
+        # every process applied it (``changing``), so its next request cannot race it here.
         if self._trusted:
-            # Let callbacks already due run first: a notification read from the listener's
-            # socket in this same turn of the loop is applied before the entry is used.
-            await asyncio.sleep(0)
             entry = self._entries.get(token_hash)
-            if entry is not None and self._trusted:
+            if entry is not None:
                 user, deadline = entry
                 if time.monotonic() < deadline:
                     return user
