@@ -17,6 +17,8 @@ from dal.errors import (
     DomainError,
     InvalidInput,
     NotFound,
+    NotPermitted,
+    OverLimit,
     StaleVersion,
     Timeout,
     TooLarge,
@@ -43,6 +45,8 @@ class Forbidden(DomainError):
 # Looked up along the class hierarchy, most specific first (StaleVersion before Conflict).
 STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
+    OverLimit: 429,
+    NotPermitted: 403,
     StaleVersion: 412,
     Conflict: 409,
     TooLarge: 413,

@@ -72,6 +72,20 @@ class LimitReached(Conflict):
             self.code = code
 
 
+class NotPermitted(DomainError):
+    """A member of the conversation whose role may not do this (README "Roles"); someone who
+    is not a member gets NotFound instead, which tells nothing."""
+
+    code = "forbidden"
+
+
+class OverLimit(LimitReached):
+    """A configured message limit is reached (APP_MAX_MESSAGES_PER_CONVERSATION or _PER_USER):
+    answered 429, ``code`` limit_reached, the message naming the limit."""
+
+    code = "limit_reached"
+
+
 class Unavailable(DomainError):
     code = "unavailable"
 
