@@ -29,6 +29,8 @@ ALTER TABLE conversations
     DROP COLUMN session_no,
     DROP COLUMN session_active_at,
     DROP COLUMN session_ended;
+DROP TRIGGER conversations_owner_member ON conversations;
+DROP FUNCTION mnemo_owner_member();
 DROP TABLE conversation_members;
 DROP FUNCTION mnemo_role_rank(text);
 DROP FUNCTION mnemo_may(text, text);

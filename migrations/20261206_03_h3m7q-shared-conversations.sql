@@ -82,9 +82,25 @@ ALTER TABLE conversations
         CHECK (tool_integrity IN ('off', 'flag', 'reject')),
     ADD CONSTRAINT conversations_direct_check CHECK (kind = 'group' OR member_count <= 2);
 
-INSERT INTO conversation_members (conversation_id, user_id, role, last_read_seq, joined_at)
-SELECT c.id, c.user_id, 'owner', c.last_seq, c.created_at
+INSERT INTO conversation_members (conversation_id, user_id, role, last_read_seq, delivered_seq,
+                                  joined_at)
+SELECT c.id, c.user_id, 'owner', c.last_seq, c.last_seq, c.created_at
   FROM conversations AS c;
+
+-- Whoever creates a conversation (a gateway, an import, a script) makes its user its owner
+-- member, who has read what it already holds.
+CREATE FUNCTION mnemo_owner_member() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO conversation_members (conversation_id, user_id, role, last_read_seq,
+                                      delivered_seq, joined_at)
+    VALUES (NEW.id, NEW.user_id, 'owner', NEW.last_seq, NEW.last_seq, NEW.created_at);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER conversations_owner_member AFTER INSERT ON conversations
+    FOR EACH ROW EXECUTE FUNCTION mnemo_owner_member();
 
 ALTER TABLE messages
     ADD COLUMN sender_id uuid,

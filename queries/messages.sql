@@ -1,10 +1,15 @@
 -- Messages of a conversation, ordered by a gapless per-conversation seq. Every query is
--- scoped by the caller ($1 user_id) through the conversation.
+-- scoped by the caller ($1 user_id): a conversation is visible to its members
+-- (conversation_members), and what a member may do is what conversation_rights grants the
+-- member's role (mnemo_may). A non-member finds nothing; a member without the right is told so.
 
 -- name: insert_message
 -- Append a message in one statement. The conversation's row is locked first (FOR UPDATE reads
 -- its newest version, whatever committed since the statement began), so concurrent appends
 -- to one conversation queue on it and each gets last_seq + 1: no gaps, no duplicates.
+-- The caller must be a member whose role may 'append'; the message's sender is the caller.
+-- It follows the conversation's active leaf (parent_seq = leaf_seq) and becomes the leaf,
+-- on the active branch. The caller's read position moves to it (one's own message is read).
 -- A message with this id already in the conversation (a retry) changes nothing and comes back
 -- with created = false if this request is the one that created it (same role, parts,
 -- metadata and status; compared by digest, so edits since do not matter), created = NULL if
@@ -12,15 +17,16 @@
 -- waited for the lock is not visible to this statement's snapshot: ON CONFLICT DO NOTHING
 -- leaves everything as it was (no error, so a caller's transaction stays usable) and the
 -- result is empty; the gateway then runs the statement once more, which sees it.
--- Parts over $8 bytes or $9 parts (mnemo_parts_bytes), or metadata over $8 bytes (its JSON
--- text: jsonb prints 1e300 as 301 digits, so a small body can print large) store nothing
--- and return one row with
--- NULL message columns (the digest, computed only for a row with this id or one inserted, is
--- spared). No row at all: the conversation is missing or not the caller's.
--- user_id is the conversation's owner (the locked row is the caller's): written here, the
--- trigger that fills it for other inserts is not called.
--- returns: Message + created
--- uses: conversations_pkey, messages_conversation_id_id_key
+-- Nothing is stored, and one row with NULL message columns says why (problem), when: the
+-- member's role may not append ('forbidden'); parts over $8 bytes or $9 parts
+-- (mnemo_parts_bytes), or metadata over $8 bytes (its JSON text: jsonb prints 1e300 as 301
+-- digits, so a small body can print large) ('too_large'); $10 names no message of the
+-- conversation ('reply_to'). No row at all: the conversation is missing or the caller is not
+-- a member.
+-- user_id is the conversation's owner (read from the locked row): written here, the trigger
+-- that fills it for other inserts is not called.
+-- returns: Message + created, problem
+-- uses: conversation_members_pkey, conversations_pkey, messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -30,79 +36,109 @@
 -- $7 status text
 -- $8 max_bytes int8             APP_MAX_MESSAGE_BYTES
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
+-- $10 reply_to uuid             the message this one replies to, or NULL
 WITH draft AS (
     SELECT mnemo_parts_bytes($5::jsonb) AS parts_bytes,
            jsonb_array_length($5::jsonb) AS parts_count,
            octet_length($6::jsonb::text) AS metadata_bytes
+), member AS (
+    SELECT mnemo_may(mm.role, 'append') AS allowed
+      FROM conversation_members AS mm
+     WHERE mm.conversation_id = $2
+       AND mm.user_id = $1
 ), existing AS (
     SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-           m.created_at, m.updated_at,
+           m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+           m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at,
            coalesce(m.draft_digest = mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7),
                     -- stored before digests were kept: compared with what it holds now
                     m.draft_digest IS NULL
                     AND (m.role, m.parts, m.metadata, m.status) = ($4, $5::jsonb, $6::jsonb, $7))
                AS same
       FROM messages AS m
-      JOIN conversations AS c ON c.id = m.conversation_id
-     WHERE c.user_id = $1
+     WHERE EXISTS (SELECT 1 FROM member)
        AND m.conversation_id = $2
        AND m.id = $3
+), checked AS (
+    SELECT mb.allowed,
+           d.parts_bytes <= $8 AND d.parts_count <= $9 AND d.metadata_bytes <= $8 AS fits,
+           $10::uuid IS NULL
+           OR EXISTS (SELECT 1 FROM messages AS r WHERE r.conversation_id = $2 AND r.id = $10)
+               AS replies
+      FROM member AS mb, draft AS d
+     WHERE NOT EXISTS (SELECT 1 FROM existing)
 ), locked AS (
-    SELECT c.id, c.last_seq
-      FROM conversations AS c, draft AS d
+    SELECT c.id, c.last_seq, c.leaf_seq, c.user_id
+      FROM conversations AS c, checked AS k
      WHERE c.id = $2
-       AND c.user_id = $1
-       AND NOT EXISTS (SELECT 1 FROM existing)
-       AND d.parts_bytes <= $8
-       AND d.parts_count <= $9
-       AND d.metadata_bytes <= $8
+       AND k.allowed
+       AND k.fits
+       AND k.replies
        FOR UPDATE OF c
 ), inserted AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
-                          parts_bytes, parts_count, metadata_bytes, draft_digest, user_id)
+                          parts_bytes, parts_count, metadata_bytes, draft_digest, user_id,
+                          sender_id, reply_to, parent_seq)
     SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
            d.parts_bytes, d.parts_count, d.metadata_bytes,
-           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7), $1
+           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7), l.user_id, $1, $10, l.leaf_seq
       FROM locked AS l, draft AS d
         ON CONFLICT (conversation_id, id) DO NOTHING
-    RETURNING id, conversation_id, seq, role, parts, content, metadata, status, created_at,
-              updated_at
+    RETURNING id, conversation_id, seq, role, parts, content, metadata, status, sender_id,
+              reply_to, parent_seq, session_no, integrity, feedback_up, feedback_down,
+              edited_at, retracted_at, created_at, updated_at
 ), conv AS (
     UPDATE conversations AS c
        SET last_seq = i.seq,
+           leaf_seq = i.seq,
            message_count = c.message_count + 1,
            last_message_at = i.created_at,
            updated_at = now()
       FROM inserted AS i
      WHERE c.id = i.conversation_id
+), reader AS (
+    UPDATE conversation_members AS mm
+       SET last_read_seq = i.seq,
+           delivered_seq = greatest(mm.delivered_seq, i.seq)
+      FROM inserted AS i
+     WHERE mm.conversation_id = i.conversation_id
+       AND mm.user_id = $1
 )
-SELECT id, conversation_id, seq, role, parts, content, metadata, status, created_at,
-       updated_at, true AS created
+SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
+       parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
+       created_at, updated_at, true AS created, NULL::text AS problem
   FROM inserted
  UNION ALL
-SELECT id, conversation_id, seq, role, parts, content, metadata, status, created_at,
-       updated_at, CASE WHEN same THEN false END AS created
+SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
+       parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
+       created_at, updated_at, CASE WHEN same THEN false END, NULL
   FROM existing
  UNION ALL
-SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-  FROM draft AS d
- WHERE NOT (d.parts_bytes <= $8 AND d.parts_count <= $9 AND d.metadata_bytes <= $8)
-   AND NOT EXISTS (SELECT 1 FROM existing);
+SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL,
+       CASE WHEN NOT k.allowed THEN 'forbidden' WHEN NOT k.fits THEN 'too_large'
+            ELSE 'reply_to' END
+  FROM checked AS k
+ WHERE NOT (k.allowed AND k.fits AND k.replies);
 
 -- name: get_message
--- One message of the caller's conversation by its id.
+-- One message of a conversation the caller may read, by its id.
 -- returns: Message
--- uses: messages_conversation_id_id_key
+-- uses: conversation_members_pkey, messages_conversation_id_id_key
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-       m.created_at, m.updated_at
+       m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+       m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
   FROM messages AS m
-  JOIN conversations AS c ON c.id = m.conversation_id
- WHERE c.user_id = $1
-   AND m.conversation_id = $2
-   AND m.id = $3;
+ WHERE m.conversation_id = $2
+   AND m.id = $3
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1
+                  AND mnemo_may(mm.role, 'read'));
 
 -- name: list_messages_latest
 -- The newest messages of the caller's conversation, returned oldest first. One row with NULL
@@ -118,20 +154,27 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $3 page_size int8             rows wanted + 1
 -- $4 max_bytes int8             APP_MAX_PAGE_BYTES
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-       m.created_at, m.updated_at
+       m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+       m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
   FROM conversations AS c
   LEFT JOIN LATERAL (
         SELECT w.id, w.conversation_id, w.seq, w.role,
                CASE WHEN w.in_page THEN w.parts END AS parts,
                CASE WHEN w.in_page THEN w.content END AS content,
                CASE WHEN w.in_page THEN w.metadata END AS metadata,
-               w.status, w.created_at, w.updated_at
+               w.status, w.sender_id, w.reply_to, w.parent_seq, w.session_no, w.integrity,
+               w.feedback_up, w.feedback_down, w.edited_at, w.retracted_at, w.created_at,
+               w.updated_at
           FROM (
                 SELECT r.id, r.conversation_id, r.seq, r.role, r.parts, r.content, r.metadata,
-                       r.status, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
+                       r.status, r.sender_id, r.reply_to, r.parent_seq, r.session_no,
+                       r.integrity, r.feedback_up, r.feedback_down, r.edited_at,
+                       r.retracted_at, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
                        r.n < $3 AND (r.n = 1 OR r.bytes <= $4) AS in_page
                   FROM (
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
+                               sender_id, reply_to, parent_seq, session_no, integrity,
+                               feedback_up, feedback_down, edited_at, retracted_at,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
                                (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
@@ -139,6 +182,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                                mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
+                           AND active
                         WINDOW travel AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)
                          ORDER BY seq DESC
                          LIMIT $3
@@ -148,7 +192,11 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
          WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $4
        ) AS m ON true
  WHERE c.id = $2
-   AND c.user_id = $1
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1
+                  AND mnemo_may(mm.role, 'read'))
  ORDER BY m.seq;
 
 -- name: list_messages_before
@@ -162,20 +210,27 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $4 page_size int8             rows wanted + 1
 -- $5 max_bytes int8             APP_MAX_PAGE_BYTES
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-       m.created_at, m.updated_at
+       m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+       m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
   FROM conversations AS c
   LEFT JOIN LATERAL (
         SELECT w.id, w.conversation_id, w.seq, w.role,
                CASE WHEN w.in_page THEN w.parts END AS parts,
                CASE WHEN w.in_page THEN w.content END AS content,
                CASE WHEN w.in_page THEN w.metadata END AS metadata,
-               w.status, w.created_at, w.updated_at
+               w.status, w.sender_id, w.reply_to, w.parent_seq, w.session_no, w.integrity,
+               w.feedback_up, w.feedback_down, w.edited_at, w.retracted_at, w.created_at,
+               w.updated_at
           FROM (
                 SELECT r.id, r.conversation_id, r.seq, r.role, r.parts, r.content, r.metadata,
-                       r.status, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
+                       r.status, r.sender_id, r.reply_to, r.parent_seq, r.session_no,
+                       r.integrity, r.feedback_up, r.feedback_down, r.edited_at,
+                       r.retracted_at, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
                        r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_page
                   FROM (
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
+                               sender_id, reply_to, parent_seq, session_no, integrity,
+                               feedback_up, feedback_down, edited_at, retracted_at,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
                                (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
@@ -183,6 +238,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                                mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
+                           AND active
                            AND seq < $3
                         WINDOW travel AS (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)
                          ORDER BY seq DESC
@@ -193,7 +249,11 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
          WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $5
        ) AS m ON true
  WHERE c.id = $2
-   AND c.user_id = $1
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1
+                  AND mnemo_may(mm.role, 'read'))
  ORDER BY m.seq;
 
 -- name: list_messages_after
@@ -207,20 +267,27 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $4 page_size int8             rows wanted + 1
 -- $5 max_bytes int8             APP_MAX_PAGE_BYTES
 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-       m.created_at, m.updated_at
+       m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+       m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
   FROM conversations AS c
   LEFT JOIN LATERAL (
         SELECT w.id, w.conversation_id, w.seq, w.role,
                CASE WHEN w.in_page THEN w.parts END AS parts,
                CASE WHEN w.in_page THEN w.content END AS content,
                CASE WHEN w.in_page THEN w.metadata END AS metadata,
-               w.status, w.created_at, w.updated_at
+               w.status, w.sender_id, w.reply_to, w.parent_seq, w.session_no, w.integrity,
+               w.feedback_up, w.feedback_down, w.edited_at, w.retracted_at, w.created_at,
+               w.updated_at
           FROM (
                 SELECT r.id, r.conversation_id, r.seq, r.role, r.parts, r.content, r.metadata,
-                       r.status, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
+                       r.status, r.sender_id, r.reply_to, r.parent_seq, r.session_no,
+                       r.integrity, r.feedback_up, r.feedback_down, r.edited_at,
+                       r.retracted_at, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
                        r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_page
                   FROM (
                         SELECT id, conversation_id, seq, role, parts, content, metadata, status,
+                               sender_id, reply_to, parent_seq, session_no, integrity,
+                               feedback_up, feedback_down, edited_at, retracted_at,
                                created_at, updated_at,
                                row_number() OVER travel AS n,
                                (sum(mnemo_message_bytes(parts_bytes, content, metadata_bytes))
@@ -228,6 +295,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
                                mnemo_message_bytes(parts_bytes, content, metadata_bytes) AS own_bytes
                           FROM messages
                          WHERE conversation_id = c.id
+                           AND active
                            AND seq > $3
                         WINDOW travel AS (ORDER BY seq ROWS UNBOUNDED PRECEDING)
                          ORDER BY seq
@@ -238,7 +306,11 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
          WHERE w.n <= 2 OR w.bytes - w.own_bytes <= $5
        ) AS m ON true
  WHERE c.id = $2
-   AND c.user_id = $1
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1
+                  AND mnemo_may(mm.role, 'read'))
  ORDER BY m.seq;
 
 -- name: update_message
@@ -247,11 +319,12 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- it is, and content is derived again from the resulting parts. Appending to a complete
 -- message, turning a complete message back to streaming, parts that would exceed $8 bytes
 -- or $9 parts, or metadata over $8 bytes match no row: the gateway then tells NotFound,
--- Conflict and TooLarge apart.
+-- Conflict and TooLarge apart. Only its sender, still a member, edits a message (another
+-- member is told NotPermitted by the gateway).
 -- The size check reads the row it updates (parts_bytes + what is appended), so concurrent
 -- appends cannot together pass the limit; an edit that leaves the parts alone is not checked.
 -- returns: Message
--- uses: messages_conversation_id_id_key
+-- uses: messages_conversation_id_id_key, conversation_members_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -277,11 +350,14 @@ UPDATE messages AS m
        metadata_bytes = coalesce(p.metadata_bytes, m.metadata_bytes),
        status = coalesce($7::text, m.status),
        updated_at = now()
-  FROM conversations AS c, patch AS p
- WHERE c.id = m.conversation_id
-   AND c.user_id = $1
-   AND m.conversation_id = $2
+  FROM patch AS p
+ WHERE m.conversation_id = $2
    AND m.id = $3
+   AND m.sender_id = $1
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1)
    AND ($5::jsonb IS NULL OR m.status = 'streaming')
    AND ($7::text IS NULL OR $7::text = m.status OR m.status = 'streaming')
    AND (($4::jsonb IS NULL AND $5::jsonb IS NULL)
@@ -289,7 +365,8 @@ UPDATE messages AS m
             AND coalesce(p.parts_count, m.parts_count) + p.append_count <= $9))
    AND ($6::jsonb IS NULL OR p.metadata_bytes <= $8)
 RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-          m.created_at, m.updated_at;
+          m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+          m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at;
 
 -- name: delete_message
 -- Delete one message and keep the conversation's counters right, in one statement. Seqs are
@@ -298,16 +375,19 @@ RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata
 -- when the UPDATE evaluates it again after waiting for the conversation's row lock: appends
 -- and deletes that committed meanwhile count (a subquery would read the statement's snapshot
 -- and could move last_message_at backwards).
+-- The caller's role must be one that may 'delete_message' (owner, admin, moderator: any message); no row
+-- for a member without it too, told apart by the gateway.
 -- returns: value
--- uses: messages_conversation_id_id_key, messages_pkey
+-- uses: conversation_members_pkey, messages_conversation_id_id_key, messages_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
 WITH deleted AS (
     DELETE FROM messages AS m
-     USING conversations AS c
-     WHERE c.id = m.conversation_id
-       AND c.user_id = $1
+     USING conversation_members AS mm
+     WHERE mm.conversation_id = $2
+       AND mm.user_id = $1
+       AND mnemo_may(mm.role, 'delete_message')
        AND m.conversation_id = $2
        AND m.id = $3
     RETURNING m.conversation_id, m.seq, m.id
@@ -357,7 +437,9 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
        CASE WHEN h.in_page THEN m.parts END AS parts,
        CASE WHEN h.in_page THEN m.content END AS content,
        CASE WHEN h.in_page THEN m.metadata END AS metadata,
-       h.status, h.created_at, h.updated_at, c.title AS conversation_title, h.rank,
+       h.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity,
+       m.feedback_up, m.feedback_down, m.edited_at, m.retracted_at, h.created_at, h.updated_at,
+       c.title AS conversation_title, h.rank,
        (SELECT tsvector_to_array(to_tsvector('english'::regconfig, array_to_string($2, ' '))))
            AS stems
   FROM (
@@ -429,7 +511,9 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
        CASE WHEN h.in_page THEN m.parts END AS parts,
        CASE WHEN h.in_page THEN m.content END AS content,
        CASE WHEN h.in_page THEN m.metadata END AS metadata,
-       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+       h.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity,
+       m.feedback_up, m.feedback_down, m.edited_at, m.retracted_at, h.created_at, h.updated_at,
+       c.title AS conversation_title, 0::float8 AS rank
   FROM (
         SELECT r.*, r.n < $10 AND (r.n = 1 OR r.bytes <= $11) AS in_page
           FROM (
@@ -522,7 +606,9 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
        CASE WHEN h.in_page THEN m.parts END AS parts,
        CASE WHEN h.in_page THEN m.content END AS content,
        CASE WHEN h.in_page THEN m.metadata END AS metadata,
-       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+       h.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity,
+       m.feedback_up, m.feedback_down, m.edited_at, m.retracted_at, h.created_at, h.updated_at,
+       c.title AS conversation_title, 0::float8 AS rank
   FROM (
         SELECT r.*, r.n < $9 AND (r.n = 1 OR r.bytes <= $10) AS in_page
           FROM (
@@ -613,7 +699,9 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
        CASE WHEN h.in_page THEN m.parts END AS parts,
        CASE WHEN h.in_page THEN m.content END AS content,
        CASE WHEN h.in_page THEN m.metadata END AS metadata,
-       h.status, h.created_at, h.updated_at, c.title AS conversation_title, 0::float8 AS rank
+       h.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity,
+       m.feedback_up, m.feedback_down, m.edited_at, m.retracted_at, h.created_at, h.updated_at,
+       c.title AS conversation_title, 0::float8 AS rank
   FROM (
         SELECT r.*, r.n < $8 AND (r.n = 1 OR r.bytes <= $9) AS in_page
           FROM (

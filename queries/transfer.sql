@@ -17,14 +17,17 @@
 -- $4 chunk_size int8            rows wanted + 1
 -- $5 max_bytes int8             bytes of a chunk
 SELECT w.id, w.user_id, w.title, CASE WHEN w.in_chunk THEN w.metadata END AS metadata, w.tags,
-       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at
+       w.thread_id, w.version, w.message_count, w.last_message_at, w.created_at, w.updated_at,
+       w.kind, w.member_count, w.leaf_seq, w.tool_integrity
   FROM (
         SELECT r.id, r.user_id, r.title, r.metadata, r.tags, r.thread_id, r.version,
-               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.n, r.bytes,
+               r.message_count, r.last_message_at, r.created_at, r.updated_at, r.kind,
+               r.member_count, r.leaf_seq, r.tool_integrity, r.n, r.bytes,
                r.own_bytes, r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_chunk
           FROM (
                 SELECT id, user_id, title, metadata, tags, thread_id, version, message_count,
-                       last_message_at, created_at, updated_at,
+                       last_message_at, created_at, updated_at, kind, member_count, leaf_seq,
+                       tool_integrity,
                        row_number() OVER travel AS n,
                        (sum(octet_length(title) + octet_length(metadata::text)
                             + octet_length(tags::text) + coalesce(octet_length(thread_id), 0))
@@ -49,9 +52,10 @@ SELECT w.id, w.user_id, w.title, CASE WHEN w.in_chunk THEN w.metadata END AS met
 -- ends at $4 - 1 rows or $5 bytes (mnemo_message_bytes: parts, content and metadata, from
 -- their stored sizes), whichever comes first, but holds at least one message; the first row
 -- after the chunk comes back with NULL parts, content and metadata (only to say that more
--- exist). No row: the conversation has no message after $3 (or is not the caller's).
+-- exist). No row: the conversation has no message after $3 (or the caller may not read it).
+-- Every branch's messages, in seq order.
 -- returns: Message
--- uses: conversations_pkey, messages_pkey (forward scan from the keyset)
+-- uses: conversation_members_pkey, messages_pkey (forward scan from the keyset)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after_seq int8
@@ -61,23 +65,31 @@ SELECT w.id, w.conversation_id, w.seq, w.role,
        CASE WHEN w.in_chunk THEN w.parts END AS parts,
        CASE WHEN w.in_chunk THEN w.content END AS content,
        CASE WHEN w.in_chunk THEN w.metadata END AS metadata,
-       w.status, w.created_at, w.updated_at
+       w.status, w.sender_id, w.reply_to, w.parent_seq, w.session_no, w.integrity,
+       w.feedback_up, w.feedback_down, w.edited_at, w.retracted_at, w.created_at, w.updated_at
   FROM (
         SELECT r.id, r.conversation_id, r.seq, r.role, r.parts, r.content, r.metadata,
-               r.status, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
+               r.status, r.sender_id, r.reply_to, r.parent_seq, r.session_no, r.integrity,
+               r.feedback_up, r.feedback_down, r.edited_at, r.retracted_at, r.created_at,
+               r.updated_at, r.n, r.bytes, r.own_bytes,
                r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_chunk
           FROM (
                 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata,
-                       m.status, m.created_at, m.updated_at,
+                       m.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no,
+                       m.integrity, m.feedback_up, m.feedback_down, m.edited_at,
+                       m.retracted_at, m.created_at, m.updated_at,
                        row_number() OVER travel AS n,
                        (sum(mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes))
                            OVER travel)::int8 AS bytes,
                        mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes)
                            AS own_bytes
-                  FROM conversations AS c
-                  JOIN messages AS m ON m.conversation_id = c.id
-                 WHERE c.id = $2
-                   AND c.user_id = $1
+                  FROM messages AS m
+                 WHERE m.conversation_id = $2
+                   AND EXISTS (SELECT 1
+                                 FROM conversation_members AS mm
+                                WHERE mm.conversation_id = $2
+                                  AND mm.user_id = $1
+                                  AND mnemo_may(mm.role, 'read'))
                    AND m.seq > $3
                 WINDOW travel AS (ORDER BY m.seq ROWS UNBOUNDED PRECEDING)
                  ORDER BY m.seq
@@ -105,9 +117,11 @@ SELECT id
 -- last_message_at the transaction's time, as the messages' created_at. No creation digest
 -- (draft_digest NULL): a create retried with this id later compares what the row holds. A
 -- taken id violates conversations_pkey; a thread another conversation of the user names,
--- conversations_user_thread_key.
+-- conversations_user_thread_key. The importer becomes its owner member, who has read it all
+-- (trigger conversations_owner_member); its messages are one branch (the import copies each
+-- with the one before as its parent).
 -- returns: nothing
--- uses: conversations_pkey, conversations_user_thread_key
+-- uses: conversations_pkey, conversations_user_thread_key, conversation_members_pkey
 -- $1 user_id uuid
 -- $2 id uuid
 -- $3 title text
@@ -117,8 +131,9 @@ SELECT id
 -- $7 version int4
 -- $8 message_count int4
 INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id, version, message_count,
-                           last_seq, last_message_at)
-VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, CASE WHEN $8::int4 > 0 THEN now() END);
+                           last_seq, leaf_seq, last_message_at)
+VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, nullif($8::int4, 0),
+        CASE WHEN $8::int4 > 0 THEN now() END);
 
 -- name: update_import_timeout
 -- The statement_timeout of the rest of this transaction (an import's COPY may run longer than

@@ -168,7 +168,10 @@ def test_loader_sql_outside_a_block_fails(tmp_path: Path) -> None:
 def test_loader_reads_doc_params_returns_and_uses_lines() -> None:
     query = Q["list_messages_after"]
     assert (query.returns, query.columns) == ("Message", ())
-    assert (Q["insert_message"].returns, Q["insert_message"].columns) == ("Message", ("created",))
+    assert (Q["insert_message"].returns, Q["insert_message"].columns) == (
+        "Message",
+        ("created", "problem"),
+    )
     assert (Q["get_server_state"].returns, Q["get_server_state"].columns) == (
         COLUMNS,
         ("migrations_table", "server_version"),

@@ -8,7 +8,14 @@ from uuid import UUID
 
 from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
 from dal.database import Executor, fetch_all, fetch_one, fetch_value
-from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, StaleVersion
+from dal.errors import (
+    Conflict,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    StaleVersion,
+)
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.conversations import (
@@ -70,7 +77,7 @@ async def create_conversation(
     """
     args = (user_id, draft.id or new_id(), draft.title, draft.metadata, draft.tags)
     try:
-        row = await fetch_one(db, Q["insert_conversation"], *args, draft.thread_id)
+        row = await fetch_one(db, Q["insert_conversation"], *args, draft.thread_id, draft.kind)
     except Conflict as exc:
         raise thread_link_conflict(exc, draft.thread_id) from exc
     if row is not None:
@@ -198,7 +205,9 @@ async def update_conversation(
     expected_version: int | None = None,
 ) -> Conversation:
     """Apply ``patch`` and bump the version. With ``expected_version``, StaleVersion if the
-    conversation has changed since; NotFound if it is missing or someone else's."""
+    conversation has changed since; NotFound if it is missing or the caller is not a member;
+    NotPermitted if the caller's role may not change it (or links a thread, which only the
+    owner does)."""
     try:
         row = await fetch_one(
             db,
@@ -211,11 +220,17 @@ async def update_conversation(
             expected_version,
             patch.thread_id,
             "thread_id" in patch.model_fields_set,  # null clears the link, absent keeps it
+            patch.tool_integrity,
         )
     except Conflict as exc:
         raise thread_link_conflict(exc, patch.thread_id) from exc
     if row is None:
+        # Missing or not a member (NotFound), a stale version, or a role that may not.
         current = await get_conversation(db, user_id=user_id, conversation_id=conversation_id)
+        if expected_version is None or current.version == expected_version:
+            if "thread_id" in patch.model_fields_set and current.user_id != user_id:
+                raise NotPermitted("only the conversation's owner links it to a thread")
+            raise NotPermitted("your role in this conversation may not change it")
         raise StaleVersion(
             f"conversation {conversation_id} is at version {current.version}, "
             f"not {expected_version}"
@@ -224,7 +239,9 @@ async def update_conversation(
 
 
 async def delete_conversation(db: Executor, *, user_id: UUID, conversation_id: UUID) -> None:
-    """Delete the caller's conversation and its messages; NotFound if missing or not theirs."""
+    """Delete a conversation and its messages (its owner's right); NotFound if missing or the
+    caller is not a member, NotPermitted for another member."""
     deleted = await fetch_value(db, Q["delete_conversation"], user_id, conversation_id)
     if deleted is None:
-        raise NotFound("conversation", conversation_id)
+        await get_conversation(db, user_id=user_id, conversation_id=conversation_id)
+        raise NotPermitted("only the conversation's owner may delete it")

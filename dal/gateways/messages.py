@@ -13,7 +13,14 @@ import orjson
 
 from dal.cursors import check_limit
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
-from dal.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, TooLarge
+from dal.errors import (
+    Conflict,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    TooLarge,
+)
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.messages import Appended, Message, MessageDraft, MessagePage, MessagePatch
@@ -54,8 +61,11 @@ async def insert_message(
     (as it is now) comes back with ``created=False`` when this draft is the request that
     created it (same role, parts, metadata and status), else IdempotencyMismatch. TooLarge
     (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``, or the
-    metadata ``max_bytes``; NotFound if the conversation is missing or not theirs. Raises no
-    error that aborts a caller's transaction on a concurrent retry of the same id.
+    metadata ``max_bytes``; InvalidInput when ``draft.reply_to`` names no message of the
+    conversation; NotPermitted when the caller's role may not append; NotFound if the
+    conversation is missing or the caller is not a member. Raises no error that aborts a
+    caller's transaction on a concurrent retry of the same id. The message follows the
+    active leaf: ``draft.parent_id`` is not read here (dal.usecases.branches starts branches).
     """
     message_id = draft.id or new_id()
     args = (
@@ -68,6 +78,7 @@ async def insert_message(
         draft.status,
         max_bytes,
         max_parts,
+        draft.reply_to,
     )
     row = await fetch_one(db, Q["insert_message"], *args)
     if row is None:
@@ -78,7 +89,12 @@ async def insert_message(
             raise NotFound("conversation", conversation_id)
     values = dict(row.items())
     created = values.pop("created")
-    if values["seq"] is None:
+    problem = values.pop("problem")
+    if problem == "forbidden":
+        raise NotPermitted("your role in this conversation may not append messages")
+    if problem == "reply_to":
+        raise InvalidInput(f"reply_to: no message {draft.reply_to} in this conversation")
+    if problem is not None:
         raise _too_large(max_bytes, max_parts)
     if created is None:
         raise IdempotencyMismatch(
@@ -179,6 +195,8 @@ async def update_message(
         current = await get_message(
             db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
         )
+        if current.sender_id != user_id:
+            raise NotPermitted("only the member who wrote a message may change it")
         if current.status == "complete" and (
             patch.append_parts is not None or patch.status == "streaming"
         ):
@@ -190,10 +208,16 @@ async def update_message(
 async def delete_message(
     db: Executor, *, user_id: UUID, conversation_id: UUID, message_id: UUID
 ) -> None:
-    """Delete one message, keeping the conversation's counters right; NotFound if missing."""
+    """Delete one message, keeping the conversation's counters right (a role that may
+    'delete_message': any message). NotFound if missing or the caller is not a member;
+    NotPermitted for a member whose role may not."""
     deleted = await fetch_value(db, Q["delete_message"], user_id, conversation_id, message_id)
     if deleted is None:
-        raise NotFound("message", message_id)
+        # Missing (or not a member: NotFound), or a member whose role may not delete.
+        await get_message(
+            db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
+        )
+        raise NotPermitted("your role in this conversation may not delete messages")
 
 
 # --- search -----------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ FIRST_KEYSET = (datetime.max.replace(tzinfo=UTC), UUID(int=2**128 - 1))
 # The columns an import copies into messages, in the order of each COPY row
 # (dal.usecases.transfer writes the rows in PostgreSQL's binary COPY format). user_id is the
 # conversation's owner, given as insert_message gives it: left NULL, a trigger would look it up
-# for every row.
+# for every row. The importer is every message's sender; each follows the one before it
+# (parent_seq; NULL for the first): one branch, all of it active.
 MESSAGE_COLUMNS = (
     "conversation_id",
     "user_id",
+    "sender_id",
     "seq",
     "id",
     "role",
@@ -38,6 +40,7 @@ MESSAGE_COLUMNS = (
     "parts_bytes",
     "parts_count",
     "metadata_bytes",
+    "parent_seq",
 )
 
 

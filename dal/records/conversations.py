@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 from pydantic import (
@@ -20,6 +20,8 @@ from dal.records.base import INPUT, NOT_NULL, CursorPage, Metadata, Patch, Row, 
 Title = Annotated[str, Field(max_length=1000)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], Field(max_length=100)]
+ConversationKind = Literal["direct", "group"]
+ToolIntegrity = Literal["off", "flag", "reject"]
 
 
 class Conversation(Row):
@@ -34,6 +36,13 @@ class Conversation(Row):
     last_message_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # 'direct' (two members at most) or 'group'; user_id above is its owner member.
+    kind: ConversationKind
+    member_count: int
+    # The seq of the active branch's last message (README "Branches"); None when empty.
+    leaf_seq: int | None
+    # What an append that breaks tool-call pairing gets (README "Tool-call integrity").
+    tool_integrity: ToolIntegrity
 
 
 class ConversationDraft(BaseModel):
@@ -43,6 +52,7 @@ class ConversationDraft(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
     tags: Tags = Field(default_factory=list)
     thread_id: ThreadId | None = None
+    kind: ConversationKind = "group"
 
 
 class ConversationPatch(Patch):
@@ -54,6 +64,7 @@ class ConversationPatch(Patch):
     tags: Tags | None = NOT_NULL
     # The thread of the user's that serves this conversation; null unlinks it.
     thread_id: ThreadId | None = None
+    tool_integrity: ToolIntegrity | None = NOT_NULL
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:  # replaces Patch's: a null thread_id is a change
@@ -61,7 +72,7 @@ class ConversationPatch(Patch):
             raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
         return self
 
-    @field_validator("title", "metadata", "tags")
+    @field_validator("title", "metadata", "tags", "tool_integrity")
     @classmethod
     def _conversation_field_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         return not_null(value, info)

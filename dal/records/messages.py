@@ -68,6 +68,21 @@ class Message(Row):
     content: str
     metadata: dict[str, Any]
     status: MessageStatus
+    # The member who wrote it (an agent writes with its own user's token); history from
+    # before senders were kept was given its conversation's owner.
+    sender_id: UUID | None
+    reply_to: UUID | None
+    # The message it follows on its branch (None for the first); see README "Branches".
+    parent_seq: int | None
+    # The chat session it belongs to (README "Chat sessions"); None for messages before them.
+    session_no: int | None
+    # Why the message breaks tool-call pairing, when its conversation flags rather than
+    # rejects (README "Tool-call integrity"): 'unanswered_tool_call' or 'unknown_tool_result'.
+    integrity: Literal["unanswered_tool_call", "unknown_tool_result"] | None
+    feedback_up: int
+    feedback_down: int
+    edited_at: datetime | None
+    retracted_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -81,6 +96,11 @@ class MessageDraft(BaseModel):
     parts: list[Part]
     metadata: Metadata = Field(default_factory=dict)
     status: MessageStatus = "complete"
+    # The message of the conversation this one replies to (a quote, not a branch).
+    reply_to: UUID | None = None
+    # The message this one follows, when it is not the active leaf: the new message starts a
+    # branch there (an edited question, a regenerated answer). None: after the active leaf.
+    parent_id: UUID | None = None
 
 
 class MessagePatch(Patch):

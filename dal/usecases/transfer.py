@@ -92,6 +92,17 @@ class MessageIn(BaseModel):
     content: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Of the conversation it came from: the importer is the sender of every imported message,
+    # and the messages are one branch, in the order given.
+    sender_id: UUID | None = None
+    reply_to: UUID | None = None
+    parent_seq: int | None = None
+    session_no: int | None = None
+    integrity: str | None = None
+    feedback_up: int | None = None
+    feedback_down: int | None = None
+    edited_at: datetime | None = None
+    retracted_at: datetime | None = None
 
 
 class ConversationIn(BaseModel):
@@ -111,6 +122,11 @@ class ConversationIn(BaseModel):
     last_message_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # An import is a group conversation of the importer's alone.
+    kind: str | None = None
+    member_count: int | None = None
+    leaf_seq: int | None = None
+    tool_integrity: str | None = None
 
 
 class ConversationDocument(BaseModel):
@@ -356,9 +372,11 @@ def parts_text(parts: list[Any]) -> str:
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_ROW_KEYS = struct.Struct(">hi16si16s")  # field count; conversation_id; user_id
+_ROW_KEYS = struct.Struct(">hi16si16si16s")  # field count; conversation_id; user_id; sender_id
 _ROW_HEAD = struct.Struct(">iqi16s")  # seq; id
 _ROW_TAIL = struct.Struct(">iqiiii")  # parts_bytes int8, parts_count int4, metadata_bytes int4
+_PARENT = struct.Struct(">iq")  # parent_seq int8: the message before (one branch)
+_NULL = b"\xff\xff\xff\xff"  # a NULL field: length -1
 _LENGTH = struct.Struct(">i")
 _TEXTS = {
     value: _LENGTH.pack(len(value)) + value.encode()
@@ -402,7 +420,9 @@ def _plan(
                 f"{where}conversation.metadata: over {max_bytes} bytes (APP_MAX_MESSAGE_BYTES)",
                 code="message_too_large",
             )
-        keys = _ROW_KEYS.pack(_FIELDS, 16, conversation_id.bytes, 16, user_id.bytes)
+        keys = _ROW_KEYS.pack(
+            _FIELDS, 16, conversation_id.bytes, 16, user_id.bytes, 16, user_id.bytes
+        )
         message_ids: set[UUID] = set()
         for seq, message in enumerate(document.messages, 1):
             at = f"{where}messages.{seq - 1}"
@@ -477,6 +497,7 @@ def _copy_row(
             metadata_json,
             _TEXTS[message.status],
             _ROW_TAIL.pack(8, parts_bytes, 4, len(parts), 4, metadata_bytes),
+            _PARENT.pack(8, seq - 1) if seq > 1 else _NULL,
         )
     )
 
@@ -596,7 +617,7 @@ def _render_messages(rows: Sequence[Any], separator: bytes) -> bytes:
         values = dict(zip(names, row, strict=True))
         values["id"] = str(values["id"])
         values["conversation_id"] = conversation_id
-        pieces.append(dumps(values, option=_JSON_OPTIONS))
+        pieces.append(dumps(values, default=_uuid, option=_JSON_OPTIONS))
     return separator.join(pieces)
 
 
