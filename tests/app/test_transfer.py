@@ -61,6 +61,7 @@ def post_import(
 def plain(document: Json) -> Json:
     """A document without its ids and times."""
     gone = {"id", "user_id", "conversation_id", "created_at", "updated_at", "last_message_at"}
+    gone |= {"sender_id"}  # the importer's
     return {
         "conversation": {k: v for k, v in document["conversation"].items() if k not in gone},
         "messages": [{k: v for k, v in m.items() if k not in gone} for m in document["messages"]],
