@@ -407,6 +407,11 @@ RETURNING d.id;
 -- a keyset cursor over the four; a page ends at page_size - 1 rows or max_bytes, as
 -- list_messages_latest's do (the row after the page comes without parts, content and
 -- metadata, only to say that more exist). conversation_title: the hit's conversation's.
+-- Each reads the caller's own conversations (messages.user_id, their owner, leads the indexes)
+-- and, merged with them, the conversations shared with the caller as a member (not owner):
+-- those are read message by message (conversation_members_user_idx, then each conversation's
+-- messages), so their cost grows with their size; an index keyed by member would cost every
+-- append to a group a row per member.
 
 -- name: find_messages_matching
 -- The caller's messages that match a text query, and facets if given (role, part type, tool,
@@ -418,6 +423,7 @@ RETURNING d.id;
 -- A narrow created_at range may be read by messages_user_created_idx instead (custom plans).
 -- returns: Message + conversation_title, rank, stems
 -- uses: messages_search_idx, messages_user_created_idx, messages_pkey, conversations_pkey
+-- uses: conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 terms text[]               the parsed query's terms (mnemo_search_query)
 -- $3 negated bool[]
@@ -448,6 +454,8 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                 SELECT k.*, row_number() OVER travel AS n,
                        (sum(k.own_bytes) OVER travel)::int8 AS bytes
                   FROM (
+                        SELECT u.*
+                          FROM (
                         SELECT x.id, x.conversation_id, x.seq, x.role, x.status, x.created_at,
                                x.updated_at, x.rank, x.own_bytes
                           FROM (
@@ -473,6 +481,37 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                          ORDER BY x.rank DESC, x.created_at DESC, x.conversation_id DESC,
                                   x.seq DESC
                          LIMIT $14
+                               ) AS u
+                         UNION ALL
+                        (SELECT z.*
+                           FROM (SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                        m.created_at, m.updated_at,
+                                        coalesce(ts_rank_cd(m.search_vector,
+                                                            (SELECT mnemo_search_query($2, $3, $4)),
+                                                            1)::float8, 0) AS rank,
+                                        mnemo_message_bytes(m.parts_bytes, m.content,
+                                                            m.metadata_bytes) AS own_bytes
+                                   FROM conversation_members AS mm
+                                   JOIN messages AS m ON m.conversation_id = mm.conversation_id
+                                  WHERE mm.user_id = $1
+                                    AND mm.role <> 'owner'
+                                    AND mnemo_may(mm.role, 'read')
+                                    AND m.search_vector @@ (SELECT mnemo_tsquery_and(
+                                                                mnemo_search_query($2, $3, $4),
+                                                                mnemo_lexemes_query($5)))
+                                    AND ($7::jsonb IS NULL OR m.metadata @> $7)
+                                    AND ($6::uuid IS NULL OR m.conversation_id = $6)
+                                    AND ($8::timestamptz IS NULL OR m.created_at >= $8)
+                                    AND ($9::timestamptz IS NULL OR m.created_at < $9)
+                                ) AS z
+                          WHERE $10::float8 IS NULL
+                             OR (z.rank, z.created_at, z.conversation_id, z.seq)
+                                < ($10, $11, $12, $13)
+                          ORDER BY z.rank DESC, z.created_at DESC, z.conversation_id DESC,
+                                   z.seq DESC
+                          LIMIT $14)
+                         ORDER BY rank DESC, created_at DESC, conversation_id DESC, seq DESC
+                         LIMIT $14
                        ) AS k
                 WINDOW travel AS (ORDER BY k.rank DESC, k.created_at DESC, k.conversation_id DESC,
                                            k.seq DESC
@@ -496,6 +535,7 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
 -- scan more than the probe.
 -- returns: Message + conversation_title, rank
 -- uses: messages_user_created_idx, messages_search_idx, messages_pkey, conversations_pkey
+-- uses: conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 facets text[]              facet lexemes, ANDed (at least one)
 -- $3 conversation_id uuid       NULL: every conversation
@@ -520,6 +560,8 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                 SELECT k.*, row_number() OVER travel AS n,
                        (sum(k.own_bytes) OVER travel)::int8 AS bytes
                   FROM (
+                        SELECT u.*
+                          FROM (
                         WITH newest AS MATERIALIZED (
                             SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
                                    m.created_at, m.updated_at, m.search_vector, m.metadata,
@@ -575,6 +617,30 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                             AND (SELECT count(*) FROM newest) = 400
                           ORDER BY g.created_at DESC, g.conversation_id DESC, g.seq DESC
                           LIMIT $10)
+                               ) AS u
+                         UNION ALL
+                        (SELECT z.*
+                           FROM (SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                        m.created_at, m.updated_at,
+                                        mnemo_message_bytes(m.parts_bytes, m.content,
+                                                            m.metadata_bytes) AS own_bytes
+                                   FROM conversation_members AS mm
+                                   JOIN messages AS m ON m.conversation_id = mm.conversation_id
+                                  WHERE mm.user_id = $1
+                                    AND mm.role <> 'owner'
+                                    AND mnemo_may(mm.role, 'read')
+                                    AND m.search_vector @@ (SELECT mnemo_lexemes_query($2))
+                                    AND ($4::jsonb IS NULL OR m.metadata @> $4)
+                                    AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                                    AND ($5::timestamptz IS NULL OR m.created_at >= $5)
+                                    AND ($6::timestamptz IS NULL OR m.created_at < $6)
+                                ) AS z
+                          WHERE $7::timestamptz IS NULL
+                             OR (z.created_at, z.conversation_id, z.seq) < ($7, $8, $9)
+                          ORDER BY z.created_at DESC, z.conversation_id DESC, z.seq DESC
+                          LIMIT $10)
+                         ORDER BY created_at DESC, conversation_id DESC, seq DESC
+                         LIMIT $10
                        ) AS k
                 WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
                                   ROWS UNBOUNDED PRECEDING)
@@ -592,6 +658,7 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
 -- messages first, then, for a rare value, the metadata column of messages_search_idx).
 -- returns: Message + conversation_title, rank
 -- uses: messages_user_created_idx, messages_search_idx, messages_pkey, conversations_pkey
+-- uses: conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 metadata jsonb
 -- $3 conversation_id uuid       NULL: every conversation
@@ -615,6 +682,8 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                 SELECT k.*, row_number() OVER travel AS n,
                        (sum(k.own_bytes) OVER travel)::int8 AS bytes
                   FROM (
+                        SELECT u.*
+                          FROM (
                         WITH newest AS MATERIALIZED (
                             SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
                                    m.created_at, m.updated_at, m.metadata,
@@ -668,6 +737,29 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                             AND (SELECT count(*) FROM newest) = 400
                           ORDER BY g.created_at DESC, g.conversation_id DESC, g.seq DESC
                           LIMIT $9)
+                               ) AS u
+                         UNION ALL
+                        (SELECT z.*
+                           FROM (SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                        m.created_at, m.updated_at,
+                                        mnemo_message_bytes(m.parts_bytes, m.content,
+                                                            m.metadata_bytes) AS own_bytes
+                                   FROM conversation_members AS mm
+                                   JOIN messages AS m ON m.conversation_id = mm.conversation_id
+                                  WHERE mm.user_id = $1
+                                    AND mm.role <> 'owner'
+                                    AND mnemo_may(mm.role, 'read')
+                                    AND m.metadata @> $2
+                                    AND ($3::uuid IS NULL OR m.conversation_id = $3)
+                                    AND ($4::timestamptz IS NULL OR m.created_at >= $4)
+                                    AND ($5::timestamptz IS NULL OR m.created_at < $5)
+                                ) AS z
+                          WHERE $6::timestamptz IS NULL
+                             OR (z.created_at, z.conversation_id, z.seq) < ($6, $7, $8)
+                          ORDER BY z.created_at DESC, z.conversation_id DESC, z.seq DESC
+                          LIMIT $9)
+                         ORDER BY created_at DESC, conversation_id DESC, seq DESC
+                         LIMIT $9
                        ) AS k
                 WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
                                   ROWS UNBOUNDED PRECEDING)
@@ -686,6 +778,7 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
 -- conversation ($2) is a filter on that scan. Rank 0.
 -- returns: Message + conversation_title, rank
 -- uses: messages_user_created_idx, messages_pkey, conversations_pkey
+-- uses: conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid       NULL: every conversation
 -- $3 since timestamptz          NULL: no lower bound (inclusive)
@@ -708,6 +801,8 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                 SELECT k.*, row_number() OVER travel AS n,
                        (sum(k.own_bytes) OVER travel)::int8 AS bytes
                   FROM (
+                        SELECT u.*
+                          FROM (
                         SELECT m.id, m.conversation_id, m.seq, m.role, m.status, m.created_at,
                                m.updated_at,
                                mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes)
@@ -722,6 +817,28 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
                            AND m.created_at < coalesce($4, 'infinity'::timestamptz)
                            AND ($2::uuid IS NULL OR m.conversation_id = $2)
                          ORDER BY m.created_at DESC, m.conversation_id DESC, m.seq DESC
+                         LIMIT $8
+                               ) AS u
+                         UNION ALL
+                        (SELECT z.*
+                           FROM (SELECT m.id, m.conversation_id, m.seq, m.role, m.status,
+                                        m.created_at, m.updated_at,
+                                        mnemo_message_bytes(m.parts_bytes, m.content,
+                                                            m.metadata_bytes) AS own_bytes
+                                   FROM conversation_members AS mm
+                                   JOIN messages AS m ON m.conversation_id = mm.conversation_id
+                                  WHERE mm.user_id = $1
+                                    AND mm.role <> 'owner'
+                                    AND mnemo_may(mm.role, 'read')
+                                    AND ($2::uuid IS NULL OR m.conversation_id = $2)
+                                    AND ($3::timestamptz IS NULL OR m.created_at >= $3)
+                                    AND ($4::timestamptz IS NULL OR m.created_at < $4)
+                                ) AS z
+                          WHERE $5::timestamptz IS NULL
+                             OR (z.created_at, z.conversation_id, z.seq) < ($5, $6, $7)
+                          ORDER BY z.created_at DESC, z.conversation_id DESC, z.seq DESC
+                          LIMIT $8)
+                         ORDER BY created_at DESC, conversation_id DESC, seq DESC
                          LIMIT $8
                        ) AS k
                 WINDOW travel AS (ORDER BY k.created_at DESC, k.conversation_id DESC, k.seq DESC
