@@ -145,7 +145,8 @@ async def test_rights_come_from_the_role(pool: Any, alice: User, bob: User) -> N
 
     # An admin may change the conversation, not delete it; its owner may.
     await pool.execute(
-        "UPDATE conversation_members SET role = 'admin' WHERE conversation_id = $1 AND user_id = $2",
+        "UPDATE conversation_members SET role = 'admin'"
+        " WHERE conversation_id = $1 AND user_id = $2",
         conv.id,
         bob.id,
     )
