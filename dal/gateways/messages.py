@@ -61,8 +61,8 @@ async def insert_message(
     (as it is now) comes back with ``created=False`` when this draft is the request that
     created it (same role, parts, metadata and status), else IdempotencyMismatch. TooLarge
     (``message_too_large``) when the parts exceed ``max_bytes`` or ``max_parts``, or the
-    metadata ``max_bytes``; InvalidInput when ``draft.reply_to`` names no message of the
-    conversation; NotPermitted when the caller's role may not append; NotFound if the
+    metadata ``max_bytes``; NotFound (naming reply_to) when ``draft.reply_to`` names no
+    message of the conversation; NotPermitted when the caller's role may not append; NotFound if the
     conversation is missing or the caller is not a member. Raises no error that aborts a
     caller's transaction on a concurrent retry of the same id. The message follows the
     active leaf: ``draft.parent_id`` is not read here (dal.usecases.branches starts branches).
@@ -93,7 +93,7 @@ async def insert_message(
     if problem == "forbidden":
         raise NotPermitted("your role in this conversation may not append messages")
     if problem == "reply_to":
-        raise InvalidInput(f"reply_to: no message {draft.reply_to} in this conversation")
+        raise NotFound(f"reply_to: message {draft.reply_to} of this conversation")
     if problem is not None:
         raise _too_large(max_bytes, max_parts)
     if created is None:

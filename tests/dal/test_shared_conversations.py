@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dal.errors import InvalidInput, NotFound, NotPermitted
+from dal.errors import NotFound, NotPermitted
 from dal.gateways import conversations, messages
 from dal.records.conversations import Conversation, ConversationPatch
 from dal.records.messages import MessageDraft, MessagePatch
@@ -109,7 +109,7 @@ async def test_a_reply_names_a_message_of_the_same_conversation(pool: Any, alice
     conv = await make_conversation(pool, alice)
     other = await make_conversation(pool, alice, "other")
     elsewhere = await say(pool, alice, other, "over there")
-    with pytest.raises(InvalidInput, match="reply_to"):
+    with pytest.raises(NotFound, match="reply_to"):
         await say(pool, alice, conv, "re", reply_to=elsewhere.id)
     assert (
         await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
