@@ -104,11 +104,12 @@ async def messages(request: Request) -> Response:
             body.get("status", "complete"),
             MAX_MESSAGE_BYTES,
             MAX_MESSAGE_PARTS,
+            None,  # reply_to
         )
         if row is None:
             return _NOT_FOUND
         message = dict(row)
-        del message["created"]
+        del message["created"], message["problem"]
         return _json(message, 201)
     limit = int(request.query_params.get("limit", "50"))
     rows = await pool.fetch(PAGE_SQL, user["id"], conversation_id, limit + 1, MAX_PAGE_BYTES)

@@ -52,6 +52,7 @@ async def append_raw(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
         "complete",
         messages.MAX_MESSAGE_BYTES,
         messages.MAX_MESSAGE_PARTS,
+        None,  # reply_to
     )
 
 
