@@ -1,0 +1,200 @@
+"""Who may do what in a shared conversation, over HTTP: every route that reads or changes a
+conversation, tried by each kind of caller (owner, admin, moderator, member, former member,
+someone who never was one). Each cell runs on a conversation of its own; a refused request
+(403, 404) must leave the conversation exactly as it was (README "Members and roles")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from dal.settings import Settings
+from tests.app.conftest import Caller, Json, make_conversation, make_user, messages_url, text_part
+
+ROLES = ("owner", "admin", "moderator", "member", "former", "stranger")
+
+
+@dataclass
+class Scene:
+    """A conversation with one caller of each kind, and a message of the owner's and of each
+    member's own."""
+
+    client: TestClient
+    db: psycopg.Connection[Any]
+    callers: dict[str, Caller]
+    conversation_id: str
+    owners_message: str
+    own_message: dict[str, str]
+
+    def url(self, tail: str = "") -> str:
+        return f"/v1/conversations/{self.conversation_id}{tail}"
+
+    def state(self) -> tuple[Any, ...]:
+        """Everything a refused request must leave alone."""
+        conversation = self.db.execute(
+            "SELECT to_jsonb(c) - 'updated_at' FROM conversations c WHERE id = %s",
+            [self.conversation_id],
+        ).fetchone()
+        members = self.db.execute(
+            "SELECT user_id, role, last_read_seq, delivered_seq FROM conversation_members"
+            " WHERE conversation_id = %s ORDER BY user_id",
+            [self.conversation_id],
+        ).fetchall()
+        rows = self.db.execute(
+            "SELECT to_jsonb(m) - 'search_vector' FROM messages m WHERE conversation_id = %s"
+            " ORDER BY seq",
+            [self.conversation_id],
+        ).fetchall()
+        return conversation, members, rows
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    call: Callable[[Scene, Caller, str], Any]
+    # The answer for each kind of caller: a status code.
+    expect: dict[str, int]
+
+
+def _members(rank: int, ok: int, others: int = 403) -> dict[str, int]:
+    """``ok`` for the roles of at least ``rank`` (owner 4 ... member 1), ``others`` for the
+    members below it, 404 for the former member and the stranger."""
+    ranks = {"owner": 4, "admin": 3, "moderator": 2, "member": 1}
+    expect = {role: ok if r >= rank else others for role, r in ranks.items()}
+    return {**expect, "former": 404, "stranger": 404}
+
+
+def _append(scene: Scene, who: Caller, role: str) -> Any:
+    body = {"role": "user", "parts": [text_part(f"from {role}")]}
+    return scene.client.post(messages_url(scene.conversation_id), json=body, headers=who.headers)
+
+
+def _own_message(scene: Scene, role: str) -> str:
+    return scene.own_message.get(role, scene.owners_message)
+
+
+ACTIONS: list[Action] = [
+    Action(
+        "read the conversation",
+        lambda s, who, _: s.client.get(s.url(), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "page its messages",
+        lambda s, who, _: s.client.get(s.url("/messages"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "read a message",
+        lambda s, who, _: s.client.get(s.url(f"/messages/{s.owners_message}"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "export it",
+        lambda s, who, _: s.client.get(s.url("/export"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action("append a message", _append, _members(1, 201)),
+    Action(
+        "rename it",
+        lambda s, who, _: s.client.patch(s.url(), json={"title": "renamed"}, headers=who.headers),
+        _members(3, 200),
+    ),
+    Action(
+        "set its tool-call integrity",
+        lambda s, who, _: s.client.patch(
+            s.url(), json={"tool_integrity": "reject"}, headers=who.headers
+        ),
+        _members(3, 200),
+    ),
+    Action(
+        "delete it",
+        lambda s, who, _: s.client.delete(s.url(), headers=who.headers),
+        _members(4, 204),
+    ),
+    Action(
+        "delete the owner's message",
+        lambda s, who, _: s.client.delete(
+            s.url(f"/messages/{s.owners_message}"), headers=who.headers
+        ),
+        _members(2, 204),
+    ),
+    Action(
+        "change the metadata of one's own message",
+        lambda s, who, role: s.client.patch(
+            s.url(f"/messages/{_own_message(s, role)}"),
+            json={"metadata": {"by": role}},
+            headers=who.headers,
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "change the metadata of another's message",
+        lambda s, who, role: s.client.patch(
+            s.url(f"/messages/{s.own_message['member' if role != 'member' else 'admin']}"),
+            json={"metadata": {"by": role}},
+            headers=who.headers,
+        ),
+        {**_members(1, 403), "former": 404, "stranger": 404},
+    ),
+]
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def people(client: TestClient) -> dict[str, Caller]:
+    return {role: Caller(*make_user(client, role)) for role in ROLES}
+
+
+def _scene(client: TestClient, db: psycopg.Connection[Any], people: dict[str, Caller]) -> Scene:
+    owner = people["owner"]
+    conversation: Json = make_conversation(client, owner, title="team")
+    conversation_id = conversation["id"]
+    for role in ("admin", "moderator", "member", "former"):
+        db.execute(
+            "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES (%s, %s, %s)",
+            [conversation_id, people[role].id, "member" if role == "former" else role],
+        )
+    scene = Scene(client, db, people, conversation_id, "", {})
+    own: dict[str, str] = {}
+    for role in ("owner", "admin", "moderator", "member", "former"):
+        response = _append(scene, people[role], role)
+        assert response.status_code == 201, response.text
+        own[role] = response.json()["id"]
+    # The former member leaves; their message stays.
+    db.execute(
+        "DELETE FROM conversation_members WHERE conversation_id = %s AND user_id = %s",
+        [conversation_id, people["former"].id],
+    )
+    db.execute("UPDATE conversations SET member_count = 4 WHERE id = %s", [conversation_id])
+    scene.owners_message = own.pop("owner")
+    own.pop("former")
+    scene.own_message = own
+    scene.own_message["owner"] = scene.owners_message
+    return scene
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=[a.name for a in ACTIONS])
+def test_each_role_may_do_what_the_table_says_and_a_refusal_changes_nothing(
+    client: TestClient, db: psycopg.Connection[Any], people: dict[str, Caller], action: Action
+) -> None:
+    for role in ROLES:
+        scene = _scene(client, db, people)
+        before = scene.state()
+        response = action.call(scene, people[role], role)
+        expected = action.expect[role]
+        assert response.status_code == expected, (action.name, role, response.text)
+        if expected >= 400:
+            code = response.json()["error"]["code"]
+            assert code == {403: "forbidden", 404: "not_found"}[expected], (action.name, role)
+            assert scene.state() == before, (action.name, role)
