@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # Bytes of one page of messages (parts, text, metadata) or conversations (title, metadata,
     # tags): the page ends early rather than exceed it, but always holds at least one row.
     app_max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=2**62)
+    # Seconds after it was written during which a message's sender may edit its parts or retract
+    # it (409 edit_window_closed after); 0: never. README "Edits and retraction".
+    app_edit_window_seconds: int = Field(default=300, ge=0, le=3_153_600_000)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays

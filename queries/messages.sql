@@ -314,17 +314,27 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
  ORDER BY m.seq;
 
 -- name: update_message
--- Edit a message in one statement: replace its parts ($4), append parts while it is
--- streaming ($5), replace its metadata ($6), change its status ($7); NULL leaves each as
--- it is, and content is derived again from the resulting parts. Appending to a complete
--- message, turning a complete message back to streaming, parts that would exceed $8 bytes
--- or $9 parts, or metadata over $8 bytes match no row: the gateway then tells NotFound,
--- Conflict and TooLarge apart. Only its sender, still a member, edits a message (another
--- member is told NotPermitted by the gateway).
--- The size check reads the row it updates (parts_bytes + what is appended), so concurrent
--- appends cannot together pass the limit; an edit that leaves the parts alone is not checked.
--- returns: Message
--- uses: messages_conversation_id_id_key, conversation_members_pkey
+-- Change a message in one statement: replace its parts ($4), append parts while it is
+-- streaming ($5), replace its metadata ($6), change its status ($7); NULL leaves each as it
+-- is, and content is derived again from the resulting parts. Only its sender, still a member,
+-- changes a message, and never once it is retracted or deleted.
+-- Replacing the parts of a complete message is an edit (README "Edits and retraction"):
+-- allowed while now() is within $10 seconds of created_at (0: never), it keeps the replaced
+-- parts and metadata in message_versions as version `version` (with when and by whom that
+-- content was written), moves the message to version + 1 and sets edited_at. Streaming
+-- (appending parts, replacing the parts of a streaming message, finalizing) and changing only
+-- the metadata are not edits: no version, no window.
+-- The message's row is locked first (FOR UPDATE reads its newest version), so concurrent
+-- changes queue on it: each sees what the one before wrote (version numbers 1..n, no gaps; the
+-- size check counts what concurrent appends added).
+-- Nothing changes, and one row with NULL message columns says why (problem), when: the caller
+-- is not its sender ('forbidden'); it is retracted ('retracted'); appending to a complete
+-- message or reopening it ('complete'); an edit past the window ('edit_window'); parts over
+-- the bytes ($8) or parts ($9) allowed, or metadata over $8 bytes ('too_large'; a change
+-- that leaves the parts alone does not check them). No row: the message is missing or the
+-- caller is not a member.
+-- returns: Message + problem
+-- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -334,71 +344,280 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $7 status text                NULL keeps it
 -- $8 max_bytes int8             APP_MAX_MESSAGE_BYTES
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
+-- $10 edit_window float8        APP_EDIT_WINDOW_SECONDS
 WITH patch AS (
     SELECT mnemo_parts_bytes($4::jsonb) AS parts_bytes,
            jsonb_array_length($4::jsonb) AS parts_count,
            coalesce(mnemo_parts_bytes($5::jsonb), 0) AS append_bytes,
            coalesce(jsonb_array_length($5::jsonb), 0) AS append_count,
            octet_length($6::jsonb::text) AS metadata_bytes
+), target AS (
+    SELECT m.conversation_id, m.seq, m.parts, m.metadata, m.status, m.version, m.sender_id,
+           m.parts_bytes, m.parts_count, m.created_at, m.edited_at, m.retracted_at
+      FROM messages AS m
+     WHERE m.conversation_id = $2
+       AND m.id = $3
+       AND EXISTS (SELECT 1
+                     FROM conversation_members AS mm
+                    WHERE mm.conversation_id = $2
+                      AND mm.user_id = $1)
+       FOR UPDATE OF m
+), checked AS (
+    SELECT t.conversation_id, t.seq, t.parts, t.metadata, t.version, t.sender_id,
+           coalesce(t.edited_at, t.created_at) AS written_at,
+           t.status = 'complete' AND $4::jsonb IS NOT NULL AS is_edit,
+           CASE
+               WHEN t.sender_id IS DISTINCT FROM $1 THEN 'forbidden'
+               WHEN t.retracted_at IS NOT NULL THEN 'retracted'
+               WHEN t.status = 'complete' AND ($5::jsonb IS NOT NULL OR $7::text = 'streaming')
+                   THEN 'complete'
+               WHEN t.status = 'complete' AND $4::jsonb IS NOT NULL
+                    AND NOT ($10::float8 > 0
+                             AND now() <= t.created_at + make_interval(secs => $10::float8))
+                   THEN 'edit_window'
+               WHEN ($4::jsonb IS NOT NULL OR $5::jsonb IS NOT NULL)
+                    AND (coalesce(p.parts_bytes, t.parts_bytes) + p.append_bytes > $8
+                         OR coalesce(p.parts_count, t.parts_count) + p.append_count > $9)
+                   THEN 'too_large'
+               WHEN p.metadata_bytes > $8 THEN 'too_large'
+           END AS problem
+      FROM target AS t, patch AS p
+), updated AS (
+    UPDATE messages AS m
+       SET parts = coalesce($4::jsonb, m.parts) || coalesce($5::jsonb, '[]'::jsonb),
+           content = mnemo_parts_text(coalesce($4::jsonb, m.parts) || coalesce($5::jsonb, '[]'::jsonb)),
+           parts_bytes = coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes,
+           parts_count = coalesce(p.parts_count, m.parts_count) + p.append_count,
+           metadata = coalesce($6::jsonb, m.metadata),
+           metadata_bytes = coalesce(p.metadata_bytes, m.metadata_bytes),
+           status = coalesce($7::text, m.status),
+           version = m.version + CASE WHEN k.is_edit THEN 1 ELSE 0 END,
+           edited_at = CASE WHEN k.is_edit THEN now() ELSE m.edited_at END,
+           updated_at = now()
+      FROM checked AS k, patch AS p
+     WHERE m.conversation_id = k.conversation_id
+       AND m.seq = k.seq
+       AND k.problem IS NULL
+    RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
+              m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+              m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
+), kept AS (
+    INSERT INTO message_versions (conversation_id, seq, version, parts, metadata, edited_at,
+                                  edited_by)
+    SELECT k.conversation_id, k.seq, k.version, k.parts, k.metadata, k.written_at, k.sender_id
+      FROM checked AS k
+     WHERE k.is_edit
+       AND k.problem IS NULL
+       AND EXISTS (SELECT 1 FROM updated)
 )
-UPDATE messages AS m
-   SET parts = coalesce($4::jsonb, m.parts) || coalesce($5::jsonb, '[]'::jsonb),
-       content = mnemo_parts_text(coalesce($4::jsonb, m.parts) || coalesce($5::jsonb, '[]'::jsonb)),
-       parts_bytes = coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes,
-       parts_count = coalesce(p.parts_count, m.parts_count) + p.append_count,
-       metadata = coalesce($6::jsonb, m.metadata),
-       metadata_bytes = coalesce(p.metadata_bytes, m.metadata_bytes),
-       status = coalesce($7::text, m.status),
-       updated_at = now()
-  FROM patch AS p
- WHERE m.conversation_id = $2
-   AND m.id = $3
-   AND m.sender_id = $1
-   AND EXISTS (SELECT 1
-                 FROM conversation_members AS mm
-                WHERE mm.conversation_id = $2
-                  AND mm.user_id = $1)
-   AND ($5::jsonb IS NULL OR m.status = 'streaming')
-   AND ($7::text IS NULL OR $7::text = m.status OR m.status = 'streaming')
-   AND (($4::jsonb IS NULL AND $5::jsonb IS NULL)
-        OR (coalesce(p.parts_bytes, m.parts_bytes) + p.append_bytes <= $8
-            AND coalesce(p.parts_count, m.parts_count) + p.append_count <= $9))
-   AND ($6::jsonb IS NULL OR p.metadata_bytes <= $8)
-RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
-          m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
-          m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at;
+SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
+       parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
+       created_at, updated_at, NULL::text AS problem
+  FROM updated
+ UNION ALL
+SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.problem
+  FROM checked AS k
+ WHERE k.problem IS NOT NULL;
 
--- name: delete_message
--- Delete one message and keep the conversation's counters right, in one statement. Seqs are
--- not reused (last_seq stays); last_message_at becomes that of the newest remaining message.
--- It is read by mnemo_newest_message_at, a VOLATILE function, hence with a fresh snapshot
--- when the UPDATE evaluates it again after waiting for the conversation's row lock: appends
--- and deletes that committed meanwhile count (a subquery would read the statement's snapshot
--- and could move last_message_at backwards).
--- The caller's role must be one that may 'delete_message' (owner, admin, moderator: any message); no row
--- for a member without it too, told apart by the gateway.
--- returns: value
--- uses: conversation_members_pkey, messages_conversation_id_id_key, messages_pkey
+-- name: delete_own_message
+-- Retract: its sender takes a message back, in one statement (README "Edits and retraction"), while
+-- now() is within $4 seconds of its created_at (0: never): its parts, content and metadata are
+-- emptied and its earlier versions deleted (the content is gone), retracted_at and
+-- retracted_by are set, and it stays where it was as a tombstone: same seq (seqs stay
+-- gapless), same parent_seq and place on its branch, still counted by its conversation. A
+-- streaming message is complete from then on. Its create digest is cleared, so a retry of the
+-- append that made it (the same id) can no longer confirm what it said (409 then).
+-- Retracting a retracted (or deleted) message changes nothing and returns it as it is, at
+-- any time. The row is locked first (FOR UPDATE: its newest version), so a concurrent edit
+-- or append of parts either lands before (and is emptied) or finds it retracted.
+-- Nothing changes, and one row with NULL message columns says why (problem), when: the caller
+-- is not its sender ('forbidden'); the window has closed ('edit_window'). No row: the message
+-- is missing or the caller is not a member.
+-- returns: Message + problem
+-- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey,
+--       message_versions_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
-WITH deleted AS (
-    DELETE FROM messages AS m
-     USING conversation_members AS mm
-     WHERE mm.conversation_id = $2
-       AND mm.user_id = $1
-       AND mnemo_may(mm.role, 'delete_message')
-       AND m.conversation_id = $2
+-- $4 edit_window float8         APP_EDIT_WINDOW_SECONDS
+WITH target AS (
+    SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
+           m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+           m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
+      FROM messages AS m
+     WHERE m.conversation_id = $2
        AND m.id = $3
-    RETURNING m.conversation_id, m.seq, m.id
+       AND EXISTS (SELECT 1
+                     FROM conversation_members AS mm
+                    WHERE mm.conversation_id = $2
+                      AND mm.user_id = $1)
+       FOR UPDATE OF m
+), checked AS (
+    SELECT t.conversation_id, t.seq, t.retracted_at IS NOT NULL AS done,
+           CASE
+               WHEN t.sender_id IS DISTINCT FROM $1 THEN 'forbidden'
+               WHEN t.retracted_at IS NOT NULL THEN NULL
+               WHEN NOT ($4::float8 > 0
+                         AND now() <= t.created_at + make_interval(secs => $4::float8))
+                   THEN 'edit_window'
+           END AS problem
+      FROM target AS t
+), gone AS (
+    DELETE FROM message_versions AS v
+     USING checked AS k
+     WHERE v.conversation_id = k.conversation_id
+       AND v.seq = k.seq
+       AND k.problem IS NULL
+       AND NOT k.done
+), updated AS (
+    UPDATE messages AS m
+       SET parts = '[]'::jsonb,
+           content = '',
+           parts_bytes = 0,
+           parts_count = 0,
+           metadata = '{}'::jsonb,
+           metadata_bytes = octet_length('{}'::jsonb::text),
+           status = 'complete',
+           draft_digest = NULL,
+           retracted_at = now(),
+           retracted_by = $1,
+           updated_at = now()
+      FROM checked AS k
+     WHERE m.conversation_id = k.conversation_id
+       AND m.seq = k.seq
+       AND k.problem IS NULL
+       AND NOT k.done
+    RETURNING m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
+              m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+              m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
 )
-UPDATE conversations AS c
-   SET message_count = c.message_count - 1,
-       last_message_at = mnemo_newest_message_at(d.conversation_id, d.seq),
-       updated_at = now()
-  FROM deleted AS d
- WHERE c.id = d.conversation_id
-RETURNING d.id;
+SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
+       parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
+       created_at, updated_at, NULL::text AS problem
+  FROM updated
+ UNION ALL
+-- already retracted: the tombstone as it is (from the locked row, its newest version)
+SELECT t.id, t.conversation_id, t.seq, t.role, t.parts, t.content, t.metadata, t.status,
+       t.sender_id, t.reply_to, t.parent_seq, t.session_no, t.integrity, t.feedback_up,
+       t.feedback_down, t.edited_at, t.retracted_at, t.created_at, t.updated_at, NULL
+  FROM target AS t, checked AS k
+ WHERE k.done
+   AND k.problem IS NULL
+ UNION ALL
+SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.problem
+  FROM checked AS k
+ WHERE k.problem IS NOT NULL;
+
+-- name: delete_message
+-- A member whose role may 'delete_message' (owner, admin, moderator) deletes any message, in
+-- one statement: as a retraction does (delete_own_message), its content and earlier versions
+-- go and a tombstone keeps its place (seq, parent_seq, branch), with retracted_by the deleting
+-- member. The conversation's row is not touched: the tombstone still counts in message_count,
+-- and last_message_at (when the newest message was written) stays true. Deleting a tombstone
+-- changes nothing. allowed: whether the caller's role may; no row: the message is missing or
+-- the caller is not a member.
+-- returns: value
+-- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey,
+--       message_versions_pkey
+-- $1 user_id uuid
+-- $2 conversation_id uuid
+-- $3 id uuid
+WITH target AS (
+    SELECT m.conversation_id, m.seq, m.retracted_at IS NOT NULL AS done,
+           mnemo_may(mm.role, 'delete_message') AS allowed
+      FROM messages AS m
+      JOIN conversation_members AS mm
+        ON mm.conversation_id = $2
+       AND mm.user_id = $1
+     WHERE m.conversation_id = $2
+       AND m.id = $3
+       FOR UPDATE OF m
+), gone AS (
+    DELETE FROM message_versions AS v
+     USING target AS t
+     WHERE v.conversation_id = t.conversation_id
+       AND v.seq = t.seq
+       AND t.allowed
+       AND NOT t.done
+), updated AS (
+    UPDATE messages AS m
+       SET parts = '[]'::jsonb,
+           content = '',
+           parts_bytes = 0,
+           parts_count = 0,
+           metadata = '{}'::jsonb,
+           metadata_bytes = octet_length('{}'::jsonb::text),
+           status = 'complete',
+           draft_digest = NULL,
+           retracted_at = now(),
+           retracted_by = $1,
+           updated_at = now()
+      FROM target AS t
+     WHERE m.conversation_id = t.conversation_id
+       AND m.seq = t.seq
+       AND t.allowed
+       AND NOT t.done
+)
+SELECT t.allowed
+  FROM target AS t;
+
+-- name: list_message_versions
+-- The earlier versions of a message of a conversation the caller may read, oldest first
+-- (version after $4), kept by edits (update_message); the message itself is the newest. One
+-- row with NULL version columns: the message has no (more) earlier versions; no row at all:
+-- the message is missing or the caller may not read it. A page ends at $5 - 1 rows or $6
+-- bytes (parts, their text and metadata, summed in order), whichever comes first, but holds
+-- at least one version; the first row after the page comes back with NULL parts, content and
+-- metadata (only to say that more exist).
+-- returns: MessageVersion
+-- uses: messages_conversation_id_id_key, conversation_members_pkey, message_versions_pkey
+-- $1 user_id uuid
+-- $2 conversation_id uuid
+-- $3 message_id uuid
+-- $4 after_version int4         0 for the first page
+-- $5 page_size int8             rows wanted + 1
+-- $6 max_bytes int8             APP_MAX_PAGE_BYTES
+SELECT m.id AS message_id, m.seq, w.version,
+       CASE WHEN w.in_page THEN w.parts END AS parts,
+       CASE WHEN w.in_page THEN w.content END AS content,
+       CASE WHEN w.in_page THEN w.metadata END AS metadata,
+       w.written_at, w.written_by
+  FROM messages AS m
+  LEFT JOIN LATERAL (
+        SELECT r.version, r.parts, r.content, r.metadata, r.written_at, r.written_by,
+               r.n < $5 AND (r.n = 1 OR r.bytes <= $6) AS in_page
+          FROM (
+                SELECT s.version, s.parts, s.content, s.metadata, s.written_at, s.written_by,
+                       s.own_bytes,
+                       row_number() OVER travel AS n,
+                       (sum(s.own_bytes) OVER travel)::int8 AS bytes
+                  FROM (
+                        SELECT v.version, v.parts, mnemo_parts_text(v.parts) AS content,
+                               v.metadata, v.edited_at AS written_at, v.edited_by AS written_by,
+                               mnemo_parts_bytes(v.parts) + octet_length(mnemo_parts_text(v.parts))
+                               + octet_length(v.metadata::text) AS own_bytes
+                          FROM message_versions AS v
+                         WHERE v.conversation_id = m.conversation_id
+                           AND v.seq = m.seq
+                           AND v.version > $4
+                         ORDER BY v.version
+                         LIMIT $5
+                       ) AS s
+                WINDOW travel AS (ORDER BY s.version ROWS UNBOUNDED PRECEDING)
+               ) AS r
+         -- the page, and the first row after it (the one before it is in the page)
+         WHERE r.n <= 2 OR r.bytes - r.own_bytes <= $6
+       ) AS w ON true
+ WHERE m.conversation_id = $2
+   AND m.id = $3
+   AND EXISTS (SELECT 1
+                 FROM conversation_members AS mm
+                WHERE mm.conversation_id = $2
+                  AND mm.user_id = $1
+                  AND mnemo_may(mm.role, 'read'))
+ ORDER BY w.version;
 
 -- Search (README "Search"). Three access paths of search_messages, each its own query so that
 -- its index serves it under a generic plan too; the other filters of a search are conditions

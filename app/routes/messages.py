@@ -1,4 +1,5 @@
-"""Messages of the caller's conversations: append (idempotent), page, get, edit/stream, delete."""
+"""Messages of the caller's conversations: append (idempotent), page, get, edit/stream,
+retract, delete (a tombstone), earlier versions."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from dal.records.messages import (
     MessageDraft,
     MessagePage,
     MessagePatch,
+    MessageVersionPage,
 )
 from dal.settings import Settings
 
@@ -157,7 +159,8 @@ async def get_message(request: Request[AppState]) -> Response:
 
 @endpoints.patch(
     _ONE,
-    "Edit a message: replace parts, append parts while streaming, metadata, status",
+    "Change one's own message: stream to it (append parts, finalize), replace its metadata, "
+    "or edit its parts within APP_EDIT_WINDOW_SECONDS (the replaced version is kept)",
     body=MessagePatch,
     body_schema=_parts,
     response=Message,
@@ -175,11 +178,16 @@ async def update_message(request: Request[AppState]) -> Response:
         patch=patch,
         max_bytes=settings.app_max_message_bytes,
         max_parts=settings.app_max_message_parts,
+        edit_window=settings.app_edit_window_seconds,
     )
     return record_response(message)
 
 
-@endpoints.delete(_ONE, "Delete a message", status=204)
+@endpoints.delete(
+    _ONE,
+    "Delete a message (owner, admin, moderator): its content goes, a tombstone keeps its place",
+    status=204,
+)
 async def delete_message(request: Request[AppState]) -> Response:
     me = caller(request)
     await messages.delete_message(
@@ -189,3 +197,53 @@ async def delete_message(request: Request[AppState]) -> Response:
         message_id=request.path_params["message_id"],
     )
     return no_content()
+
+
+@endpoints.post(
+    _ONE + "/retract",
+    "Take back one's own message within APP_EDIT_WINDOW_SECONDS: its content goes, a "
+    "tombstone keeps its place (a retracted message comes back as it is)",
+    response=Message,
+    errors=(409,),
+)
+async def retract_message(request: Request[AppState]) -> Response:
+    me = caller(request)
+    message = await messages.delete_own_message(
+        request.state["pool"],
+        user_id=me.id,
+        conversation_id=request.path_params["conversation_id"],
+        message_id=request.path_params["message_id"],
+        edit_window=request.state["settings"].app_edit_window_seconds,
+    )
+    return record_response(message)
+
+
+_VERSIONS_LIMIT = limit_param(50, MAX_PAGE_SIZE)
+_AFTER_VERSION = Param(
+    "after",
+    "the versions after this version number",
+    {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
+)
+
+
+@endpoints.get(
+    _ONE + "/versions",
+    "Earlier versions of an edited message, oldest first (the message itself is the newest)",
+    response=MessageVersionPage,
+    params=(_VERSIONS_LIMIT, _AFTER_VERSION),
+)
+async def list_message_versions(request: Request[AppState]) -> Response:
+    me = caller(request)
+    limit = _VERSIONS_LIMIT.integer(request)
+    after = _AFTER_VERSION.integer(request)
+    assert limit is not None and after is not None
+    page = await messages.list_message_versions(
+        request.state["pool"],
+        user_id=me.id,
+        conversation_id=request.path_params["conversation_id"],
+        message_id=request.path_params["message_id"],
+        limit=limit,
+        after=after,
+        max_bytes=request.state["settings"].app_max_page_bytes,
+    )
+    return record_response(page)

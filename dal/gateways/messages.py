@@ -23,7 +23,15 @@ from dal.errors import (
 )
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records.messages import Appended, Message, MessageDraft, MessagePage, MessagePatch
+from dal.records.messages import (
+    Appended,
+    Message,
+    MessageDraft,
+    MessagePage,
+    MessagePatch,
+    MessageVersion,
+    MessageVersionPage,
+)
 from dal.records.search import MessageSearch, SearchHit, SearchPage, snippet
 
 # The defaults of APP_MAX_MESSAGE_BYTES, APP_MAX_MESSAGE_PARTS and APP_MAX_PAGE_BYTES, for
@@ -31,10 +39,44 @@ from dal.records.search import MessageSearch, SearchHit, SearchPage, snippet
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_PARTS = 1000
 MAX_PAGE_BYTES = 4 * 1024 * 1024
+# The default of APP_EDIT_WINDOW_SECONDS: how long after it was written a message may be
+# edited or retracted by its sender.
+EDIT_WINDOW_SECONDS = 300
+
+
+class EditWindowClosed(Conflict):
+    """An edit or retraction past APP_EDIT_WINDOW_SECONDS (README "Edits and retraction")."""
+
+    code = "edit_window_closed"
+
+
+class MessageRetracted(Conflict):
+    """A change to a message that was retracted or deleted: a tombstone stays as it is."""
+
+    code = "message_retracted"
 
 
 def _message(row: Record) -> Message:
     return Message.from_row(row)
+
+
+def _changed(row: Record) -> Message:
+    """The message of a row of update_message or delete_own_message (without its problem)."""
+    values = dict(row.items())
+    del values["problem"]
+    return Message.from_values(values)
+
+
+def _edit_problem(problem: str, edit_window: float, doing: str) -> Conflict | NotPermitted:
+    """The error of an edit or retraction that changed nothing, from its statement's problem."""
+    if problem == "forbidden":
+        return NotPermitted(f"only the member who wrote a message may have it {doing}")
+    if problem == "retracted":
+        return MessageRetracted("the message was retracted or deleted: it can no longer change")
+    return EditWindowClosed(
+        f"a message can be edited or retracted by its sender only within {edit_window:g} "
+        "seconds of being written (APP_EDIT_WINDOW_SECONDS)"
+    )
 
 
 def _too_large(max_bytes: int, max_parts: int) -> TooLarge:
@@ -171,11 +213,19 @@ async def update_message(
     patch: MessagePatch,
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_parts: int = MAX_MESSAGE_PARTS,
+    edit_window: float = EDIT_WINDOW_SECONDS,
 ) -> Message:
-    """Edit a message in one statement (see MessagePatch). Conflict when appending to a
-    complete message or reopening one; TooLarge (``message_too_large``) when its parts would
-    exceed ``max_bytes`` or ``max_parts``, or its metadata ``max_bytes``; NotFound if missing
-    or not the caller's."""
+    """Change one's own message in one statement (see MessagePatch).
+
+    Streaming (``append_parts``, ``parts`` of a streaming message, ``status``) and
+    ``metadata`` change it in place at any time. Replacing the ``parts`` of a complete message
+    is an edit: allowed within ``edit_window`` seconds of its ``created_at`` (else
+    EditWindowClosed), it keeps the replaced parts and metadata as an earlier version
+    (list_message_versions) and sets ``edited_at``. Conflict when appending to a complete
+    message or reopening one; MessageRetracted once it is retracted or deleted; TooLarge
+    (``message_too_large``) when its parts would exceed ``max_bytes`` or ``max_parts``, or its
+    metadata ``max_bytes``; NotPermitted for a member who is not its sender; NotFound if
+    missing or the caller is not a member."""
     row = await fetch_one(
         db,
         Q["update_message"],
@@ -188,36 +238,96 @@ async def update_message(
         patch.status,
         max_bytes,
         max_parts,
+        float(edit_window),
     )
     if row is None:
-        # Tell why (error path only): missing, a streaming-only change to a complete message,
-        # or parts or metadata over the limits.
-        current = await get_message(
-            db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
-        )
-        if current.sender_id != user_id:
-            raise NotPermitted("only the member who wrote a message may change it")
-        if current.status == "complete" and (
-            patch.append_parts is not None or patch.status == "streaming"
-        ):
-            raise Conflict(f"message {message_id} is complete: it can no longer be streamed to")
+        raise NotFound("message", message_id)
+    problem = row["problem"]
+    if problem == "complete":
+        raise Conflict(f"message {message_id} is complete: it can no longer be streamed to")
+    if problem == "too_large":
         raise _too_large(max_bytes, max_parts)
-    return _message(row)
+    if problem is not None:
+        raise _edit_problem(problem, edit_window, "changed")
+    return _changed(row)
+
+
+async def delete_own_message(
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    message_id: UUID,
+    edit_window: float = EDIT_WINDOW_SECONDS,
+) -> Message:
+    """Take back one's own message, within ``edit_window`` seconds of its ``created_at``, in
+    one statement: its parts, content, metadata and earlier versions are gone, and it stays as
+    a tombstone (``retracted_at`` set, same seq and place on its branch). Returns the
+    tombstone; a message already retracted or deleted comes back as it is, at any time.
+    EditWindowClosed past the window; NotPermitted for a member who is not its sender;
+    NotFound if missing or the caller is not a member."""
+    row = await fetch_one(
+        db, Q["delete_own_message"], user_id, conversation_id, message_id, float(edit_window)
+    )
+    if row is None:
+        raise NotFound("message", message_id)
+    if row["problem"] is not None:
+        raise _edit_problem(row["problem"], edit_window, "retracted")
+    return _changed(row)
 
 
 async def delete_message(
     db: Executor, *, user_id: UUID, conversation_id: UUID, message_id: UUID
 ) -> None:
-    """Delete one message, keeping the conversation's counters right (a role that may
-    'delete_message': any message). NotFound if missing or the caller is not a member;
-    NotPermitted for a member whose role may not."""
-    deleted = await fetch_value(db, Q["delete_message"], user_id, conversation_id, message_id)
-    if deleted is None:
-        # Missing (or not a member: NotFound), or a member whose role may not delete.
-        await get_message(
-            db, user_id=user_id, conversation_id=conversation_id, message_id=message_id
-        )
+    """Delete any message of the conversation (a role that may 'delete_message': owner, admin,
+    moderator), in one statement: like a retraction, its content and earlier versions go and
+    a tombstone keeps its place (``retracted_at`` set; seqs stay gapless, branches whole, the
+    conversation's counters unchanged). Deleting a tombstone changes nothing. NotFound if
+    missing or the caller is not a member; NotPermitted for a member whose role may not (a
+    sender takes back their own message with delete_own_message)."""
+    allowed = await fetch_value(db, Q["delete_message"], user_id, conversation_id, message_id)
+    if allowed is None:
+        raise NotFound("message", message_id)
+    if not allowed:
         raise NotPermitted("your role in this conversation may not delete messages")
+
+
+async def list_message_versions(
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    message_id: UUID,
+    limit: int = 50,
+    after: int = 0,
+    max_bytes: int = MAX_PAGE_BYTES,
+) -> MessageVersionPage:
+    """The earlier versions of a message (kept by its edits), oldest first: those after
+    version ``after``, at most ``limit``, and a page ends before its versions exceed
+    ``max_bytes`` (but holds at least one). The message itself is the newest version. Empty
+    for a message never edited, or retracted or deleted (the versions went with it). NotFound
+    if the message is missing or the caller is not a member."""
+    check_limit(limit)
+    if not 0 <= after < 2**31:
+        raise InvalidInput("after: a version number, 0 to 2147483647")
+    rows = await fetch_all(
+        db,
+        Q["list_message_versions"],
+        user_id,
+        conversation_id,
+        message_id,
+        after,
+        limit + 1,
+        max_bytes,
+    )
+    if not rows:
+        raise NotFound("message", message_id)
+    if rows[0]["version"] is None:  # the message alone: no version in this range
+        return MessageVersionPage(items=[], has_more=False)
+    items = [row for row in rows if row["parts"] is not None]
+    return MessageVersionPage.from_row(
+        {"items": MessageVersion.from_rows(items), "has_more": len(items) < len(rows)}
+    )
 
 
 # --- search -----------------------------------------------------------------------------------

@@ -128,3 +128,25 @@ class Appended(Row):
 
 class MessagePage(ListPage[Message]):
     """Messages in ``seq`` order; ``has_more`` when more follow in the direction read."""
+
+
+# --- edits (README "Edits and retraction") ----------------------------------------------
+
+
+class MessageVersion(Row):
+    """An earlier version of an edited message: what it held before an edit replaced it.
+    ``written_at``/``written_by``: when and by whom this version was written (the message's
+    ``created_at`` and sender for version 1, else the edit that made it)."""
+
+    message_id: UUID
+    seq: int
+    version: int
+    parts: list[dict[str, Any]]
+    content: str
+    metadata: dict[str, Any]
+    written_at: datetime
+    written_by: UUID | None
+
+
+class MessageVersionPage(ListPage[MessageVersion]):
+    """Earlier versions of a message, oldest first; ``has_more`` when newer ones follow."""

@@ -537,22 +537,28 @@ def test_patch_message_missing_is_404(
 # --- delete -----------------------------------------------------------------------------
 
 
-def test_delete_message_is_204_then_404(
+def test_delete_message_is_204_and_leaves_a_tombstone_in_its_place(
     client: TestClient, alice: Caller, conversation: Json
 ) -> None:
     cid = conversation["id"]
-    first, middle = (append(client, alice, cid, t) for t in ("a", "b"))
+    first, middle, last = (append(client, alice, cid, t) for t in ("a", "b", "c"))
 
     response = client.delete(_url(cid, middle["id"]), headers=alice.headers)
 
     assert response.status_code == 204
     assert response.content == b""
-    assert_error(client.get(_url(cid, middle["id"]), headers=alice.headers), 404)
-    assert list_messages(client, alice, cid)["items"] == [first]
-    assert_error(client.delete(_url(cid, middle["id"]), headers=alice.headers), 404)
+    tombstone = client.get(_url(cid, middle["id"]), headers=alice.headers).json()
+    assert (tombstone["seq"], tombstone["parts"], tombstone["content"]) == (2, [], "")
+    assert tombstone["metadata"] == {} and tombstone["retracted_at"] is not None
+    assert list_messages(client, alice, cid)["items"] == [first, tombstone, last]
+    assert get_conversation(client, alice, cid)["message_count"] == 3
+    again = client.delete(_url(cid, middle["id"]), headers=alice.headers)
+    assert again.status_code == 204
+    assert client.get(_url(cid, middle["id"]), headers=alice.headers).json() == tombstone
+    assert_error(client.delete(_url(cid, MISSING_ID), headers=alice.headers), 404)
 
 
-def test_delete_message_then_same_id_appends_anew(
+def test_delete_message_keeps_its_id_taken_and_tells_nothing_of_the_content(
     client: TestClient, alice: Caller, conversation: Json
 ) -> None:
     cid = conversation["id"]
@@ -560,9 +566,11 @@ def test_delete_message_then_same_id_appends_anew(
     append(client, alice, cid, "v1", id=message_id)
     client.delete(_url(cid, message_id), headers=alice.headers)
 
-    again = append(client, alice, cid, "v2", id=message_id)
-
-    assert (again["seq"], again["content"]) == (2, "v2")
+    for text in ("v1", "v2"):  # a retry of the deleted append no longer confirms its text
+        body = {"id": message_id, "role": "user", "parts": [text_part(text)]}
+        response = client.post(messages_url(cid), json=body, headers=alice.headers)
+        assert_error(response, 409, "idempotency_mismatch")
+    assert [m["seq"] for m in list_messages(client, alice, cid)["items"]] == [1]
 
 
 # --- other users ------------------------------------------------------------------------
