@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
@@ -16,8 +16,12 @@ from dal.gateways import branches, messages
 from dal.records.conversations import Conversation
 from dal.records.messages import Message, MessageDraft
 from dal.records.users import User
+from dal.settings import Settings
 from dal.usecases import branches as branching
 from tests.dal.conftest import make_conversation, make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 
 def draft(text: str, role: str = "user", **fields: Any) -> MessageDraft:
@@ -389,7 +393,9 @@ async def test_a_member_switches_and_a_role_without_the_right_cannot(
     with pytest.raises(NotPermitted):
         await branching.switch_branch(pool, **ids, message_id=a1b.id)
     with pytest.raises(NotPermitted):
-        await branching.append_on_branch(pool, **ids, draft=draft("x", "assistant"), parent_id=q1.id)
+        await branching.append_on_branch(
+            pool, **ids, draft=draft("x", "assistant"), parent_id=q1.id
+        )
     with pytest.raises(NotPermitted):  # the statement alone refuses too
         await branches.update_active_leaf(pool, **ids, message_id=a1b.id)
     assert await assert_one_path(pool, chat.id) == [q1.seq, a1.seq]
@@ -428,3 +434,84 @@ async def test_concurrent_appends_and_switches_keep_one_path(
     assert [m.seq for m in page.items] == path
     leaf = await pool.fetchval("SELECT leaf_seq FROM conversations WHERE id = $1", chat.id)
     assert path[-1] == leaf
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Branches, for tests/test_session_state.py: every gateway and use case, successes and
+    failures (a missing message, a transaction rolled back by a refused append)."""
+    user = await run.one("make_user", lambda: make_user(pool))
+    conv = await run.one("make_conversation", lambda: make_conversation(pool, user))
+    await run.one("members", lambda: members(pool, conv))
+    uid, cid = user.id, conv.id
+    q1 = await run.one("say", lambda: say(pool, user, conv, "q1"))
+    a1 = await run.one("say", lambda: say(pool, user, conv, "a1", "assistant"))
+    missing = UUID(int=1)
+    await run(
+        [
+            (
+                "append_on_branch",
+                lambda: branching.append_on_branch(
+                    pool, user_id=uid, conversation_id=cid, draft=draft("b"), parent_id=q1.id
+                ),
+            ),
+            (
+                "append_on_branch too large",
+                lambda: branching.append_on_branch(
+                    pool,
+                    user_id=uid,
+                    conversation_id=cid,
+                    draft=draft("b" * 100),
+                    parent_id=q1.id,
+                    max_bytes=10,
+                ),
+            ),
+            (
+                "switch_branch",
+                lambda: branching.switch_branch(
+                    pool, user_id=uid, conversation_id=cid, message_id=a1.id
+                ),
+            ),
+            (
+                "switch_branch missing",
+                lambda: branching.switch_branch(
+                    pool, user_id=uid, conversation_id=cid, message_id=missing
+                ),
+            ),
+            (
+                "get_branch_lock",
+                lambda: branches.get_branch_lock(
+                    pool, user_id=uid, conversation_id=cid, message_id=q1.id
+                ),
+            ),
+            (
+                "update_active_leaf",
+                lambda: branches.update_active_leaf(
+                    pool, user_id=uid, conversation_id=cid, message_id=a1.id
+                ),
+            ),
+            (
+                "list_message_siblings",
+                lambda: branches.list_message_siblings(
+                    pool, user_id=uid, conversation_id=cid, message_id=a1.id
+                ),
+            ),
+            (
+                "list_message_siblings missing",
+                lambda: branches.list_message_siblings(
+                    pool, user_id=uid, conversation_id=cid, message_id=missing
+                ),
+            ),
+            (
+                "list_branch_messages",
+                lambda: branches.list_branch_messages(
+                    pool, user_id=uid, conversation_id=cid, leaf_id=a1.id, limit=1
+                ),
+            ),
+            (
+                "list_branch_messages missing",
+                lambda: branches.list_branch_messages(
+                    pool, user_id=uid, conversation_id=cid, leaf_id=missing
+                ),
+            ),
+        ]
+    )
