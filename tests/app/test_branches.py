@@ -163,3 +163,43 @@ def test_bad_input_is_422_and_changes_nothing(client: TestClient, alice: Caller)
     ]:
         assert_error(client.get(url, params=params, headers=alice.headers), 422)
     assert texts(list_messages(client, alice, conv)) == ["q1", "a1"]
+
+
+def test_append_with_parent_id_starts_a_branch(client: TestClient, alice: Caller) -> None:
+    conv = make_conversation(client, alice)["id"]
+    q1 = append(client, alice, conv, "q1")
+    a1 = append(client, alice, conv, "a1", role="assistant")
+    q2 = append(client, alice, conv, "q2")
+    # Regenerate a1 (parent q1), then edit q2 under the new answer's branch... as siblings.
+    a1b = append(client, alice, conv, "a1b", role="assistant", parent_id=q1["id"])
+    assert a1b["parent_seq"] == q1["seq"]
+    assert texts(list_messages(client, alice, conv)) == ["q1", "a1b"]
+    versions = siblings(client, alice, conv, a1["id"])
+    assert ([m["id"] for m in versions["items"]], versions["active_id"]) == (
+        [a1["id"], a1b["id"]],
+        a1b["id"],
+    )
+    # A retry of the same id changes nothing: 200, the stored message, the same branch.
+    fixed = "01900000-0000-7000-8000-0000000000aa"
+    body = {"id": fixed, "role": "user", "parts": [{"type": "text", "text": "q2b"}]}
+    first = client.post(
+        f"{base(conv)}/messages", json={**body, "parent_id": a1["id"]}, headers=alice.headers
+    )
+    assert first.status_code == 201, first.text
+    append(client, alice, conv, "a2b", role="assistant")
+    retry = client.post(
+        f"{base(conv)}/messages", json={**body, "parent_id": a1["id"]}, headers=alice.headers
+    )
+    assert retry.status_code == 200, retry.text
+    assert texts(list_messages(client, alice, conv)) == ["q1", "a1", "q2b", "a2b"]
+    # The old branches stay readable.
+    old = client.get(f"{base(conv)}/branches/{q2['id']}/messages", headers=alice.headers)
+    assert texts(old.json()) == ["q1", "a1", "q2"]
+    # A parent that is not a message of the conversation: 404, nothing appended.
+    response = client.post(
+        f"{base(conv)}/messages",
+        json={"role": "user", "parts": [{"type": "text", "text": "x"}], "parent_id": MISSING_ID},
+        headers=alice.headers,
+    )
+    assert_error(response, 404, "not_found")
+    assert texts(list_messages(client, alice, conv)) == ["q1", "a1", "q2b", "a2b"]
