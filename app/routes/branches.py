@@ -75,8 +75,9 @@ async def activate_message(request: Request[AppState]) -> Response:
 
 
 @endpoints.get(
-    _CONVERSATION + "/branches/{leaf_id:uuid}/messages",
-    "A page of the branch that ends at a message (an old branch, or the active one), oldest "
+    _CONVERSATION + "/branches/{message_id:uuid}/messages",
+    "A page of the branch that ends at a message (its leaf: an old branch, or the active "
+    "one), oldest "
     "first: the newest page unless before is given",
     response=MessagePage,
     params=(_LIMIT, _BEFORE),
@@ -89,7 +90,7 @@ async def list_branch_messages(request: Request[AppState]) -> Response:
         request.state["pool"],
         user_id=me.id,
         conversation_id=request.path_params["conversation_id"],
-        leaf_id=request.path_params["leaf_id"],
+        leaf_id=request.path_params["message_id"],
         limit=limit,
         before=_BEFORE.integer(request),
         max_bytes=request.state["settings"].app_max_page_bytes,

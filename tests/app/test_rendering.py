@@ -94,6 +94,8 @@ def exercise(client: TestClient) -> None:
         ("GET", messages_url(cid), None),
         ("GET", messages_url(cid) + "?limit=2", None),
         ("GET", f"{messages_url(cid)}/{mid}", None),
+        ("GET", f"{messages_url(cid)}/{mid}/siblings", None),
+        ("POST", f"{messages_url(cid)}/{mid}/activate", {"descend": True}),
         ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
