@@ -320,7 +320,7 @@ async def run(url: str, args: argparse.Namespace) -> Outcome:
         log("branches: measuring reads and switches")
         await _measure(reads, ops, args.rounds)
         await _measure(switches[:2], ops, args.rounds)
-        await _measure(switches[2:], max(ops // 20, 3), args.rounds)
+        await _measure(switches[2:], max(ops // 60, 3), args.rounds)  # ~2 s each
         sections = [("reads", reads), ("switches", switches)]
         # The same reads without messages_active_idx: the active branch read through
         # messages_pkey with a filter on active.
