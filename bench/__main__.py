@@ -1,4 +1,5 @@
-"""``python -m bench [messages] [checkpoints] [orm] [http] [search]``: Mnemo beside its competitors.
+"""``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches]``: Mnemo beside its
+competitors.
 
 Suites (default: all, in this order):
   messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
@@ -11,6 +12,8 @@ Suites (default: all, in this order):
   search       Mnemo's message search and filters at 100,000 and 1,000,000 messages beside a
                plain content ILIKE; export/import throughput (bench/search/; its data sets
                are kept for the next run, under DATA_DIR/bench unless DATABASE_URL is set)
+  branches     the newest page of the active branch of a 10,000-message conversation with 100
+               branches beside the linear page; switches; old branches (bench/branches/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -34,12 +37,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, checkpoints, http, messages, orm, search
+from bench import _server, branches, checkpoints, http, messages, orm, search
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm", "http", "search")
+SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -53,6 +56,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "orm": orm.DEFAULTS,
     "http": http.DEFAULTS,
     "search": search.DEFAULTS,
+    "branches": branches.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -74,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "suites",
         nargs="*",
         metavar="SUITE",
-        help="messages, checkpoints, orm, http, search (default: all)",
+        help="messages, checkpoints, orm, http, search, branches (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -228,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["http"] = http.as_json(http_outcome)
             passed = passed and all(r.all_passed for r in http_outcome.results)
+        if "branches" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                branches_outcome = asyncio.run(branches.run(url, args))
+            tables.append(
+                "branches: the active branch of a deep conversation with many branches / the "
+                "same read of a linear one\n\n" + branches.render(branches_outcome)
+            )
+            document["branches"] = branches.as_json(branches_outcome)
+            passed = passed and branches_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})

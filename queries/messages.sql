@@ -148,7 +148,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- travel), whichever comes first, but holds at least one message; the first row after the
 -- page comes back with NULL parts, content and metadata (only to say that more exist).
 -- returns: Message
--- uses: messages_pkey (backward scan)
+-- uses: messages_active_idx (backward scan: the active branch's messages only)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 page_size int8             rows wanted + 1
@@ -203,7 +203,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- The page of messages just before seq $3 (older), returned oldest first; same conventions
 -- as list_messages_latest.
 -- returns: Message
--- uses: messages_pkey (backward scan from the cursor)
+-- uses: messages_active_idx (backward scan from the cursor: the active branch's messages only)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 before_seq int8
@@ -260,7 +260,7 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- The page of messages just after seq $3 (newer), oldest first; same conventions as
 -- list_messages_latest.
 -- returns: Message
--- uses: messages_pkey (forward scan from the cursor)
+-- uses: messages_active_idx (forward scan from the cursor: the active branch's messages only)
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after_seq int8

@@ -176,7 +176,7 @@ def test_loader_reads_doc_params_returns_and_uses_lines() -> None:
         COLUMNS,
         ("migrations_table", "server_version"),
     )
-    assert query.uses == ("messages_pkey",)
+    assert query.uses == ("messages_active_idx",)
     assert [(p.position, p.name, p.pg_type) for p in query.params] == [
         (1, "user_id", "uuid"),
         (2, "conversation_id", "uuid"),

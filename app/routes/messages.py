@@ -34,6 +34,7 @@ from dal.records.messages import (
     MessageVersionPage,
 )
 from dal.settings import Settings
+from dal.usecases import branches as branching
 
 endpoints = Endpoints()
 _MANY = "/v1/conversations/{conversation_id:uuid}/messages"
@@ -105,14 +106,26 @@ async def append_message(request: Request[AppState]) -> Response:
     draft = await body_of(request, MessageDraft)
     conversation_id = request.path_params["conversation_id"]
     settings = request.state["settings"]
-    appended = await messages.insert_message(
-        request.state["pool"],
-        user_id=me.id,
-        conversation_id=conversation_id,
-        draft=draft,
-        max_bytes=settings.app_max_message_bytes,
-        max_parts=settings.app_max_message_parts,
-    )
+    if draft.parent_id is not None:
+        # After another message than the active leaf: a new branch there (README "Branches").
+        appended = await branching.append_on_branch(
+            request.state["pool"],
+            user_id=me.id,
+            conversation_id=conversation_id,
+            draft=draft,
+            parent_id=draft.parent_id,
+            max_bytes=settings.app_max_message_bytes,
+            max_parts=settings.app_max_message_parts,
+        )
+    else:
+        appended = await messages.insert_message(
+            request.state["pool"],
+            user_id=me.id,
+            conversation_id=conversation_id,
+            draft=draft,
+            max_bytes=settings.app_max_message_bytes,
+            max_parts=settings.app_max_message_parts,
+        )
     message = appended.message
     # 201 when stored now; 200 when this id was already stored by the same request (a retry):
     # the stored message as it is now. The id with other content is 409 idempotency_mismatch.

@@ -175,6 +175,10 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
             "/v1/conversations/{conversation_id}/messages/{message_id}",
             "patch",
         ): ("MessagePatch", True),
+        ("/v1/conversations/{conversation_id}/messages/{message_id}/activate", "post"): (
+            "Activation",
+            False,
+        ),
         ("/v1/threads/{thread_id}/state", "put"): ("ThreadStateDraft", True),
         ("/v1/threads/{thread_id}/copy", "post"): ("ThreadCopy", True),
         ("/v1/threads/{thread_id}/prune", "post"): ("ThreadPrune", True),

@@ -96,6 +96,8 @@ def exercise(client: TestClient) -> None:
         ("GET", f"{messages_url(cid)}/{mid}", None),
         ("PATCH", f"{messages_url(cid)}/{mid}", {"parts": [*parts, text_part("edited ✓")]}),
         ("GET", f"{messages_url(cid)}/{mid}/versions", None),  # the earlier version: parts
+        ("GET", f"{messages_url(cid)}/{mid}/siblings", None),
+        ("POST", f"{messages_url(cid)}/{mid}/activate", {"descend": True}),
         ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),

@@ -116,13 +116,14 @@ def assert_index_scan(nodes: list[dict[str, Any]], index: str, table: str) -> No
         ("list_messages_after", (500, 51, 4 << 20)),
     ],
 )
-async def test_message_page_uses_messages_pkey(
+async def test_message_page_uses_the_active_branch_index(
     seeded: Any, name: str, extra: tuple[int, ...], generic: bool
 ) -> None:
     conn, user_id, conversation_id = seeded
     nodes = await explain(conn, Q[name], user_id, conversation_id, *extra, generic=generic)
-    assert_index_scan(nodes, "messages_pkey", "messages")
-    assert "messages_pkey" in Q[name].uses
+    # messages_active_idx: the active branch's messages by seq (README "Branches")
+    assert_index_scan(nodes, "messages_active_idx", "messages")
+    assert "messages_active_idx" in Q[name].uses
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
@@ -226,7 +227,7 @@ async def test_message_page_reads_only_its_rows_however_it_ends(
         "EXPLAIN (ANALYZE, FORMAT JSON) " + Q[name].sql, user_id, conversation_id, *extra
     )
     nodes = list(walk(json.loads(raw)))
-    scan = next(n for n in nodes if n.get("Index Name") == "messages_pkey")
+    scan = next(n for n in nodes if n.get("Index Name") == "messages_active_idx")
     # The page's 51 rows and one the window reads ahead; never the 1000 of the conversation.
     assert scan["Actual Rows"] <= 52, scan
 
