@@ -9,7 +9,16 @@ from importlib import import_module
 
 from app.endpoints import Endpoint, Endpoints
 
-MODULES = ("health", "users", "conversations", "messages", "threads", "transfer", "search")
+MODULES = (
+    "health",
+    "users",
+    "conversations",
+    "messages",
+    "threads",
+    "transfer",
+    "search",
+    "feedback",
+)
 
 
 def _declared(module: str) -> Endpoints:
