@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # Bytes of one page of messages (parts, text, metadata) or conversations (title, metadata,
     # tags): the page ends early rather than exceed it, but always holds at least one row.
     app_max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=2**62)
-    # Characters of a feedback comment (413 comment_too_large above).
+    # Characters of a feedback comment (422 above).
     app_max_feedback_comment_chars: int = Field(default=4000, ge=1, le=1_000_000)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)

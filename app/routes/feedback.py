@@ -31,7 +31,7 @@ _RATING = Param(
 
 
 def _comment_limit(schema: Json, settings: Settings) -> None:
-    """A comment is at most APP_MAX_FEEDBACK_COMMENT_CHARS characters (413 above)."""
+    """A comment is at most APP_MAX_FEEDBACK_COMMENT_CHARS characters (422 above)."""
     for option in schema["properties"]["comment"]["anyOf"]:
         if option.get("type") == "string":
             option["maxLength"] = settings.app_max_feedback_comment_chars
@@ -45,7 +45,7 @@ def _comment_limit(schema: Json, settings: Settings) -> None:
     response=Feedback,
     status=201,
     answers=(Answer(200, "Replaced the caller's earlier feedback: the feedback", Feedback),),
-    errors=(403, 409, 413),
+    errors=(403, 409),
 )
 async def set_feedback(request: Request[AppState]) -> Response:
     me = caller(request)

@@ -12,7 +12,7 @@ import orjson
 
 from dal.cursors import check_limit
 from dal.database import Executor, Record, fetch_all, fetch_one
-from dal.errors import Conflict, InvalidInput, NotFound, NotPermitted, TooLarge
+from dal.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from dal.queries import Q
 from dal.records.feedback import (
     MAX_COMMENT_CHARS,
@@ -49,14 +49,13 @@ async def upsert_feedback(
     and keep the message's ``feedback_up``/``feedback_down`` right, in one statement.
 
     NotFound if the caller is not a member or the message is missing; NotPermitted if their
-    role lacks the 'feedback' right; Conflict if the message was retracted; TooLarge
-    (``comment_too_large``) for a comment over ``max_comment_chars`` characters.
+    role lacks the 'feedback' right; Conflict if the message was retracted; InvalidInput for
+    a comment over ``max_comment_chars`` characters (checked before anything is read).
     """
     if draft.comment is not None and len(draft.comment) > max_comment_chars:
-        raise TooLarge(
-            f"a feedback comment holds at most {max_comment_chars} characters "
-            "(APP_MAX_FEEDBACK_COMMENT_CHARS)",
-            code="comment_too_large",
+        raise InvalidInput(
+            f"comment: a feedback comment holds at most {max_comment_chars} characters "
+            "(APP_MAX_FEEDBACK_COMMENT_CHARS)"
         )
     args = (user_id, conversation_id, message_id, draft.rating, draft.score, draft.comment)
     row = await fetch_one(db, Q["upsert_feedback"], *args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from pydantic import BaseModel
 from starlette.testclient import TestClient
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 from app import responses
 from app.routes import ENDPOINTS
 from app.routes.transfer import ConversationExport
+from dal.settings import Settings
 from tests.app.conftest import ADMIN_TOKEN, auth, make_user, messages_url, text_part
 
 ADMIN = auth(ADMIN_TOKEN)
@@ -45,7 +47,7 @@ def declared_models() -> set[type[BaseModel]]:
     return models
 
 
-def exercise(client: TestClient) -> None:
+def exercise(client: TestClient, settings: Settings) -> None:
     """One request to every route that answers a body, on awkward values."""
     client.get("/health")
     response = client.post(
@@ -85,6 +87,15 @@ def exercise(client: TestClient) -> None:
         body = {"role": "assistant", "parts": [text_part(f"n{i}")], "status": "streaming"}
         client.post(messages_url(cid), json=body, headers=me)
     mid = message["id"]
+    # The creator as the owner member (ON CONFLICT: a no-op once insert_conversation does it).
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO conversation_members (conversation_id, user_id, role)"
+            " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
+            (cid, user_id),
+        )
+    feedback = f"{messages_url(cid)}/{mid}/feedback"
     thread = quote("thréad 1", safe="")
     for method, path, body in [
         ("GET", "/v1/conversations", None),
@@ -96,6 +107,10 @@ def exercise(client: TestClient) -> None:
         ("GET", f"{messages_url(cid)}/{mid}", None),
         ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
+        ("PUT", feedback, {"rating": "up", "score": 5e-324, "comment": AWKWARD["unicode"]}),
+        ("PUT", feedback, {"rating": "down", "score": 9.75}),
+        ("GET", feedback, None),
+        ("GET", f"/v1/conversations/{cid}/feedback", None),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"n": 2}, "conversation_id": cid}),
         ("GET", "/v1/threads", None),
@@ -129,7 +144,7 @@ def exercise(client: TestClient) -> None:
 
 
 def test_every_response_model_renders_as_pydantic_does(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rendered: list[tuple[BaseModel, bytes]] = []
     render = responses.render
@@ -140,7 +155,7 @@ def test_every_response_model_renders_as_pydantic_does(
         return body
 
     monkeypatch.setattr(responses, "render", spy)
-    exercise(client)
+    exercise(client, settings)
 
     for record, body in rendered:
         assert body == record.model_dump_json().encode(), type(record).__name__
@@ -151,10 +166,10 @@ def test_every_response_model_renders_as_pydantic_does(
 
 
 def test_the_page_is_rendered_by_orjson_not_the_fallback(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(BaseModel, "model_dump_json", _refuse)
-    exercise(client)
+    exercise(client, settings)
 
 
 def _refuse(self: BaseModel, **_: Any) -> str:

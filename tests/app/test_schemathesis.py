@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -135,7 +136,7 @@ def _save_state(client: TestClient, caller: Caller, thread: str, step: int) -> s
     return checkpoint_id
 
 
-def _seed(app: Starlette) -> Seeded:
+def _seed(app: Starlette, settings: Settings) -> Seeded:
     with TestClient(app) as client:
         user, token = make_user(client, "alice", display_name="Alice")
         caller = Caller(user, token)
@@ -144,7 +145,24 @@ def _seed(app: Starlette) -> Seeded:
         assert issued.status_code == 201, issued.text
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
         first = conversations[0]
+        # The caller as the owner member of each (a no-op once insert_conversation does it).
+        assert settings.database_url is not None
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            for conversation_id in conversations:
+                conn.execute(
+                    "INSERT INTO conversation_members (conversation_id, user_id, role)"
+                    " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
+                    (conversation_id, caller.id),
+                )
         messages = [append(client, caller, first, f"m{i}")["id"] for i in range(5)]
+        # Feedback to read and to withdraw.
+        for message_id in messages:
+            rated = client.put(
+                f"{messages_url(first)}/{message_id}/feedback",
+                json={"rating": "up"},
+                headers=caller.headers,
+            )
+            assert rated.status_code == 201, rated.text
         streaming = client.post(
             messages_url(first),
             json={"role": "assistant", "parts": [], "status": "streaming"},
@@ -187,8 +205,9 @@ def _seed(app: Starlette) -> Seeded:
 READER = "reader"
 _READ_CHECKPOINT = "GET /v1/threads/{thread_id}/checkpoints/{checkpoint_id}"
 
-# Operations that destroy what they name draw from the spares.
-_DESTRUCTIVE = "^(DELETE .*|POST /v1/threads/\\{thread_id\\}/prune)$"
+# Operations that destroy what they name draw from the spares. (Withdrawing feedback leaves
+# the message it names; a PUT gives feedback back.)
+_DESTRUCTIVE = "^(DELETE (?!.*/feedback$).*|POST /v1/threads/\\{thread_id\\}/prune)$"
 
 
 def _bind(pools: dict[str, list[str]], prefix: str = "") -> tuple[Json, Json]:
@@ -352,8 +371,8 @@ def _report(failures: list[Failure]) -> str:
 
 
 @pytest.fixture
-def seeded(app: Starlette) -> Seeded:
-    return _seed(app)
+def seeded(app: Starlette, settings: Settings) -> Seeded:
+    return _seed(app, settings)
 
 
 # Every built-in check but max_response_time (no time limit: timed assertions flake).
