@@ -30,6 +30,7 @@ def sql(settings: Settings, statement: str, *args: Any) -> list[tuple[Any, ...]]
 
 
 def add_member(settings: Settings, conversation: Json, caller: Caller, role: str) -> None:
+    """Ad-hoc SQL, the test's own doing, until the members routes land."""
     sql(
         settings,
         "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES (%s, %s, %s)"
@@ -42,9 +43,8 @@ def add_member(settings: Settings, conversation: Json, caller: Caller, role: str
 
 @pytest.fixture
 def chat(client: TestClient, settings: Settings, alice: Caller, bob: Caller) -> tuple[Json, Json]:
-    """A conversation of alice's with bob as a member, and a message in it."""
+    """A conversation of alice's (its owner) with bob as a member, and a message in it."""
     conversation = make_conversation(client, alice, title="team")
-    add_member(settings, conversation, alice, "owner")
     add_member(settings, conversation, bob, "member")
     return conversation, append(client, alice, conversation["id"], "the answer")
 
@@ -108,6 +108,10 @@ def test_feedback_set_change_get_list_withdraw(
 
     assert client.delete(url(message), headers=bob.headers).status_code == 204
     assert counts(settings, message) == (1, 0)
+    read = client.get(
+        f"/v1/conversations/{conversation['id']}/messages/{message['id']}", headers=bob.headers
+    )
+    assert (read.json()["feedback_up"], read.json()["feedback_down"]) == (1, 0)
     assert_error(client.get(url(message), headers=bob.headers), 404, "not_found")
     assert_error(client.delete(url(message), headers=bob.headers), 404, "not_found")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 import pytest
 from pydantic import BaseModel
 from starlette.testclient import TestClient
@@ -14,7 +13,6 @@ from starlette.testclient import TestClient
 from app import responses
 from app.routes import ENDPOINTS
 from app.routes.transfer import ConversationExport
-from dal.settings import Settings
 from tests.app.conftest import ADMIN_TOKEN, auth, make_user, messages_url, text_part
 
 ADMIN = auth(ADMIN_TOKEN)
@@ -47,7 +45,7 @@ def declared_models() -> set[type[BaseModel]]:
     return models
 
 
-def exercise(client: TestClient, settings: Settings) -> None:
+def exercise(client: TestClient) -> None:
     """One request to every route that answers a body, on awkward values."""
     client.get("/health")
     response = client.post(
@@ -87,14 +85,6 @@ def exercise(client: TestClient, settings: Settings) -> None:
         body = {"role": "assistant", "parts": [text_part(f"n{i}")], "status": "streaming"}
         client.post(messages_url(cid), json=body, headers=me)
     mid = message["id"]
-    # The creator as the owner member (ON CONFLICT: a no-op once insert_conversation does it).
-    assert settings.database_url is not None
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO conversation_members (conversation_id, user_id, role)"
-            " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
-            (cid, user_id),
-        )
     feedback = f"{messages_url(cid)}/{mid}/feedback"
     thread = quote("thréad 1", safe="")
     for method, path, body in [
@@ -144,7 +134,7 @@ def exercise(client: TestClient, settings: Settings) -> None:
 
 
 def test_every_response_model_renders_as_pydantic_does(
-    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rendered: list[tuple[BaseModel, bytes]] = []
     render = responses.render
@@ -155,7 +145,7 @@ def test_every_response_model_renders_as_pydantic_does(
         return body
 
     monkeypatch.setattr(responses, "render", spy)
-    exercise(client, settings)
+    exercise(client)
 
     for record, body in rendered:
         assert body == record.model_dump_json().encode(), type(record).__name__
@@ -166,10 +156,10 @@ def test_every_response_model_renders_as_pydantic_does(
 
 
 def test_the_page_is_rendered_by_orjson_not_the_fallback(
-    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(BaseModel, "model_dump_json", _refuse)
-    exercise(client, settings)
+    exercise(client)
 
 
 def _refuse(self: BaseModel, **_: Any) -> str:

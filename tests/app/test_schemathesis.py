@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -136,7 +135,7 @@ def _save_state(client: TestClient, caller: Caller, thread: str, step: int) -> s
     return checkpoint_id
 
 
-def _seed(app: Starlette, settings: Settings) -> Seeded:
+def _seed(app: Starlette) -> Seeded:
     with TestClient(app) as client:
         user, token = make_user(client, "alice", display_name="Alice")
         caller = Caller(user, token)
@@ -145,15 +144,6 @@ def _seed(app: Starlette, settings: Settings) -> Seeded:
         assert issued.status_code == 201, issued.text
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
         first = conversations[0]
-        # The caller as the owner member of each (a no-op once insert_conversation does it).
-        assert settings.database_url is not None
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for conversation_id in conversations:
-                conn.execute(
-                    "INSERT INTO conversation_members (conversation_id, user_id, role)"
-                    " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
-                    (conversation_id, caller.id),
-                )
         messages = [append(client, caller, first, f"m{i}")["id"] for i in range(5)]
         # Feedback to read and to withdraw.
         for message_id in messages:
@@ -371,8 +361,8 @@ def _report(failures: list[Failure]) -> str:
 
 
 @pytest.fixture
-def seeded(app: Starlette, settings: Settings) -> Seeded:
-    return _seed(app, settings)
+def seeded(app: Starlette) -> Seeded:
+    return _seed(app)
 
 
 # Every built-in check but max_response_time (no time limit: timed assertions flake).

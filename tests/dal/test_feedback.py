@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 
 async def add_member(db: Any, conversation: Conversation, user: User, role: str = "member") -> None:
-    """Make ``user`` a member with ``role`` (ad-hoc SQL: the tests' own, not the product's)."""
+    """Make ``user`` a member with ``role`` (ad-hoc SQL, the test's own doing, until the members
+    gateway lands)."""
     await db.execute(
         "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES ($1, $2, $3)"
         " ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = EXCLUDED.role",
@@ -42,7 +43,6 @@ async def add_member(db: Any, conversation: Conversation, user: User, role: str 
 async def shared(db: Any, owner: User, *members: User) -> Conversation:
     """A conversation of ``owner`` (its owner member) with ``members`` as members."""
     conversation = await make_conversation(db, owner)
-    await add_member(db, conversation, owner, "owner")
     for member in members:
         await add_member(db, conversation, member)
     return conversation
@@ -144,6 +144,11 @@ async def test_upsert_feedback_sets_changes_and_withdraws_with_exact_counts(
         await feedback.delete_feedback(pool, **on(bob, message))
     assert await counts(pool, message) == (1, 0)
     assert (await feedback.get_feedback(pool, **on(alice, message))).score == 10.0
+    # The message record carries the counts, for every member.
+    read = await messages.get_message(
+        pool, user_id=bob.id, conversation_id=conversation.id, message_id=message.id
+    )
+    assert (read.feedback_up, read.feedback_down) == (1, 0)
 
 
 async def test_feedback_on_a_missing_message_is_not_found(pool: Any, alice: User) -> None:
@@ -528,7 +533,6 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
         "insert_conversation",
         lambda: conversations.insert_conversation(pool, user_id=user.id, draft=ConversationDraft()),
     )
-    await run.one("add_member", lambda: add_member(pool, conversation, user, "owner"))
     message = await run.one("insert_message", lambda: post(pool, user, conversation))
     ids = on(user, message)
     missing = {**ids, "message_id": conversation.id}
