@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # Seconds after it was written during which a message's sender may edit its parts or retract
     # it (409 edit_window_closed after); 0: never. README "Edits and retraction".
     app_edit_window_seconds: int = Field(default=300, ge=0, le=3_153_600_000)
+    # Characters of a feedback comment (422 above).
+    app_max_feedback_comment_chars: int = Field(default=4000, ge=1, le=1_000_000)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays

@@ -18,6 +18,7 @@ MODULES = (
     "threads",
     "transfer",
     "search",
+    "feedback",
 )
 
 

@@ -182,6 +182,10 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/threads/{thread_id}/state", "put"): ("ThreadStateDraft", True),
         ("/v1/threads/{thread_id}/copy", "post"): ("ThreadCopy", True),
         ("/v1/threads/{thread_id}/prune", "post"): ("ThreadPrune", True),
+        (
+            "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
+            "put",
+        ): ("FeedbackDraft", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]

@@ -85,6 +85,7 @@ def exercise(client: TestClient) -> None:
         body = {"role": "assistant", "parts": [text_part(f"n{i}")], "status": "streaming"}
         client.post(messages_url(cid), json=body, headers=me)
     mid = message["id"]
+    feedback = f"{messages_url(cid)}/{mid}/feedback"
     thread = quote("thréad 1", safe="")
     for method, path, body in [
         ("GET", "/v1/conversations", None),
@@ -100,6 +101,10 @@ def exercise(client: TestClient) -> None:
         ("POST", f"{messages_url(cid)}/{mid}/activate", {"descend": True}),
         ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
+        ("PUT", feedback, {"rating": "up", "score": 5e-324, "comment": AWKWARD["unicode"]}),
+        ("PUT", feedback, {"rating": "down", "score": 9.75}),
+        ("GET", feedback, None),
+        ("GET", f"/v1/conversations/{cid}/feedback", None),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"n": 2}, "conversation_id": cid}),
         ("GET", "/v1/threads", None),

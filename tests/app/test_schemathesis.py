@@ -145,6 +145,14 @@ def _seed(app: Starlette) -> Seeded:
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
         first = conversations[0]
         messages = [append(client, caller, first, f"m{i}")["id"] for i in range(5)]
+        # Feedback to read and to withdraw.
+        for message_id in messages:
+            rated = client.put(
+                f"{messages_url(first)}/{message_id}/feedback",
+                json={"rating": "up"},
+                headers=caller.headers,
+            )
+            assert rated.status_code == 201, rated.text
         streaming = client.post(
             messages_url(first),
             json={"role": "assistant", "parts": [], "status": "streaming"},
@@ -187,8 +195,9 @@ def _seed(app: Starlette) -> Seeded:
 READER = "reader"
 _READ_CHECKPOINT = "GET /v1/threads/{thread_id}/checkpoints/{checkpoint_id}"
 
-# Operations that destroy what they name draw from the spares.
-_DESTRUCTIVE = "^(DELETE .*|POST /v1/threads/\\{thread_id\\}/prune)$"
+# Operations that destroy what they name draw from the spares. (Withdrawing feedback leaves
+# the message it names; a PUT gives feedback back.)
+_DESTRUCTIVE = "^(DELETE (?!.*/feedback$).*|POST /v1/threads/\\{thread_id\\}/prune)$"
 
 
 def _bind(pools: dict[str, list[str]], prefix: str = "") -> tuple[Json, Json]:
