@@ -142,6 +142,83 @@ ACTIONS: list[Action] = [
         ),
         {**_members(1, 403), "former": 404, "stranger": 404},
     ),
+    Action(
+        "list a message's siblings",
+        lambda s, who, _: s.client.get(
+            s.url(f"/messages/{s.owners_message}/siblings"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "read a branch by its leaf",
+        lambda s, who, _: s.client.get(
+            s.url(f"/branches/{s.owners_message}/messages"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "make a message the active leaf",
+        lambda s, who, _: s.client.post(
+            s.url(f"/messages/{s.owners_message}/activate"),
+            json={"descend": False},
+            headers=who.headers,
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "start a branch (parent_id)",
+        lambda s, who, role: s.client.post(
+            s.url("/messages"),
+            json={"role": "user", "parts": [text_part(role)], "parent_id": s.owners_message},
+            headers=who.headers,
+        ),
+        _members(1, 201),
+    ),
+    Action(
+        "list a message's versions",
+        lambda s, who, _: s.client.get(
+            s.url(f"/messages/{s.owners_message}/versions"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "edit one's own message",
+        lambda s, who, role: s.client.patch(
+            s.url(f"/messages/{_own_message(s, role)}"),
+            json={"parts": [text_part("edited")]},
+            headers=who.headers,
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "retract one's own message",
+        lambda s, who, role: s.client.post(
+            s.url(f"/messages/{_own_message(s, role)}/retract"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "retract another's message",
+        lambda s, who, role: s.client.post(
+            s.url(f"/messages/{s.own_message['member' if role != 'member' else 'admin']}/retract"),
+            headers=who.headers,
+        ),
+        {**_members(1, 403), "former": 404, "stranger": 404},
+    ),
+    Action(
+        "rate a message",
+        lambda s, who, _: s.client.put(
+            s.url(f"/messages/{s.owners_message}/feedback"),
+            json={"rating": "up"},
+            headers=who.headers,
+        ),
+        _members(1, 201),
+    ),
+    Action(
+        "list the conversation's feedback",
+        lambda s, who, _: s.client.get(s.url("/feedback"), headers=who.headers),
+        _members(1, 200),
+    ),
 ]
 
 
