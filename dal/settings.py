@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     app_edit_window_seconds: int = Field(default=300, ge=0, le=3_153_600_000)
     # Characters of a feedback comment (422 above).
     app_max_feedback_comment_chars: int = Field(default=4000, ge=1, le=1_000_000)
+    # Members a conversation may have (POST .../members answers 429 limit_reached at it); 0: no
+    # limit. A direct conversation has two at most, whatever this says.
+    app_max_members: int = Field(default=1000, ge=0, le=2**31 - 1)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays

@@ -19,6 +19,7 @@ MODULES = (
     "transfer",
     "search",
     "feedback",
+    "members",
 )
 
 
