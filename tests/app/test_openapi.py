@@ -186,6 +186,8 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
             "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
             "put",
         ): ("FeedbackDraft", True),
+        ("/v1/conversations/{conversation_id}/members", "post"): ("MemberDraft", True),
+        ("/v1/conversations/{conversation_id}/members/{user_id}", "patch"): ("MemberPatch", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from pydantic import BaseModel
 from starlette.testclient import TestClient
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 from app import responses
 from app.routes import ENDPOINTS
 from app.routes.transfer import ConversationExport
+from dal.settings import Settings
 from tests.app.conftest import ADMIN_TOKEN, auth, make_user, messages_url, text_part
 
 ADMIN = auth(ADMIN_TOKEN)
@@ -45,7 +47,7 @@ def declared_models() -> set[type[BaseModel]]:
     return models
 
 
-def exercise(client: TestClient) -> None:
+def exercise(client: TestClient, database_url: str) -> None:
     """One request to every route that answers a body, on awkward values."""
     client.get("/health")
     response = client.post(
@@ -56,7 +58,7 @@ def exercise(client: TestClient) -> None:
     assert response.status_code == 201, response.text
     user_id, token = response.json()["user"]["id"], response.json()["token"]
     me = auth(token)
-    make_user(client, "plain")  # no display name: null fields
+    plain, _ = make_user(client, "plain")  # no display name: null fields
     for method, path, body, headers in [
         ("GET", f"/v1/users/{user_id}", None, ADMIN),
         ("PATCH", f"/v1/users/{user_id}", {"display_name": "Z"}, ADMIN),
@@ -72,6 +74,13 @@ def exercise(client: TestClient) -> None:
         "/v1/conversations", json={"title": "ünï", "metadata": AWKWARD, "tags": ["a"]}, headers=me
     ).json()
     cid = conversation["id"]
+    # Its owner member (until creating a conversation adds it; harmless after).
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO conversation_members (conversation_id, user_id, role)"
+            " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
+            (cid, user_id),
+        )
     again = {"id": cid, "title": "ünï", "metadata": AWKWARD, "tags": ["a"]}
     assert client.post("/v1/conversations", json=again, headers=me).status_code == 200
     client.post("/v1/conversations", json={}, headers=me)  # empty metadata, no thread
@@ -105,6 +114,9 @@ def exercise(client: TestClient) -> None:
         ("PUT", feedback, {"rating": "down", "score": 9.75}),
         ("GET", feedback, None),
         ("GET", f"/v1/conversations/{cid}/feedback", None),
+        ("POST", f"/v1/conversations/{cid}/members", {"user_id": plain["id"]}),
+        ("PATCH", f"/v1/conversations/{cid}/members/{plain['id']}", {"role": "moderator"}),
+        ("GET", f"/v1/conversations/{cid}/members?limit=1", None),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"v": AWKWARD}, "metadata": AWKWARD}),
         ("PUT", f"/v1/threads/{thread}/state", {"values": {"n": 2}, "conversation_id": cid}),
         ("GET", "/v1/threads", None),
@@ -127,7 +139,7 @@ def exercise(client: TestClient) -> None:
     export = client.get(f"/v1/conversations/{cid}/export", headers=me)
     assert export.status_code == 200, export.text
     document = ConversationExport.model_validate_json(export.content)
-    assert len(document.messages) == 4
+    assert len(document.messages) == 6  # 4 and the 2 system messages of the member changes
     assert export.content.replace(b"\n", b"") == responses.render(document)
     response = client.post(
         "/v1/conversations/import",
@@ -138,7 +150,7 @@ def exercise(client: TestClient) -> None:
 
 
 def test_every_response_model_renders_as_pydantic_does(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rendered: list[tuple[BaseModel, bytes]] = []
     render = responses.render
@@ -149,7 +161,7 @@ def test_every_response_model_renders_as_pydantic_does(
         return body
 
     monkeypatch.setattr(responses, "render", spy)
-    exercise(client)
+    exercise(client, str(settings.database_url))
 
     for record, body in rendered:
         assert body == record.model_dump_json().encode(), type(record).__name__
@@ -160,10 +172,10 @@ def test_every_response_model_renders_as_pydantic_does(
 
 
 def test_the_page_is_rendered_by_orjson_not_the_fallback(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(BaseModel, "model_dump_json", _refuse)
-    exercise(client)
+    exercise(client, str(settings.database_url))
 
 
 def _refuse(self: BaseModel, **_: Any) -> str:
