@@ -17,10 +17,18 @@
 -- conversation is missing. Metadata is empty, the status complete; the messages' owner column
 -- is the conversation's owner. VOLATILE (the default): it reads the conversation's row after
 -- locking it, with whatever the calling statement's earlier commands changed.
+-- PL/pgSQL, so that its body is checked when it runs, not when it is made (a test applies
+-- the migrations without an earlier one); the parameters are named by the function's name,
+-- plain names are columns.
 CREATE FUNCTION mnemo_append_system_message(conversation_id uuid, id uuid, sender uuid, parts jsonb)
     RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
 AS $$
+#variable_conflict use_column
+DECLARE
+    appended bigint;
+BEGIN
     WITH locked AS (
         SELECT c.id, c.user_id, c.last_seq, c.leaf_seq, c.session_no
           FROM conversations AS c
@@ -59,7 +67,9 @@ AS $$
          WHERE mm.conversation_id = i.conversation_id
            AND mm.user_id = mnemo_append_system_message.sender
     )
-    SELECT i.seq FROM inserted AS i
+    SELECT i.seq INTO appended FROM inserted AS i;
+    RETURN appended;
+END
 $$;
 
 -- The end of a membership change: member_count moves by member_delta, new_owner (if not NULL)
@@ -68,14 +78,18 @@ $$;
 CREATE FUNCTION mnemo_member_event(conversation_id uuid, id uuid, sender uuid, parts jsonb,
                                    member_delta integer, new_owner uuid)
     RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
 AS $$
+#variable_conflict use_column
+BEGIN
     UPDATE conversations AS c
        SET member_count = c.member_count + mnemo_member_event.member_delta,
            user_id = coalesce(mnemo_member_event.new_owner, c.user_id)
      WHERE c.id = mnemo_member_event.conversation_id;
-    SELECT mnemo_append_system_message(mnemo_member_event.conversation_id, mnemo_member_event.id,
+    RETURN mnemo_append_system_message(mnemo_member_event.conversation_id, mnemo_member_event.id,
                                        mnemo_member_event.sender, mnemo_member_event.parts);
+END
 $$;
 
 -- list_members: a conversation's members in the order they joined (keyset on joined_at,
