@@ -143,6 +143,19 @@ def _seed(app: Starlette) -> Seeded:
         issued = client.post("/v1/tokens", json={"name": "spare"}, headers=caller.headers)
         assert issued.status_code == 201, issued.text
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
+        # Members besides the owner: carol of the conversations read and edited (her role is
+        # changed), dave, a spare, of every conversation (he is removed).
+        carol, dave = Caller(*make_user(client, "carol")), Caller(*make_user(client, "dave"))
+        for conversation_id, member in [
+            *((c, carol) for c in conversations[:2]),
+            *((c, dave) for c in conversations),
+        ]:
+            added = client.post(
+                f"/v1/conversations/{conversation_id}/members",
+                json={"user_id": member.id},
+                headers=caller.headers,
+            )
+            assert added.status_code == 201, added.text
         first = conversations[0]
         messages = [append(client, caller, first, f"m{i}")["id"] for i in range(5)]
         # Feedback to read and to withdraw.
@@ -176,13 +189,14 @@ def _seed(app: Starlette) -> Seeded:
         caller=caller,
         other=other,
         ids={
-            "user_id": [caller.id, other.id],
+            "user_id": [caller.id, other.id, carol.id],
             "conversation_id": conversations[:2],
             "message_id": [*messages[:3], streaming.json()["id"]],
             "thread_id": threads[:2],
             "checkpoint_id": checkpoints,
         },
         spares={
+            "user_id": [dave.id],
             "token_id": [str(issued.json()["id"])],
             "conversation_id": conversations[2:],
             "message_id": messages[3:],
@@ -198,6 +212,13 @@ _READ_CHECKPOINT = "GET /v1/threads/{thread_id}/checkpoints/{checkpoint_id}"
 # Operations that destroy what they name draw from the spares. (Withdrawing feedback leaves
 # the message it names; a PUT gives feedback back.)
 _DESTRUCTIVE = "^(DELETE (?!.*/feedback$).*|POST /v1/threads/\\{thread_id\\}/prune)$"
+# Removing a member or deleting a message draws the member or message from the spares, but
+# the conversation from those read, where they are too (the spare conversations may be deleted
+# first).
+_IN_READ_CONVERSATION = (
+    "^DELETE /v1/conversations/\\{conversation_id\\}/"
+    "(members/\\{user_id\\}|messages/\\{message_id\\})$"
+)
 
 
 def _bind(pools: dict[str, list[str]], prefix: str = "") -> tuple[Json, Json]:
@@ -240,14 +261,29 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                 **dictionaries,
                 **spare_dictionaries,
                 "checkpoint_ns": {"values": [""]},  # the root graph's, where the seeds are
+                # the user a member route adds: bob or carol, never alice (bob adding her to
+                # his own conversation would change what she has)
+                "new_member_id": {"values": seeded.ids["user_id"][1:]},
                 "reader_thread_id": {"values": [READER]},
             },
             "parameters": {
                 **parameters,
                 "query.checkpoint_ns": {"dictionary": "checkpoint_ns", "probability": 0.5},
+                "body.user_id": {"dictionary": "new_member_id", "probability": 0.5},
             },
             "operations": [
                 {"exclude-name" if revoke else "include-name": _REVOKE, "enabled": False},
+                {
+                    # Before the spares' entry, which it overrides (the first entry that sets
+                    # an option decides it).
+                    "include-name-regex": _IN_READ_CONVERSATION,
+                    "parameters": {
+                        **parameters,
+                        "path.user_id": {"dictionary": "spare_user_id", "probability": 0.5},
+                        "path.message_id": {"dictionary": "spare_message_id", "probability": 0.5},
+                    },
+                    "phases": {"coverage": {"enabled": False}},
+                },
                 {
                     "include-name-regex": _DESTRUCTIVE,
                     "parameters": spare_parameters,
