@@ -32,17 +32,9 @@ def members_url(conversation_id: str, user_id: str | None = None) -> str:
     return url if user_id is None else f"{url}/{user_id}"
 
 
-def shared(client: TestClient, settings: Settings, owner: Caller) -> str:
-    """A new conversation of ``owner``, who is its owner member (added here until creating a
-    conversation adds it; harmless after)."""
-    conversation_id = str(make_conversation(client, owner)["id"])
-    with psycopg.connect(str(settings.database_url), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO conversation_members (conversation_id, user_id, role)"
-            " VALUES (%s, %s, 'owner') ON CONFLICT DO NOTHING",
-            (conversation_id, owner.id),
-        )
-    return conversation_id
+def shared(client: TestClient, owner: Caller) -> str:
+    """A new conversation of ``owner``, who is its owner member (creating it made them so)."""
+    return str(make_conversation(client, owner)["id"])
 
 
 def add(
@@ -80,7 +72,7 @@ def cast(client: TestClient) -> dict[str, Caller]:
 def group(client: TestClient, settings: Settings, cast: dict[str, Caller]) -> str:
     """A fresh conversation: owner, admin, moderator, member and target (a member), and a former
     member (added, then left)."""
-    conversation_id = shared(client, settings, cast["owner"])
+    conversation_id = shared(client, cast["owner"])
     for name, role in (
         ("admin", "admin"),
         ("moderator", "moderator"),
@@ -152,7 +144,7 @@ def test_role_matrix(
 def test_add_member_answers_201_then_200_for_the_same_role_and_409_for_another(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller
 ) -> None:
-    conversation_id = shared(client, settings, alice)
+    conversation_id = shared(client, alice)
     first = add(client, alice, conversation_id, bob, "moderator")
     assert first.status_code == 201, first.text
     assert first.headers["location"] == members_url(conversation_id, bob.id)
@@ -181,7 +173,7 @@ def test_add_member_answers_201_then_200_for_the_same_role_and_409_for_another(
 def test_add_member_refuses_bad_input_and_unknown_users(
     client: TestClient, settings: Settings, alice: Caller
 ) -> None:
-    conversation_id = shared(client, settings, alice)
+    conversation_id = shared(client, alice)
     before = stored(settings, conversation_id)
     url = members_url(conversation_id)
     for body in ({"user_id": "x"}, {"user_id": MISSING_ID, "role": "boss"}, {}, {"role": "member"}):
@@ -198,7 +190,7 @@ def test_add_member_beyond_app_max_members_is_429(
 ) -> None:
     carol = Caller(*make_user(client, "carol"))
     with TestClient(create_app(settings.model_copy(update={"app_max_members": 2}))) as small:
-        conversation_id = shared(small, settings, alice)
+        conversation_id = shared(small, alice)
         assert add(small, alice, conversation_id, bob).status_code == 201
         error = assert_error(add(small, alice, conversation_id, carol), 429, "limit_reached")
         assert "APP_MAX_MEMBERS" in error["message"]
@@ -208,7 +200,7 @@ def test_direct_conversation_holds_two_members(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller
 ) -> None:
     carol = Caller(*make_user(client, "carol"))
-    conversation_id = shared(client, settings, alice)
+    conversation_id = shared(client, alice)
     with psycopg.connect(str(settings.database_url), autocommit=True) as conn:
         conn.execute("UPDATE conversations SET kind = 'direct' WHERE id = %s", (conversation_id,))
     assert add(client, alice, conversation_id, bob).status_code == 201
@@ -218,7 +210,7 @@ def test_direct_conversation_holds_two_members(
 def test_change_role_to_owner_hands_ownership_over(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller
 ) -> None:
-    conversation_id = shared(client, settings, alice)
+    conversation_id = shared(client, alice)
     assert add(client, alice, conversation_id, bob).status_code == 201
     response = client.patch(
         members_url(conversation_id, bob.id), json={"role": "owner"}, headers=alice.headers
@@ -244,7 +236,7 @@ def test_change_role_to_owner_hands_ownership_over(
 def test_owner_alone_may_not_leave_and_a_leaving_owner_hands_on(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller
 ) -> None:
-    conversation_id = shared(client, settings, alice)
+    conversation_id = shared(client, alice)
     error = assert_error(
         client.delete(members_url(conversation_id, alice.id), headers=alice.headers), 409
     )

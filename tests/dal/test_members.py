@@ -28,17 +28,8 @@ if TYPE_CHECKING:
 
 
 async def shared(pool: Any, owner: User) -> Conversation:
-    """A conversation of ``owner``, who is its owner member.
-
-    (Until insert_conversation adds the owner member itself, this adds it; harmless after.)"""
-    conversation = await make_conversation(pool, owner)
-    await pool.execute(
-        "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES ($1, $2, 'owner')"
-        " ON CONFLICT DO NOTHING",
-        conversation.id,
-        owner.id,
-    )
-    return conversation
+    """A conversation of ``owner``, who is its owner member (creating it made them so)."""
+    return await make_conversation(pool, owner)
 
 
 async def add(
