@@ -13,11 +13,12 @@ import pytest
 
 from dal.database import open_pool
 from dal.errors import Conflict, InvalidInput, LimitReached, NotFound, NotPermitted, OverLimit
-from dal.gateways import members, users
+from dal.gateways import members, messages, users
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.conversations import Conversation
 from dal.records.members import ConversationRole, MemberDraft, MemberPatch
+from dal.records.messages import MessageDraft
 from dal.records.users import User
 from dal.settings import Settings
 from tests.dal.conftest import make_conversation, make_user
@@ -217,6 +218,51 @@ async def test_insert_member_concurrently_never_passes_max_members(settings: Set
         after = await state(pool, conversation.id)
         assert len(after["roles"]) == after["conversation"]["member_count"] == 5
         assert after["seqs"] == [1, 2, 3, 4]  # one system message per add, gapless
+    finally:
+        await pool.close()
+
+
+async def test_membership_changes_and_appends_concurrently_share_one_gapless_seq(
+    settings: Settings,
+) -> None:
+    pool = await open_pool(settings.model_copy(update={"db_max_connections": 20}))
+    try:
+        owner = await make_user(pool, "owner")
+        others = [await make_user(pool) for _ in range(8)]
+        conversation = await shared(pool, owner)
+        text = [{"type": "text", "text": "hi"}]
+        await asyncio.gather(
+            *(
+                members.insert_member(
+                    pool,
+                    user_id=owner.id,
+                    conversation_id=conversation.id,
+                    draft=MemberDraft(user_id=user.id),
+                )
+                for user in others
+            ),
+            *(
+                messages.insert_message(
+                    pool,
+                    user_id=owner.id,
+                    conversation_id=conversation.id,
+                    draft=MessageDraft(role="user", parts=text),
+                )
+                for _ in range(12)
+            ),
+        )
+        after = await state(pool, conversation.id)
+        assert after["seqs"] == list(range(1, 21))
+        assert after["conversation"]["member_count"] == len(after["roles"]) == 9
+        assert after["conversation"]["leaf_seq"] == after["conversation"]["last_seq"] == 20
+        # one branch: each message follows the one before
+        parents = await pool.fetch(
+            "SELECT seq, parent_seq FROM messages WHERE conversation_id = $1 ORDER BY seq",
+            conversation.id,
+        )
+        assert [(r["seq"], r["parent_seq"]) for r in parents] == [
+            (n, n - 1 if n > 1 else None) for n in range(1, 21)
+        ]
     finally:
         await pool.close()
 
