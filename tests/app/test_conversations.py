@@ -461,11 +461,11 @@ def test_delete_conversation_missing_is_404(client: TestClient, alice: Caller) -
 # --- counters ---------------------------------------------------------------------------
 
 
-def test_conversation_counters_follow_appends_and_deletes(
+def test_conversation_counters_follow_appends_and_a_delete_leaves_a_tombstone(
     client: TestClient, alice: Caller
 ) -> None:
     conversation = make_conversation(client, alice)
-    first = append(client, alice, conversation["id"], "one")
+    append(client, alice, conversation["id"], "one")
     second = append(client, alice, conversation["id"], "two")
 
     after_appends = get_conversation(client, alice, conversation["id"])
@@ -474,16 +474,20 @@ def test_conversation_counters_follow_appends_and_deletes(
     assert ts(after_appends["updated_at"]) >= ts(second["created_at"])
     assert ts(second["created_at"]) > ts(conversation["updated_at"])
 
-    client.delete(f"{messages_url(conversation['id'])}/{second['id']}", headers=alice.headers)
+    # A deleted message stays as a tombstone (README "Edits and retraction"): still counted,
+    # its seq kept, its content gone.
+    response = client.delete(
+        f"{messages_url(conversation['id'])}/{second['id']}", headers=alice.headers
+    )
+    assert response.status_code == 204
     after_delete = get_conversation(client, alice, conversation["id"])
-    assert after_delete["message_count"] == 1
-    assert after_delete["last_message_at"] == first["created_at"]
-    assert ts(after_delete["updated_at"]) > ts(after_appends["updated_at"])
-
-    client.delete(f"{messages_url(conversation['id'])}/{first['id']}", headers=alice.headers)
-    emptied = get_conversation(client, alice, conversation["id"])
-    assert emptied["message_count"] == 0
-    assert emptied["last_message_at"] is None
+    assert after_delete["message_count"] == 2
+    assert after_delete["last_message_at"] == second["created_at"]
+    tombstone = client.get(
+        f"{messages_url(conversation['id'])}/{second['id']}", headers=alice.headers
+    ).json()
+    assert (tombstone["seq"], tombstone["parts"], tombstone["content"]) == (2, [], "")
+    assert tombstone["retracted_at"] is not None
 
 
 # --- other users ------------------------------------------------------------------------
