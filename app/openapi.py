@@ -55,7 +55,10 @@ _ERRORS = {
     504: "The database did not answer in time",
 }
 _FORBIDDEN = {
-    "user": "The admin token acts for no user: use a user's token",
+    "user": (
+        "The admin token acts for no user (use a user's token), or the caller's role in the "
+        "conversation may not do this (code forbidden)"
+    ),
     "admin": "Only the admin token may do this (a user's token is refused)",
 }
 _ERROR_HEADERS = {401: (WWW_AUTHENTICATE,), 503: (RETRY_AFTER,)}
