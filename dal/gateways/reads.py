@@ -92,9 +92,7 @@ async def update_read_state(
     _check_cap(cap)
     if seq is not None and seq < 0:
         raise InvalidInput("seq is 0 or more")
-    row = await fetch_one(
-        db, Q["update_read_state"], user_id, conversation_id, cap, seq, mark_read
-    )
+    row = await fetch_one(db, Q["update_read_state"], user_id, conversation_id, cap, seq, mark_read)
     return _read_state(row, conversation_id)
 
 
