@@ -9,10 +9,10 @@ cap (``capped`` says a count reached it: "at least that many").
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from dal.records.base import INPUT, Row
 
@@ -21,11 +21,23 @@ DeliveryStatus = Literal["sent", "delivered", "read"]
 SEQ_MAX = 2**63 - 1
 
 
+def _whole_number(value: object) -> object:
+    """A float with no fraction as the integer it is (JSON makes no difference between 7 and
+    7.0; strict records take only the first). The same rule as dal.records.users' token
+    expiry, which records of another aggregate may not import."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX), BeforeValidator(_whole_number)]
+
+
 class ReadMark(BaseModel):
     """Mark read (or delivered) up to ``seq``; without it, up to the conversation's last seq."""
 
     model_config = INPUT
-    seq: int | None = Field(default=None, ge=0, le=SEQ_MAX)
+    seq: Seq | None = None
 
 
 class ReadState(Row):
