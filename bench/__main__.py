@@ -1,5 +1,5 @@
-"""``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches]``: Mnemo beside its
-competitors.
+"""``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]``:
+Mnemo beside its competitors.
 
 Suites (default: all, in this order):
   messages     Mnemo's gateways against raw asyncpg running the same SQL (bench/messages/)
@@ -14,6 +14,8 @@ Suites (default: all, in this order):
                are kept for the next run, under DATA_DIR/bench unless DATABASE_URL is set)
   branches     the newest page of the active branch of a 10,000-message conversation with 100
                branches beside the linear page; switches; old branches (bench/branches/)
+  reads        a user's unread counts over 1,000 conversations (p95 target 10 ms) beside a
+               plain one-conversation count (bench/reads/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -37,12 +39,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, branches, checkpoints, http, messages, orm, search
+from bench import _server, branches, checkpoints, http, messages, orm, reads, search
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches")
+SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches", "reads")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -57,6 +59,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "http": http.DEFAULTS,
     "search": search.DEFAULTS,
     "branches": branches.DEFAULTS,
+    "reads": reads.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -78,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "suites",
         nargs="*",
         metavar="SUITE",
-        help="messages, checkpoints, orm, http, search, branches (default: all)",
+        help="messages, checkpoints, orm, http, search, branches, reads (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -243,6 +246,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["branches"] = branches.as_json(branches_outcome)
             passed = passed and branches_outcome.passed
+        if "reads" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                reads_results = asyncio.run(reads.run(url, args))
+            tables.append(
+                "reads: unread counts over all of a user's conversations / a plain count of one "
+                "conversation's unread messages\n\n" + reads.render(reads_results)
+            )
+            document["reads"] = reads.as_json(reads_results)
+            passed = passed and all(r.passed for r in reads_results)
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
