@@ -105,50 +105,68 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, mm.last_seq, u.un
        ) AS u;
 
 -- name: list_unread_counts
--- The caller's unread counts over all their conversations (each counted up to $3): the
--- totals (the sum of the counts, how many conversations have unread messages, whether any
--- count reached the cap) on every row, and one page of the conversations with unread
--- messages, by conversation_id after $2 ($4 rows: the gateway asks one more than it shows).
--- Always at least one row: with no conversation in the page, one row of NULL
--- conversation_id, last_read_seq and unread carries the totals.
--- The counts are one index-only scan of conversation_members_user_idx (the caller's
--- memberships with their read positions) and, per membership, one range of
--- messages_unread_idx from its read position: a conversation with nothing unread is one
--- index descent. Roles without the right to read are left out (a join with the four rights
--- rows, not a function call per membership).
+-- The caller's unread messages over all their conversations, in one statement that stops
+-- early: $3 caps each conversation's count, $5 the total.
+-- * conversations: how many of the caller's conversations have an unread message (exact: one
+--   probe of messages_unread_idx per membership, the membership read from
+--   conversation_members_user_idx with its read position);
+-- * total: the unread messages over them, each conversation counting at most $3, the scan
+--   ending at $5 rows; capped when the total is a lower bound (it reached $5, or a
+--   conversation reached $3);
+-- * one page of the conversations with unread messages, by conversation_id after $2 ($4
+--   rows: the gateway asks one more than it shows), each with its count (at most $3).
+-- The totals are on every row; with no conversation in the page, one row of NULL
+-- conversation_id, last_read_seq and unread carries them. Roles without the right to read
+-- are left out (a join with the rights rows, not a function call per membership).
 -- returns: columns conversation_id, last_read_seq, unread, total, conversations, capped
 -- uses: conversation_members_user_idx, messages_unread_idx
 -- $1 user_id uuid
 -- $2 after_conversation_id uuid  cursor: the last conversation of the previous page
 -- $3 cap int8                   count at most this many per conversation
 -- $4 page_size int8             rows wanted + 1
-WITH counts AS MATERIALIZED (
-    SELECT mm.conversation_id, mm.last_read_seq, u.unread
+-- $5 total_cap int8             count at most this many in all
+WITH flagged AS MATERIALIZED (
+    SELECT mm.conversation_id, mm.user_id, mm.last_read_seq
       FROM conversation_members AS mm
       JOIN conversation_rights AS r ON r.role = mm.role AND r.action = 'read'
-     CROSS JOIN LATERAL (
-            SELECT count(*) AS unread
-              FROM (
-                    {{unread_rows}}
-                     LIMIT $3
-                   ) AS unread_rows
-           ) AS u
      WHERE mm.user_id = $1
+       AND EXISTS (
+            {{unread_rows}}
+           )
 ), totals AS (
-    SELECT coalesce(sum(k.unread), 0)::int8 AS total,
-           count(*) FILTER (WHERE k.unread > 0) AS conversations,
-           coalesce(bool_or(k.unread >= $3), false) AS capped
-      FROM counts AS k
+    SELECT coalesce(sum(g.n), 0)::int8 AS total,
+           coalesce(sum(g.n) >= $5 OR bool_or(g.n >= $3), false) AS capped,
+           (SELECT count(*) FROM flagged) AS conversations
+      FROM (SELECT t.conversation_id, count(*) AS n
+              FROM (SELECT mm.conversation_id
+                      FROM flagged AS mm
+                     CROSS JOIN LATERAL (
+                            {{unread_rows}}
+                             LIMIT $3
+                           ) AS u
+                     LIMIT $5
+                   ) AS t
+             GROUP BY t.conversation_id
+           ) AS g
 )
 SELECT p.conversation_id, p.last_read_seq, p.unread, t.total, t.conversations, t.capped
   FROM totals AS t
   LEFT JOIN LATERAL (
-        SELECT k.conversation_id, k.last_read_seq, k.unread
-          FROM counts AS k
-         WHERE k.unread > 0
-           AND k.conversation_id > $2
-         ORDER BY k.conversation_id
-         LIMIT $4
+        -- the page first, then the counts of its conversations only
+        SELECT mm.conversation_id, mm.last_read_seq, u.unread
+          FROM (SELECT f.conversation_id, f.user_id, f.last_read_seq
+                  FROM flagged AS f
+                 WHERE f.conversation_id > $2
+                 ORDER BY f.conversation_id
+                 LIMIT $4
+               ) AS mm
+         CROSS JOIN LATERAL (
+                SELECT count(*) AS unread
+                  FROM (
+                        {{unread_rows}}
+                         LIMIT $3
+                       ) AS unread_rows
+               ) AS u
        ) AS p ON true
  ORDER BY p.conversation_id;
 

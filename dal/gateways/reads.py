@@ -24,6 +24,9 @@ from dal.records.reads import (
 # Unread counts stop here: a count that reaches it reads "at least this many" (capped), so a
 # conversation costs at most this many index entries however far behind its reader is.
 UNREAD_CAP = 100
+# The total over all of a user's conversations stops here (capped): the count ends after
+# this many unread messages, however many conversations are behind.
+UNREAD_TOTAL_CAP = 1000
 # The MAX_PAGE_BYTES of dal.gateways.messages (the app passes APP_MAX_PAGE_BYTES).
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 # Below every UUID: the keyset start of the first page.
@@ -103,13 +106,20 @@ async def list_unread_counts(
     limit: int = 50,
     cursor: str | None = None,
     cap: int = UNREAD_CAP,
+    total_cap: int = UNREAD_TOTAL_CAP,
 ) -> UnreadSummary:
-    """The caller's unread messages over all their conversations: the total and one page of
-    the conversations that have some, by conversation id (pass ``next_cursor`` back for the
-    next). Each count stops at ``cap`` (one round trip however many conversations)."""
+    """The caller's unread messages over all their conversations, in one round trip: how
+    many conversations have some (exact), the total (each conversation counting at most
+    ``cap``, the whole at most ``total_cap``; ``capped`` when it is a lower bound), and one
+    page of the conversations that have some, by conversation id, each with its count (at
+    most ``cap``); pass ``next_cursor`` back for the next page."""
     check_limit(limit)
     _check_cap(cap)
-    rows = await fetch_all(db, Q["list_unread_counts"], user_id, _cursor(cursor), cap, limit + 1)
+    if not cap <= total_cap <= 1_000_000:
+        raise InvalidInput("the unread total cap is the cap to 1000000")
+    rows = await fetch_all(
+        db, Q["list_unread_counts"], user_id, _cursor(cursor), cap, limit + 1, total_cap
+    )
     first = rows[0]
     listed = [row for row in rows if row["conversation_id"] is not None]
     page = listed[:limit]

@@ -61,9 +61,10 @@ class UnreadCount(Row):
 
 
 class UnreadSummary(Row):
-    """The caller's unread messages over all their conversations: ``total`` (the sum of the
-    per-conversation counts, each at most the cap; ``capped`` when one reached it),
-    ``conversations`` with unread messages, and one page of those, by conversation id."""
+    """The caller's unread messages over all their conversations: ``conversations`` that have
+    some (exact), ``total`` (each conversation counting at most its cap, the whole at most the
+    total cap; ``capped``: at least that many), and one page of those conversations, by
+    conversation id."""
 
     total: int
     conversations: int

@@ -235,6 +235,18 @@ async def test_unread_count_stops_at_the_cap(pool: Any, alice: User, bob: User) 
     assert (exact.unread, exact.capped) == (7, False)
     summary = await reads.list_unread_counts(pool, user_id=bob.id, cap=5)
     assert (summary.total, summary.capped) == (5, True)
+    assert [(c.unread, c.capped) for c in summary.items] == [(5, True)]
+    # the total stops at its own cap; how many conversations have unread ones stays exact
+    other = await group(pool, alice, bob, title="other")
+    for _ in range(3):
+        await post(pool, other, alice)
+    both = await reads.list_unread_counts(pool, user_id=bob.id, cap=8)
+    assert (both.total, both.conversations, both.capped) == (10, 2, False)
+    stopped = await reads.list_unread_counts(pool, user_id=bob.id, cap=8, total_cap=9)
+    assert (stopped.total, stopped.conversations, stopped.capped) == (9, 2, True)
+    assert sorted(c.unread for c in stopped.items) == [3, 7]  # the page's counts are whole
+    with pytest.raises(InvalidInput):
+        await reads.list_unread_counts(pool, user_id=bob.id, cap=8, total_cap=7)
     with pytest.raises(InvalidInput):
         await reads.get_read_state(pool, user_id=bob.id, conversation_id=chat.id, cap=0)
 
@@ -563,7 +575,7 @@ async def test_unread_queries_use_their_indexes(
     conn = await asyncpg.connect(settings.database_url)
     try:
         counts = await explain(
-            conn, Q["list_unread_counts"], bob.id, UUID(int=0), 100, 51, generic=generic
+            conn, Q["list_unread_counts"], bob.id, UUID(int=0), 100, 51, 1000, generic=generic
         )
         assert_index_scan(counts, "conversation_members_user_idx", "conversation_members")
         assert_index_scan(counts, "messages_unread_idx", "messages")
