@@ -170,6 +170,30 @@ SELECT p.conversation_id, p.last_read_seq, p.unread, t.total, t.conversations, t
        ) AS p ON true
  ORDER BY p.conversation_id;
 
+-- name: list_unread_counts_of
+-- The caller's unread count (at most $3) in each of the conversations $2, e.g. the page of
+-- the conversation list a client shows: one row per conversation of them the caller is a
+-- member of with the right to read, by conversation_id; the others are left out (a missing
+-- conversation and another's look alike).
+-- returns: UnreadCount
+-- uses: conversation_members_user_idx, messages_unread_idx
+-- $1 user_id uuid
+-- $2 conversation_ids uuid[]
+-- $3 cap int8                   count at most this many per conversation
+SELECT mm.conversation_id, mm.last_read_seq, u.unread, u.unread >= $3 AS capped
+  FROM conversation_members AS mm
+  JOIN conversation_rights AS r ON r.role = mm.role AND r.action = 'read'
+ CROSS JOIN LATERAL (
+        SELECT count(*) AS unread
+          FROM (
+                {{unread_rows}}
+                 LIMIT $3
+               ) AS unread_rows
+       ) AS u
+ WHERE mm.user_id = $1
+   AND mm.conversation_id = ANY($2::uuid[])
+ ORDER BY mm.conversation_id;
+
 -- name: list_unread_messages
 -- The caller's unread messages of one conversation (see the top of this file), oldest first,
 -- after seq $3 as well (a keyset cursor; 0 for the first page). A page ends at $4 - 1 rows or

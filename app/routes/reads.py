@@ -3,6 +3,8 @@ messages, read receipts and delivery statuses (README "Read state and unread")."
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +14,7 @@ from app.endpoints import CURSOR, Endpoints, Param, body_of, limit_param
 from app.responses import record_response
 from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
+from dal.errors import InvalidInput
 from dal.gateways import reads
 from dal.records.messages import MessagePage
 from dal.records.reads import (
@@ -19,6 +22,7 @@ from dal.records.reads import (
     MessageReceipts,
     ReadMark,
     ReadState,
+    UnreadCounts,
     UnreadSummary,
 )
 
@@ -27,6 +31,11 @@ _ONE = "/v1/conversations/{conversation_id:uuid}"
 _SEQ = {"type": "integer", "minimum": 0, "maximum": INT8_MAX}
 _LIMIT = limit_param(50, MAX_PAGE_SIZE)
 _AFTER = Param("after", "the page just after this seq (0: from the start)", _SEQ)
+_CONVERSATION_ID = Param(
+    "conversation_id",
+    f"a conversation to count; repeat it, up to {MAX_PAGE_SIZE} times",
+    {"type": "string", "format": "uuid"},
+)
 
 
 async def _mark(request: Request[AppState], *, mark_read: bool) -> Response:
@@ -118,6 +127,25 @@ async def list_unread_counts(request: Request[AppState]) -> Response:
         cursor=request.query_params.get("cursor") or None,
     )
     return record_response(summary)
+
+
+@endpoints.get(
+    "/v1/me/unread/counts",
+    "The caller's unread count (at most 100: capped) in each conversation asked for, e.g. "
+    "a page of the conversation list; conversations the caller is not a member of are left out",
+    response=UnreadCounts,
+    params=(_CONVERSATION_ID,),
+)
+async def list_unread_counts_of(request: Request[AppState]) -> Response:
+    me = caller(request)
+    try:
+        ids = [UUID(value) for value in request.query_params.getlist("conversation_id")]
+    except ValueError as exc:
+        raise InvalidInput("conversation_id: not a UUID") from exc
+    counts = await reads.list_unread_counts_of(
+        request.state["pool"], user_id=me.id, conversation_ids=ids
+    )
+    return record_response(counts)
 
 
 @endpoints.get(

@@ -3,9 +3,10 @@ member whose role may not read gets NotPermitted (README "Read state and unread"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
-from dal.cursors import check_limit
+from dal.cursors import MAX_PAGE_SIZE, check_limit
 from dal.database import Executor, Record, fetch_all, fetch_one
 from dal.errors import InvalidInput, NotFound, NotPermitted
 from dal.queries import Q
@@ -17,6 +18,7 @@ from dal.records.reads import (
     ReadState,
     Receipt,
     UnreadCount,
+    UnreadCounts,
     UnreadSummary,
     delivery_status,
 )
@@ -143,6 +145,25 @@ async def list_unread_counts(
             "next_cursor": str(page[-1]["conversation_id"]) if len(listed) > limit else None,
         }
     )
+
+
+async def list_unread_counts_of(
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_ids: Sequence[UUID],
+    cap: int = UNREAD_CAP,
+) -> UnreadCounts:
+    """The caller's unread count (at most ``cap``) in each of ``conversation_ids`` (at most
+    MAX_PAGE_SIZE: a page of the conversation list), by conversation id; conversations the
+    caller is not a member of are left out."""
+    _check_cap(cap)
+    if len(conversation_ids) > MAX_PAGE_SIZE:
+        raise InvalidInput(f"at most {MAX_PAGE_SIZE} conversations at once")
+    rows = await fetch_all(
+        db, Q["list_unread_counts_of"], user_id, list(dict.fromkeys(conversation_ids)), cap
+    )
+    return UnreadCounts.from_values({"items": UnreadCount.from_rows(rows)})
 
 
 async def list_unread_messages(

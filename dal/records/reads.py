@@ -60,6 +60,12 @@ class UnreadCount(Row):
     capped: bool
 
 
+class UnreadCounts(Row):
+    """Unread counts of the conversations asked for that the caller is a member of."""
+
+    items: list[UnreadCount]
+
+
 class UnreadSummary(Row):
     """The caller's unread messages over all their conversations: ``conversations`` that have
     some (exact), ``total`` (each conversation counting at most its cap, the whole at most the

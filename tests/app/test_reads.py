@@ -115,6 +115,16 @@ def test_unread_messages_and_totals_over_conversations(
     counts = {i["conversation_id"]: i["unread"] for i in summary["items"] + rest["items"]}
     assert counts == {chat["id"]: 1, other["id"]: 1}
     assert rest["next_cursor"] is None
+    some = client.get(
+        "/v1/me/unread/counts",
+        params=[("conversation_id", other["id"]), ("conversation_id", MISSING_ID)],
+        headers=bob.headers,
+    ).json()
+    assert [(c["conversation_id"], c["unread"]) for c in some["items"]] == [(other["id"], 1)]
+    assert_error(
+        client.get("/v1/me/unread/counts", params={"conversation_id": "nope"}, headers=bob.headers),
+        422,
+    )
     unread = client.get(_url(chat, "unread"), headers=bob.headers).json()
     assert ([m["seq"] for m in unread["items"]], unread["has_more"]) == ([5], False)
     assert_error(client.get("/v1/me/unread", params={"cursor": "nope"}, headers=bob.headers), 422)
@@ -177,5 +187,6 @@ def test_read_routes_are_in_the_openapi_document(client: TestClient) -> None:
         base + "/deliveries",
         base + "/messages/{message_id}/receipts",
         "/v1/me/unread",
+        "/v1/me/unread/counts",
     ):
         assert path in paths, sorted(paths)

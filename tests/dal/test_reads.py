@@ -281,6 +281,32 @@ async def test_list_unread_counts_totals_pages_and_isolation(
         await reads.list_unread_counts(pool, user_id=bob.id, cursor="not-a-cursor")
 
 
+async def test_list_unread_counts_of_the_conversations_asked_for(
+    pool: Any, alice: User, bob: User, carol: User
+) -> None:
+    chats = [await group(pool, alice, bob, title=f"g{i}") for i in range(3)]
+    for i, chat in enumerate(chats):
+        for _ in range(i + 1):
+            await post(pool, chat, alice)
+    carols = await group(pool, carol, alice)
+    await post(pool, carols, carol)
+    asked = [chats[2].id, carols.id, new_id(), chats[0].id, chats[0].id]
+    counts = await reads.list_unread_counts_of(pool, user_id=bob.id, conversation_ids=asked)
+    assert [(c.conversation_id, c.unread) for c in counts.items] == sorted(
+        [(chats[0].id, 1), (chats[2].id, 3)]
+    )
+    capped = await reads.list_unread_counts_of(
+        pool, user_id=bob.id, conversation_ids=[chats[2].id], cap=2
+    )
+    assert [(c.unread, c.capped) for c in capped.items] == [(2, True)]
+    none = await reads.list_unread_counts_of(pool, user_id=bob.id, conversation_ids=[])
+    assert none.items == []
+    with pytest.raises(InvalidInput):
+        await reads.list_unread_counts_of(
+            pool, user_id=bob.id, conversation_ids=[new_id() for _ in range(201)]
+        )
+
+
 async def test_list_unread_messages_pages_by_seq(pool: Any, alice: User, bob: User) -> None:
     chat = await group(pool, alice, bob)
     for i in range(7):
@@ -585,6 +611,22 @@ async def test_unread_queries_use_their_indexes(
             n.get("Index Cond", "") for n in counts if n.get("Index Name") == "messages_unread_idx"
         ]
         assert ranges and all("seq >" in cond for cond in ranges), ranges
+        some = await explain(
+            conn,
+            Q["list_unread_counts_of"],
+            bob.id,
+            # a literal in EXECUTE (generic), a list for asyncpg (custom)
+            "{" + ",".join(str(c.id) for c in chats[:50]) + "}"
+            if generic
+            else [c.id for c in chats[:50]],
+            100,
+            generic=generic,
+        )
+        assert_index_scan(some, "messages_unread_idx", "messages")
+        assert not any(
+            n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "conversation_members"
+            for n in some
+        )
         one = await explain(conn, Q["get_read_state"], bob.id, chats[0].id, 100, generic=generic)
         assert_index_scan(one, "messages_unread_idx", "messages")
         listed = await explain(
@@ -643,6 +685,10 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 lambda: reads.update_read_state(pool, user_id=uid, conversation_id=cid, seq=99),
             ),
             ("list_unread_counts", lambda: reads.list_unread_counts(pool, user_id=uid)),
+            (
+                "list_unread_counts_of",
+                lambda: reads.list_unread_counts_of(pool, user_id=uid, conversation_ids=[cid]),
+            ),
             (
                 "list_unread_messages",
                 lambda: reads.list_unread_messages(pool, user_id=uid, conversation_id=cid),
