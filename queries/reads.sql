@@ -213,15 +213,21 @@ SELECT w.id, w.conversation_id, w.seq, w.role,
        CASE WHEN w.in_page THEN w.parts END AS parts,
        CASE WHEN w.in_page THEN w.content END AS content,
        CASE WHEN w.in_page THEN w.metadata END AS metadata,
-       w.status, w.created_at, w.updated_at, mnemo_may(mm.role, 'read') AS allowed
+       w.status, w.sender_id, w.reply_to, w.parent_seq, w.session_no, w.integrity,
+       w.feedback_up, w.feedback_down, w.edited_at, w.retracted_at, w.created_at,
+       w.updated_at, mnemo_may(mm.role, 'read') AS allowed
   FROM conversation_members AS mm
   LEFT JOIN LATERAL (
         SELECT r.id, r.conversation_id, r.seq, r.role, r.parts, r.content, r.metadata,
-               r.status, r.created_at, r.updated_at, r.n, r.bytes, r.own_bytes,
+               r.status, r.sender_id, r.reply_to, r.parent_seq, r.session_no, r.integrity,
+               r.feedback_up, r.feedback_down, r.edited_at, r.retracted_at, r.created_at,
+               r.updated_at, r.n, r.bytes, r.own_bytes,
                r.n < $4 AND (r.n = 1 OR r.bytes <= $5) AS in_page
           FROM (
                 SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata,
-                       m.status, m.created_at, m.updated_at,
+                       m.status, m.sender_id, m.reply_to, m.parent_seq, m.session_no,
+                       m.integrity, m.feedback_up, m.feedback_down, m.edited_at,
+                       m.retracted_at, m.created_at, m.updated_at,
                        row_number() OVER travel AS n,
                        (sum(mnemo_message_bytes(m.parts_bytes, m.content, m.metadata_bytes))
                            OVER travel)::int8 AS bytes,

@@ -1,6 +1,6 @@
 """Read state over HTTP: mark read and delivered, unread counts and messages, receipts,
-delivery statuses; a non-member gets 404. Members and their messages are made with SQL (the
-membership and sender rules are other aggregates')."""
+delivery statuses; a non-member gets 404. Members are added with SQL (membership is another
+aggregate's); messages are appended over HTTP, system messages (no sender) with SQL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from starlette.testclient import TestClient
 
 from dal.ids import new_id
 from dal.settings import Settings
-from tests.app.conftest import MISSING_ID, Caller, Json, assert_error, make_conversation, make_user
+from tests.app.conftest import (
+    MISSING_ID,
+    Caller,
+    Json,
+    append,
+    assert_error,
+    make_conversation,
+    make_user,
+)
 from tests.dal.test_reads import ADD_MEMBER, POST
 
 
@@ -31,8 +39,11 @@ def add_member(settings: Settings, conversation: Json, caller: Caller, role: str
         )
 
 
-def post(settings: Settings, conversation: Json, sender: Caller | None) -> int:
-    """A message from ``sender`` (as the append statement writes it); its seq."""
+def post(client: TestClient, settings: Settings, conversation: Json, sender: Caller | None) -> int:
+    """A message from ``sender`` (appended over HTTP), or without a sender (a system message,
+    written with SQL as the append statement writes it); its seq."""
+    if sender is not None:
+        return int(append(client, sender, conversation["id"], "hello")["seq"])
     assert settings.database_url is not None
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute(
@@ -69,7 +80,7 @@ def test_mark_read_moves_forward_only_and_counts_unread(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller, chat: Json
 ) -> None:
     for _ in range(4):
-        post(settings, chat, alice)
+        post(client, settings, chat, alice)
     state = client.get(_url(chat, "read"), headers=bob.headers).json()
     assert (state["last_read_seq"], state["unread"], state["capped"]) == (0, 4, False)
     marked = client.post(_url(chat, "read"), json={"seq": 3}, headers=bob.headers)
@@ -86,7 +97,7 @@ def test_mark_read_moves_forward_only_and_counts_unread(
 def test_mark_read_bad_seq_is_422_and_changes_nothing(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller, chat: Json
 ) -> None:
-    post(settings, chat, alice)
+    post(client, settings, chat, alice)
     assert_error(client.post(_url(chat, "read"), json={"seq": 2}, headers=bob.headers), 422)
     assert_error(client.post(_url(chat, "read"), json={"seq": -1}, headers=bob.headers), 422)
     assert_error(client.post(_url(chat, "read"), json={"seq": "1"}, headers=bob.headers), 422)
@@ -102,10 +113,10 @@ def test_unread_messages_and_totals_over_conversations(
     add_member(settings, other, alice, "owner")
     add_member(settings, other, bob, "member")
     for _ in range(3):
-        post(settings, chat, alice)
-    post(settings, other, None)
-    post(settings, chat, bob)  # bob's own: his read position moves to it
-    post(settings, chat, alice)
+        post(client, settings, chat, alice)
+    post(client, settings, other, None)
+    post(client, settings, chat, bob)  # bob's own: his read position moves to it
+    post(client, settings, chat, alice)
     summary = client.get("/v1/me/unread", params={"limit": 1}, headers=bob.headers).json()
     assert (summary["total"], summary["conversations"], summary["capped"]) == (2, 2, False)
     assert len(summary["items"]) == 1 and summary["next_cursor"]
@@ -139,7 +150,7 @@ def test_receipts_and_deliveries_follow_the_members_positions(
     chat: Json,
 ) -> None:
     add_member(settings, chat, carol, "member")
-    seq = post(settings, chat, alice)
+    seq = post(client, settings, chat, alice)
     message = client.get(_url(chat, "messages"), headers=alice.headers).json()["items"][-1]
     receipts_url = _url(chat, f"messages/{message['id']}/receipts")
     sent = client.get(receipts_url, headers=alice.headers).json()

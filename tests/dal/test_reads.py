@@ -1,8 +1,9 @@
 """Read state: read and delivery positions, unread counts and lists, receipts, statuses.
 
-Members and messages with senders are made with SQL here (the membership and append gateways
-are other aggregates'): ``post`` appends the way the append statement does (seq = last_seq +
-1 under the conversation's row lock, the sender's read and delivery positions moved to it).
+Members are added with SQL here (membership is another aggregate's); messages are appended
+through the append gateway, except those without a sender (system messages), which ``POST``
+writes the way the append statement does (seq = last_seq + 1 under the conversation's row
+lock).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import asyncpg
 import pytest
 
 from dal.errors import InvalidInput, NotFound, NotPermitted
-from dal.gateways import reads
+from dal.gateways import messages, reads
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.conversations import Conversation
+from dal.records.messages import MessageDraft
 from dal.records.reads import delivery_status
 from dal.records.users import User
 from dal.settings import Settings
@@ -94,11 +96,18 @@ async def group(db: Any, owner: User, *others: User, title: str = "group") -> Co
 
 
 async def post(db: Any, conversation: Conversation, sender: User | None, text: str = "hi") -> int:
-    """Append a message from ``sender`` (None: an agent's or system message); its seq."""
-    seq: int = await db.fetchval(
-        POST, conversation.id, sender.id if sender else None, new_id(), text
+    """Append a message from ``sender`` through the append gateway (which moves the sender's
+    positions to it), or one without a sender (a system message) with SQL; its seq."""
+    if sender is None:
+        seq: int = await db.fetchval(POST, conversation.id, None, new_id(), text)
+        return seq
+    appended = await messages.insert_message(
+        db,
+        user_id=sender.id,
+        conversation_id=conversation.id,
+        draft=MessageDraft(role="user", parts=[{"type": "text", "text": text}]),
     )
-    return seq
+    return appended.message.seq
 
 
 async def message_id(db: Any, conversation: Conversation, seq: int) -> UUID:
