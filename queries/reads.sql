@@ -48,13 +48,13 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, c.last_seq, u.unr
 -- below the read one) or delivery position alone ($5 false) up to seq $4 (NULL: the
 -- conversation's last seq), never backwards (GREATEST, evaluated again on the row's newest
 -- version when a concurrent statement moved it first). A seq beyond the conversation's last
--- seq changes nothing and comes back with in_range = false; a role without the right to read,
--- allowed = false. No row: not a member.
+-- seq is clamped to it (a position past every message would hide the next ones). A role
+-- without the right to read: allowed = false, nothing changes. No row: not a member.
 -- A mark that would move nothing writes nothing (clients mark often). The positions returned
 -- are then GREATEST(the statement's snapshot, $4): a lower bound of the stored ones, which a
 -- concurrent mark may have moved further, and never below what was asked. The unread count
 -- is that of the returned read position.
--- returns: ReadState + allowed, in_range
+-- returns: ReadState + allowed
 -- uses: conversation_members_pkey, conversations_pkey, messages_unread_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
@@ -63,9 +63,8 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, c.last_seq, u.unr
 -- $5 mark_read bool             false: the delivery position only
 WITH target AS (
     SELECT mm.conversation_id, mm.user_id, mm.last_read_seq, mm.delivered_seq, c.last_seq,
-           coalesce($4, c.last_seq) AS seq,
-           mnemo_may(mm.role, 'read') AS allowed,
-           coalesce($4, c.last_seq) <= c.last_seq AS in_range
+           least(coalesce($4, c.last_seq), c.last_seq) AS seq,
+           mnemo_may(mm.role, 'read') AS allowed
       FROM conversation_members AS mm
       JOIN conversations AS c ON c.id = mm.conversation_id
      WHERE mm.conversation_id = $2
@@ -79,22 +78,21 @@ WITH target AS (
      WHERE mm.conversation_id = t.conversation_id
        AND mm.user_id = t.user_id
        AND t.allowed
-       AND t.in_range
        AND (t.seq > mm.delivered_seq OR ($5 AND t.seq > mm.last_read_seq))
     RETURNING mm.conversation_id, mm.user_id, mm.last_read_seq, mm.delivered_seq
 ), result AS (
-    SELECT t.conversation_id, t.user_id, t.last_seq, t.allowed, t.in_range,
+    SELECT t.conversation_id, t.user_id, t.last_seq, t.allowed,
            CASE WHEN v.conversation_id IS NOT NULL THEN v.last_read_seq
-                WHEN t.allowed AND t.in_range AND $5 THEN greatest(t.last_read_seq, t.seq)
+                WHEN t.allowed AND $5 THEN greatest(t.last_read_seq, t.seq)
                 ELSE t.last_read_seq END AS last_read_seq,
            CASE WHEN v.conversation_id IS NOT NULL THEN v.delivered_seq
-                WHEN t.allowed AND t.in_range THEN greatest(t.delivered_seq, t.seq)
+                WHEN t.allowed THEN greatest(t.delivered_seq, t.seq)
                 ELSE t.delivered_seq END AS delivered_seq
       FROM target AS t
       LEFT JOIN moved AS v ON true
 )
 SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, mm.last_seq, u.unread,
-       u.unread >= $3 AS capped, mm.allowed, mm.in_range
+       u.unread >= $3 AS capped, mm.allowed
   FROM result AS mm
  CROSS JOIN LATERAL (
         SELECT count(*) AS unread

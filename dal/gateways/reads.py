@@ -63,10 +63,6 @@ def _read_state(row: Record | None, conversation_id: UUID) -> ReadState:
     values = dict(row.items())
     if not values.pop("allowed"):
         raise _forbidden()
-    if not values.pop("in_range", True):
-        raise InvalidInput(
-            f"seq is beyond the conversation's last message (seq {values['last_seq']})"
-        )
     return ReadState.from_values(values)
 
 
@@ -90,10 +86,10 @@ async def update_read_state(
     cap: int = UNREAD_CAP,
 ) -> ReadState:
     """Mark the conversation read (``mark_read``; delivered too) or delivered only, up to
-    ``seq`` (None: its last message), in one statement. Positions never move backwards: an
-    older seq changes nothing. InvalidInput for a seq beyond the conversation's last one
-    (nothing changes); NotFound if not a member. The positions returned are at least those
-    asked for (a concurrent mark may have moved them further)."""
+    ``seq`` (None: its last message; a larger seq is clamped to it), in one statement.
+    Positions never move backwards: an older seq changes nothing. NotFound if not a member.
+    The positions returned are at least those asked for (a concurrent mark may have moved them
+    further)."""
     _check_cap(cap)
     if seq is not None and seq < 0:
         raise InvalidInput("seq is 0 or more")

@@ -34,7 +34,8 @@ Seq = Annotated[int, Field(ge=0, le=SEQ_MAX), BeforeValidator(_whole_number)]
 
 
 class ReadMark(BaseModel):
-    """Mark read (or delivered) up to ``seq``; without it, up to the conversation's last seq."""
+    """Mark read (or delivered) up to ``seq``; without it (or beyond it), up to the
+    conversation's last seq."""
 
     model_config = INPUT
     seq: Seq | None = None

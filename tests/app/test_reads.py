@@ -94,16 +94,19 @@ def test_mark_read_moves_forward_only_and_counts_unread(
     assert (total["total"], total["items"]) == (0, [])
 
 
-def test_mark_read_bad_seq_is_422_and_changes_nothing(
+def test_mark_read_bad_seq_is_422_and_changes_nothing_a_large_one_is_clamped(
     client: TestClient, settings: Settings, alice: Caller, bob: Caller, chat: Json
 ) -> None:
     post(client, settings, chat, alice)
-    assert_error(client.post(_url(chat, "read"), json={"seq": 2}, headers=bob.headers), 422)
     assert_error(client.post(_url(chat, "read"), json={"seq": -1}, headers=bob.headers), 422)
     assert_error(client.post(_url(chat, "read"), json={"seq": "1"}, headers=bob.headers), 422)
-    assert_error(client.post(_url(chat, "delivered"), json={"seq": 2}, headers=bob.headers), 422)
+    assert_error(client.post(_url(chat, "read"), json={"seq": 1.5}, headers=bob.headers), 422)
+    assert_error(client.post(_url(chat, "read"), json={"sq": 1}, headers=bob.headers), 422)
     state = client.get(_url(chat, "read"), headers=bob.headers).json()
     assert (state["last_read_seq"], state["delivered_seq"]) == (0, 0)
+    clamped = client.post(_url(chat, "delivered"), json={"seq": 2.0**62}, headers=bob.headers)
+    assert clamped.status_code == 200, clamped.text
+    assert (clamped.json()["last_read_seq"], clamped.json()["delivered_seq"]) == (0, 1)
 
 
 def test_unread_messages_and_totals_over_conversations(

@@ -152,22 +152,24 @@ async def test_update_read_state_without_seq_reads_everything(
     )
 
 
-async def test_update_read_state_beyond_the_last_seq_is_refused_and_changes_nothing(
+async def test_update_read_state_beyond_the_last_seq_is_clamped_to_it(
     pool: Any, alice: User, bob: User
 ) -> None:
     chat = await group(pool, alice, bob)
     await post(pool, chat, alice)
     await post(pool, chat, alice)
-    with pytest.raises(InvalidInput, match="last message"):
-        await reads.update_read_state(pool, user_id=bob.id, conversation_id=chat.id, seq=3)
-    with pytest.raises(InvalidInput, match="last message"):
-        await reads.update_read_state(
-            pool, user_id=bob.id, conversation_id=chat.id, seq=3, mark_read=False
-        )
+    delivered = await reads.update_read_state(
+        pool, user_id=bob.id, conversation_id=chat.id, seq=2**63 - 1, mark_read=False
+    )
+    assert (delivered.last_read_seq, delivered.delivered_seq, delivered.unread) == (0, 2, 2)
+    read = await reads.update_read_state(pool, user_id=bob.id, conversation_id=chat.id, seq=9)
+    assert (read.last_read_seq, read.delivered_seq, read.unread) == (2, 2, 0)
+    # the next message is unread: the position did not run ahead of it
+    await post(pool, chat, alice)
+    state = await reads.get_read_state(pool, user_id=bob.id, conversation_id=chat.id)
+    assert (state.last_read_seq, state.unread, state.last_seq) == (2, 1, 3)
     with pytest.raises(InvalidInput):
         await reads.update_read_state(pool, user_id=bob.id, conversation_id=chat.id, seq=-1)
-    state = await reads.get_read_state(pool, user_id=bob.id, conversation_id=chat.id)
-    assert (state.last_read_seq, state.delivered_seq, state.unread) == (0, 0, 2)
 
 
 async def test_update_read_state_delivered_moves_alone_and_never_below_read(
@@ -690,8 +692,8 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 lambda: reads.update_read_state(pool, user_id=uid, conversation_id=cid),
             ),
             (
-                "update_read_state beyond",
-                lambda: reads.update_read_state(pool, user_id=uid, conversation_id=cid, seq=99),
+                "update_read_state negative",
+                lambda: reads.update_read_state(pool, user_id=uid, conversation_id=cid, seq=-1),
             ),
             ("list_unread_counts", lambda: reads.list_unread_counts(pool, user_id=uid)),
             (
