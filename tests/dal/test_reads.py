@@ -658,6 +658,30 @@ async def test_unread_queries_use_their_indexes(
             "conversation_members_user_idx",
         }, member_scans
         assert_index_scan(marked, "messages_unread_idx", "messages")
+        message = await conn.fetchval(
+            "SELECT id FROM messages WHERE conversation_id = $1 AND seq = 30", chats[0].id
+        )
+        receipts = await explain(
+            conn,
+            Q["list_message_receipts"],
+            bob.id,
+            chats[0].id,
+            message,
+            UUID(int=0),
+            51,
+            generic=generic,
+        )
+        assert_index_scan(receipts, "messages_conversation_id_id_key", "messages")
+        deliveries = await explain(
+            conn, Q["list_message_deliveries"], bob.id, chats[0].id, 20, 51, generic=generic
+        )
+        assert_index_scan(deliveries, "messages_pkey", "messages")
+        for nodes in (receipts, deliveries):
+            assert not any(
+                n.get("Node Type") == "Seq Scan"
+                and n.get("Relation Name") == "conversation_members"
+                for n in nodes
+            )
     finally:
         await conn.close()
     for name in ("list_unread_counts", "get_read_state", "list_unread_messages"):
