@@ -5,8 +5,11 @@
 -- A member's unread messages are those after their last_read_seq on the active branch, not
 -- retracted, not their own (sender_id IS DISTINCT FROM the member: an agent's or system
 -- message without a sender counts for everyone); counted through messages_unread_idx, whose
--- predicate is exactly "active and not retracted", up to a cap, so a count costs at most the
--- cap's index entries and nothing per message per reader is ever stored.
+-- predicate is exactly "active and not retracted" (with the sender beside each seq: an
+-- index-only scan), or messages_active_idx (the active branch; retraction and sender then
+-- read from the heap), whichever the planner finds cheaper: either way a range scan from the
+-- read position that stops at a cap, so a count costs at most the cap's index entries and
+-- nothing per message per reader is ever stored.
 
 -- fragment: unread_rows
 -- The unread messages of the member row mm, in seq order: each query closes it with its cap
@@ -25,7 +28,7 @@ SELECT 1
 -- conversation's last seq and the unread count (at most $3; capped when it reached it).
 -- No row: not a member.
 -- returns: ReadState + allowed
--- uses: conversation_members_pkey, conversations_pkey, messages_unread_idx
+-- uses: conversation_members_pkey, conversations_pkey, messages_unread_idx, messages_active_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 cap int8                   count at most this many
@@ -55,7 +58,7 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, c.last_seq, u.unr
 -- concurrent mark may have moved further, and never below what was asked. The unread count
 -- is that of the returned read position.
 -- returns: ReadState + allowed
--- uses: conversation_members_pkey, conversations_pkey, messages_unread_idx
+-- uses: conversation_members_pkey, conversations_pkey, messages_unread_idx, messages_active_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 cap int8                   count at most this many unread messages
@@ -106,8 +109,8 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, mm.last_seq, u.un
 -- The caller's unread messages over all their conversations, in one statement that stops
 -- early: $3 caps each conversation's count, $5 the total.
 -- * conversations: how many of the caller's conversations have an unread message (exact: one
---   probe of messages_unread_idx per membership, the membership read from
---   conversation_members_user_idx with its read position);
+--   index probe per membership, the membership read from conversation_members_user_idx with
+--   its read position);
 -- * total: the unread messages over them, each conversation counting at most $3, the scan
 --   ending at $5 rows; capped when the total is a lower bound (it reached $5, or a
 --   conversation reached $3);
@@ -117,7 +120,7 @@ SELECT mm.conversation_id, mm.last_read_seq, mm.delivered_seq, mm.last_seq, u.un
 -- conversation_id, last_read_seq and unread carries them. Roles without the right to read
 -- are left out (a join with the rights rows, not a function call per membership).
 -- returns: columns conversation_id, last_read_seq, unread, total, conversations, capped
--- uses: conversation_members_user_idx, messages_unread_idx
+-- uses: conversation_members_user_idx, messages_unread_idx, messages_active_idx
 -- $1 user_id uuid
 -- $2 after_conversation_id uuid  cursor: the last conversation of the previous page
 -- $3 cap int8                   count at most this many per conversation
@@ -174,7 +177,7 @@ SELECT p.conversation_id, p.last_read_seq, p.unread, t.total, t.conversations, t
 -- member of with the right to read, by conversation_id; the others are left out (a missing
 -- conversation and another's look alike).
 -- returns: UnreadCount
--- uses: conversation_members_user_idx, messages_unread_idx
+-- uses: conversation_members_user_idx, messages_unread_idx, messages_active_idx
 -- $1 user_id uuid
 -- $2 conversation_ids uuid[]
 -- $3 cap int8                   count at most this many per conversation
@@ -201,7 +204,7 @@ SELECT mm.conversation_id, mm.last_read_seq, u.unread, u.unread >= $3 AS capped
 -- nothing (more) unread; allowed = false: a role without the right to read. No row: not a
 -- member.
 -- returns: Message + allowed
--- uses: conversation_members_pkey, messages_unread_idx, messages_pkey
+-- uses: conversation_members_pkey, messages_unread_idx, messages_active_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after_seq int8
