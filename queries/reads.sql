@@ -303,10 +303,10 @@ SELECT mnemo_may(mm.role, 'read') AS allowed, msg.seq, msg.sender_id, k.recipien
 
 -- name: list_message_deliveries
 -- The delivery status of a page of messages after seq $3 (by seq, $4 rows: the gateway asks
--- one more than it shows): per message, its recipients (the members other than its sender who had joined when it was
--- written) and how many of
--- them have read it and have it delivered. The conversation's members are read once (a
--- materialized CTE) and compared with each message in memory. One row of NULL seq: a member
+-- one more than it shows): per message, its recipients (the members other than its sender
+-- who had joined when it was written) and how many of them have read it and have it
+-- delivered. The conversation's members are read once (a materialized CTE) and compared with
+-- each message in memory. One row of NULL seq: a member
 -- and no message in the range. No row: not a member.
 -- returns: columns allowed, seq, id, sender_id, recipients, read_count, delivered_count
 -- uses: conversation_members_pkey, messages_pkey
