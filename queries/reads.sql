@@ -306,8 +306,8 @@ SELECT mnemo_may(mm.role, 'read') AS allowed, msg.seq, msg.sender_id, k.recipien
 -- one more than it shows): per message, its recipients (the members other than its sender
 -- who had joined when it was written) and how many of them have read it and have it
 -- delivered. The conversation's members are read once (a materialized CTE) and compared with
--- each message in memory. One row of NULL seq: a member
--- and no message in the range. No row: not a member.
+-- each message in memory. One row of NULL seq: a member and no message in the range. No
+-- row: not a member.
 -- returns: columns allowed, seq, id, sender_id, recipients, read_count, delivered_count
 -- uses: conversation_members_pkey, messages_pkey
 -- $1 user_id uuid
