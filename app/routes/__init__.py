@@ -20,6 +20,7 @@ MODULES = (
     "search",
     "feedback",
     "members",
+    "sessions",
 )
 
 
