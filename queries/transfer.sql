@@ -120,8 +120,11 @@ SELECT id
 -- conversations_user_thread_key. The importer becomes its owner member, who has read it all
 -- (trigger conversations_owner_member); its messages are one branch (the import copies each
 -- with the one before as its parent). Its messages count as the importer's
--- (user_message_counts, README "Limits"): an import is not refused by
--- APP_MAX_MESSAGES_PER_USER, but what it brings counts against it afterwards.
+-- (user_message_counts, README "Limits"), in the stripe of the new conversation, as an
+-- append with no per-user limit counts: an import is not refused by APP_MAX_MESSAGES_PER_USER,
+-- but what it brings counts against it once committed. (Its stripe's row stays locked until
+-- the import commits; stripe 0, which appends under a per-user limit lock, only for 1 import
+-- in 32.)
 -- returns: nothing
 -- uses: conversations_pkey, conversations_user_thread_key, conversation_members_pkey
 -- uses: user_message_counts_pkey
@@ -138,10 +141,10 @@ WITH conv AS (
                                message_count, last_seq, leaf_seq, last_message_at)
     VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, nullif($8::int4, 0),
             CASE WHEN $8::int4 > 0 THEN now() END)
-    RETURNING user_id, message_count
+    RETURNING id, user_id, message_count
 )
 INSERT INTO user_message_counts AS u (user_id, stripe, message_count)
-SELECT cv.user_id, 0, cv.message_count
+SELECT cv.user_id, get_byte(uuid_send(cv.id), 15) % 32, cv.message_count
   FROM conv AS cv
  WHERE cv.message_count > 0
     ON CONFLICT (user_id, stripe) DO UPDATE
