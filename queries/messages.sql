@@ -12,8 +12,9 @@
 -- on the active branch. The caller's read position moves to it (one's own message is read).
 -- Chat session (README "Chat sessions"): the message joins the conversation's current session,
 -- or starts the next (session_no + 1) when there is none, it was ended, or its last activity
--- is more than $11 seconds before now() (exactly $11 seconds still joins); the session's
--- chat_sessions row is created or moved on here.
+-- is more than $11 seconds before now() (exactly $11 seconds still joins). A new session's
+-- chat_sessions row is written here, and the previous one's final figures; the current
+-- session's last activity and last seq are the conversation's own.
 -- Limits (README "Limits"): with $12 > 0, a conversation holding $12 messages takes no more;
 -- with $13 > 0, a sender who wrote $13 messages (user_message_counts, all conversations)
 -- writes no more. The conversation's row, then the sender's count (its stripe 0), are locked
@@ -98,6 +99,7 @@ WITH draft AS (
                      OR c.session_active_at < now() - make_interval(secs => $11::float8)
                 THEN c.session_no + 1
                 ELSE c.session_no END AS session_no,
+           c.session_no AS prior_session_no, c.session_active_at AS prior_active_at,
            c.tool_integrity <> 'off' AND $7 = 'complete' AS checks
       FROM conversations AS c, checked AS k
      WHERE c.id = $2
@@ -222,14 +224,26 @@ WITH draft AS (
         ON CONFLICT (user_id, stripe) DO UPDATE
        SET message_count = u.message_count + 1
 ), session AS (
+    -- Only when a session starts: its row, and the previous one's final figures (an upsert
+    -- reaches that row even if it was committed after this statement's snapshot). While a
+    -- session goes on, its last activity and last seq are the conversation's
+    -- (session_active_at, last_seq): nothing more is written per message.
     INSERT INTO chat_sessions AS s (conversation_id, session_no, started_at, last_activity_at,
                                     first_seq, last_seq, message_count)
     SELECT i.conversation_id, i.session_no, i.created_at, i.created_at, i.seq, i.seq, 1
-      FROM inserted AS i
+      FROM inserted AS i, locked AS l
+     WHERE i.session_no <> l.prior_session_no
+        ON CONFLICT (conversation_id, session_no) DO NOTHING
+), closing AS (
+    INSERT INTO chat_sessions AS s (conversation_id, session_no, last_activity_at, last_seq)
+    SELECT l.id, l.prior_session_no, l.prior_active_at, l.last_seq
+      FROM inserted AS i, locked AS l
+     WHERE i.session_no <> l.prior_session_no
+       AND l.prior_session_no > 0
         ON CONFLICT (conversation_id, session_no) DO UPDATE
        SET last_activity_at = excluded.last_activity_at,
            last_seq = excluded.last_seq,
-           message_count = s.message_count + 1
+           message_count = excluded.last_seq - s.first_seq + 1
 ), calls AS (
     INSERT INTO message_tool_calls (conversation_id, tool_call_id, call_seq, result_seq,
                                     unanswered_seq)

@@ -9,7 +9,7 @@
 -- the first page). One row with NULL session columns: the caller may read the conversation
 -- but no session is in the range; no row at all: missing or not a member.
 -- returns: ChatSession
--- uses: conversation_members_pkey, chat_sessions_pkey
+-- uses: conversation_members_pkey, conversations_pkey, chat_sessions_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 session_timeout float8      APP_SESSION_TIMEOUT_SECONDS
@@ -18,16 +18,26 @@
 SELECT s.session_no, s.started_at, s.last_activity_at, s.ended_at, s.first_seq, s.last_seq,
        s.message_count, s.open
   FROM conversation_members AS mm
+  JOIN conversations AS c ON c.id = mm.conversation_id
   LEFT JOIN LATERAL (
-        SELECT cs.session_no, cs.started_at, cs.last_activity_at,
+        SELECT cs.session_no, cs.started_at, f.last_activity_at,
                coalesce(cs.ended_at,
-                        CASE WHEN cs.last_activity_at < now() - make_interval(secs => $3)
-                             THEN cs.last_activity_at + make_interval(secs => $3) END)
+                        CASE WHEN f.last_activity_at < now() - make_interval(secs => $3)
+                             THEN f.last_activity_at + make_interval(secs => $3) END)
                    AS ended_at,
-               cs.first_seq, cs.last_seq, cs.message_count,
+               cs.first_seq, f.last_seq, f.message_count,
                cs.ended_at IS NULL
-               AND cs.last_activity_at >= now() - make_interval(secs => $3) AS open
+               AND f.last_activity_at >= now() - make_interval(secs => $3) AS open
           FROM chat_sessions AS cs
+         CROSS JOIN LATERAL (
+               -- The current session's figures are the conversation's (insert_message).
+               SELECT CASE WHEN cs.session_no = c.session_no THEN c.session_active_at
+                           ELSE cs.last_activity_at END AS last_activity_at,
+                      CASE WHEN cs.session_no = c.session_no THEN c.last_seq
+                           ELSE cs.last_seq END AS last_seq,
+                      CASE WHEN cs.session_no = c.session_no
+                           THEN (c.last_seq - cs.first_seq + 1)::int4
+                           ELSE cs.message_count END AS message_count) AS f
          WHERE cs.conversation_id = $2
            AND cs.session_no < $4::int8
          ORDER BY cs.session_no DESC
@@ -41,7 +51,7 @@ SELECT s.session_no, s.started_at, s.last_activity_at, s.ended_at, s.first_seq, 
 -- A page of a conversation's sessions, oldest first, with session_no above $4 (0 for the
 -- first page). Rows as list_sessions_before's.
 -- returns: ChatSession
--- uses: conversation_members_pkey, chat_sessions_pkey
+-- uses: conversation_members_pkey, conversations_pkey, chat_sessions_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 session_timeout float8      APP_SESSION_TIMEOUT_SECONDS
@@ -50,16 +60,26 @@ SELECT s.session_no, s.started_at, s.last_activity_at, s.ended_at, s.first_seq, 
 SELECT s.session_no, s.started_at, s.last_activity_at, s.ended_at, s.first_seq, s.last_seq,
        s.message_count, s.open
   FROM conversation_members AS mm
+  JOIN conversations AS c ON c.id = mm.conversation_id
   LEFT JOIN LATERAL (
-        SELECT cs.session_no, cs.started_at, cs.last_activity_at,
+        SELECT cs.session_no, cs.started_at, f.last_activity_at,
                coalesce(cs.ended_at,
-                        CASE WHEN cs.last_activity_at < now() - make_interval(secs => $3)
-                             THEN cs.last_activity_at + make_interval(secs => $3) END)
+                        CASE WHEN f.last_activity_at < now() - make_interval(secs => $3)
+                             THEN f.last_activity_at + make_interval(secs => $3) END)
                    AS ended_at,
-               cs.first_seq, cs.last_seq, cs.message_count,
+               cs.first_seq, f.last_seq, f.message_count,
                cs.ended_at IS NULL
-               AND cs.last_activity_at >= now() - make_interval(secs => $3) AS open
+               AND f.last_activity_at >= now() - make_interval(secs => $3) AS open
           FROM chat_sessions AS cs
+         CROSS JOIN LATERAL (
+               -- The current session's figures are the conversation's (insert_message).
+               SELECT CASE WHEN cs.session_no = c.session_no THEN c.session_active_at
+                           ELSE cs.last_activity_at END AS last_activity_at,
+                      CASE WHEN cs.session_no = c.session_no THEN c.last_seq
+                           ELSE cs.last_seq END AS last_seq,
+                      CASE WHEN cs.session_no = c.session_no
+                           THEN (c.last_seq - cs.first_seq + 1)::int4
+                           ELSE cs.message_count END AS message_count) AS f
          WHERE cs.conversation_id = $2
            AND cs.session_no > $4::int8
          ORDER BY cs.session_no
@@ -94,14 +114,20 @@ WITH member AS (
      WHERE c.id = $2
        AND mb.allowed
        AND c.session_no > 0
-    RETURNING c.id, c.session_no
+    RETURNING c.id, c.session_no, c.session_active_at, c.last_seq
 ), ended AS (
-    INSERT INTO chat_sessions AS cs (conversation_id, session_no, ended_at)
-    SELECT cv.id, cv.session_no, now()
+    -- Its final figures too (while it went on they were the conversation's).
+    INSERT INTO chat_sessions AS cs (conversation_id, session_no, ended_at, last_activity_at,
+                                     last_seq)
+    SELECT cv.id, cv.session_no, now(), cv.session_active_at, cv.last_seq
       FROM conv AS cv
         ON CONFLICT (conversation_id, session_no) DO UPDATE
        SET ended_at = coalesce(cs.ended_at,
-                               least(now(), cs.last_activity_at + make_interval(secs => $3)))
+                               least(now(),
+                                     excluded.last_activity_at + make_interval(secs => $3))),
+           last_activity_at = excluded.last_activity_at,
+           last_seq = excluded.last_seq,
+           message_count = excluded.last_seq - cs.first_seq + 1
     RETURNING cs.session_no, cs.started_at, cs.last_activity_at, cs.ended_at, cs.first_seq,
               cs.last_seq, cs.message_count
 )
