@@ -188,3 +188,27 @@ async def session_exercise(pool: Any, settings: Any, run: SessionRun) -> None:
             ("list_messages_flagged", lambda: messages.list_messages_flagged(pool, **ids)),
         ]
     )
+
+
+async def test_flagged_list_and_open_calls_are_read_by_their_partial_indexes(
+    pool: Any, settings: Any, alice: User
+) -> None:
+    """list_messages_flagged reads messages_flagged_idx, and the append finds a conversation's
+    open calls by message_tool_calls_open_idx (generic plans, as prepared statements run)."""
+    import asyncpg
+
+    from dal.queries import Q
+    from tests.dal.test_plans import assert_index_scan, explain
+
+    conv = await chat(pool, alice, "flag")
+    conn = await asyncpg.connect(settings.database_url)  # no json codec: EXPLAIN's text
+    try:
+        nodes = await explain(
+            conn, Q["list_messages_flagged"], alice.id, conv.id, 0, 51, generic=True
+        )
+        assert_index_scan(nodes, "messages_flagged_idx", "messages")
+        args = (alice.id, conv.id, alice.id, "user", "[]", "{}", "complete", 1 << 20, 9, None)
+        nodes = await explain(conn, Q["insert_message"], *args, 900.0, 0, 0, generic=True)
+        assert_index_scan(nodes, "message_tool_calls_open_idx", "message_tool_calls")
+    finally:
+        await conn.close()
