@@ -60,6 +60,13 @@ class TooLarge(InvalidInput):
             self.code = code
 
 
+class ToolCallUnpaired(InvalidInput):
+    """A message that would break tool-call pairing in a conversation whose tool_integrity is
+    'reject' (README "Tool-call integrity"); the message names the call."""
+
+    code = "tool_call_unpaired"
+
+
 class LimitReached(Conflict):
     """A count is at its configured limit (e.g. APP_MAX_TOKENS_PER_USER): nothing more can be
     added until something is removed. ``code`` names the limit."""

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # fits and a stream can grow.
     app_max_message_bytes: int = Field(default=2 * 1024 * 1024, ge=1, le=2**62)
     app_max_message_parts: int = Field(default=1000, ge=1, le=2**31 - 1)
+    # Seconds without a message after which the next one starts a new chat session (README
+    # "Chat sessions").
+    app_session_timeout_seconds: float = Field(default=900.0, gt=0, le=10**9)
+    # Messages a conversation may hold, and a user may write over all conversations (429
+    # limit_reached above; README "Limits"); 0: no limit.
+    app_max_messages_per_conversation: int = Field(default=0, ge=0, le=2**62)
+    app_max_messages_per_user: int = Field(default=0, ge=0, le=2**62)
     # Bytes of one page of messages (parts, text, metadata) or conversations (title, metadata,
     # tags): the page ends early rather than exceed it, but always holds at least one row.
     app_max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=2**62)

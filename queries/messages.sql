@@ -10,23 +10,46 @@
 -- The caller must be a member whose role may 'append'; the message's sender is the caller.
 -- It follows the conversation's active leaf (parent_seq = leaf_seq) and becomes the leaf,
 -- on the active branch. The caller's read position moves to it (one's own message is read).
+-- Chat session (README "Chat sessions"): the message joins the conversation's current session,
+-- or starts the next (session_no + 1) when there is none, it was ended, or its last activity
+-- is more than $11 seconds before now() (exactly $11 seconds still joins). A new session's
+-- chat_sessions row is written here, and the previous one's final figures; the current
+-- session's last activity and last seq are the conversation's own.
+-- Limits (README "Limits"): with $12 > 0, a conversation holding $12 messages takes no more;
+-- with $13 > 0, a sender who wrote $13 messages (user_message_counts, all conversations)
+-- writes no more. The conversation's row, then the sender's count (its stripe 0), are locked
+-- before they are compared, so concurrent appends never pass a limit; the count grows with
+-- every message stored, whatever the limit (without one, in the conversation's stripe, so a
+-- user's appends to different conversations do not queue on one row).
+-- Tool-call integrity (README "Tool-call integrity"), unless the conversation's
+-- tool_integrity is 'off', for a complete message: the tool calls of the message it follows
+-- (tool-* and dynamic-tool parts of a non-tool message; answered where they stand in an
+-- output-* state) are recorded in message_tool_calls; a 'tool' message whose part names a
+-- toolCallId no recorded call has is 'unknown_tool_result'; any other message appended while
+-- a recorded call has neither a result nor an earlier such message is 'unanswered_tool_call'
+-- (and closes those calls). 'flag' stores the message with integrity set, 'reject' stores
+-- nothing and names the call (tool_call_id).
 -- A message with this id already in the conversation (a retry) changes nothing and comes back
 -- with created = false if this request is the one that created it (same role, parts,
 -- metadata and status; compared by digest, so edits since do not matter), created = NULL if
--- it is another request reusing the id. A concurrent retry that stored the id while this one
--- waited for the lock is not visible to this statement's snapshot: ON CONFLICT DO NOTHING
--- leaves everything as it was (no error, so a caller's transaction stays usable) and the
--- result is empty; the gateway then runs the statement once more, which sees it.
+-- it is another request reusing the id; no limit refuses it. A concurrent retry that stored
+-- the id while this one waited for the lock is not visible to this statement's snapshot: ON
+-- CONFLICT DO NOTHING leaves everything as it was (no error, so a caller's transaction stays
+-- usable) and the result is empty; the gateway then runs the statement once more, which sees
+-- it.
 -- Nothing is stored, and one row with NULL message columns says why (problem), when: the
 -- member's role may not append ('forbidden'); parts over $8 bytes or $9 parts
 -- (mnemo_parts_bytes), or metadata over $8 bytes (its JSON text: jsonb prints 1e300 as 301
 -- digits, so a small body can print large) ('too_large'); $10 names no message of the
--- conversation ('reply_to'). No row at all: the conversation is missing or the caller is not
--- a member.
+-- conversation ('reply_to'); a limit is reached ('conversation_limit', 'user_limit'); the
+-- conversation rejects unpaired tool calls ('tool_call_unpaired', tool_call_id says which).
+-- No row at all: the conversation is missing or the caller is not a member.
 -- user_id is the conversation's owner (read from the locked row): written here, the trigger
 -- that fills it for other inserts is not called.
--- returns: Message + created, problem
+-- returns: Message + created, problem, tool_call_id
 -- uses: conversation_members_pkey, conversations_pkey, messages_conversation_id_id_key
+-- uses: user_message_counts_pkey, chat_sessions_pkey, message_tool_calls_pkey
+-- uses: message_tool_calls_open_idx, messages_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -37,6 +60,9 @@
 -- $8 max_bytes int8             APP_MAX_MESSAGE_BYTES
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
 -- $10 reply_to uuid             the message this one replies to, or NULL
+-- $11 session_timeout float8    APP_SESSION_TIMEOUT_SECONDS
+-- $12 max_conversation int8     APP_MAX_MESSAGES_PER_CONVERSATION (0: no limit)
+-- $13 max_user int8             APP_MAX_MESSAGES_PER_USER (0: no limit)
 WITH draft AS (
     SELECT mnemo_parts_bytes($5::jsonb) AS parts_bytes,
            jsonb_array_length($5::jsonb) AS parts_count,
@@ -68,21 +94,105 @@ WITH draft AS (
       FROM member AS mb, draft AS d
      WHERE NOT EXISTS (SELECT 1 FROM existing)
 ), locked AS (
-    SELECT c.id, c.last_seq, c.leaf_seq, c.user_id
+    SELECT c.id, c.last_seq, c.leaf_seq, c.user_id, c.message_count, c.tool_integrity,
+           CASE WHEN c.session_no = 0 OR c.session_ended OR c.session_active_at IS NULL
+                     OR c.session_active_at < now() - make_interval(secs => $11::float8)
+                THEN c.session_no + 1
+                ELSE c.session_no END AS session_no,
+           c.session_no AS prior_session_no, c.session_active_at AS prior_active_at,
+           c.tool_integrity <> 'off' AND $7 = 'complete' AS checks
       FROM conversations AS c, checked AS k
      WHERE c.id = $2
        AND k.allowed
        AND k.fits
        AND k.replies
        FOR UPDATE OF c
+), sender AS (
+    -- With a per-user limit only: the sender's stripe 0, locked after the conversation (every
+    -- append takes them in this order) and counted into below, plus the other stripes, which
+    -- no append changes while the limit is set (migration 20261206_09).
+    SELECT u.message_count
+           + (SELECT coalesce(sum(o.message_count), 0)
+                FROM user_message_counts AS o
+               WHERE o.user_id = $1
+                 AND o.stripe > 0) AS message_count
+      FROM user_message_counts AS u
+     WHERE u.user_id = $1
+       AND u.stripe = 0
+       AND $13::int8 > 0
+       AND EXISTS (SELECT 1 FROM locked)
+       FOR UPDATE OF u
+), leaf_calls AS (
+    -- The tool calls of the message this one follows, as it is now.
+    SELECT p.part ->> 'toolCallId' AS tool_call_id,
+           coalesce(p.part ->> 'state' LIKE 'output-%', false) AS answered
+      FROM locked AS l
+      JOIN messages AS lm ON lm.conversation_id = l.id AND lm.seq = l.leaf_seq
+     CROSS JOIN LATERAL jsonb_array_elements(lm.parts) AS p(part)
+     WHERE l.tool_integrity <> 'off'
+       AND lm.role <> 'tool'
+       AND (p.part ->> 'type' LIKE 'tool-%' OR p.part ->> 'type' = 'dynamic-tool')
+       AND jsonb_typeof(p.part -> 'toolCallId') = 'string'
+), results AS (
+    -- The calls a 'tool' message answers.
+    SELECT DISTINCT p.part ->> 'toolCallId' AS tool_call_id
+      FROM locked AS l
+     CROSS JOIN LATERAL jsonb_array_elements($5::jsonb) AS p(part)
+     WHERE l.tool_integrity <> 'off'
+       AND $4 = 'tool'
+       AND jsonb_typeof(p.part -> 'toolCallId') = 'string'
+), verdict AS (
+    SELECT l.id, l.last_seq, l.leaf_seq, l.user_id, l.session_no,
+           CASE WHEN $12::int8 > 0 AND l.message_count >= $12::int8 THEN 'conversation_limit'
+                WHEN $13::int8 > 0 AND coalesce(s.message_count, 0) >= $13::int8
+                THEN 'user_limit' END AS over,
+           l.tool_integrity,
+           CASE WHEN NOT l.checks THEN NULL
+                WHEN $4 = 'tool' THEN
+                    (SELECT r.tool_call_id
+                       FROM results AS r
+                      WHERE NOT EXISTS (SELECT 1
+                                          FROM message_tool_calls AS t
+                                         WHERE t.conversation_id = $2
+                                           AND t.tool_call_id = r.tool_call_id)
+                        AND NOT EXISTS (SELECT 1
+                                          FROM leaf_calls AS lc
+                                         WHERE lc.tool_call_id = r.tool_call_id)
+                      ORDER BY r.tool_call_id
+                      LIMIT 1)
+                ELSE coalesce(
+                    (SELECT t.tool_call_id
+                       FROM message_tool_calls AS t
+                      WHERE t.conversation_id = $2
+                        AND t.result_seq IS NULL
+                        AND t.unanswered_seq IS NULL
+                      ORDER BY t.call_seq, t.tool_call_id
+                      LIMIT 1),
+                    (SELECT lc.tool_call_id
+                       FROM leaf_calls AS lc
+                      WHERE NOT lc.answered
+                        AND NOT EXISTS (SELECT 1
+                                          FROM message_tool_calls AS t
+                                         WHERE t.conversation_id = $2
+                                           AND t.tool_call_id = lc.tool_call_id)
+                      ORDER BY lc.tool_call_id
+                      LIMIT 1)) END AS unpaired
+      FROM locked AS l
+      LEFT JOIN sender AS s ON true
 ), inserted AS (
     INSERT INTO messages (conversation_id, seq, id, role, parts, content, metadata, status,
                           parts_bytes, parts_count, metadata_bytes, draft_digest, user_id,
-                          sender_id, reply_to, parent_seq)
-    SELECT l.id, l.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
+                          sender_id, reply_to, parent_seq, session_no, integrity)
+    SELECT v.id, v.last_seq + 1, $3, $4, $5::jsonb, mnemo_parts_text($5::jsonb), $6, $7,
            d.parts_bytes, d.parts_count, d.metadata_bytes,
-           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7), l.user_id, $1, $10, l.leaf_seq
-      FROM locked AS l, draft AS d
+           mnemo_message_digest($4, $5::jsonb, $6::jsonb, $7), v.user_id, $1, $10, v.leaf_seq,
+           v.session_no,
+           CASE WHEN v.unpaired IS NULL THEN NULL
+                WHEN $4 = 'tool' THEN 'unknown_tool_result'
+                ELSE 'unanswered_tool_call' END
+      FROM verdict AS v, draft AS d
+     WHERE v.over IS NULL
+       AND (v.unpaired IS NULL OR v.tool_integrity <> 'reject')
         ON CONFLICT (conversation_id, id) DO NOTHING
     RETURNING id, conversation_id, seq, role, parts, content, metadata, status, sender_id,
               reply_to, parent_seq, session_no, integrity, feedback_up, feedback_down,
@@ -93,6 +203,9 @@ WITH draft AS (
            leaf_seq = i.seq,
            message_count = c.message_count + 1,
            last_message_at = i.created_at,
+           session_no = i.session_no,
+           session_active_at = i.created_at,
+           session_ended = false,
            updated_at = now()
       FROM inserted AS i
      WHERE c.id = i.conversation_id
@@ -103,23 +216,88 @@ WITH draft AS (
       FROM inserted AS i
      WHERE mm.conversation_id = i.conversation_id
        AND mm.user_id = $1
+), counted AS (
+    -- Stripe 0 under a per-user limit (locked above), else the conversation's stripe.
+    INSERT INTO user_message_counts AS u (user_id, stripe, message_count)
+    SELECT $1, CASE WHEN $13::int8 > 0 THEN 0 ELSE get_byte(uuid_send($2), 15) % 32 END, 1
+      FROM inserted
+        ON CONFLICT (user_id, stripe) DO UPDATE
+       SET message_count = u.message_count + 1
+), session AS (
+    -- Only when a session starts: its row, and the previous one's final figures (an upsert
+    -- reaches that row even if it was committed after this statement's snapshot). While a
+    -- session goes on, its last activity and last seq are the conversation's
+    -- (session_active_at, last_seq): nothing more is written per message.
+    INSERT INTO chat_sessions AS s (conversation_id, session_no, started_at, last_activity_at,
+                                    first_seq, last_seq, message_count)
+    SELECT i.conversation_id, i.session_no, i.created_at, i.created_at, i.seq, i.seq, 1
+      FROM inserted AS i, locked AS l
+     WHERE i.session_no <> l.prior_session_no
+        ON CONFLICT (conversation_id, session_no) DO NOTHING
+), closing AS (
+    INSERT INTO chat_sessions AS s (conversation_id, session_no, last_activity_at, last_seq)
+    SELECT l.id, l.prior_session_no, l.prior_active_at, l.last_seq
+      FROM inserted AS i, locked AS l
+     WHERE i.session_no <> l.prior_session_no
+       AND l.prior_session_no > 0
+        ON CONFLICT (conversation_id, session_no) DO UPDATE
+       SET last_activity_at = excluded.last_activity_at,
+           last_seq = excluded.last_seq,
+           message_count = excluded.last_seq - s.first_seq + 1
+), calls AS (
+    INSERT INTO message_tool_calls (conversation_id, tool_call_id, call_seq, result_seq,
+                                    unanswered_seq)
+    SELECT i.conversation_id, lc.tool_call_id, i.parent_seq,
+           CASE WHEN lc.answered THEN i.parent_seq
+                WHEN lc.tool_call_id IN (SELECT r.tool_call_id FROM results AS r) THEN i.seq
+           END,
+           CASE WHEN NOT lc.answered AND i.role <> 'tool' AND i.status = 'complete'
+                THEN i.seq END
+      FROM inserted AS i, leaf_calls AS lc
+        ON CONFLICT (conversation_id, tool_call_id) DO NOTHING
+), answered AS (
+    UPDATE message_tool_calls AS t
+       SET result_seq = i.seq
+      FROM inserted AS i, results AS r
+     WHERE t.conversation_id = i.conversation_id
+       AND t.tool_call_id = r.tool_call_id
+       AND t.result_seq IS NULL
+), closed AS (
+    UPDATE message_tool_calls AS t
+       SET unanswered_seq = i.seq
+      FROM inserted AS i, verdict AS v
+     WHERE v.tool_integrity <> 'off'
+       AND i.role <> 'tool'
+       AND i.status = 'complete'
+       AND t.conversation_id = i.conversation_id
+       AND t.result_seq IS NULL
+       AND t.unanswered_seq IS NULL
 )
 SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
        parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
-       created_at, updated_at, true AS created, NULL::text AS problem
+       created_at, updated_at, true AS created, NULL::text AS problem,
+       NULL::text AS tool_call_id
   FROM inserted
  UNION ALL
 SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
        parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
-       created_at, updated_at, CASE WHEN same THEN false END, NULL
+       created_at, updated_at, CASE WHEN same THEN false END, NULL, NULL
   FROM existing
  UNION ALL
 SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL,
        CASE WHEN NOT k.allowed THEN 'forbidden' WHEN NOT k.fits THEN 'too_large'
-            ELSE 'reply_to' END
+            ELSE 'reply_to' END,
+       NULL
   FROM checked AS k
- WHERE NOT (k.allowed AND k.fits AND k.replies);
+ WHERE NOT (k.allowed AND k.fits AND k.replies)
+ UNION ALL
+SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, coalesce(v.over, 'tool_call_unpaired'),
+       CASE WHEN v.over IS NULL THEN v.unpaired END
+  FROM verdict AS v
+ WHERE v.over IS NOT NULL
+    OR (v.unpaired IS NOT NULL AND v.tool_integrity = 'reject');
 
 -- name: get_message
 -- One message of a conversation the caller may read, by its id.
@@ -1069,3 +1247,34 @@ SELECT h.id, h.conversation_id, h.seq, h.role,
  -- the page, and the first row after it (the one before it is in the page)
  WHERE h.n <= 2 OR h.bytes - h.own_bytes <= $9
  ORDER BY h.created_at DESC, h.conversation_id DESC, h.seq DESC;
+
+-- name: list_messages_flagged
+-- A page of the conversation's flagged messages (integrity set: stored while its
+-- tool_integrity was 'flag'; README "Tool-call integrity"), oldest first, after seq $3 (0 for
+-- the first page). One row with NULL message columns: the caller may read the conversation
+-- but none is flagged in the range; no row at all: missing or not a member.
+-- returns: Message
+-- uses: conversation_members_pkey, messages_flagged_idx
+-- $1 user_id uuid
+-- $2 conversation_id uuid
+-- $3 after_seq int8
+-- $4 page_size int8
+SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m.status,
+       m.sender_id, m.reply_to, m.parent_seq, m.session_no, m.integrity, m.feedback_up,
+       m.feedback_down, m.edited_at, m.retracted_at, m.created_at, m.updated_at
+  FROM conversation_members AS mm
+  LEFT JOIN LATERAL (
+        SELECT f.id, f.conversation_id, f.seq, f.role, f.parts, f.content, f.metadata,
+               f.status, f.sender_id, f.reply_to, f.parent_seq, f.session_no, f.integrity,
+               f.feedback_up, f.feedback_down, f.edited_at, f.retracted_at, f.created_at,
+               f.updated_at
+          FROM messages AS f
+         WHERE f.conversation_id = $2
+           AND f.integrity IS NOT NULL
+           AND f.seq > $3
+         ORDER BY f.seq
+         LIMIT $4) AS m ON true
+ WHERE mm.conversation_id = $2
+   AND mm.user_id = $1
+   AND mnemo_may(mm.role, 'read')
+ ORDER BY m.seq;

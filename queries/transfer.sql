@@ -119,9 +119,15 @@ SELECT id
 -- taken id violates conversations_pkey; a thread another conversation of the user names,
 -- conversations_user_thread_key. The importer becomes its owner member, who has read it all
 -- (trigger conversations_owner_member); its messages are one branch (the import copies each
--- with the one before as its parent).
+-- with the one before as its parent). Its messages count as the importer's
+-- (user_message_counts, README "Limits"), in the stripe of the new conversation, as an
+-- append with no per-user limit counts: an import is not refused by APP_MAX_MESSAGES_PER_USER,
+-- but what it brings counts against it once committed. (Its stripe's row stays locked until
+-- the import commits; stripe 0, which appends under a per-user limit lock, only for 1 import
+-- in 32.)
 -- returns: nothing
 -- uses: conversations_pkey, conversations_user_thread_key, conversation_members_pkey
+-- uses: user_message_counts_pkey
 -- $1 user_id uuid
 -- $2 id uuid
 -- $3 title text
@@ -130,10 +136,19 @@ SELECT id
 -- $6 thread_id text
 -- $7 version int4
 -- $8 message_count int4
-INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id, version, message_count,
-                           last_seq, leaf_seq, last_message_at)
-VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, nullif($8::int4, 0),
-        CASE WHEN $8::int4 > 0 THEN now() END);
+WITH conv AS (
+    INSERT INTO conversations (id, user_id, title, metadata, tags, thread_id, version,
+                               message_count, last_seq, leaf_seq, last_message_at)
+    VALUES ($2, $1, $3, $4, $5, $6, $7, $8::int4, $8::int4, nullif($8::int4, 0),
+            CASE WHEN $8::int4 > 0 THEN now() END)
+    RETURNING id, user_id, message_count
+)
+INSERT INTO user_message_counts AS u (user_id, stripe, message_count)
+SELECT cv.user_id, get_byte(uuid_send(cv.id), 15) % 32, cv.message_count
+  FROM conv AS cv
+ WHERE cv.message_count > 0
+    ON CONFLICT (user_id, stripe) DO UPDATE
+   SET message_count = u.message_count + excluded.message_count;
 
 -- name: update_import_timeout
 -- The statement_timeout of the rest of this transaction (an import's COPY may run longer than

@@ -21,6 +21,7 @@ MODULES = (
     "feedback",
     "members",
     "reads",
+    "sessions",
 )
 
 

@@ -43,6 +43,7 @@ _SEQ = {"type": "integer", "minimum": 0, "maximum": INT8_MAX}
 _LIMIT = limit_param(50, MAX_PAGE_SIZE)
 _BEFORE = Param("before", "the page just before this seq (not with after)", _SEQ)
 _AFTER = Param("after", "the page just after this seq (not with before)", _SEQ)
+_FLAGGED_AFTER = Param("after", "the page just after this seq (0: from the first)", _SEQ)
 
 
 def _part_schema() -> Json:
@@ -99,7 +100,7 @@ def _parts(schema: Json, settings: Settings) -> None:
             200, "Already stored (a retry of this id): the stored message", Message, (LOCATION,)
         ),
     ),
-    errors=(409,),
+    errors=(409, 429),
 )
 async def append_message(request: Request[AppState]) -> Response:
     me = caller(request)
@@ -125,6 +126,9 @@ async def append_message(request: Request[AppState]) -> Response:
             draft=draft,
             max_bytes=settings.app_max_message_bytes,
             max_parts=settings.app_max_message_parts,
+            session_timeout=settings.app_session_timeout_seconds,
+            max_per_conversation=settings.app_max_messages_per_conversation,
+            max_per_user=settings.app_max_messages_per_user,
         )
     message = appended.message
     # 201 when stored now; 200 when this id was already stored by the same request (a retry):
@@ -154,6 +158,26 @@ async def list_messages(request: Request[AppState]) -> Response:
         before=_BEFORE.integer(request),
         after=_AFTER.integer(request),
         max_bytes=request.state["settings"].app_max_page_bytes,
+    )
+    return record_response(page)
+
+
+@endpoints.get(
+    _MANY + "/flagged",
+    "A page of the messages stored with a tool-call integrity flag, oldest first",
+    response=MessagePage,
+    params=(_LIMIT, _FLAGGED_AFTER),
+)
+async def list_messages_flagged(request: Request[AppState]) -> Response:
+    me = caller(request)
+    limit = _LIMIT.integer(request)
+    assert limit is not None
+    page = await messages.list_messages_flagged(
+        request.state["pool"],
+        user_id=me.id,
+        conversation_id=request.path_params["conversation_id"],
+        limit=limit,
+        after=_FLAGGED_AFTER.integer(request) or 0,
     )
     return record_response(page)
 

@@ -198,11 +198,28 @@ def render(results: list[Result]) -> str:
         )
         for r in results
     ]
-    return table(header, rows)
+    text = table(header, rows)
+    if {"append_group", "append_sequential"} <= {r.workload.key for r in results}:
+        text += (
+            "\nappend to a 50-member group / single-owner append (Mnemo, same run): "
+            f"{group_ratio(results):.3f} (issue 10 target >= 0.80)"
+        )
+    return text
+
+
+def group_ratio(results: list[Result]) -> float:
+    """Mnemo's append to a 50-member group over its single-owner append, in the same run."""
+    by_key = {r.workload.key: r for r in results}
+    return by_key["append_group"].median("mnemo") / by_key["append_sequential"].median("mnemo")
 
 
 def as_json(results: list[Result]) -> dict[str, Any]:
     return {
         "median_of": "ops/s per contender over the rounds; ratio = Mnemo / raw",
         "results": [result.as_json() for result in results],
+        **(
+            {"group_append_ratio": round(group_ratio(results), 4)}
+            if {"append_group", "append_sequential"} <= {r.workload.key for r in results}
+            else {}
+        ),
     }

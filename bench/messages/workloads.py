@@ -53,6 +53,9 @@ async def append_raw(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
         messages.MAX_MESSAGE_BYTES,
         messages.MAX_MESSAGE_PARTS,
         None,  # reply_to
+        messages.SESSION_TIMEOUT_SECONDS,
+        messages.MAX_MESSAGES_PER_CONVERSATION,
+        messages.MAX_MESSAGES_PER_USER,
     )
 
 
@@ -88,6 +91,30 @@ PAGE: dict[Contender, Operation] = {"raw": page_raw, "mnemo": page_mnemo}
 class Fixture:
     user_id: UUID
     page_conversation_id: UUID  # holds ``page_messages`` messages; only read
+    # Users who join the group workloads' conversations beside the fixture's user (their
+    # owner): GROUP_SIZE - 1 of them.
+    member_ids: tuple[UUID, ...] = ()
+
+
+# The members of a group conversation of the group append workload (issue 10: "append to a
+# 50-member group", against the single-owner append).
+GROUP_SIZE = 50
+
+
+async def add_members(pool: Pool, conversation_id: UUID, member_ids: tuple[UUID, ...]) -> None:
+    """The users join the conversation as members (by SQL, as a members gateway would leave
+    them: their rows, the conversation's member_count)."""
+    await pool.execute(
+        "INSERT INTO conversation_members (conversation_id, user_id, role)"
+        " SELECT $1, unnest($2::uuid[]), 'member'",
+        conversation_id,
+        list(member_ids),
+    )
+    await pool.execute(
+        "UPDATE conversations SET member_count = member_count + $2 WHERE id = $1",
+        conversation_id,
+        len(member_ids),
+    )
 
 
 async def new_conversation(pool: Pool, user_id: UUID) -> UUID:
@@ -110,7 +137,13 @@ async def make_fixture(pool: Pool, *, page_messages: int) -> Fixture:
             conversation_id=conversation_id,
             draft=MessageDraft(role=role, parts=[{"type": "text", "text": text}]),
         )
-    return Fixture(user_id=user.id, page_conversation_id=conversation_id)
+    member_ids = tuple(new_id() for _ in range(GROUP_SIZE - 1))
+    await pool.execute(
+        "INSERT INTO users (id, username) SELECT id, 'bench-' || replace(id::text, '-', '')"
+        " FROM unnest($1::uuid[]) AS id",
+        list(member_ids),
+    )
+    return Fixture(user_id=user.id, page_conversation_id=conversation_id, member_ids=member_ids)
 
 
 async def check_same_results(raw_pool: Pool, mnemo_pool: Pool, fixture: Fixture) -> None:
@@ -147,6 +180,7 @@ class Workload:
     target: float  # minimum Mnemo / raw ratio
     ops: int  # operations per contender per round
     clients: int  # concurrent tasks sharing the pool
+    members: int = 1  # members of each append conversation (GROUP_SIZE: a group chat)
 
     async def prepare(self, pool: Pool, fixture: Fixture) -> list[UUID]:
         """The conversation each client works on (not timed).
@@ -156,7 +190,10 @@ class Workload:
         the fixture's conversation.
         """
         if self.kind == "append":
-            return [await new_conversation(pool, fixture.user_id) for _ in range(self.clients)]
+            targets = [await new_conversation(pool, fixture.user_id) for _ in range(self.clients)]
+            for target in targets if self.members > 1 else ():
+                await add_members(pool, target, fixture.member_ids[: self.members - 1])
+            return targets
         return [fixture.page_conversation_id] * self.clients
 
     async def run(
@@ -188,6 +225,15 @@ def workloads(*, appends: int, concurrent_appends: int, clients: int, pages: int
             0.90,
             concurrent_appends,
             clients,
+        ),
+        Workload(
+            "append_group",
+            f"append, {GROUP_SIZE}-member group",
+            "append",
+            0.90,
+            appends,
+            1,
+            GROUP_SIZE,
         ),
         Workload("page_50", f"page of {PAGE_LIMIT}, 1 client", "page", 0.75, pages, 1),
     ]

@@ -19,7 +19,9 @@ from dal.errors import (
     InvalidInput,
     NotFound,
     NotPermitted,
+    OverLimit,
     TooLarge,
+    ToolCallUnpaired,
 )
 from dal.ids import new_id
 from dal.queries import Q
@@ -54,6 +56,19 @@ class MessageRetracted(Conflict):
     """A change to a message that was retracted or deleted: a tombstone stays as it is."""
 
     code = "message_retracted"
+
+
+# The defaults of APP_SESSION_TIMEOUT_SECONDS, APP_MAX_MESSAGES_PER_CONVERSATION and
+# APP_MAX_MESSAGES_PER_USER (0: no limit).
+SESSION_TIMEOUT_SECONDS = 900.0
+MAX_MESSAGES_PER_CONVERSATION = 0
+MAX_MESSAGES_PER_USER = 0
+
+# A limit an append reached: what it is, and the setting that sets it.
+_LIMITS = {
+    "conversation_limit": ("this conversation holds", "APP_MAX_MESSAGES_PER_CONVERSATION"),
+    "user_limit": ("you have written", "APP_MAX_MESSAGES_PER_USER"),
+}
 
 
 def _message(row: Record) -> Message:
@@ -96,6 +111,9 @@ async def insert_message(
     draft: MessageDraft,
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_parts: int = MAX_MESSAGE_PARTS,
+    session_timeout: float = SESSION_TIMEOUT_SECONDS,
+    max_per_conversation: int = MAX_MESSAGES_PER_CONVERSATION,
+    max_per_user: int = MAX_MESSAGES_PER_USER,
 ) -> Appended:
     """Append a message (one statement; seq = previous + 1, gapless under concurrency).
 
@@ -108,6 +126,14 @@ async def insert_message(
     conversation is missing or the caller is not a member. Raises no error that aborts a
     caller's transaction on a concurrent retry of the same id. The message follows the
     active leaf: ``draft.parent_id`` is not read here (dal.usecases.branches starts branches).
+
+    It joins the conversation's chat session, or starts the next one when the last activity
+    is more than ``session_timeout`` seconds old or the session was ended. OverLimit
+    (``limit_reached``) when the conversation holds ``max_per_conversation`` messages or the
+    caller has written ``max_per_user`` (0: no limit; a retry of a stored id is never refused).
+    With the conversation's ``tool_integrity`` 'reject', ToolCallUnpaired (422)
+    naming the call when the message answers no recorded call or leaves one unanswered; with
+    'flag' it is stored with ``integrity`` set (README "Tool-call integrity").
     """
     message_id = draft.id or new_id()
     args = (
@@ -121,17 +147,38 @@ async def insert_message(
         max_bytes,
         max_parts,
         draft.reply_to,
+        session_timeout,
+        max_per_conversation,
+        max_per_user,
     )
     row = await fetch_one(db, Q["insert_message"], *args)
-    if row is None:
+    if row is None or (draft.id is not None and row["problem"] in _LIMITS):
         # Missing conversation, or a concurrent request stored this id while this one waited
-        # for the conversation: a new statement (a new snapshot) sees which.
+        # for the conversation (then a limit it reached may be the retry's own message): a new
+        # statement (a new snapshot) sees which.
         row = await fetch_one(db, Q["insert_message"], *args)
         if row is None:
             raise NotFound("conversation", conversation_id)
     values = dict(row.items())
     created = values.pop("created")
     problem = values.pop("problem")
+    tool_call_id = values.pop("tool_call_id")
+    if problem in _LIMITS:
+        what, setting = _LIMITS[problem]
+        limit = max_per_conversation if problem == "conversation_limit" else max_per_user
+        raise OverLimit(
+            f"message limit reached: {what} {limit} messages, the most {setting} allows"
+        )
+    if problem == "tool_call_unpaired":
+        raise ToolCallUnpaired(
+            f"tool call {tool_call_id!r} is unpaired: "
+            + (
+                "no earlier message of this conversation makes this call"
+                if draft.role == "tool"
+                else "it has no result yet; append its 'tool' message (or the output-* part) first"
+            )
+            + " (this conversation's tool_integrity is 'reject')"
+        )
     if problem == "forbidden":
         raise NotPermitted("your role in this conversation may not append messages")
     if problem == "reply_to":
@@ -462,3 +509,25 @@ async def search_messages(
         )
     more = len(hits) < len(rows)
     return SearchPage(items=hits, next_cursor=encode_search_cursor(hits[-1]) if more else None)
+
+
+async def list_messages_flagged(
+    db: Executor,
+    *,
+    user_id: UUID,
+    conversation_id: UUID,
+    limit: int = 50,
+    after: int = 0,
+) -> MessagePage:
+    """A page of the conversation's flagged messages (``integrity`` set), oldest first, after
+    seq ``after``; ``has_more`` when more follow. NotFound if missing or not a member."""
+    check_limit(limit)
+    rows = await fetch_all(
+        db, Q["list_messages_flagged"], user_id, conversation_id, after, limit + 1
+    )
+    if not rows:
+        raise NotFound("conversation", conversation_id)
+    items = [row for row in rows if row["seq"] is not None]
+    return MessagePage.from_values(
+        {"items": Message.from_rows(items[:limit]), "has_more": len(items) > limit}
+    )

@@ -100,6 +100,8 @@ def exercise(client: TestClient) -> None:
         ("GET", f"{messages_url(cid)}/{mid}/siblings", None),
         ("POST", f"{messages_url(cid)}/{mid}/activate", {"descend": True}),
         ("GET", "/v1/search/messages?q=h%C3%A9llo", None),  # a hit: the message, a snippet
+        ("GET", f"/v1/conversations/{cid}/sessions", None),
+        ("POST", f"/v1/conversations/{cid}/sessions/end", None),
         ("PATCH", f"{messages_url(cid)}/{mid}", {"metadata": {"x": 1e300}}),
         ("PUT", feedback, {"rating": "up", "score": 5e-324, "comment": AWKWARD["unicode"]}),
         ("PUT", feedback, {"rating": "down", "score": 9.75}),

@@ -219,6 +219,21 @@ ACTIONS: list[Action] = [
         lambda s, who, _: s.client.get(s.url("/feedback"), headers=who.headers),
         _members(1, 200),
     ),
+    Action(
+        "list its chat sessions",
+        lambda s, who, _: s.client.get(s.url("/sessions"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "end its chat session",
+        lambda s, who, _: s.client.post(s.url("/sessions/end"), headers=who.headers),
+        _members(2, 200),
+    ),
+    Action(
+        "list its flagged messages",
+        lambda s, who, _: s.client.get(s.url("/messages/flagged"), headers=who.headers),
+        _members(1, 200),
+    ),
 ]
 
 

@@ -61,6 +61,7 @@ def post_import(
 def plain(document: Json) -> Json:
     """A document without its ids and times."""
     gone = {"id", "user_id", "conversation_id", "created_at", "updated_at", "last_message_at"}
+    gone |= {"session_no"}  # chat sessions are activity: imported messages join none
     gone |= {"sender_id"}  # the importer's
     return {
         "conversation": {k: v for k, v in document["conversation"].items() if k not in gone},

@@ -200,7 +200,7 @@ async def test_message_by_id_uses_its_unique_index(seeded: Any, name: str) -> No
         ),
         "insert_message": (
             *(user_id, conversation_id, message_id, "user", "[]", "{}", "complete"),
-            *(1 << 20, 9, None),
+            *(1 << 20, 9, None, 900.0, 0, 0),
         ),
         "delete_message": (user_id, conversation_id, message_id),
     }

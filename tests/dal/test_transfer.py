@@ -82,6 +82,7 @@ def without_ids_and_times(document: dict[str, Any]) -> dict[str, Any]:
     """A document with its ids and times left out: what a round trip must keep."""
     gone = {"id", "user_id", "conversation_id", "created_at", "updated_at", "last_message_at"}
     gone |= {"sender_id"}  # the importer's
+    gone |= {"session_no"}  # chat sessions are activity: imported messages join none
     return {
         "conversation": {k: v for k, v in document["conversation"].items() if k not in gone},
         "messages": [{k: v for k, v in m.items() if k not in gone} for m in document["messages"]],
