@@ -3,6 +3,8 @@ retract, delete (a tombstone), earlier versions."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,6 +39,18 @@ from dal.settings import Settings
 from dal.usecases import branches as branching
 
 endpoints = Endpoints()
+
+
+class _AppendLimits(TypedDict):
+    """What an append is held to, from the settings (both append paths take the same)."""
+
+    max_bytes: int
+    max_parts: int
+    session_timeout: float
+    max_per_conversation: int
+    max_per_user: int
+
+
 _MANY = "/v1/conversations/{conversation_id:uuid}/messages"
 _ONE = _MANY + "/{message_id:uuid}"
 _SEQ = {"type": "integer", "minimum": 0, "maximum": INT8_MAX}
@@ -107,6 +121,13 @@ async def append_message(request: Request[AppState]) -> Response:
     draft = await body_of(request, MessageDraft)
     conversation_id = request.path_params["conversation_id"]
     settings = request.state["settings"]
+    limits: _AppendLimits = {
+        "max_bytes": settings.app_max_message_bytes,
+        "max_parts": settings.app_max_message_parts,
+        "session_timeout": settings.app_session_timeout_seconds,
+        "max_per_conversation": settings.app_max_messages_per_conversation,
+        "max_per_user": settings.app_max_messages_per_user,
+    }
     if draft.parent_id is not None:
         # After another message than the active leaf: a new branch there (README "Branches").
         appended = await branching.append_on_branch(
@@ -115,8 +136,7 @@ async def append_message(request: Request[AppState]) -> Response:
             conversation_id=conversation_id,
             draft=draft,
             parent_id=draft.parent_id,
-            max_bytes=settings.app_max_message_bytes,
-            max_parts=settings.app_max_message_parts,
+            **limits,
         )
     else:
         appended = await messages.insert_message(
@@ -124,11 +144,7 @@ async def append_message(request: Request[AppState]) -> Response:
             user_id=me.id,
             conversation_id=conversation_id,
             draft=draft,
-            max_bytes=settings.app_max_message_bytes,
-            max_parts=settings.app_max_message_parts,
-            session_timeout=settings.app_session_timeout_seconds,
-            max_per_conversation=settings.app_max_messages_per_conversation,
-            max_per_user=settings.app_max_messages_per_user,
+            **limits,
         )
     message = appended.message
     # 201 when stored now; 200 when this id was already stored by the same request (a retry):

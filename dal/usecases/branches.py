@@ -58,6 +58,9 @@ async def append_on_branch(
     parent_id: UUID | None,
     max_bytes: int = messages.MAX_MESSAGE_BYTES,
     max_parts: int = messages.MAX_MESSAGE_PARTS,
+    session_timeout: float = messages.SESSION_TIMEOUT_SECONDS,
+    max_per_conversation: int = messages.MAX_MESSAGES_PER_CONVERSATION,
+    max_per_user: int = messages.MAX_MESSAGES_PER_USER,
 ) -> Appended:
     """Append ``draft`` after message ``parent_id`` rather than after the active leaf, in one
     transaction: the branch ends at the parent (what followed it leaves the active branch and
@@ -66,7 +69,8 @@ async def append_on_branch(
     regenerated answer a sibling of the answer (``parent_id`` = the question). ``parent_id``
     None starts a new first message (the sibling of an edited first message).
 
-    A retry of a stored ``draft.id`` switches nothing and answers as ``insert_message`` does.
+    A retry of a stored ``draft.id`` switches nothing and answers as ``insert_message`` does;
+    the limits and the session timeout are insert_message's.
     Errors as ``switch_branch`` and ``messages.insert_message``; nothing changes on any.
     """
     async with transaction(pool) as conn:
@@ -92,4 +96,7 @@ async def append_on_branch(
             draft=draft,
             max_bytes=max_bytes,
             max_parts=max_parts,
+            session_timeout=session_timeout,
+            max_per_conversation=max_per_conversation,
+            max_per_user=max_per_user,
         )

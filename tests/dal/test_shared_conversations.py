@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from dal.errors import NotFound, NotPermitted
+from dal.errors import NotFound, NotPermitted, OverLimit
 from dal.gateways import conversations, messages
 from dal.records.conversations import Conversation, ConversationPatch
 from dal.records.messages import MessageDraft, MessagePatch
 from dal.records.search import MessageSearch
 from dal.records.users import User
+from dal.usecases import branches as branching
 from tests.dal.conftest import make_conversation, make_user
 
 
@@ -221,3 +222,20 @@ async def test_lists_and_search_cover_conversations_shared_with_the_caller(
     assert {h.conversation_id for h in found.items} == {own.id}
     with pytest.raises(NotFound):
         await conversations.get_conversation(pool, user_id=bob.id, conversation_id=shared.id)
+
+
+async def test_a_message_that_starts_a_branch_is_held_to_the_limits(pool: Any, alice: User) -> None:
+    conv = await make_conversation(pool, alice)
+    first = await say(pool, alice, conv, "question")
+    await say(pool, alice, conv, "answer")
+    with pytest.raises(OverLimit, match="APP_MAX_MESSAGES_PER_CONVERSATION"):
+        await branching.append_on_branch(
+            pool,
+            user_id=alice.id,
+            conversation_id=conv.id,
+            draft=MessageDraft(role="assistant", parts=text("another answer")),
+            parent_id=first.id,
+            max_per_conversation=2,
+        )
+    after = await conversations.get_conversation(pool, user_id=alice.id, conversation_id=conv.id)
+    assert (after.message_count, after.leaf_seq) == (2, 2)  # nothing stored, nothing switched
