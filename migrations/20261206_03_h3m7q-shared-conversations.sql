@@ -161,7 +161,6 @@ CREATE TABLE message_feedback (
         REFERENCES messages (conversation_id, seq) ON DELETE CASCADE,
     CONSTRAINT message_feedback_rating_check CHECK (rating IN ('up', 'down'))
 );
-CREATE INDEX message_feedback_user_idx ON message_feedback (user_id);
 
 -- Chat sessions: a conversation's activity split where it paused longer than the timeout.
 CREATE TABLE chat_sessions (
