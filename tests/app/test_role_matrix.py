@@ -234,6 +234,43 @@ ACTIONS: list[Action] = [
         lambda s, who, _: s.client.get(s.url("/messages/flagged"), headers=who.headers),
         _members(1, 200),
     ),
+    Action(
+        "mark it read",
+        lambda s, who, _: s.client.post(s.url("/read"), json={}, headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "mark it delivered",
+        lambda s, who, _: s.client.post(s.url("/delivered"), json={"seq": 1}, headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "read one's read position and unread count",
+        lambda s, who, _: s.client.get(s.url("/read"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "list one's unread messages",
+        lambda s, who, _: s.client.get(s.url("/unread"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "read a message's receipts",
+        lambda s, who, _: s.client.get(
+            s.url(f"/messages/{s.owners_message}/receipts"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "read the delivery status of a page",
+        lambda s, who, _: s.client.get(s.url("/deliveries"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "list its members",
+        lambda s, who, _: s.client.get(s.url("/members"), headers=who.headers),
+        _members(1, 200),
+    ),
 ]
 
 
