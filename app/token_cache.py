@@ -9,16 +9,22 @@ and forgets an entry as soon as anything could have made it wrong:
 * a change to ``api_tokens`` or ``users`` anywhere (this process, another app process, the
   CLI, psql) fires a trigger (migration 20261206_01) that NOTIFYs channel ``mnemo_auth`` at
   commit; a listener connection per process hears it and drops the user's entries. A route
-  that makes such a change (``changing``) drops them here and answers only once its own
-  listener has heard the notification, which PostgreSQL sent to every process's listener at
-  the same moment: the client's next request, to any process, finds it applied. A change made
-  outside the app (psql, a script) takes effect when the notification arrives, normally
-  within a millisecond;
+  that makes such a change (``changing``) drops them here, then sends a marker of its own
+  (``sync:<unique id>``) on the same channel and answers only once every listening process
+  has said it applied the marker: notifications arrive in commit order, so each of them had
+  applied the change, and the client's next request, to any process, finds it applied. A
+  change made outside the app (psql, a script) takes effect when the notification arrives,
+  normally within a millisecond;
 * a lookup that was running while anything was forgotten stores nothing (its answer may
   predate the change);
-* the cache is trusted only while its listener is connected and answers a check every few
-  seconds: until the listener is (re)connected, and while the database is unreachable or
-  frozen, every request asks the database, as without a cache, and nothing is stored.
+* the cache is trusted only while its listener is connected and a check sent less than
+  ``trust_for`` seconds ago has answered (a check's answer comes after every notification
+  committed before it was sent, so that process had applied them all): until the listener is
+  (re)connected, and while the database is unreachable or frozen or the process itself too
+  slow to check, every request asks the database, as without a cache. A route whose marker
+  is not answered by every process in time (a process stalled, a listener cut off) answers
+  only once ``trust_for`` has passed since its change: by then any process that did not apply
+  it has stopped trusting its entries.
 
 Only successful lookups are kept (an unknown token asks the database every time), and at most
 ``MAX_ENTRIES``, the oldest dropped first.
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -53,6 +60,8 @@ MAX_HEARD, HEARD_KEPT = 1_000, 10.0
 MAX_ENTRIES = 10_000
 # How often the listener proves its connection alive (and how long its check may take).
 CHECK_EVERY = 2.0
+# Added to ``trust_for`` by a route's wait that times out (clocks of two processes, rounding).
+WAIT_MARGIN = 0.25
 # Reconnecting: the first wait, doubled up to the last.
 RETRY_FIRST, RETRY_MOST = 0.2, 5.0
 
@@ -71,9 +80,17 @@ class TokenCache:
         self._of_user: dict[UUID, set[bytes]] = {}
         # Bumped whenever anything is forgotten: a lookup started before stores nothing.
         self._generation = 0
-        self._trusted = False
-        # Changes of this process waiting to be heard by its listener (``changing``), by
-        # payload; each learns the pid of the backend that sent the notification.
+        # The listener is connected and listening (lookups may be stored) ...
+        self._listening = False
+        # ... and entries may be used until then (time.monotonic()): every notification
+        # committed before the last check was sent has been applied.
+        self._vouched_until = 0.0
+        # How long a passed check vouches for the entries: the next check is sent CHECK_EVERY
+        # after this one answered (within APP_HEALTH_TIMEOUT) and answers within as long; as
+        # much again for a loaded machine's late timers, lest entries lapse between checks.
+        self.trust_for = 2 * (CHECK_EVERY + settings.app_health_timeout)
+        # Markers of this process waiting to be heard by its listener (``changing``), by
+        # payload; each learns the pid of the backend that sent it.
         self._waiting: dict[str, set[asyncio.Future[int]]] = {}
         # Which listeners (their backends' pids) said they applied a notification, by
         # "<sender pid>:<payload>", with when it was first heard; and who waits for more.
@@ -86,16 +103,17 @@ class TokenCache:
 
     @property
     def trusted(self) -> bool:
-        """Whether entries are used now (the listener is connected and answering)."""
-        return self._trusted
+        """Whether entries are used now (the listener is connected and passed a recent check)."""
+        return self._listening and time.monotonic() < self._vouched_until
 
     async def user(self, token_hash: bytes, lookup: Lookup) -> User:
         """The user of the token with this hash (``users.hash_token``): from the cache when
         trusted and fresh, else by ``lookup`` (whose NotFound goes to the caller, and whose
         answer is kept if nothing changed meanwhile)."""
         # No wait before an entry is used: a change made by a route is answered only once
-        # every process applied it (``changing``), so its next request cannot race it here.
-        if self._trusted:
+        # every process applied it, or once no process that did not can still use an entry
+        # (``changing``), so its next request cannot race it here.
+        if self._listening and time.monotonic() < self._vouched_until:
             entry = self._entries.get(token_hash)
             if entry is not None:
                 user, deadline = entry
@@ -104,7 +122,7 @@ class TokenCache:
                 self._drop(token_hash)
         generation = self._generation
         holder = await lookup()
-        if self._trusted and generation == self._generation and self._ttl > 0:
+        if self._listening and generation == self._generation and self._ttl > 0:
             expires_in = holder.expires_in
             lifetime = self._ttl if expires_in is None else min(self._ttl, expires_in)
             self._store(token_hash, holder.user, time.monotonic() + lifetime)
@@ -113,34 +131,46 @@ class TokenCache:
     @contextlib.asynccontextmanager
     async def changing(self, user_id: UUID) -> AsyncIterator[None]:
         """Around this process's change to a user or their tokens: when the block succeeds,
-        their entries are dropped here, and the answer waits (a few seconds at most) until every
-        app process listening on this database has said it applied the change's notification,
-        so that the client's next request, to any of them, finds it applied."""
-        payload = f"user:{user_id}"
-        heard = asyncio.get_running_loop().create_future()
-        waiting = self._waiting.setdefault(payload, set())
-        waiting.add(heard)
+        their entries are dropped here, and the answer waits until every app process listening
+        on this database has applied the change, so that the client's next request, to any of
+        them, finds it applied. The wait is bounded: past ``trust_for`` (and a margin) after
+        the change, a process that has not applied it no longer uses its entries."""
+        yield
+        self.forget_user(user_id)
+        if self._ttl <= 0:
+            return  # this process neither listens nor caches
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.trust_for + WAIT_MARGIN
+        # A marker sent after the change's commit: every listener receives the change's
+        # notification before it, and says it applied the marker once it applied both.
+        marker = f"sync:{uuid.uuid4()}"
+        heard: asyncio.Future[int] = loop.create_future()
+        self._waiting[marker] = {heard}
         try:
-            yield
-            self.forget_user(user_id)
-            if self._trusted:
-                try:
-                    # A listener that has not answered by then has failed its own check (or
-                    # its process has run nothing, requests included): either way it no
-                    # longer answers from an entry this change made stale.
-                    async with asyncio.timeout(CHECK_EVERY + self._settings.app_health_timeout):
-                        sender = await heard
-                        await self._heard_everywhere(f"{sender}:{payload}")
-                except TimeoutError:
-                    _log.warning("a change to user %s is not known to be heard everywhere", user_id)
+            async with asyncio.timeout_at(deadline):
+                listeners = await meta.count_auth_listeners(self._pool)
+                if listeners == 0:
+                    return  # no process uses entries now (a listener connecting starts empty)
+                if self._listening:  # else this process cannot hear their answers
+                    await meta.notify_auth_sync(self._pool, key=marker)
+                    sender = await heard
+                    await self._heard_everywhere(f"{sender}:{marker}", listeners)
+                    return
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pass
         finally:
-            waiting.discard(heard)
-            if not waiting and self._waiting.get(payload) is waiting:
-                del self._waiting[payload]
+            self._waiting.pop(marker, None)
+        # Not known to be applied everywhere: wait until no process that may not have applied
+        # it uses its entries any more (its last passed check is older than the change).
+        _log.warning(
+            "a change to user %s is not known to be applied everywhere: answering in %.1f s",
+            user_id,
+            max(0.0, deadline - loop.time()),
+        )
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
 
-    async def _heard_everywhere(self, key: str) -> None:
-        """Return once as many listeners as this database has said they applied ``key``."""
-        listeners = await meta.count_auth_listeners(self._pool)
+    async def _heard_everywhere(self, key: str, listeners: int) -> None:
+        """Return once ``listeners`` listeners have said they applied ``key``."""
         while len(self._heard_by.get(key, (0.0, set()))[1]) < listeners:
             more = asyncio.get_running_loop().create_future()
             waiting = self._heard_waiting.setdefault(key, set())
@@ -181,15 +211,18 @@ class TokenCache:
                     del self._of_user[entry[0].id]
 
     def _heard(self, _conn: Any, pid: int, _channel: str, payload: object) -> None:
-        """A change to authentication (the triggers' NOTIFY, sent by backend ``pid``): forget
-        what it touches, then say so to every process (``_applied``)."""
+        """A change to authentication (the triggers' NOTIFY, sent by backend ``pid``) or a
+        route's marker after one (``changing``): forget what it touches, then say so to every
+        process (``_applied``)."""
         text = str(payload)
         kind, _, key = text.partition(":")
         try:
             user_id = UUID(key) if kind == "user" else None
         except ValueError:
             user_id = None
-        if user_id is None:  # "all", or a payload this code does not know
+        if kind == "sync":
+            pass  # a marker: the change it follows was applied when it arrived
+        elif user_id is None:  # "all", or a payload this code does not know
             self.forget_all()
         else:
             self.forget_user(user_id)
@@ -222,7 +255,8 @@ class TokenCache:
                 future.set_result(None)
 
     def _distrust(self) -> None:
-        self._trusted = False
+        self._listening = False
+        self._vouched_until = 0.0
         self.forget_all()
 
     async def run(self) -> None:
@@ -242,15 +276,21 @@ class TokenCache:
                 # Anything may have changed while nobody listened.
                 self.forget_all()
                 self._conn = conn
-                self._trusted = True
+                self._listening = True
+                self._vouched_until = time.monotonic() + self.trust_for
                 _log.info("authentication cache listening (entries kept %ss)", self._ttl)
                 retry = RETRY_FIRST
                 while not conn.is_closed():
                     await asyncio.sleep(CHECK_EVERY)
+                    # Its answer comes after every notification committed before it was sent
+                    # (PostgreSQL delivers them before reading the next command), and asyncpg
+                    # runs their callbacks before this task resumes: all applied by then.
+                    sent = time.monotonic()
                     async with self._conn_lock, asyncio.timeout(self._settings.app_health_timeout):
                         await meta.ping(conn)
+                    self._vouched_until = sent + self.trust_for
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if self._trusted:
+                if self._listening:
                     _log.warning("authentication cache off until its listener reconnects: %r", exc)
             finally:
                 self._conn = None

@@ -27,6 +27,14 @@ SELECT count(*)::int4
  WHERE application_name = 'mnemo-auth-listener'
    AND datname = current_database();
 
+-- name: notify_auth_sync
+-- A marker on mnemo_auth after a change to authentication (app/token_cache.py): PostgreSQL
+-- delivers notifications in commit order, so a listener that applied it applied the change.
+-- The key is "sync:<unique id>"; each listener says it applied it as it does for a change.
+-- returns: value
+-- $1 key text
+SELECT pg_notify('mnemo_auth', $1);
+
 -- name: notify_auth_applied
 -- Tell every app process that this one applied a notification of mnemo_auth: the key is
 -- "<pid of its sender>:<its payload>" (app/token_cache.py).

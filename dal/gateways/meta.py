@@ -28,6 +28,11 @@ async def count_auth_listeners(db: Executor) -> int:
     return count
 
 
+async def notify_auth_sync(db: Executor, *, key: str) -> None:
+    """Send the marker ``key`` on mnemo_auth, after this process's change to authentication."""
+    await fetch_value(db, Q["notify_auth_sync"], key)
+
+
 async def notify_auth_applied(db: Executor, *, key: str) -> None:
     """Tell the app processes this one applied the authentication change ``key`` names."""
     await fetch_value(db, Q["notify_auth_applied"], key)

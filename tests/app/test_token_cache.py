@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from app import token_cache
 from app.token_cache import TokenCache, listening
 from dal.errors import NotFound
 from dal.gateways import users
-from dal.records.users import TokenHolder, User, UserDraft
+from dal.records.users import TokenHolder, User, UserDraft, UserPatch
 from dal.settings import Settings
 from tests.app.conftest import ADMIN, ADMIN_TOKEN, auth, make_user
 from tests.support import change_authentication, free_port, wait_until
@@ -47,10 +48,17 @@ def _listeners(database_url: str) -> int:
 
 
 @pytest.fixture
-def apps(database_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def processes() -> list[subprocess.Popen[bytes]]:
+    """The app processes ``apps`` starts, a then b."""
+    return []
+
+
+@pytest.fixture
+def apps(
+    database_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """Two `python -m app serve` processes on this test's database: clients of each."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
-    processes: list[subprocess.Popen[bytes]] = []
     clients: list[httpx.Client] = []
     try:
         for name in ("a", "b"):
@@ -79,6 +87,7 @@ def apps(database_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, http
         for client in clients:
             client.close()
         for process in processes:
+            process.send_signal(signal.SIGCONT)  # in case a test left it stopped
             process.terminate()
         for process in processes:
             try:
@@ -143,6 +152,29 @@ def test_revoked_on_one_process_refused_on_the_next_request_to_the_other(
 
         assert _me(b, spare["token"]) == 401
         assert _me(a, spare["token"]) == 401
+    assert _me(b, owner) == 200
+
+
+def test_revoked_while_the_other_process_is_stalled_refused_once_it_runs_again(
+    apps: tuple[httpx.Client, httpx.Client], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """b cannot say it applied the change: a answers once b's last check is too old for b to
+    use its entries, and b, running again, asks the database before it hears anything."""
+    a, b = apps
+    _, owner = make_user(a, "alice")
+    spare = _token(a, owner)
+    assert _me(b, spare["token"]) == 200
+    assert _me(b, spare["token"]) == 200  # cached by b
+
+    processes[1].send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert a.delete(f"/v1/tokens/{spare['id']}", headers=auth(owner)).status_code == 204
+        assert time.monotonic() - started > token_cache.CHECK_EVERY  # it waited for b
+    finally:
+        processes[1].send_signal(signal.SIGCONT)
+
+    assert _me(b, spare["token"]) == 401
     assert _me(b, owner) == 200
 
 
@@ -259,6 +291,33 @@ async def _user(cache: TokenCache, pool: Any, secret: str) -> User:
         return await users.get_user_by_token(pool, secret=secret)
 
     return await cache.user(users.hash_token(secret), lookup)
+
+
+class _SlowListener(TokenCache):
+    """A process that applies each notification a while after it arrives (as one busy)."""
+
+    def _heard(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        heard = super()._heard
+        asyncio.get_running_loop().call_later(0.3, heard, conn, pid, channel, payload)
+
+
+async def test_every_change_waits_until_a_slow_process_applied_it(
+    pool: Any, settings: Settings
+) -> None:
+    """The same change twice in a row, from the same backend (same notification): the second
+    must wait for the slow process's answer to it, not take its answer to the first."""
+    here, slow = TokenCache(settings, pool), _SlowListener(settings, pool)
+    alice, secret = await _issued(pool, "alice")
+
+    async with listening(here), listening(slow), pool.acquire() as conn:
+        await _trusted(here)
+        await _trusted(slow)
+        for n in range(3):
+            async with here.changing(alice.id):
+                patch = UserPatch(display_name=f"Alice {n}")
+                await users.update_user(conn, user_id=alice.id, patch=patch)
+            assert (await _user(slow, pool, secret)).display_name == f"Alice {n}"
+            assert len(slow) == 1  # kept: the next change must make it forget
 
 
 async def test_a_lookup_overtaken_by_a_change_is_not_kept(pool: Any, settings: Settings) -> None:
