@@ -566,8 +566,10 @@ async def test_a_role_without_the_read_right_is_not_permitted_and_changes_nothin
 
 @pytest.fixture
 async def seeded(pool: Any) -> tuple[User, list[Conversation]]:
-    """bob in 300 conversations of 40 messages each, read halfway, with 20 other members
-    each, ANALYZEd."""
+    """bob in 300 conversations of 40 messages each (one branch, written one after another, as
+    appends leave them: PostgreSQL 18's skip scan would otherwise find messages_user_created_idx
+    cheap over rows that all share one created_at), read halfway, with 20 other members each,
+    ANALYZEd."""
     alice = await make_user(pool, "alice")
     bob = await make_user(pool, "bob")
     chats = [await group(pool, alice, bob, title=f"g{i}") for i in range(300)]
@@ -575,9 +577,9 @@ async def seeded(pool: Any) -> tuple[User, list[Conversation]]:
     await pool.execute(
         """
         INSERT INTO messages (conversation_id, seq, id, role, parts, content, parts_bytes,
-                              parts_count, metadata_bytes, sender_id)
+                              parts_count, metadata_bytes, sender_id, parent_seq, created_at)
         SELECT c, s, gen_random_uuid(), 'user', '[{"type": "text", "text": "x"}]', 'x', 29, 1,
-               2, $2
+               2, $2, nullif(s - 1, 0), clock_timestamp()
           FROM unnest($1::uuid[]) AS c, generate_series(1, 40) AS s
         """,
         ids,

@@ -329,6 +329,7 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ("ping", lambda: meta.ping(pool)),
             ("count_auth_listeners", lambda: meta.count_auth_listeners(pool)),
             ("notify_auth_applied", lambda: meta.notify_auth_applied(pool, key="0:all")),
+            ("notify_auth_sync", lambda: meta.notify_auth_sync(pool, key="sync:session-test")),
             ("deactivate_user", lambda: users.deactivate_user(pool, user_id=uid)),
         ]
     )
