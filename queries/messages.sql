@@ -9,7 +9,9 @@
 -- to one conversation queue on it and each gets last_seq + 1: no gaps, no duplicates.
 -- The caller must be a member whose role may 'append'; the message's sender is the caller.
 -- It follows the conversation's active leaf (parent_seq = leaf_seq) and becomes the leaf,
--- on the active branch. The caller's read position moves to it (one's own message is read).
+-- on the active branch. The sender's read position stays where it is: one's own messages are
+-- never unread (the unread queries skip them), and reading is marked by reads.sql alone (one
+-- row update less per append).
 -- Chat session (README "Chat sessions"): the message joins the conversation's current session,
 -- or starts the next (session_no + 1) when there is none, it was ended, or its last activity
 -- is more than $11 seconds before now() (exactly $11 seconds still joins). A new session's
@@ -209,13 +211,6 @@ WITH draft AS (
            updated_at = now()
       FROM inserted AS i
      WHERE c.id = i.conversation_id
-), reader AS (
-    UPDATE conversation_members AS mm
-       SET last_read_seq = i.seq,
-           delivered_seq = greatest(mm.delivered_seq, i.seq)
-      FROM inserted AS i
-     WHERE mm.conversation_id = i.conversation_id
-       AND mm.user_id = $1
 ), counted AS (
     -- Stripe 0 under a per-user limit (locked above), else the conversation's stripe.
     INSERT INTO user_message_counts AS u (user_id, stripe, message_count)

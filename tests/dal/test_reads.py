@@ -190,15 +190,23 @@ async def test_update_read_state_delivered_moves_alone_and_never_below_read(
     assert (older.last_read_seq, older.delivered_seq) == (4, 4)
 
 
-async def test_own_message_moves_the_senders_positions(pool: Any, alice: User, bob: User) -> None:
+async def test_own_messages_are_not_unread_and_leave_the_positions(
+    pool: Any, alice: User, bob: User
+) -> None:
     chat = await group(pool, alice, bob)
+    start = await reads.get_read_state(pool, user_id=bob.id, conversation_id=chat.id)
     await post(pool, chat, alice)
     await post(pool, chat, alice)
-    seq = await post(pool, chat, bob, "answer")
+    await post(pool, chat, bob, "answer")
     state = await reads.get_read_state(pool, user_id=bob.id, conversation_id=chat.id)
-    assert (state.last_read_seq, state.delivered_seq, state.unread) == (seq, seq, 0)
+    # Bob's answer is not unread for him; alice's two messages are until he marks them read.
+    assert (state.last_read_seq, state.delivered_seq) == (
+        start.last_read_seq,
+        start.delivered_seq,
+    )
+    assert state.unread == 2
     alice_state = await reads.get_read_state(pool, user_id=alice.id, conversation_id=chat.id)
-    assert (alice_state.last_read_seq, alice_state.unread) == (2, 1)
+    assert alice_state.unread == 1  # bob's answer; her own two are not unread
 
 
 # --- unread -------------------------------------------------------------------------------
@@ -211,15 +219,8 @@ async def test_unread_counts_skip_own_inactive_and_retracted_messages(
     for _ in range(4):
         await post(pool, chat, alice)
     await post(pool, chat, None, "from the agent")  # no sender: unread for everyone
-    # bob's own message after his read position is not unread for him (his position moved
-    # past it here; put it back to see the sender rule on its own)
+    # bob's own message after his read position is not unread for him
     own = await post(pool, chat, bob)
-    await pool.execute(
-        "UPDATE conversation_members SET last_read_seq = 0 WHERE conversation_id = $1 "
-        "AND user_id = $2",
-        chat.id,
-        bob.id,
-    )
     await pool.execute(
         "UPDATE messages SET active = false WHERE conversation_id = $1 AND seq = 2", chat.id
     )
@@ -473,6 +474,7 @@ async def test_message_deliveries_batch_agrees_with_receipts(
 ) -> None:
     chat = await group(pool, alice, bob, carol)
     seqs = [await post(pool, chat, sender) for sender in (alice, bob, None, alice, alice)]
+    await reads.update_read_state(pool, user_id=alice.id, conversation_id=chat.id, seq=5)
     await reads.update_read_state(pool, user_id=bob.id, conversation_id=chat.id, seq=3)
     await reads.update_read_state(
         pool, user_id=carol.id, conversation_id=chat.id, seq=4, mark_read=False

@@ -78,14 +78,15 @@ async def test_a_member_reads_and_writes_and_a_stranger_sees_nothing(
     listed = await conversations.list_conversations(pool, user_id=bob.id)
     assert [c.id for c in listed.items] == [conv.id]
 
-    # One's own message is read: bob's position is at his reply, alice's at her message.
+    # Appending leaves read positions alone (own messages are never unread): both where they
+    # were when they joined.
     positions = dict(
         await pool.fetch(
             "SELECT user_id, last_read_seq FROM conversation_members WHERE conversation_id = $1",
             conv.id,
         )
     )
-    assert positions == {alice.id: 1, bob.id: 2}
+    assert positions == {alice.id: 0, bob.id: 0}
 
     for call in (
         conversations.get_conversation(pool, user_id=carol.id, conversation_id=conv.id),
