@@ -31,6 +31,15 @@ _set = object.__setattr__
 INPUT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
+def whole_number(value: object) -> object:
+    """A float with no fraction as the integer it is: JSON (and JSON Schema) make no difference
+    between 60 and 60.0, while strict records take only the first. Anything else is left for
+    the strict check to judge. (Use as a BeforeValidator of an integer field.)"""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # --- JSON values a client stores (metadata, a message part, a thread's values) -------------
 # Each must nest at most MAX_JSON_DEPTH objects/arrays deep (the value itself is level 1) and
 # hold only numbers that come back as sent: integers within 64 bits, floats finite (so within

@@ -14,23 +14,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from dal.records.base import INPUT, Row
+from dal.records.base import INPUT, Row, whole_number
 
 DeliveryStatus = Literal["sent", "delivered", "read"]
 
 SEQ_MAX = 2**63 - 1
 
 
-def _whole_number(value: object) -> object:
-    """A float with no fraction as the integer it is (JSON makes no difference between 7 and
-    7.0; strict records take only the first). The same rule as dal.records.users' token
-    expiry, which records of another aggregate may not import."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-Seq = Annotated[int, Field(ge=0, le=SEQ_MAX), BeforeValidator(_whole_number)]
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX), BeforeValidator(whole_number)]
 
 
 class ReadMark(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from dal.records.base import INPUT, ROW, ListPage, Metadata, Patch, Row
+from dal.records.base import INPUT, ROW, ListPage, Metadata, Patch, Row, whole_number
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -40,19 +40,8 @@ DisplayName = Annotated[str, Field(max_length=200)]
 MAX_TOKEN_EXPIRES_IN = 100 * 365 * 24 * 3600
 
 
-def _whole_number(value: object) -> object:
-    """A float with no fraction as the integer it is: JSON (and JSON Schema) make no difference
-    between 60 and 60.0, while strict records take only the first. Anything else is left for
-    the strict check to judge."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 # (The bounds come first: they belong to the integer, and the schema shows them as such.)
-TokenExpiresIn = Annotated[
-    int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN), BeforeValidator(_whole_number)
-]
+TokenExpiresIn = Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN), BeforeValidator(whole_number)]
 
 Url = Annotated[str, Field(max_length=2000)]
 
