@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     # Members a conversation may have (POST .../members answers 429 limit_reached at it); 0: no
     # limit. A direct conversation has two at most, whatever this says.
     app_max_members: int = Field(default=1000, ge=0, le=2**31 - 1)
+    # Attachments (README "Attachments"): bytes of one file (413 attachment_too_large as soon
+    # as an upload passes it, nothing kept); bytes a user's files may take in all (413
+    # quota_exceeded; 0: no quota); seconds an uploaded file no message references is kept
+    # (``mnemo attachments gc`` deletes it after); pixels of an image a thumbnail is made of
+    # (422 image_refused above: a decompression bomb).
+    app_max_attachment_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=2**46)
+    app_attachment_quota_bytes: int = Field(default=0, ge=0, le=2**62)
+    app_attachment_grace_seconds: int = Field(default=24 * 3600, ge=0, le=3_153_600_000)
+    app_max_image_pixels: int = Field(default=40_000_000, ge=1, le=1_000_000_000)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays
