@@ -1,4 +1,5 @@
-"""``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]``:
+"""``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
+[attachments]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -16,6 +17,9 @@ Suites (default: all, in this order):
                branches beside the linear page; switches; old branches (bench/branches/)
   reads        a user's unread counts over 1,000 conversations (p95 target 10 ms) beside a
                plain one-conversation count (bench/reads/)
+  attachments  chunked bytea against large objects (raw asyncpg); upload and download MB/s
+               over HTTP beside raw asyncpg, the server's peak memory during a 1 GiB upload
+               and download, a 12-megapixel JPEG's thumbnail (bench/attachments/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -39,12 +43,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, branches, checkpoints, http, messages, orm, reads, search
+from bench import _server, attachments, branches, checkpoints, http, messages, orm, reads, search
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches", "reads")
+SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches", "reads", "attachments")
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -60,6 +64,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "search": search.DEFAULTS,
     "branches": branches.DEFAULTS,
     "reads": reads.DEFAULTS,
+    "attachments": attachments.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -81,7 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "suites",
         nargs="*",
         metavar="SUITE",
-        help="messages, checkpoints, orm, http, search, branches, reads (default: all)",
+        help="messages, checkpoints, orm, http, search, branches, reads, attachments\n"
+        "(default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -161,6 +167,7 @@ def write_json(
             for name in PACKAGES
             + (orm.PACKAGES if "orm" in args.suites else ())
             + (http.PACKAGES if "http" in args.suites else ())
+            + (attachments.PACKAGES if "attachments" in args.suites else ())
         },
     }
     path.write_text(json.dumps({**head, **document}, indent=2) + "\n", encoding="utf-8")
@@ -257,6 +264,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["reads"] = reads.as_json(reads_results)
             passed = passed and all(r.passed for r in reads_results)
+        if "attachments" in args.suites:
+            with (
+                _server.fresh_database(
+                    server_url, parameters=parameters, migrated=False
+                ) as scratch_url,
+                _server.fresh_database(server_url, parameters=parameters) as url,
+            ):
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                attachments_outcome = attachments.run(scratch_url, url, args)
+            tables.append(
+                "attachments: where the bytes go, and files through the HTTP API\n\n"
+                + attachments.render(attachments_outcome)
+            )
+            document["attachments"] = attachments.as_json(attachments_outcome)
+            passed = passed and attachments_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
