@@ -15,10 +15,12 @@ Contenders, each writing and reading back the same file:
   each 1 MiB piece in a transaction of its own (the closest to one INSERT per chunk).
 
 Two kinds of content: random bytes (what most uploads are: JPEG, PNG, PDF, ZIP are already
-compressed) and text (log lines: what pglz can shrink). The size on disk is
-``pg_total_relation_size`` of the chunk table (heap, TOAST, index) after the file was written
-into the emptied table, and ``pg_total_relation_size('pg_largeobject')`` after the large
-object was written into an emptied ``pg_largeobject`` (``VACUUM FULL`` between turns).
+compressed) and text (log lines: what pglz can shrink). The size on disk is what
+``pg_total_relation_size`` of the chunk table (heap, TOAST, index) or of ``pg_largeobject``
+(heap, index) grew by while the files were written in one transaction, into an emptied table
+(``TRUNCATE``; for large objects ``lo_unlink`` and ``VACUUM FULL pg_largeobject``: what an
+open snapshot elsewhere on the server still sees stays, compacted, and the new pages come
+after it).
 
 Range reads, on the large file only: 64 KiB from its middle, as ``substring(data ...)`` of the
 one chunk that holds it (one statement), and as ``lo_open`` + ``lo_lseek64`` + ``loread`` in a
@@ -266,11 +268,12 @@ async def turn(
     files = result.files
     for transaction in (False, True):
         await empty(conn, c)
+        before = await disk_bytes(conn, c)
         start = time.perf_counter()
         oids = [await write(conn, c, data, i, transaction=transaction) for i in range(files)]
         seconds = (time.perf_counter() - start) / files
         (result.write_transaction if transaction else result.write_autocommit).append(seconds)
-    result.disk_bytes = await disk_bytes(conn, c) // files
+    result.disk_bytes = (await disk_bytes(conn, c) - before) // files
     start = time.perf_counter()
     for oid in oids:
         pieces = await read(conn, c, oid)

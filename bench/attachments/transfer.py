@@ -68,6 +68,8 @@ CEILING_TABLE = "bench_ceiling_chunks"
 class Server:
     """Mnemo served by uvicorn in a process of its own, as the http suite serves it."""
 
+    module = ("-m", "bench.http.serve", "mnemo")
+
     def __init__(self, url: str, pool_size: int) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -77,7 +79,7 @@ class Server:
             "APP_BODY_TIMEOUT": "600",
             "APP_SEND_TIMEOUT": "600",
         }
-        command = [sys.executable, "-m", "bench.http.serve", "mnemo", "--port", str(self.port)]
+        command = [sys.executable, *self.module, "--port", str(self.port)]
         command += ["--database-url", url, "--pool-size", str(pool_size)]
         self.process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], env=env)
         self.ps = psutil.Process(self.process.pid)
