@@ -206,15 +206,15 @@ SELECT a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, 
 -- $2 attachment_id uuid
 -- $3 first int8
 -- $4 last int8
--- $5 chunk_size int4
+-- $5 chunk_size int8
 SELECT c.n,
        substring(c.data
-                 FROM (greatest($3::int8 - c.n::int8 * $5, 0) + 1)::int4
-                 FOR (least($4::int8 - c.n::int8 * $5, $5::int8 - 1)
-                      - greatest($3::int8 - c.n::int8 * $5, 0) + 1)::int4) AS data
+                 FROM (greatest($3::int8 - c.n::int8 * $5::int8, 0) + 1)::int4
+                 FOR (least($4::int8 - c.n::int8 * $5::int8, $5::int8 - 1)
+                      - greatest($3::int8 - c.n::int8 * $5::int8, 0) + 1)::int4) AS data
   FROM attachment_chunks AS c
  WHERE c.attachment_id = $2
-   AND c.n BETWEEN ($3::int8 / $5)::int4 AND ($4::int8 / $5)::int4
+   AND c.n BETWEEN ($3::int8 / $5::int8)::int4 AND ($4::int8 / $5::int8)::int4
    AND EXISTS (SELECT 1
                  FROM attachments AS a
                 WHERE a.id = $2
@@ -283,7 +283,7 @@ SELECT EXISTS (SELECT 1 FROM attachments AS a WHERE a.id = $1);
 -- $2 conversation_id uuid
 -- $3 seq int8                   cursor
 -- $4 attachment_id uuid         cursor
--- $5 limit int4
+-- $5 limit int8
 SELECT mb.allowed, x.id, x.user_id, x.name, x.media_type, x.declared_type, x.type_mismatch,
        x.size, x.sha256, x.created_at, x.message_id, x.seq
   FROM (SELECT mnemo_may(mm.role, 'read') AS allowed
@@ -341,7 +341,7 @@ SELECT mb.allowed, a.id, a.user_id, a.name, a.media_type, a.declared_type, a.typ
 -- uses: attachment_thumbnails_pkey, message_attachments_attachment_idx
 -- $1 grace float8               APP_ATTACHMENT_GRACE_SECONDS
 -- $2 stale float8               seconds after which an unfinished upload is abandoned
--- $3 batch int4
+-- $3 batch int8
 WITH doomed AS (
     SELECT a.id
       FROM attachments AS a
