@@ -72,3 +72,9 @@ class Collected(Row):
 
     attachments: int
     bytes: int
+
+
+class MessageAttachments(Row):
+    """The files a message references, by id."""
+
+    items: list[MessageAttachment]
