@@ -337,7 +337,7 @@ SELECT mb.allowed, a.id, a.user_id, a.name, a.media_type, a.declared_type, a.typ
 -- it (the reference's foreign key) and skipped, and one whose first reference committed after
 -- this statement began is re-read as referenced (orphaned_at NULL) and left alone.
 -- returns: columns attachments, bytes
--- uses: attachments_orphaned_idx, attachment_usage_pkey, attachment_chunks_pkey
+-- uses: attachments_orphaned_idx, attachments_pkey, attachment_usage_pkey, attachment_chunks_pkey
 -- uses: attachment_thumbnails_pkey, message_attachments_attachment_idx
 -- $1 grace float8               APP_ATTACHMENT_GRACE_SECONDS
 -- $2 stale float8               seconds after which an unfinished upload is abandoned
@@ -352,9 +352,9 @@ WITH doomed AS (
      LIMIT $3
        FOR UPDATE SKIP LOCKED
 ), gone AS (
+    -- by key (an array of ids: a join with the CTE may be planned as a scan of the table)
     DELETE FROM attachments AS a
-     USING doomed AS d
-     WHERE a.id = d.id
+     WHERE a.id = ANY (ARRAY(SELECT d.id FROM doomed AS d))
     RETURNING a.user_id, a.size
 ), released AS (
     UPDATE attachment_usage AS u

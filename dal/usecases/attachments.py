@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -38,7 +38,7 @@ THUMBNAIL_SIDE = 256
 THUMBNAIL_RENDERS = 2
 _renders: asyncio.Semaphore | None = None
 
-Pool = asyncpg.Pool[Any]
+Pool: TypeAlias = "asyncpg.Pool[Any]"
 
 
 def _too_large(max_bytes: int) -> TooLarge:
