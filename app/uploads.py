@@ -55,12 +55,11 @@ def _declared_length(request: Request[AppState]) -> int | None:
     return None
 
 
-async def open_upload(request: Request[AppState], max_bytes: int) -> Upload:
+async def open_upload(request: Request[AppState], max_bytes: int, *, multipart: bool) -> Upload:
     """The file the request carries. 413 at once when Content-Length says it is over
     ``max_bytes``; a raw body's bytes are counted as they come by the use case, a multipart
     body's file the same, and its other bytes here (at most MULTIPART_OVERHEAD)."""
     content_type = request.headers.get("content-type", "")
-    multipart = _media_type(content_type) == "multipart/form-data"
     length = _declared_length(request)
     if length is not None and length > max_bytes + (MULTIPART_OVERHEAD if multipart else 0):
         raise too_large(max_bytes)
@@ -177,7 +176,9 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
             raise InvalidInput(f"the multipart/form-data body is malformed: {exc}") from None
         if parts.other_bytes > MULTIPART_OVERHEAD:
             raise HttpError(
-                413, "body_too_large", f"fields besides the file are over {MULTIPART_OVERHEAD} bytes"
+                413,
+                "body_too_large",
+                f"fields besides the file are over {MULTIPART_OVERHEAD} bytes",
             )
 
     # Read until the file's headers are in: its name and type are needed before its bytes.

@@ -12,13 +12,23 @@ from starlette.responses import Response, StreamingResponse
 
 from app import files
 from app.auth import caller
-from app.endpoints import CURSOR, LOCATION, Answer, Endpoints, Header, limit_param
+from app.endpoints import (
+    CURSOR,
+    LOCATION,
+    MULTIPART,
+    RAW,
+    Answer,
+    Endpoints,
+    Header,
+    limit_param,
+    upload_type,
+)
 from app.errors import error_response
 from app.responses import record_response
 from app.state import AppState
 from app.uploads import open_upload
-from dal.cursors import MAX_PAGE_SIZE
 from dal import media
+from dal.cursors import MAX_PAGE_SIZE
 from dal.gateways import attachments as gateway
 from dal.records.attachments import (
     Attachment,
@@ -62,7 +72,7 @@ _FILE_HEADERS = (ETAG, _DISPOSITION, _NOSNIFF, _ACCEPT_RANGES)
     "Upload a file into the conversation (raw body or multipart/form-data field 'file'); "
     "201 with the attachment, 200 with the one already stored when the caller uploaded the "
     "same bytes before",
-    uploads=("application/octet-stream", "multipart/form-data"),
+    uploads=(RAW, MULTIPART),
     response=Attachment,
     status=201,
     headers=(LOCATION,),
@@ -73,7 +83,7 @@ async def upload_attachment(request: Request[AppState]) -> Response:
     me = caller(request)
     settings = request.state["settings"]
     limit = settings.app_max_attachment_bytes
-    upload = await open_upload(request, limit)
+    upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
     uploaded = await attachments.upload_attachment(
         request.state["pool"],
         user_id=me.id,
@@ -85,9 +95,7 @@ async def upload_attachment(request: Request[AppState]) -> Response:
         quota=settings.app_attachment_quota_bytes,
     )
     found = uploaded.attachment
-    return record_response(
-        found, 201 if uploaded.created else 200, headers={"Location": found.url}
-    )
+    return record_response(found, 201 if uploaded.created else 200, headers={"Location": found.url})
 
 
 def _file_headers(found: Attachment, etag: str) -> dict[str, str]:
@@ -104,10 +112,16 @@ def _file_headers(found: Attachment, etag: str) -> dict[str, str]:
     _ONE,
     "Download a file the caller may read (its uploader, or a member of a conversation where a "
     "message references it): streamed, with ETag, If-None-Match (304) and Range (206, 416)",
-    produces="application/octet-stream",
+    produces=RAW,
     headers=_FILE_HEADERS,
     answers=(
-        Answer(206, "The bytes asked for by Range", None, (_CONTENT_RANGE, *_FILE_HEADERS)),
+        Answer(
+            206,
+            "The bytes asked for by Range (several: multipart/byteranges)",
+            None,
+            (_CONTENT_RANGE, *_FILE_HEADERS),
+            produces=RAW,
+        ),
         Answer(304, "If-None-Match matched: the copy the client holds is current", None, (ETAG,)),
     ),
     errors=(416,),
@@ -157,18 +171,17 @@ async def download_attachment(request: Request[AppState]) -> Response:
         return StreamingResponse(
             body(first, last), status_code=206, headers=headers, media_type=found.media_type
         )
-    boundary = files.byteranges_boundary()
-    parts, closing, length = files.multipart_byteranges(ranges, size, found.media_type, boundary)
-    headers["Content-Length"] = str(length)
+    body_of_ranges = files.multipart_byteranges(ranges, size, found.media_type)
+    headers["Content-Length"] = str(body_of_ranges.content_length)
 
     async def many() -> AsyncIterator[bytes]:
-        for part_head, first, last in parts:
+        for part_head, first, last in body_of_ranges.parts:
             yield part_head
             async for piece in body(first, last):
                 yield piece
-        yield closing
+        yield body_of_ranges.closing
 
-    media_type = f"multipart/byteranges; boundary={boundary}"
+    media_type = body_of_ranges.content_type
     if head:
         return Response(status_code=206, headers=headers, media_type=media_type)
     return StreamingResponse(many(), status_code=206, headers=headers, media_type=media_type)
@@ -240,4 +253,3 @@ async def list_message_attachments(request: Request[AppState]) -> Response:
         message_id=request.path_params["message_id"],
     )
     return record_response(MessageAttachments.from_values({"items": items}))
-

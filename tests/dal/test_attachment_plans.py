@@ -40,7 +40,8 @@ def seeded_url(module_database_url: str) -> str:
                    CASE WHEN s % 10 = 0 THEN now() - interval '30 days' END
               FROM conversations AS c, generate_series(1, {FILES_PER_USER}) AS s;
             INSERT INTO attachment_chunks (attachment_id, n, data)
-            SELECT a.id, n, '\\x00'::bytea FROM attachments AS a, generate_series(0, {CHUNKS - 1}) AS n;
+            SELECT a.id, n, '\\x00'::bytea
+              FROM attachments AS a, generate_series(0, {CHUNKS - 1}) AS n;
             INSERT INTO message_attachments (conversation_id, seq, attachment_id)
             SELECT c.id, substring(a.name FROM 2)::int8, a.id
               FROM attachments AS a

@@ -142,9 +142,11 @@ async def test_bytes_come_back_exactly_whatever_the_size(
     )
     assert [c["n"] for c in chunks] == list(range(-(-size // CHUNK_SIZE)))
     assert all(c["bytes"] == CHUNK_SIZE for c in chunks[:-1])
-    assert await pool.fetchval(
-        "SELECT bytes FROM attachment_usage WHERE user_id = $1", alice.id
-    ) == (size if size else None) or size == 0
+    assert (
+        await pool.fetchval("SELECT bytes FROM attachment_usage WHERE user_id = $1", alice.id)
+        == (size if size else None)
+        or size == 0
+    )
 
 
 async def test_slices_come_back_exactly_across_chunk_boundaries(
@@ -263,7 +265,9 @@ async def test_an_interrupted_upload_leaves_nothing(
     assert await stored(pool) == (0, 0, 0)
 
 
-async def test_a_cancelled_upload_leaves_nothing(pool: Any, alice: User, chat: Conversation) -> None:
+async def test_a_cancelled_upload_leaves_nothing(
+    pool: Any, alice: User, chat: Conversation
+) -> None:
     started = asyncio.Event()
 
     async def stalling() -> AsyncIterator[bytes]:
@@ -334,12 +338,16 @@ async def test_only_a_member_who_may_append_uploads(
     with pytest.raises(NotFound):
         await upload(pool, bob, chat, b"not a member")
     await join(pool, alice, chat, bob)
-    await pool.execute("DELETE FROM conversation_rights WHERE role = 'member' AND action = 'append'")
+    await pool.execute(
+        "DELETE FROM conversation_rights WHERE role = 'member' AND action = 'append'"
+    )
     try:
         with pytest.raises(NotPermitted):
             await upload(pool, bob, chat, b"may not append")
     finally:
-        await pool.execute("INSERT INTO conversation_rights (role, action) VALUES ('member', 'append')")
+        await pool.execute(
+            "INSERT INTO conversation_rights (role, action) VALUES ('member', 'append')"
+        )
     assert await stored(pool) == (0, 0, 0)
 
 
@@ -387,7 +395,11 @@ async def test_a_file_part_references_by_url_or_attachment_id(
     three = (await upload(pool, alice, chat, b"three")).attachment
     parts = [
         file_part(one),
-        {"type": "file", "mediaType": "x/y", "url": f"https://api.example.com/v1/attachments/{two.id}?x=1"},
+        {
+            "type": "file",
+            "mediaType": "x/y",
+            "url": f"https://api.example.com/v1/attachments/{two.id}?x=1",
+        },
         {"type": "file", "mediaType": "x/y", "url": "data:,hi", "attachmentId": str(three.id)},
         {"type": "file", "mediaType": "x/y", "url": "https://elsewhere.example.com/a.png"},
     ]
@@ -407,7 +419,9 @@ async def test_a_file_part_references_by_url_or_attachment_id(
     assert [a.id for a in [*page.items, *rest.items]] == [a.id for a in listed]
     assert rest.next_cursor is None
     with pytest.raises(NotFound):
-        await gateway.list_attachments_of_conversation(pool, user_id=bob.id, conversation_id=chat.id)
+        await gateway.list_attachments_of_conversation(
+            pool, user_id=bob.id, conversation_id=chat.id
+        )
 
 
 async def test_a_file_the_sender_may_not_read_is_refused_and_nothing_stored(
@@ -417,7 +431,10 @@ async def test_a_file_the_sender_may_not_read_is_refused_and_nothing_stored(
     secret = (await upload(pool, bob, bobs_chat, b"bob's")).attachment
     last_seq = "SELECT last_seq FROM conversations WHERE id = $1"
     before = await pool.fetchval(last_seq, chat.id)
-    for part in (file_part(secret), {"type": "file", "mediaType": "a/b", "url": "x", "attachmentId": str(uuid4())}):
+    for part in (
+        file_part(secret),
+        {"type": "file", "mediaType": "a/b", "url": "x", "attachmentId": str(uuid4())},
+    ):
         with pytest.raises(NotFound) as caught:
             await send(pool, alice, chat, part)
         assert "attachment" in caught.value.message
@@ -430,7 +447,14 @@ def test_a_file_part_whose_attachment_id_and_url_disagree_is_refused() -> None:
     with pytest.raises(ValueError, match="different attachments"):
         MessageDraft(
             role="user",
-            parts=[{"type": "file", "mediaType": "a/b", "url": f"/v1/attachments/{one}", "attachmentId": str(two)}],
+            parts=[
+                {
+                    "type": "file",
+                    "mediaType": "a/b",
+                    "url": f"/v1/attachments/{one}",
+                    "attachmentId": str(two),
+                }
+            ],
         )
     with pytest.raises(ValueError, match="attachment's id"):
         MessageDraft(
@@ -466,9 +490,7 @@ async def test_a_file_referenced_elsewhere_stays_referenced_when_one_message_goe
     await messages.delete_message(
         pool, user_id=alice.id, conversation_id=chat.id, message_id=first.id
     )
-    assert (
-        await pool.fetchval("SELECT orphaned_at FROM attachments WHERE id = $1", one.id) is None
-    )
+    assert await pool.fetchval("SELECT orphaned_at FROM attachments WHERE id = $1", one.id) is None
 
 
 # --- collection -------------------------------------------------------------------------
@@ -533,9 +555,7 @@ async def test_collection_skips_a_file_an_open_send_references(
         tx = conn.transaction()
         await tx.start()
         await send(conn, alice, chat, file_part(found))
-        done = await asyncio.wait_for(
-            attachments.collect_attachments(pool, grace=1), timeout=10
-        )
+        done = await asyncio.wait_for(attachments.collect_attachments(pool, grace=1), timeout=10)
         assert done.attachments == 0
         await tx.commit()
     assert await read(pool, alice, found.id) == b"being sent"
@@ -651,7 +671,9 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
     user = await run.one("make_user", lambda: make_user(pool))
     chat = await run.one("make_conversation", lambda: make_conversation(pool, user))
     picture = image_bytes("PNG", (40, 30))
-    found = (await run.one("upload_attachment", lambda: upload(pool, user, chat, picture))).attachment
+    found = (
+        await run.one("upload_attachment", lambda: upload(pool, user, chat, picture))
+    ).attachment
     pending = await run.one(
         "insert_attachment",
         lambda: gateway.insert_attachment(
@@ -694,7 +716,10 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
             ("get_attachment", lambda: gateway.get_attachment(pool, **ids)),
             ("read_attachment_bytes", lambda: attachments.read_attachment_bytes(pool, **ids)),
-            ("list_attachment_chunks", lambda: gateway.list_attachment_chunks(pool, **ids, first=0, last=9)),
+            (
+                "list_attachment_chunks",
+                lambda: gateway.list_attachment_chunks(pool, **ids, first=0, last=9),
+            ),
             (
                 "attachment_thumbnail",
                 lambda: attachments.attachment_thumbnail(pool, **ids, max_pixels=10**6),
@@ -712,8 +737,14 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                     pool, user_id=user.id, conversation_id=chat.id, message_id=message.id
                 ),
             ),
-            ("count_orphaned_attachments", lambda: gateway.count_orphaned_attachments(pool, grace=0)),
-            ("delete_orphaned_attachments", lambda: gateway.delete_orphaned_attachments(pool, grace=0)),
+            (
+                "count_orphaned_attachments",
+                lambda: gateway.count_orphaned_attachments(pool, grace=0),
+            ),
+            (
+                "delete_orphaned_attachments",
+                lambda: gateway.delete_orphaned_attachments(pool, grace=0),
+            ),
             ("collect_attachments", lambda: attachments.collect_attachments(pool, grace=0)),
         ]
     )
