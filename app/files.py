@@ -129,7 +129,7 @@ def parse_content_disposition_filename(header: str | None) -> str | None:
         parameters = _parameters(header)
         extended = parameters.get("filename*")
         name = _extended(extended) if extended is not None else None
-        if name is None and "filename" in parameters:
+        if not name and "filename" in parameters:
             name = _utf8_from_latin1(parameters["filename"])
     except Exception:  # garbage of a kind not foreseen: no name, never a 500
         return None

@@ -60,6 +60,7 @@ def starlette_header(value: str) -> str:
         ("attachment; filename*=KOI8-R''%E1.txt; filename=\"ok.txt\"", "ok.txt"),
         ('attachment; filename*=garbage; filename="ok.txt"', "ok.txt"),
         ("attachment; filename*=UTF-8''%FF", None),
+        ("attachment; filename=\"ok.txt\"; filename*=UTF-8''", "ok.txt"),
         # Raw UTF-8 in a quoted filename (browsers' multipart), as Starlette decodes it.
         (starlette_header('form-data; name="file"; filename="报告.pdf"'), "报告.pdf"),
         (starlette_header('attachment; filename="café.txt"'), "café.txt"),
