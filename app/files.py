@@ -10,9 +10,8 @@ import secrets
 import string
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, NamedTuple, TypeAlias
 from urllib.parse import quote, unquote_to_bytes
 
 # --- Content-Disposition ---------------------------------------------------------------------
@@ -247,14 +246,14 @@ def byteranges_boundary() -> str:
     return secrets.token_hex(16)
 
 
-@dataclass(frozen=True, slots=True)
-class ByteRanges:
+class ByteRanges(NamedTuple):
     """A multipart/byteranges body (RFC 9110 section 14.6) to stream: for each part its
     head (the boundary line, ``Content-Type``, ``Content-Range``, blank line) then the file's
     bytes ``first..last``; after the last part ``closing``. ``content_length`` is the whole
-    body's, known before a byte is sent."""
+    body's, known before a byte is sent. The response's Content-Type is
+    ``multipart/byteranges; boundary=<the boundary>``. A tuple: ``parts, closing, length =
+    multipart_byteranges(...)``."""
 
-    content_type: str  # the response's: multipart/byteranges; boundary=...
     parts: tuple[tuple[bytes, int, int], ...]  # (head, first, last), last inclusive
     closing: bytes
     content_length: int
@@ -268,8 +267,8 @@ def multipart_byteranges(
 ) -> ByteRanges:
     """The multipart/byteranges body of a 206 for several ``ranges`` (as ``parse_range``
     gives them) of a file of ``size`` bytes served as ``media_type`` (a bare
-    ``type/subtype``; anything else is sent as application/octet-stream). ``boundary``:
-    ``byteranges_boundary()`` unless given."""
+    ``type/subtype``; anything else is sent as application/octet-stream), delimited by
+    ``boundary`` (``byteranges_boundary()`` unless given)."""
     boundary = boundary or byteranges_boundary()
     if _SAFE_MEDIA_TYPE.fullmatch(media_type) is None:
         media_type = "application/octet-stream"
@@ -283,12 +282,7 @@ def multipart_byteranges(
         parts.append((head, first, last))
     closing = f"\r\n--{boundary}--\r\n".encode("ascii")
     length = sum(len(head) + last - first + 1 for head, first, last in parts) + len(closing)
-    return ByteRanges(
-        content_type=f"multipart/byteranges; boundary={boundary}",
-        parts=tuple(parts),
-        closing=closing,
-        content_length=length,
-    )
+    return ByteRanges(parts=tuple(parts), closing=closing, content_length=length)
 
 
 # --- entity tags -----------------------------------------------------------------------------

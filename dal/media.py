@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import magic
 from PIL import Image, features
 
-from dal.errors import InvalidInput
+# Raised by make_thumbnail: an InvalidInput (422 image_refused); dal.media.ImageRefused too.
+from dal.errors import ImageRefused as ImageRefused
 
 # --- media types -----------------------------------------------------------------------------
 
@@ -303,13 +304,6 @@ def safe_filename(raw: str | None, fallback: str = "file") -> str:
 
 
 # --- thumbnails ------------------------------------------------------------------------------
-
-
-class ImageRefused(InvalidInput):
-    """An image ``make_thumbnail`` will not decode: too many pixels (a decompression bomb),
-    corrupt, truncated, or not JPEG, PNG, WebP or GIF. An ``InvalidInput``, so 422."""
-
-    code = "image_refused"
 
 
 @dataclass(frozen=True, slots=True)

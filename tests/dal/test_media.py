@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageOps
 
+from dal import errors
 from dal.errors import InvalidInput
 from dal.media import (
     EMPTY,
@@ -670,6 +671,7 @@ def test_image_refused_is_invalid_input() -> None:
     with pytest.raises(InvalidInput) as raised:
         make_thumbnail(b"nothing", max_pixels=MAX_PIXELS)
     assert raised.value.code == "image_refused"
+    assert type(raised.value) is errors.ImageRefused is ImageRefused
     assert "cannot be decoded" in raised.value.message
 
 
