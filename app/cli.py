@@ -108,6 +108,28 @@ def parser() -> argparse.ArgumentParser:
     import_.add_argument(
         "--keep-ids", action="store_true", help="keep the ids (fails if a conversation exists)"
     )
+
+    files = commands.add_parser(
+        "attachments", help="manage attachments", description="Manage attachments."
+    ).add_subparsers(dest="attachments_command", metavar="COMMAND", required=True)
+    gc = files.add_parser(
+        "gc",
+        help="delete files no message has referenced for the grace period, in batches",
+        description="Delete, batch after batch (each a short transaction that skips what "
+        "concurrent sends hold), every file no message has referenced for the grace period "
+        "(APP_ATTACHMENT_GRACE_SECONDS) and every upload left unfinished; print the totals as "
+        "JSON. Safe while the app serves.",
+    )
+    gc.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a file may stay unreferenced (default: APP_ATTACHMENT_GRACE_SECONDS)",
+    )
+    gc.add_argument("--batch", type=int, default=100, help="files per batch (default 100)")
+    gc.add_argument(
+        "--dry-run", action="store_true", help="only count what would go; delete nothing"
+    )
     return top
 
 
@@ -142,6 +164,12 @@ def run(args_list: list[str]) -> int:
             if args.command == "export":
                 return transfer_cli.export(settings, args.username, args.conversation, args.output)
             return transfer_cli.import_file(settings, args.username, args.file, args.keep_ids)
+        if args.command == "attachments":
+            from app import attachments_cli
+
+            return attachments_cli.collect(
+                settings, grace=args.grace, batch=args.batch, dry_run=args.dry_run
+            )
         return create_user(settings, args.username, args.display_name)
 
 

@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.auth import current_user, require_admin
 from app.body import INT8_MAX, int_param, read_json
+from app.errors import HttpError
 from app.state import AppState
 from dal.settings import Settings
 
@@ -46,6 +47,14 @@ JSON_INPUT_REF = REF + "JsonInput"
 NO_NUL = "^[^\\u0000]*$"
 
 _METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
+# Media types of files: in ``uploads``, RAW is a body that is the file itself, of any type (its
+# Content-Type the file's declared type), MULTIPART a form whose field ``file`` is the file (what
+# browsers send); as ``produces``, RAW is the file's own type, whatever it is.
+RAW = "application/octet-stream"
+MULTIPART = "multipart/form-data"
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+# What a download may be: a media type, or a range of them (image/*).
+_MEDIA_RANGE = re.compile(r"[\w.+-]+/(?:[\w.+-]+|\*)")
 # "{name:convertor}" in a Starlette path.
 _PATH_PARAM = re.compile(r"\{(\w+):(\w+)\}")
 
@@ -91,13 +100,23 @@ class PathParam:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A response besides the success and the errors: another success (a retry's 200), or an
-    error with a body other than the error shape."""
+    """A response besides the success and the errors: another success (a retry's 200, a
+    range's 206), an answer without a body (``body`` and ``produces`` None: a 304), or an
+    error with a body or headers other than the error shape's (a 416 with Content-Range)."""
 
     status: int
     description: str
     body: type[BaseModel] | None = None
     headers: tuple[Header, ...] = ()
+    # Raw bytes of this media type (or range: image/*) instead of a JSON ``body`` (RAW: the
+    # file's own type, whatever it is).
+    produces: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.body is not None and self.produces is not None:
+            raise ValueError(f"answer {self.status}: a JSON body or raw bytes, not both")
+        if self.produces is not None and not _MEDIA_RANGE.fullmatch(self.produces):
+            raise ValueError(f"answer {self.status}: produces {self.produces!r} is no media type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +134,18 @@ class Endpoint:
     body: type[BaseModel] | None = None
     # An empty body counts as {} (``body_of`` reads it so).
     body_optional: bool = False
+    # A file instead of a JSON ``body``: the media types the body may have, RAW (the file
+    # itself, of any type) and/or MULTIPART (a form with the field ``file``). The handler reads
+    # ``request.stream()`` itself (``upload_type`` says which it got); the document says the
+    # endpoint answers 400/408/413/415/422 as one with a body does.
+    uploads: tuple[str, ...] = ()
     # What the handler checks of the body beyond its record, added to the record's schema
     # (the component of ``body``) for these settings.
     body_schema: Callable[[Json, Settings], None] | None = None
     response: type[BaseModel] | None = None
+    # Raw bytes of this media type (or range: image/*) as the success instead of a JSON
+    # ``response`` (RAW: the file's own type, whatever it is), their headers in ``headers``.
+    produces: str | None = None
     status: int = 200
     # Headers of the success responses.
     headers: tuple[Header, ...] = ()
@@ -143,6 +170,18 @@ class Endpoint:
             raise ValueError(f"{self.path}: path_params {declared} not all in the path")
         if "{" in _PATH_PARAM.sub("", self.path):
             raise ValueError(f"{self.path}: give every path parameter a convertor")
+        where = f"{self.method} {self.path}"
+        if self.uploads and (self.body is not None or self.body_optional):
+            raise ValueError(f"{where}: a JSON body or uploads, not both")
+        if len(set(self.uploads)) < len(self.uploads):
+            raise ValueError(f"{where}: uploads {self.uploads} repeats a media type")
+        if self.response is not None and self.produces is not None:
+            raise ValueError(f"{where}: a JSON response or raw bytes (produces), not both")
+        for media_type in self.uploads:
+            if not _MEDIA_TYPE.fullmatch(media_type):
+                raise ValueError(f"{where}: uploads: {media_type!r} is no media type")
+        if self.produces is not None and not _MEDIA_RANGE.fullmatch(self.produces):
+            raise ValueError(f"{where}: produces {self.produces!r} is no media type")
 
     @property
     def path_names(self) -> tuple[str, ...]:
@@ -227,6 +266,32 @@ async def body_of(request: Request[AppState], model: type[M]) -> M:
             f"but its handler reads {model!r}"
         )
     return await read_json(request, model, optional=endpoint.body_optional)
+
+
+def upload_type(request: Request[AppState]) -> str:
+    """Which of its endpoint's ``uploads`` the request's body is, by its Content-Type: MULTIPART
+    for a form; a media type the endpoint names; else RAW if it takes any type (the file's
+    declared type is then the Content-Type). 415 for a form where none is taken, for a type
+    not taken, and for a body without a Content-Type (a file's type is declared, if only as
+    application/octet-stream: an upload without one is no file)."""
+    endpoint: Endpoint = request.scope["endpoint"]
+    if not endpoint.uploads:
+        raise TypeError(f"{endpoint.method} {endpoint.path} declares no uploads")
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in endpoint.uploads:
+        return media_type
+    if media_type and media_type != MULTIPART and RAW in endpoint.uploads:
+        return RAW
+    ways = [
+        "a multipart/form-data form whose field file is the file"
+        if t == MULTIPART
+        else "the file itself, with its Content-Type (application/octet-stream if unknown)"
+        if t == RAW
+        else f"a {t} file"
+        for t in endpoint.uploads
+    ]
+    sent = media_type or "a body without Content-Type"
+    raise HttpError(415, "unsupported_media_type", f"{sent} is not taken: send {' or '.join(ways)}")
 
 
 def routes_of(endpoints: Iterable[Endpoint]) -> list[Route]:

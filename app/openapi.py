@@ -7,8 +7,12 @@ added here (text without NUL, any JSON value as the records check it, a patch's 
 rule, fields that refuse null) and by each endpoint's ``body_schema`` (what its route checks
 beyond the record). Every endpoint answers the statuses that follow from its declaration (400
 for a malformed path or query string; 401/403 with auth; 404 with path parameters; 503/504 when
-it reads the database; 400/408/413/415/422 with a body; 422 with query parameters) plus those it
-declares. tests/app/test_schemathesis.py holds the app to this document.
+it reads the database; 400/408/413/415/422 with a body or an upload; 422 with query parameters)
+plus those it declares. tests/app/test_schemathesis.py holds the app to this document.
+
+Files are bytes, not JSON: an upload's body (``Endpoint.uploads``) is the file itself or a
+multipart form whose field ``file`` is the file, and a download (``produces``, or an Answer's)
+is the file itself; their schemas are ``binary``'s.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from starlette.responses import Response
 from app import routes
 from app.endpoints import (
     JSON_INPUT_REF,
+    MULTIPART,
     NO_NUL,
+    RAW,
     REF,
     RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -157,7 +163,34 @@ def _json(model: type[BaseModel]) -> Json:
     return {"application/json": {"schema": _ref(model)}}
 
 
-def _response(description: str, model: type[BaseModel] | None, headers: tuple[Header, ...]) -> Json:
+def binary(media_type: str) -> Json:
+    """The schema of an uploaded file of this media type (RAW: of any type), a whole body: no
+    JSON type (bytes are none), 3.1's ``contentMediaType`` (left out for a range such as
+    image/*), and ``format: binary``, 3.0's spelling, in 3.1's format registry, by which tools
+    (schemathesis among them) know to send bytes."""
+    schema: Json = {"format": "binary"}
+    if "*" not in media_type:
+        schema["contentMediaType"] = media_type
+    return schema
+
+
+# A form's field holding a file: a string of octets (a part of the form, not a JSON value).
+_FILE_FIELD: Json = {"type": "string", **binary(RAW)}
+
+
+def _files(media_type: str) -> Json:
+    """A download's content: RAW is the file's own type, whichever it is (``*/*``). No schema,
+    as 3.1 models bytes: a validator that reads one would parse a JSON file, or a range of it,
+    as JSON and hold it to the schema of a string."""
+    return {"*/*" if media_type == RAW else media_type: {}}
+
+
+def _response(
+    description: str,
+    model: type[BaseModel] | None,
+    headers: tuple[Header, ...],
+    produces: str | None = None,
+) -> Json:
     out: Json = {"description": description}
     if headers:
         out["headers"] = {
@@ -166,7 +199,30 @@ def _response(description: str, model: type[BaseModel] | None, headers: tuple[He
         }
     if model is not None:
         out["content"] = _json(model)
+    elif produces is not None:
+        out["content"] = _files(produces)
     return out
+
+
+def _upload(endpoint: Endpoint) -> Json:
+    """The request body of an endpoint that takes a file: the file itself (RAW: documented as
+    application/octet-stream, which any client can send, though any Content-Type is taken), or
+    a form whose field ``file`` is the file."""
+    content: Json = {}
+    for media_type in endpoint.uploads:
+        if media_type == MULTIPART:
+            form = {"type": "object", "properties": {"file": _FILE_FIELD}, "required": ["file"]}
+            content[MULTIPART] = {"schema": form}
+        else:
+            content[media_type] = {"schema": binary(media_type)}
+    ways = []
+    if RAW in endpoint.uploads:
+        ways.append("the file itself, of any type (its Content-Type: the file's)")
+    elif set(endpoint.uploads) - {MULTIPART}:
+        ways.append("the file itself")
+    if MULTIPART in endpoint.uploads:
+        ways.append("a multipart/form-data form whose field `file` is the file")
+    return {"required": True, "description": "The file: " + "; or ".join(ways), "content": content}
 
 
 def _parameters(endpoint: Endpoint) -> list[Json]:
@@ -199,7 +255,7 @@ def _error_statuses(endpoint: Endpoint) -> set[int]:
         codes |= {404}
     for param in endpoint.path_params:
         codes |= set(param.errors)
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.uploads:
         codes |= {400, 408, 413, 415, 422}
     if any(p.where == "query" for p in endpoint.params):
         codes |= {422}
@@ -207,9 +263,17 @@ def _error_statuses(endpoint: Endpoint) -> set[int]:
 
 
 def _operation(endpoint: Endpoint, errors: dict[int, str]) -> Json:
-    responses: Json = {str(endpoint.status): _response("OK", endpoint.response, endpoint.headers)}
+    responses: Json = {
+        str(endpoint.status): _response(
+            "OK", endpoint.response, endpoint.headers, endpoint.produces
+        )
+    }
     for answer in endpoint.answers:
-        responses[str(answer.status)] = _response(answer.description, answer.body, answer.headers)
+        responses[str(answer.status)] = _response(
+            answer.description, answer.body, answer.headers, answer.produces
+        )
+    if endpoint.uploads:
+        errors = {**errors, **_upload_errors(endpoint)}
     for code in sorted(_error_statuses(endpoint)):
         if str(code) in responses:
             continue
@@ -228,6 +292,8 @@ def _operation(endpoint: Endpoint, errors: dict[int, str]) -> Json:
             "required": not endpoint.body_optional,
             "content": _json(endpoint.body),
         }
+    elif endpoint.uploads:
+        out["requestBody"] = _upload(endpoint)
     out["security"] = [] if endpoint.auth == "none" else [{"bearer": []}]
     return out
 
@@ -246,6 +312,21 @@ def _error_descriptions(settings: Settings) -> dict[int, str]:
         "over its size limits (APP_MAX_MESSAGE_BYTES, APP_MAX_MESSAGE_PARTS)"
     )
     return errors
+
+
+def _upload_errors(endpoint: Endpoint) -> dict[int, str]:
+    """What the body's statuses mean for an upload (an endpoint may say more with an Answer:
+    which limit its 413 is)."""
+    accepted = ["any but a form (the file itself)" if t == RAW else t for t in endpoint.uploads]
+    return {
+        400: "Malformed: the path or query string (not UTF-8 once percent-decoded, or with NUL), "
+        "a header, or the multipart form",
+        413: "The file is too large",
+        415: "The body has no Content-Type, or one this does not take (it takes "
+        + ", ".join(accepted)
+        + ")",
+        422: "Validation error (a form without its `file` field...)",
+    }
 
 
 def _always_written(defs: dict[str, Json]) -> None:
@@ -297,14 +378,15 @@ def build_openapi(
     }
 
 
-def openapi_endpoint(settings: Settings) -> Endpoint:
-    """``GET /openapi.json``: the document of an app with these settings, built on the first
-    request (about 20 ms: most apps, in tests, are never asked) and kept."""
+def openapi_endpoint(settings: Settings, endpoints: Iterable[Endpoint] | None = None) -> Endpoint:
+    """``GET /openapi.json``: the document of an app with these settings (and these endpoints,
+    by default the app's), built on the first request (about 20 ms: most apps, in tests, are
+    never asked) and kept."""
     built: list[bytes] = []
 
     async def openapi(request: Request[AppState]) -> Response:
         if not built:
-            built.append(orjson.dumps(build_openapi(settings)))
+            built.append(orjson.dumps(build_openapi(settings, endpoints)))
         return Response(built[0], media_type="application/json")
 
     return Endpoint(

@@ -174,3 +174,10 @@ def translate(exc: BaseException) -> DomainError | None:
     if kind is InvalidInput:
         return InvalidInput(f"{_MESSAGES[kind]}: {detail}")
     return kind(_MESSAGES[kind])
+
+
+class ImageRefused(InvalidInput):
+    """No thumbnail can be made of an image: corrupt, truncated, of a kind not read, or over
+    APP_MAX_IMAGE_PIXELS (a decompression bomb). Answered 422 ``image_refused``."""
+
+    code = "image_refused"

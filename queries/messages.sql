@@ -48,10 +48,16 @@
 -- No row at all: the conversation is missing or the caller is not a member.
 -- user_id is the conversation's owner (read from the locked row): written here, the trigger
 -- that fills it for other inserts is not called.
--- returns: Message + created, problem, tool_call_id
+-- Attachments (README "Attachments"): $14 are the files its `file` parts reference (distinct);
+-- each must be one the caller may read (its uploader, or a member who may read a conversation
+-- referencing it), else nothing is stored ('attachment', attachment_id says which). The
+-- references are written with the message (message_attachments, in id order); their foreign
+-- key locks each file against a concurrent collection.
+-- returns: Message + created, problem, tool_call_id, attachment_id
 -- uses: conversation_members_pkey, conversations_pkey, messages_conversation_id_id_key
 -- uses: user_message_counts_pkey, chat_sessions_pkey, message_tool_calls_pkey
--- uses: message_tool_calls_open_idx, messages_pkey
+-- uses: message_tool_calls_open_idx, messages_pkey, attachments_pkey
+-- uses: message_attachments_attachment_idx, message_attachments_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -65,6 +71,7 @@
 -- $11 session_timeout float8    APP_SESSION_TIMEOUT_SECONDS
 -- $12 max_conversation int8     APP_MAX_MESSAGES_PER_CONVERSATION (0: no limit)
 -- $13 max_user int8             APP_MAX_MESSAGES_PER_USER (0: no limit)
+-- $14 attachments uuid[]        the files its parts reference ('{}': none)
 WITH draft AS (
     SELECT mnemo_parts_bytes($5::jsonb) AS parts_bytes,
            jsonb_array_length($5::jsonb) AS parts_count,
@@ -92,7 +99,24 @@ WITH draft AS (
            d.parts_bytes <= $8 AND d.parts_count <= $9 AND d.metadata_bytes <= $8 AS fits,
            $10::uuid IS NULL
            OR EXISTS (SELECT 1 FROM messages AS r WHERE r.conversation_id = $2 AND r.id = $10)
-               AS replies
+               AS replies,
+           (SELECT x.id
+              FROM unnest($14::uuid[]) AS x(id)
+             WHERE NOT EXISTS (
+                       SELECT 1
+                         FROM attachments AS a
+                        WHERE a.id = x.id
+                          AND a.state = 'ready'
+                          AND (a.user_id = $1
+                               OR EXISTS (SELECT 1
+                                            FROM message_attachments AS ra
+                                            JOIN conversation_members AS ma
+                                              ON ma.conversation_id = ra.conversation_id
+                                             AND ma.user_id = $1
+                                           WHERE ra.attachment_id = a.id
+                                             AND mnemo_may(ma.role, 'read'))))
+             ORDER BY x.id
+             LIMIT 1) AS unreadable
       FROM member AS mb, draft AS d
      WHERE NOT EXISTS (SELECT 1 FROM existing)
 ), locked AS (
@@ -108,6 +132,7 @@ WITH draft AS (
        AND k.allowed
        AND k.fits
        AND k.replies
+       AND k.unreadable IS NULL
        FOR UPDATE OF c
 ), sender AS (
     -- With a per-user limit only: the sender's stripe 0, locked after the conversation (every
@@ -267,29 +292,34 @@ WITH draft AS (
        AND t.conversation_id = i.conversation_id
        AND t.result_seq IS NULL
        AND t.unanswered_seq IS NULL
+), attached AS (
+    INSERT INTO message_attachments (conversation_id, seq, attachment_id)
+    SELECT i.conversation_id, i.seq, x.id
+      FROM inserted AS i, unnest($14::uuid[]) AS x(id)
+     ORDER BY x.id
 )
 SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
        parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
        created_at, updated_at, true AS created, NULL::text AS problem,
-       NULL::text AS tool_call_id
+       NULL::text AS tool_call_id, NULL::uuid AS attachment_id
   FROM inserted
  UNION ALL
 SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
        parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
-       created_at, updated_at, CASE WHEN same THEN false END, NULL, NULL
+       created_at, updated_at, CASE WHEN same THEN false END, NULL, NULL, NULL
   FROM existing
  UNION ALL
 SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL,
        CASE WHEN NOT k.allowed THEN 'forbidden' WHEN NOT k.fits THEN 'too_large'
-            ELSE 'reply_to' END,
-       NULL
+            WHEN NOT k.replies THEN 'reply_to' ELSE 'attachment' END,
+       NULL, k.unreadable
   FROM checked AS k
- WHERE NOT (k.allowed AND k.fits AND k.replies)
+ WHERE NOT (k.allowed AND k.fits AND k.replies AND k.unreadable IS NULL)
  UNION ALL
 SELECT NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, coalesce(v.over, 'tool_call_unpaired'),
-       CASE WHEN v.over IS NULL THEN v.unpaired END
+       CASE WHEN v.over IS NULL THEN v.unpaired END, NULL
   FROM verdict AS v
  WHERE v.over IS NOT NULL
     OR (v.unpaired IS NOT NULL AND v.tool_integrity = 'reject');
@@ -506,8 +536,12 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- the bytes ($8) or parts ($9) allowed, or metadata over $8 bytes ('too_large'; a change
 -- that leaves the parts alone does not check them). No row: the message is missing or the
 -- caller is not a member.
--- returns: Message + problem
+-- Attachments: $11 are the files the parts given ($4, $5) reference; each must be one the
+-- caller may read, else nothing changes ('attachment', attachment_id says which). Their
+-- references are added (a reference of an earlier version stays: the version still holds it).
+-- returns: Message + problem, attachment_id
 -- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey
+-- uses: attachments_pkey, message_attachments_attachment_idx, message_attachments_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -518,12 +552,30 @@ SELECT m.id, m.conversation_id, m.seq, m.role, m.parts, m.content, m.metadata, m
 -- $8 max_bytes int8             APP_MAX_MESSAGE_BYTES
 -- $9 max_parts int4             APP_MAX_MESSAGE_PARTS
 -- $10 edit_window float8        APP_EDIT_WINDOW_SECONDS
+-- $11 attachments uuid[]        the files the parts given reference ('{}': none)
 WITH patch AS (
     SELECT mnemo_parts_bytes($4::jsonb) AS parts_bytes,
            jsonb_array_length($4::jsonb) AS parts_count,
            coalesce(mnemo_parts_bytes($5::jsonb), 0) AS append_bytes,
            coalesce(jsonb_array_length($5::jsonb), 0) AS append_count,
-           octet_length($6::jsonb::text) AS metadata_bytes
+           octet_length($6::jsonb::text) AS metadata_bytes,
+           (SELECT x.id
+              FROM unnest($11::uuid[]) AS x(id)
+             WHERE NOT EXISTS (
+                       SELECT 1
+                         FROM attachments AS a
+                        WHERE a.id = x.id
+                          AND a.state = 'ready'
+                          AND (a.user_id = $1
+                               OR EXISTS (SELECT 1
+                                            FROM message_attachments AS ra
+                                            JOIN conversation_members AS ma
+                                              ON ma.conversation_id = ra.conversation_id
+                                             AND ma.user_id = $1
+                                           WHERE ra.attachment_id = a.id
+                                             AND mnemo_may(ma.role, 'read'))))
+             ORDER BY x.id
+             LIMIT 1) AS unreadable
 ), target AS (
     SELECT m.conversation_id, m.seq, m.parts, m.metadata, m.status, m.version, m.sender_id,
            m.parts_bytes, m.parts_count, m.created_at, m.edited_at, m.retracted_at
@@ -553,7 +605,9 @@ WITH patch AS (
                          OR coalesce(p.parts_count, t.parts_count) + p.append_count > $9)
                    THEN 'too_large'
                WHEN p.metadata_bytes > $8 THEN 'too_large'
-           END AS problem
+               WHEN p.unreadable IS NOT NULL THEN 'attachment'
+           END AS problem,
+           p.unreadable
       FROM target AS t, patch AS p
 ), updated AS (
     UPDATE messages AS m
@@ -582,21 +636,28 @@ WITH patch AS (
      WHERE k.is_edit
        AND k.problem IS NULL
        AND EXISTS (SELECT 1 FROM updated)
+), attached AS (
+    INSERT INTO message_attachments (conversation_id, seq, attachment_id)
+    SELECT u.conversation_id, u.seq, x.id
+      FROM updated AS u, unnest($11::uuid[]) AS x(id)
+     ORDER BY x.id
+        ON CONFLICT (conversation_id, seq, attachment_id) DO NOTHING
 )
 SELECT id, conversation_id, seq, role, parts, content, metadata, status, sender_id, reply_to,
        parent_seq, session_no, integrity, feedback_up, feedback_down, edited_at, retracted_at,
-       created_at, updated_at, NULL::text AS problem
+       created_at, updated_at, NULL::text AS problem, NULL::uuid AS attachment_id
   FROM updated
  UNION ALL
 SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.problem
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.problem, k.unreadable
   FROM checked AS k
  WHERE k.problem IS NOT NULL;
 
 -- name: delete_own_message
 -- Retract: its sender takes a message back, in one statement (README "Edits and retraction"), while
 -- now() is within $4 seconds of its created_at (0: never): its parts, content and metadata are
--- emptied and its earlier versions deleted (the content is gone), retracted_at and
+-- emptied and its earlier versions and file references deleted (the content is gone; a file
+-- no other message references is collected after the grace period), retracted_at and
 -- retracted_by are set, and it stays where it was as a tombstone: same seq (seqs stay
 -- gapless), same parent_seq and place on its branch, still counted by its conversation. A
 -- streaming message is complete from then on. Its create digest is cleared, so a retry of the
@@ -609,7 +670,7 @@ SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 
 -- is missing or the caller is not a member.
 -- returns: Message + problem
 -- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey,
---       message_versions_pkey
+--       message_versions_pkey, message_attachments_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -641,6 +702,15 @@ WITH target AS (
      USING checked AS k
      WHERE v.conversation_id = k.conversation_id
        AND v.seq = k.seq
+       AND k.problem IS NULL
+       AND NOT k.done
+), unreferenced AS (
+    -- its files are no longer referenced by it (collected after the grace period when no
+    -- other message references them)
+    DELETE FROM message_attachments AS r
+     USING checked AS k
+     WHERE r.conversation_id = k.conversation_id
+       AND r.seq = k.seq
        AND k.problem IS NULL
        AND NOT k.done
 ), updated AS (
@@ -685,7 +755,8 @@ SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 
 
 -- name: delete_message
 -- A member whose role may 'delete_message' (owner, admin, moderator) deletes any message, in
--- one statement: as a retraction does (delete_own_message), its content and earlier versions
+-- one statement: as a retraction does (delete_own_message), its content, file references and
+-- earlier versions
 -- go and a tombstone keeps its place (seq, parent_seq, branch), with retracted_by the deleting
 -- member. The conversation's row is not touched: the tombstone still counts in message_count,
 -- and last_message_at (when the newest message was written) stays true. Deleting a tombstone
@@ -693,7 +764,7 @@ SELECT NULL, k.conversation_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 
 -- the caller is not a member.
 -- returns: value
 -- uses: messages_conversation_id_id_key, conversation_members_pkey, messages_pkey,
---       message_versions_pkey
+--       message_versions_pkey, message_attachments_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 id uuid
@@ -712,6 +783,13 @@ WITH target AS (
      USING target AS t
      WHERE v.conversation_id = t.conversation_id
        AND v.seq = t.seq
+       AND t.allowed
+       AND NOT t.done
+), unreferenced AS (
+    DELETE FROM message_attachments AS r
+     USING target AS t
+     WHERE r.conversation_id = t.conversation_id
+       AND r.seq = t.seq
        AND t.allowed
        AND NOT t.done
 ), updated AS (

@@ -170,7 +170,7 @@ def test_loader_reads_doc_params_returns_and_uses_lines() -> None:
     assert (query.returns, query.columns) == ("Message", ())
     assert (Q["insert_message"].returns, Q["insert_message"].columns) == (
         "Message",
-        ("created", "problem", "tool_call_id"),
+        ("created", "problem", "tool_call_id", "attachment_id"),
     )
     assert (Q["get_server_state"].returns, Q["get_server_state"].columns) == (
         COLUMNS,

@@ -22,6 +22,7 @@ MODULES = (
     "members",
     "reads",
     "sessions",
+    "attachments",
 )
 
 

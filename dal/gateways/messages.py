@@ -33,6 +33,7 @@ from dal.records.messages import (
     MessagePatch,
     MessageVersion,
     MessageVersionPage,
+    referenced_attachments,
 )
 from dal.records.search import MessageSearch, SearchHit, SearchPage, snippet
 
@@ -79,7 +80,16 @@ def _changed(row: Record) -> Message:
     """The message of a row of update_message or delete_own_message (without its problem)."""
     values = dict(row.items())
     del values["problem"]
+    values.pop("attachment_id", None)
     return Message.from_values(values)
+
+
+def _unreadable(attachment_id: UUID | None) -> NotFound:
+    """A file part names a file the caller may not read (or that is not there)."""
+    return NotFound(
+        f"attachment {attachment_id} (a file part references it: upload it first, or reference "
+        "one you may read)"
+    )
 
 
 def _edit_problem(problem: str, edit_window: float, doing: str) -> Conflict | NotPermitted:
@@ -150,6 +160,7 @@ async def insert_message(
         session_timeout,
         max_per_conversation,
         max_per_user,
+        referenced_attachments(draft.parts),
     )
     row = await fetch_one(db, Q["insert_message"], *args)
     if row is None or (draft.id is not None and row["problem"] in _LIMITS):
@@ -163,6 +174,7 @@ async def insert_message(
     created = values.pop("created")
     problem = values.pop("problem")
     tool_call_id = values.pop("tool_call_id")
+    unreadable = values.pop("attachment_id")
     if problem in _LIMITS:
         what, setting = _LIMITS[problem]
         limit = max_per_conversation if problem == "conversation_limit" else max_per_user
@@ -183,6 +195,8 @@ async def insert_message(
         raise NotPermitted("your role in this conversation may not append messages")
     if problem == "reply_to":
         raise NotFound(f"reply_to: message {draft.reply_to} of this conversation")
+    if problem == "attachment":
+        raise _unreadable(unreadable)
     if problem is not None:
         raise _too_large(max_bytes, max_parts)
     if created is None:
@@ -286,10 +300,13 @@ async def update_message(
         max_bytes,
         max_parts,
         float(edit_window),
+        referenced_attachments([*(patch.parts or ()), *(patch.append_parts or ())]),
     )
     if row is None:
         raise NotFound("message", message_id)
     problem = row["problem"]
+    if problem == "attachment":
+        raise _unreadable(row["attachment_id"])
     if problem == "complete":
         raise Conflict(f"message {message_id} is complete: it can no longer be streamed to")
     if problem == "too_large":

@@ -155,6 +155,11 @@ Metadata = JsonObject
 ThreadId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
+# The path a file is served at (README "Attachments"): a message `file` part whose url's path
+# ends in it followed by the file's id references that file.
+ATTACHMENT_PATH = "/v1/attachments/"
+
+
 class Row(BaseModel):
     """An output record: frozen, no extra fields, built from a database row by ``from_row``."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -15,7 +17,17 @@ from pydantic import (
     field_validator,
 )
 
-from dal.records.base import INPUT, NOT_NULL, ListPage, Metadata, Patch, Row, check_json, not_null
+from dal.records.base import (
+    ATTACHMENT_PATH,
+    INPUT,
+    NOT_NULL,
+    ListPage,
+    Metadata,
+    Patch,
+    Row,
+    check_json,
+    not_null,
+)
 
 Role = Literal["user", "assistant", "system", "tool"]
 MessageStatus = Literal["complete", "streaming"]
@@ -32,6 +44,46 @@ PART_FIELDS: dict[str, tuple[str, ...]] = {
     "step-start": (),
 }
 TOOL_FIELDS = ("toolCallId", "state")
+
+
+# The id at the end of a file part's url that references an attachment: a relative
+# "/v1/attachments/<id>" or an absolute URL whose path ends so (a query or fragment may follow).
+_ATTACHMENT_URL = re.compile(
+    re.escape(ATTACHMENT_PATH)
+    + r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    + r"(?:[?#].*)?\Z",
+    re.DOTALL,
+)
+
+
+def _file_reference(part: dict[str, JsonValue]) -> UUID | None:
+    """The attachment a `file` part references: its ``attachmentId``, or the id its ``url``
+    names; ValueError when they disagree or ``attachmentId`` is not an id."""
+    url = part.get("url")
+    found = _ATTACHMENT_URL.search(url) if isinstance(url, str) else None
+    by_url = UUID(found.group(1)) if found else None
+    given = part.get("attachmentId")
+    if given is None:
+        return by_url
+    try:
+        if not isinstance(given, str):
+            raise ValueError
+        by_id = UUID(given)
+    except ValueError:
+        raise ValueError("a file part's 'attachmentId' must be an attachment's id") from None
+    if by_url is not None and by_url != by_id:
+        raise ValueError("a file part's 'attachmentId' and 'url' name different attachments")
+    return by_id
+
+
+def referenced_attachments(parts: Sequence[Mapping[str, Any]]) -> list[UUID]:
+    """The attachments the `file` parts reference (README "Attachments"), distinct, sorted."""
+    found = {
+        ref
+        for part in parts
+        if part.get("type") == "file" and (ref := _file_reference(dict(part))) is not None
+    }
+    return sorted(found)
 
 
 def _check_part(part: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -51,6 +103,8 @@ def _check_part(part: dict[str, JsonValue]) -> dict[str, JsonValue]:
     for field in required:
         if not isinstance(part.get(field), str):
             raise ValueError(f"a {kind!r} part needs a string {field!r} field")
+    if kind == "file":
+        _file_reference(part)
     return part
 
 

@@ -43,8 +43,8 @@ SEED = 20261202
 
 # Statuses a route may answer to a request the document calls valid, beyond schemathesis'
 # defaults (2xx, 3xx, 401, 403, 404, 409, 429, 5xx; 5xx then fails not_a_server_error):
-# 412 is a stale If-Match, which no document can foresee.
-_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
+# 412 is a stale If-Match, 416 a Range past the end of a file, which no document can foresee.
+_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "412", "416", "429", "5xx"]
 # Constraints OpenAPI cannot state, so a request the document calls valid may still be 422:
 # a cursor is opaque (only one the API gave back is valid), and the message page takes
 # before or after, not both (parameters cannot exclude each other).
