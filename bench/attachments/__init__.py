@@ -29,6 +29,7 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
     "attachments_mib": (100, 16, "MiB of the large file (the small one is 1 MiB)"),
     "attachments_huge_mib": (1024, 256, "MiB of the upload and download whose memory is sampled"),
     "attachments_range_reads": (50, 20, "64 KiB range reads per contender per round"),
+    "attachments_thumbnails": (7, 3, "12-megapixel JPEGs uploaded for their thumbnails"),
 }
 PACKAGES = ("httpx", "pillow", "python-magic", "uvicorn", "starlette")
 

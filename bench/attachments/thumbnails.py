@@ -1,5 +1,6 @@
 """A thumbnail of a 12-megapixel JPEG: the first request (the server makes it), the second
-(it is stored), and Pillow alone in the benchmark process as the baseline.
+(it is stored), and Pillow alone in the benchmark process as the baseline; medians over
+``--attachments-thumbnails`` photos, after one more as a warm-up.
 
 The photo (``WIDTH`` x ``HEIGHT``) is made with Pillow: smooth colour fields (a small random
 image scaled up) with noise over them, saved at quality 90, so that it weighs what a camera's

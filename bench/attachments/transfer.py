@@ -581,7 +581,7 @@ async def _run(server: Server, url: str, fixture: Fixture, args: argparse.Namesp
             throughput.append(result)
         range_ms = await measure_range(mnemo, last, sizes[-1], args.attachments_range_reads)
         memory = await measure_memory(server, mnemo, content, args.attachments_huge_mib * MiB)
-        thumbs = await thumbnails.measure(mnemo, args.attachments_rounds)
+        thumbs = await thumbnails.measure(mnemo, args.attachments_thumbnails)
         return Outcome(throughput, memory, range_ms, thumbs)
     finally:
         await conn.close()
