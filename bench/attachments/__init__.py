@@ -18,6 +18,7 @@ show medians over ``--attachments-rounds`` rounds (big files: 5 would take too l
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,6 @@ class Outcome:
 
 def run(scratch_url: str, url: str, args: argparse.Namespace) -> Outcome:
     """Storage on the empty database at ``scratch_url``; HTTP on the migrated one at ``url``."""
-    import asyncio
-
     stored = asyncio.run(storage.run(scratch_url, args))
     return Outcome(stored, transfer.run(url, args))
 

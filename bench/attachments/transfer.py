@@ -39,6 +39,7 @@ import httpx
 import psutil
 
 from bench._report import log, table
+from bench.attachments import thumbnails
 from tests.support import free_port
 
 MiB = 1024 * 1024
@@ -433,7 +434,7 @@ class Outcome:
     throughput: list[Throughput]
     memory: list[Memory]
     range_ms: float  # 64 KiB from the middle of the large file over HTTP, median
-    thumbnails: Any  # bench.attachments.thumbnails.Result
+    thumbnail: thumbnails.Result
 
 
 # --- the part of the suite ----------------------------------------------------------------
@@ -564,8 +565,6 @@ async def measure_range(mnemo: Mnemo, attachment_id: str, size: int, reads: int)
 
 
 async def _run(server: Server, url: str, fixture: Fixture, args: argparse.Namespace) -> Outcome:
-    from bench.attachments import thumbnails
-
     sizes = (MiB, args.attachments_mib * MiB)
     content = Content(min(64 * MiB, args.attachments_mib * MiB))
     mnemo = Mnemo(server, fixture)
@@ -651,9 +650,7 @@ def render(outcome: Outcome) -> str:
     text += "\n\nthe server's memory (RSS, sampled every 20 ms):\n\n" + table(
         ("transfer", "MB/s", "idle", "peak", "peak - idle", "target", "result"), memory_rows
     )
-    from bench.attachments import thumbnails
-
-    text += "\n\n" + thumbnails.render(outcome.thumbnails)
+    text += "\n\n" + thumbnails.render(outcome.thumbnail)
     return (
         text + "\n\nMB/s = 10^6 bytes/s; server / client CPU: CPU time of the server process /"
         " of the benchmark process over the transfer's wall time (100% = one core)"
@@ -661,13 +658,11 @@ def render(outcome: Outcome) -> str:
 
 
 def as_json(outcome: Outcome) -> dict[str, Any]:
-    from bench.attachments import thumbnails
-
     return {
         "max_attachment_bytes": MAX_BYTES,
         "client": f"httpx {httpx.__version__} AsyncClient, {PIECE // MiB} MiB body pieces",
         "throughput": [r.as_json() for r in outcome.throughput],
         "range_64k_ms": round(outcome.range_ms, 3),
         "memory": [m.as_json() for m in outcome.memory],
-        "thumbnails": thumbnails.as_json(outcome.thumbnails),
+        "thumbnails": thumbnails.as_json(outcome.thumbnail),
     }
