@@ -1,7 +1,8 @@
 """Files through Mnemo's HTTP API, beside raw asyncpg moving the same bytes (the ceiling).
 
 A Mnemo server runs in a process of its own (``python -m bench.http.serve mnemo``, the uvicorn
-stack ``make run`` serves; ``APP_MAX_ATTACHMENT_BYTES`` raised to ``MAX_BYTES`` and the body
+stack ``make run`` serves; ``APP_MAX_ATTACHMENT_BYTES`` raised to ``MAX_BYTES`` (or the
+huge file's size) and the body
 and send deadlines to 10 minutes in its environment). The client is httpx's AsyncClient over
 loopback, streaming both ways: the upload body comes from an async generator of 1 MiB pieces
 (with a ``Content-Length``, as curl and browsers send it), the download is read with
@@ -71,12 +72,12 @@ class Server:
 
     module = ("-m", "bench.http.serve", "mnemo")
 
-    def __init__(self, url: str, pool_size: int) -> None:
+    def __init__(self, url: str, pool_size: int, max_bytes: int = MAX_BYTES) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
-            "APP_MAX_ATTACHMENT_BYTES": str(MAX_BYTES),
+            "APP_MAX_ATTACHMENT_BYTES": str(max_bytes),
             "APP_BODY_TIMEOUT": "600",
             "APP_SEND_TIMEOUT": "600",
         }
@@ -589,7 +590,7 @@ async def _run(server: Server, url: str, fixture: Fixture, args: argparse.Namesp
 
 def run(url: str, args: argparse.Namespace) -> Outcome:
     fixture = asyncio.run(make_fixture(url))
-    server = Server(url, args.pool_size)
+    server = Server(url, args.pool_size, max(MAX_BYTES, args.attachments_huge_mib * MiB))
     try:
         return asyncio.run(_run(server, url, fixture, args))
     finally:
