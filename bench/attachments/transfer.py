@@ -1,9 +1,8 @@
 """Files through Mnemo's HTTP API, beside raw asyncpg moving the same bytes (the ceiling).
 
 A Mnemo server runs in a process of its own (``python -m bench.http.serve mnemo``, the uvicorn
-stack ``make run`` serves; ``APP_MAX_ATTACHMENT_BYTES`` raised to ``MAX_BYTES`` (or the
-huge file's size) and the body
-and send deadlines to 10 minutes in its environment). The client is httpx's AsyncClient over
+stack ``make run`` serves), with ``APP_MAX_ATTACHMENT_BYTES`` raised to ``MAX_BYTES`` (or the
+huge file's size) and the body and send deadlines to 10 minutes in its environment. The client is httpx's AsyncClient over
 loopback, streaming both ways: the upload body comes from an async generator of 1 MiB pieces
 (with a ``Content-Length``, as curl and browsers send it), the download is read with
 ``aiter_bytes`` and only counted. Every upload is distinct content (a random pool of bytes with
