@@ -171,7 +171,8 @@ async def download_attachment(request: Request[AppState]) -> Response:
         return StreamingResponse(
             body(first, last), status_code=206, headers=headers, media_type=found.media_type
         )
-    body_of_ranges = files.multipart_byteranges(ranges, size, found.media_type)
+    boundary = files.byteranges_boundary()
+    body_of_ranges = files.multipart_byteranges(ranges, size, found.media_type, boundary)
     headers["Content-Length"] = str(body_of_ranges.content_length)
 
     async def many() -> AsyncIterator[bytes]:
@@ -181,7 +182,7 @@ async def download_attachment(request: Request[AppState]) -> Response:
                 yield piece
         yield body_of_ranges.closing
 
-    media_type = body_of_ranges.content_type
+    media_type = f"multipart/byteranges; boundary={boundary}"
     if head:
         return Response(status_code=206, headers=headers, media_type=media_type)
     return StreamingResponse(many(), status_code=206, headers=headers, media_type=media_type)

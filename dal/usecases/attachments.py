@@ -231,15 +231,16 @@ async def attachment_thumbnail(
     if found.source_size > MAX_THUMBNAIL_SOURCE_BYTES:
         refused = f"the image is over {MAX_THUMBNAIL_SOURCE_BYTES} bytes"
     else:
-        data = await read_attachment_bytes(pool, user_id=user_id, attachment_id=attachment_id)
+        # The image is read under the semaphore too: at most THUMBNAIL_RENDERS are in memory.
         async with _semaphore():
+            data = await read_attachment_bytes(pool, user_id=user_id, attachment_id=attachment_id)
             try:
                 made = await asyncio.to_thread(
                     media.make_thumbnail, data, max_side=THUMBNAIL_SIDE, max_pixels=max_pixels
                 )
             except media.ImageRefused as exc:
                 refused = str(exc)
-        del data
+            del data
     values: dict[str, Any] = {
         "source_type": found.source_type,
         "source_size": found.source_size,

@@ -196,8 +196,14 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         assert body["required"] is required, (path, method)
         ref = body["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{schema}"
+    # Files: the file itself (of any type) or a form with the field `file`, not JSON.
+    uploads = {("/v1/conversations/{conversation_id}/attachments", "post")}
+    for path, method in uploads:
+        body = doc["paths"][path][method]["requestBody"]
+        assert body["required"] is True
+        assert set(body["content"]) == {"application/octet-stream", "multipart/form-data"}
     with_body = {(path, method) for path, method, op in _doc_operations(doc) if "requestBody" in op}
-    assert with_body == set(bodies)
+    assert with_body == set(bodies) | uploads
 
 
 def test_openapi_documents_the_statuses_routes_really_return(doc: Json) -> None:
