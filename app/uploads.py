@@ -44,6 +44,12 @@ def too_large(max_bytes: int) -> HttpError:
     )
 
 
+def malformed(message: str) -> HttpError:
+    """400: the multipart/form-data body cannot be read as one (as malformed JSON is 400;
+    a well-formed form without a file is 422)."""
+    return HttpError(400, "malformed_multipart", message)
+
+
 def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -146,7 +152,7 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary or len(boundary) > 200:
-        raise InvalidInput("a multipart/form-data body needs a boundary (of at most 200 bytes)")
+        raise malformed("a multipart/form-data body needs a boundary (of at most 200 bytes)")
     parts = _Parts()
     callbacks = {
         name: getattr(parts, name)
@@ -173,7 +179,7 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
-            raise InvalidInput(f"the multipart/form-data body is malformed: {exc}") from None
+            raise malformed(f"the multipart/form-data body is malformed: {exc}") from None
         if parts.other_bytes > MULTIPART_OVERHEAD:
             raise HttpError(
                 413,
@@ -186,6 +192,8 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
         feed(chunk)
         if parts.file_seen or parts.ended:
             break
+    if not parts.file_seen and not parts.ended:
+        raise malformed("the multipart/form-data body ended before its closing boundary")
     if not parts.file_seen:
         raise InvalidInput("the multipart/form-data body holds no file (send it as field 'file')")
 
@@ -197,6 +205,6 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
             for piece in parts.take():
                 yield piece
         if not parts.ended or not parts.file_done:
-            raise InvalidInput("the multipart/form-data body ended before its closing boundary")
+            raise malformed("the multipart/form-data body ended before its closing boundary")
 
     return Upload(parts.name, parts.declared, content())

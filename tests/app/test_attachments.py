@@ -1,0 +1,594 @@
+"""Attachments over HTTP (README "Attachments"): uploads raw and multipart (deduplicated,
+refused when malformed, too large or over the quota, leaving nothing behind), byte-exact
+downloads with Range, ETag and If-None-Match, the headers that keep a file from running as a
+page, who may read a file, thumbnails, the lists of a conversation's and a message's files,
+and ``mnemo attachments gc``. Tests that need real sockets (a slow body, a client gone
+mid-upload, a large file streamed both ways) run the app behind a real uvicorn."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import io
+import json
+import random
+import socket
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import psycopg
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from app import create_app
+from dal.gateways.attachments import CHUNK_SIZE
+from dal.settings import Settings
+from tests.app.conftest import (
+    MISSING_ID,
+    Caller,
+    Json,
+    append,
+    assert_error,
+    auth,
+    make_conversation,
+    make_user,
+    messages_url,
+    text_part,
+)
+from tests.app.serving import serving
+from tests.test_cli import mnemo
+
+BOUND = 15.0  # seconds within which what a real server does must have happened
+
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>\n"
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b"<script>alert(1)</script></svg>\n"
+)
+# The name of a raw upload, as RFC 8187 encodes it: 报告.pdf
+REPORT_NAME = "报告.pdf"
+REPORT_DISPOSITION = "attachment; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def sql(settings: Settings, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Ad-hoc SQL on the test's database (to see what is really stored)."""
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        cursor = conn.execute(statement, args)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+def stored(settings: Settings) -> tuple[int, int, int]:
+    """Rows of attachments, rows of chunks, and the bytes of every user's usage."""
+    [row] = sql(
+        settings,
+        "SELECT (SELECT count(*) FROM attachments), (SELECT count(*) FROM attachment_chunks),"
+        " (SELECT coalesce(sum(bytes), 0) FROM attachment_usage)",
+    )
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def uploads_url(conversation_id: str) -> str:
+    return f"/v1/conversations/{conversation_id}/attachments"
+
+
+def disposition(name: str) -> str:
+    return "attachment; filename*=UTF-8''" + quote(name, safe="")
+
+
+def upload(
+    client: httpx.Client,
+    caller: Caller,
+    conversation_id: str,
+    data: bytes,
+    *,
+    name: str = "file.bin",
+    content_type: str = "application/octet-stream",
+    status: int = 201,
+) -> Json:
+    """A raw upload (the body is the file); ``status`` expected; the attachment."""
+    response = client.post(
+        uploads_url(conversation_id),
+        content=data,
+        headers={
+            **caller.headers,
+            "Content-Type": content_type,
+            "Content-Disposition": disposition(name),
+        },
+    )
+    assert response.status_code == status, response.text
+    found: Json = response.json()
+    return found
+
+
+def file_url(attachment: Json) -> str:
+    return f"/v1/attachments/{attachment['id']}"
+
+
+def file_part(attachment: Json, **extra: Any) -> Json:
+    return {
+        "type": "file",
+        "mediaType": attachment["media_type"],
+        "url": attachment["url"],
+        **extra,
+    }
+
+
+def send(client: TestClient, caller: Caller, conversation_id: str, *files: Json) -> Json:
+    """A message of ``caller``'s whose file parts reference ``files``."""
+    parts = [text_part("see attached"), *(file_part(f) for f in files)]
+    return append(client, caller, conversation_id, parts=parts)
+
+
+def add_member(client: TestClient, owner: Caller, conversation_id: str, member: Caller) -> None:
+    added = client.post(
+        f"/v1/conversations/{conversation_id}/members",
+        json={"user_id": member.id},
+        headers=owner.headers,
+    )
+    assert added.status_code == 201, added.text
+
+
+def image(kind: str, size: tuple[int, int] = (640, 480)) -> bytes:
+    """An image of Pillow's format ``kind`` (JPEG, PNG, WEBP, GIF) with some detail."""
+    picture = Image.new("RGB", size, "navy")
+    for x in range(0, size[0], 16):
+        picture.paste((x % 256, 128, 255 - x % 256), (x, 0, x + 8, size[1]))
+    buffer = io.BytesIO()
+    picture.save(buffer, kind)
+    return buffer.getvalue()
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def multipart(boundary: str, *parts: tuple[str, bytes], closed: bool = True) -> bytes:
+    """A multipart/form-data body of ``(part headers, content)`` parts, by hand (to send
+    what no client library would: no file, no closing boundary)."""
+    body = b"".join(
+        f"--{boundary}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+        for headers, content in parts
+    )
+    return body + (f"--{boundary}--\r\n".encode() if closed else b"")
+
+
+def form_headers(caller: Caller, boundary: str) -> dict[str, str]:
+    return {**caller.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.fixture
+def chat(client: TestClient, alice: Caller) -> str:
+    """A conversation of alice's: its id."""
+    return str(make_conversation(client, alice, title="files")["id"])
+
+
+@pytest.fixture
+def limited(settings: Settings) -> Settings:
+    """Settings with small limits: 100 KB a file, 250 KB of files a user, 1 MP an image."""
+    return settings.model_copy(
+        update={
+            "app_max_attachment_bytes": 100_000,
+            "app_attachment_quota_bytes": 250_000,
+            "app_max_image_pixels": 1_000_000,
+        }
+    )
+
+
+@pytest.fixture
+def small(limited: Settings) -> Iterator[TestClient]:
+    """The app with ``limited`` settings."""
+    with TestClient(create_app(limited)) as client:
+        yield client
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+def test_raw_upload_answers_201_with_location_and_the_attachment(
+    client: TestClient, settings: Settings, alice: Caller, chat: str
+) -> None:
+    response = client.post(
+        uploads_url(chat),
+        content=PDF,
+        headers={
+            **alice.headers,
+            "Content-Type": "application/pdf",
+            "Content-Disposition": REPORT_DISPOSITION,
+        },
+    )
+    assert response.status_code == 201, response.text
+    found = response.json()
+    assert set(found) == {
+        "id",
+        "user_id",
+        "name",
+        "media_type",
+        "declared_type",
+        "type_mismatch",
+        "size",
+        "sha256",
+        "created_at",
+        "url",
+    }
+    assert found["name"] == REPORT_NAME
+    assert (found["media_type"], found["declared_type"], found["type_mismatch"]) == (
+        "application/pdf",
+        "application/pdf",
+        False,
+    )
+    assert (found["size"], found["sha256"], found["user_id"]) == (len(PDF), sha(PDF), alice.id)
+    assert found["url"] == f"/v1/attachments/{found['id']}"
+    assert response.headers["location"] == found["url"]
+    assert stored(settings) == (1, 1, len(PDF))
+
+    # The same bytes again, as a form this time: the same attachment, 200, nothing new kept.
+    again = client.post(
+        uploads_url(chat),
+        files={"file": ("copy.pdf", PDF, "application/pdf")},
+        headers=alice.headers,
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == found  # the first upload's name and all
+    assert stored(settings) == (1, 1, len(PDF))
+
+
+def test_raw_upload_takes_its_name_from_filename_or_the_query(
+    client: TestClient, alice: Caller, chat: str
+) -> None:
+    plain = client.post(
+        uploads_url(chat),
+        content=b"one",
+        headers={
+            **alice.headers,
+            "Content-Type": "text/plain",
+            "Content-Disposition": 'attachment; filename="../../etc/notes \\"1\\".txt"',
+        },
+    )
+    assert plain.status_code == 201, plain.text
+    assert plain.json()["name"] == 'notes "1".txt'  # the last path component only
+    queried = client.post(
+        uploads_url(chat) + "?filename=todo.md",
+        content=b"two",
+        headers={**alice.headers, "Content-Type": "text/markdown"},
+    )
+    assert queried.status_code == 201, queried.text
+    assert queried.json()["name"] == "todo.md"
+    assert queried.json()["media_type"] == "text/markdown"  # text/plain refined by the declared
+    nameless = upload(client, alice, chat, b"three", name="")
+    assert nameless["name"] == "file"
+
+
+def test_multipart_upload_answers_201(client: TestClient, alice: Caller, chat: str) -> None:
+    data = random_bytes(CHUNK_SIZE + 10)
+    response = client.post(
+        uploads_url(chat),
+        data={"caption": "before the file"},
+        files={"file": ("données.bin", data, "application/x-thing")},
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    found = response.json()
+    assert (found["name"], found["size"], found["sha256"]) == ("données.bin", len(data), sha(data))
+    assert found["declared_type"] == "application/x-thing"
+    back = client.get(file_url(found), headers=alice.headers)
+    assert back.status_code == 200 and back.content == data
+
+
+def test_upload_without_a_content_type_is_415_and_stores_nothing(
+    client: TestClient, settings: Settings, alice: Caller, chat: str
+) -> None:
+    response = client.post(uploads_url(chat), content=b"bytes", headers=alice.headers)
+    assert "content-type" not in response.request.headers
+    assert_error(response, 415, "unsupported_media_type")
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_multipart_without_a_file_is_422(
+    client: TestClient, settings: Settings, alice: Caller, chat: str
+) -> None:
+    body = multipart("xyz", ('Content-Disposition: form-data; name="caption"', b"no file here"))
+    response = client.post(uploads_url(chat), content=body, headers=form_headers(alice, "xyz"))
+    assert_error(response, 422)
+    assert "file" in response.json()["error"]["message"]
+    assert stored(settings) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--x\r\n"),  # no boundary
+        ("multipart/form-data; boundary=x", b"not a form at all"),
+        ("multipart/form-data; boundary=x", b"--y\r\nContent-Disposition: form-data\r\n\r\n"),
+    ],
+    ids=["no boundary", "garbage", "another boundary"],
+)
+def test_malformed_multipart_is_400_and_stores_nothing(
+    client: TestClient,
+    settings: Settings,
+    alice: Caller,
+    chat: str,
+    content_type: str,
+    body: bytes,
+) -> None:
+    response = client.post(
+        uploads_url(chat), content=body, headers={**alice.headers, "Content-Type": content_type}
+    )
+    assert_error(response, 400, "malformed_multipart")
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_truncated_multipart_is_400_and_stores_nothing(
+    client: TestClient, settings: Settings, alice: Caller, chat: str
+) -> None:
+    """The file's bytes arrive (over two chunks: some are stored on the way), but the form
+    never ends: the upload is dropped."""
+    head = 'Content-Disposition: form-data; name="file"; filename="cut.bin"'
+    body = multipart("b0undary", (head, random_bytes(3 * CHUNK_SIZE)), closed=False)
+    body = body[: -len(b"\r\n")]  # not even the line break before a next boundary
+    response = client.post(uploads_url(chat), content=body, headers=form_headers(alice, "b0undary"))
+    assert_error(response, 400, "malformed_multipart")
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_upload_into_a_missing_conversation_is_404(
+    client: TestClient, settings: Settings, alice: Caller
+) -> None:
+    assert_error(
+        client.post(
+            uploads_url(MISSING_ID),
+            content=b"x",
+            headers={**alice.headers, "Content-Type": "text/plain"},
+        ),
+        404,
+        "not_found",
+    )
+    assert stored(settings) == (0, 0, 0)
+
+
+# --- round trips -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 1000, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1], ids=lambda n: f"{n}B"
+)
+def test_bytes_come_back_exactly(client: TestClient, alice: Caller, chat: str, size: int) -> None:
+    data = random_bytes(size, seed=size)
+    found = upload(client, alice, chat, data)
+    assert (found["size"], found["sha256"]) == (size, sha(data))
+    response = client.get(file_url(found), headers=alice.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-length"] == str(size)
+    assert response.headers["etag"] == f'"{sha(data)}"'
+    assert response.headers["accept-ranges"] == "bytes"
+    assert sha(response.content) == sha(data)
+
+
+def _generated(size: int, piece: int = 64 * 1024, seed: int = 1) -> Iterator[bytes]:
+    """``size`` pseudo-random bytes, made as they are sent."""
+    generator = random.Random(seed)
+    for start in range(0, size, piece):
+        yield generator.randbytes(min(piece, size - start))
+
+
+def test_a_large_file_streams_both_ways_byte_exact(settings: Settings) -> None:
+    """About 20 MiB, sent chunked as it is made and read back as it arrives, on a real
+    server: neither side ever holds it whole."""
+    size = 20 * CHUNK_SIZE + 12_345
+    expected = hashlib.sha256()
+    for piece in _generated(size):
+        expected.update(piece)
+    with serving(settings) as base, httpx.Client(base_url=base, timeout=120) as http:
+        me = Caller(*make_user(http, "big"))
+        chat = http.post("/v1/conversations", json={}, headers=me.headers).json()["id"]
+        response = http.post(
+            uploads_url(chat),
+            content=_generated(size),
+            headers={**me.headers, "Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 201, response.text
+        assert response.request.headers.get("transfer-encoding") == "chunked"
+        found = response.json()
+        assert (found["size"], found["sha256"]) == (size, expected.hexdigest())
+        got = hashlib.sha256()
+        received = 0
+        with http.stream("GET", file_url(found), headers=me.headers) as download:
+            assert download.status_code == 200
+            assert download.headers["content-length"] == str(size)
+            for piece in download.iter_raw():
+                got.update(piece)
+                received += len(piece)
+        assert received == size and got.hexdigest() == expected.hexdigest()
+
+
+# --- ranges, conditions, HEAD ----------------------------------------------------------------
+
+
+@pytest.fixture
+def big(client: TestClient, alice: Caller, chat: str) -> tuple[Json, bytes]:
+    """A file of three chunks and a bit, and its bytes."""
+    data = random_bytes(3 * CHUNK_SIZE + 17, seed=3)
+    return upload(client, alice, chat, data, name="big.bin"), data
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-99", 0, 99),
+        ("bytes=-10", 3 * CHUNK_SIZE + 7, 3 * CHUNK_SIZE + 16),
+        (f"bytes={CHUNK_SIZE - 10}-{2 * CHUNK_SIZE + 9}", CHUNK_SIZE - 10, 2 * CHUNK_SIZE + 9),
+        (f"bytes={2 * CHUNK_SIZE + 5}-", 2 * CHUNK_SIZE + 5, 3 * CHUNK_SIZE + 16),
+        ("bytes=5-99999999999", 5, 3 * CHUNK_SIZE + 16),
+        ("bytes=-99999999", 0, 3 * CHUNK_SIZE + 16),
+    ],
+    ids=["first bytes", "suffix", "across chunks", "open-ended", "past the end", "long suffix"],
+)
+def test_a_range_answers_206_with_those_bytes(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes], header: str, first: int, last: int
+) -> None:
+    found, data = big
+    response = client.get(file_url(found), headers={**alice.headers, "Range": header})
+    assert response.status_code == 206, response.text
+    assert response.headers["content-range"] == f"bytes {first}-{last}/{len(data)}"
+    assert response.headers["content-length"] == str(last - first + 1)
+    assert response.headers["etag"] == f'"{found["sha256"]}"'
+    assert response.content == data[first : last + 1]
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=99999999-", "bytes=-0", f"bytes={3 * CHUNK_SIZE + 17}-{4 * CHUNK_SIZE}"]
+)
+def test_a_range_past_the_end_is_416_with_the_size(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes], header: str
+) -> None:
+    found, data = big
+    response = client.get(file_url(found), headers={**alice.headers, "Range": header})
+    assert_error(response, 416, "range_not_satisfiable")
+    assert response.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_a_range_not_understood_serves_the_whole_file(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes]
+) -> None:
+    found, data = big
+    for header in ["items=0-1", "bytes=5-2", "bytes=abc", "bytes=0-10,5-20"]:
+        response = client.get(file_url(found), headers={**alice.headers, "Range": header})
+        assert response.status_code == 200, header
+        assert "content-range" not in response.headers
+        assert response.content == data
+
+
+def _byteranges(response: httpx.Response) -> list[tuple[str, str, bytes]]:
+    """The parts of a multipart/byteranges body: (Content-Type, Content-Range, bytes)."""
+    head = f"Content-Type: {response.headers['content-type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + response.content)
+    assert message.is_multipart()
+    return [
+        (part["Content-Type"], part["Content-Range"], part.get_payload(decode=True))
+        for part in message.iter_parts()
+    ]
+
+
+def test_several_ranges_answer_multipart_byteranges(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes]
+) -> None:
+    found, data = big
+    size = len(data)
+    asked = [(0, 9), (CHUNK_SIZE - 5, CHUNK_SIZE + 4), (size - 3, size - 1)]
+    header = f"bytes=0-9, {CHUNK_SIZE - 5}-{CHUNK_SIZE + 4},-3"
+    response = client.get(file_url(found), headers={**alice.headers, "Range": header})
+    assert response.status_code == 206, response.text
+    assert response.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert "content-range" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
+    parts = _byteranges(response)
+    assert [(kind, got_range) for kind, got_range, _ in parts] == [
+        ("application/octet-stream", f"bytes {first}-{last}/{size}") for first, last in asked
+    ]
+    assert [payload for _, _, payload in parts] == [data[a : b + 1] for a, b in asked]
+    # HEAD: the same length, no body.
+    head = client.head(file_url(found), headers={**alice.headers, "Range": header})
+    assert head.status_code == 206 and head.content == b""
+    assert head.headers["content-length"] == response.headers["content-length"]
+
+
+def test_if_range_with_another_etag_serves_the_whole_file(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes]
+) -> None:
+    found, data = big
+    etag = f'"{found["sha256"]}"'
+    for if_range, status in [('"0123"', 200), (f"W/{etag}", 200), (etag, 206)]:
+        response = client.get(
+            file_url(found), headers={**alice.headers, "Range": "bytes=0-9", "If-Range": if_range}
+        )
+        assert response.status_code == status, if_range
+        assert response.content == (data if status == 200 else data[:10])
+
+
+def test_head_answers_the_headers_without_the_body(
+    client: TestClient, alice: Caller, big: tuple[Json, bytes]
+) -> None:
+    found, data = big
+    get = client.get(file_url(found), headers=alice.headers)
+    head = client.head(file_url(found), headers=alice.headers)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(data))
+    for name in ("content-type", "etag", "content-disposition", "x-content-type-options"):
+        assert head.headers[name] == get.headers[name], name
+    ranged = client.head(file_url(found), headers={**alice.headers, "Range": "bytes=10-19"})
+    assert ranged.status_code == 206 and ranged.content == b""
+    assert ranged.headers["content-length"] == "10"
+    assert ranged.headers["content-range"] == f"bytes 10-19/{len(data)}"
+
+
+def test_if_none_match_with_the_etag_is_304(client: TestClient, alice: Caller, chat: str) -> None:
+    found = upload(client, alice, chat, b"cached bytes", content_type="text/plain")
+    etag = f'"{found["sha256"]}"'
+    for held in [etag, f"W/{etag}", f'"other", {etag}', f'W/"x",W/{etag}', "*"]:
+        response = client.get(file_url(found), headers={**alice.headers, "If-None-Match": held})
+        assert response.status_code == 304, held
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+    for held in ['"other"', f'"{found["sha256"][:-1]}"', ""]:
+        response = client.get(file_url(found), headers={**alice.headers, "If-None-Match": held})
+        assert response.status_code == 200, held
+        assert response.content == b"cached bytes"
+
+
+# --- what a browser may do with a file --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "served"),
+    [
+        (HTML, "image/png", "text/html"),
+        (HTML, "text/plain", "text/html"),
+        (SVG, "image/svg+xml", "image/svg+xml"),
+    ],
+    ids=["html as png", "html as text", "svg"],
+)
+def test_active_content_is_served_as_what_it_is_and_only_downloaded(
+    client: TestClient, alice: Caller, chat: str, data: bytes, declared: str, served: str
+) -> None:
+    found = upload(client, alice, chat, data, name="pic.png", content_type=declared)
+    assert found["media_type"] == served
+    assert found["type_mismatch"] is (declared != served)
+    response = client.get(file_url(found), headers=alice.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] == served
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.content == data
+
+
+def test_a_png_is_shown_inline_and_a_name_goes_back_as_rfc_6266_says(
+    client: TestClient, alice: Caller, chat: str
+) -> None:
+    found = upload(client, alice, chat, image("PNG"), name="报告 ✓.png", content_type="image/png")
+    response = client.get(file_url(found), headers=alice.headers)
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == (
+        "inline; filename=\"__ _.png\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%E2%9C%93.png"
+    )
+    assert response.headers["x-content-type-options"] == "nosniff"
+    report = upload(client, alice, chat, PDF, name=REPORT_NAME, content_type="application/pdf")
+    response = client.get(file_url(report), headers=alice.headers)
+    assert response.headers["content-disposition"] == (
+        "inline; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf"
+    )
