@@ -23,12 +23,13 @@ from app.endpoints import (
     limit_param,
     upload_type,
 )
-from app.errors import error_response
+from app.errors import domain_error, error_response
 from app.responses import record_response
 from app.state import AppState
 from app.uploads import open_upload
 from dal import media
 from dal.cursors import MAX_PAGE_SIZE
+from dal.errors import DomainError
 from dal.gateways import attachments as gateway
 from dal.records.attachments import (
     Attachment,
@@ -83,17 +84,25 @@ async def upload_attachment(request: Request[AppState]) -> Response:
     me = caller(request)
     settings = request.state["settings"]
     limit = settings.app_max_attachment_bytes
-    upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
-    uploaded = await attachments.upload_attachment(
-        request.state["pool"],
-        user_id=me.id,
-        conversation_id=request.path_params["conversation_id"],
-        name=media.safe_filename(upload.name),
-        declared_type=upload.declared_type,
-        content=upload.content,
-        max_bytes=limit,
-        quota=settings.app_attachment_quota_bytes,
-    )
+    try:
+        upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
+        uploaded = await attachments.upload_attachment(
+            request.state["pool"],
+            user_id=me.id,
+            conversation_id=request.path_params["conversation_id"],
+            name=media.safe_filename(upload.name),
+            declared_type=upload.declared_type,
+            content=upload.content,
+            max_bytes=limit,
+            quota=settings.app_attachment_quota_bytes,
+        )
+    except DomainError as exc:
+        # The rest of the body may still be on its way (a file past the limit, a conversation
+        # not found before a byte was read): the answer closes the connection, or the server
+        # would read all of it, up to APP_BODY_TIMEOUT, to keep the connection alive.
+        refused = await domain_error(request, exc)
+        refused.headers["Connection"] = "close"
+        return refused
     found = uploaded.attachment
     return record_response(found, 201 if uploaded.created else 200, headers={"Location": found.url})
 

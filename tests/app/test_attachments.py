@@ -592,3 +592,173 @@ def test_a_png_is_shown_inline_and_a_name_goes_back_as_rfc_6266_says(
     assert response.headers["content-disposition"] == (
         "inline; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf"
     )
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def _pieces(size: int, piece: int = 10_000) -> Iterator[bytes]:
+    for start in range(0, size, piece):
+        yield random_bytes(min(piece, size - start), seed=start)
+
+
+def test_a_declared_length_over_the_limit_is_413(
+    small: TestClient, limited: Settings, alice: Caller
+) -> None:
+    chat = make_conversation(small, alice)["id"]
+    data = random_bytes(100_001)
+    response = small.post(
+        uploads_url(chat), content=data, headers={**alice.headers, "Content-Type": "image/png"}
+    )
+    assert_error(response, 413, "attachment_too_large")
+    assert response.headers["connection"] == "close"
+    form = small.post(
+        uploads_url(chat),
+        files={"file": ("big.bin", random_bytes(200_000), "application/octet-stream")},
+        headers=alice.headers,
+    )
+    assert_error(form, 413, "attachment_too_large")
+    assert stored(limited) == (0, 0, 0)
+    # At the limit exactly: taken.
+    upload(small, alice, chat, data[:100_000])
+
+
+def test_a_chunked_body_past_the_limit_is_413_and_stores_nothing(
+    small: TestClient, limited: Settings, alice: Caller
+) -> None:
+    chat = make_conversation(small, alice)["id"]
+    response = small.post(
+        uploads_url(chat),
+        content=_pieces(150_000),
+        headers={**alice.headers, "Content-Type": "application/octet-stream"},
+    )
+    assert "content-length" not in response.request.headers
+    assert_error(response, 413, "attachment_too_large")
+    # A form whose file passes the limit, though the form's length is not declared either.
+    boundary = "limit"
+    head = 'Content-Disposition: form-data; name="file"; filename="big.bin"'
+    body = multipart(boundary, (head, random_bytes(100_001)))
+    form = small.post(
+        uploads_url(chat),
+        content=iter([body[:50_000], body[50_000:]]),
+        headers=form_headers(alice, boundary),
+    )
+    assert "content-length" not in form.request.headers
+    assert_error(form, 413, "attachment_too_large")
+    assert stored(limited) == (0, 0, 0)
+
+
+def test_the_quota_refuses_what_would_pass_it_and_keeps_nothing_of_it(
+    settings: Settings, alice: Caller
+) -> None:
+    quota = settings.model_copy(
+        update={
+            "app_max_attachment_bytes": 3 * CHUNK_SIZE,
+            "app_attachment_quota_bytes": 5 * CHUNK_SIZE,
+        }
+    )
+    with TestClient(create_app(quota)) as client:
+        chat = make_conversation(client, alice)["id"]
+        first = upload(client, alice, chat, random_bytes(3 * CHUNK_SIZE, seed=1))
+        assert stored(quota) == (1, 3, 3 * CHUNK_SIZE)
+        # Two chunks fit, the third does not: the two are dropped with the rest.
+        response = client.post(
+            uploads_url(chat),
+            content=random_bytes(CHUNK_SIZE * 5 // 2, seed=2),
+            headers={**alice.headers, "Content-Type": "application/octet-stream"},
+        )
+        error = assert_error(response, 413, "quota_exceeded")
+        assert "APP_ATTACHMENT_QUOTA_BYTES" in error["message"]
+        assert stored(quota) == (1, 3, 3 * CHUNK_SIZE)
+        # What fits still fits; the quota is per user.
+        upload(client, alice, chat, random_bytes(2 * CHUNK_SIZE, seed=3))
+        bob = Caller(*make_user(client, "bob"))
+        other = make_conversation(client, bob)["id"]
+        upload(client, bob, other, random_bytes(3 * CHUNK_SIZE, seed=1))
+        assert stored(quota) == (3, 8, 8 * CHUNK_SIZE)
+        assert client.get(file_url(first), headers=alice.headers).status_code == 200
+
+
+def connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=BOUND)
+
+
+def upload_head(conversation_id: str, caller: Caller, length: int | None) -> bytes:
+    """The head of a raw upload: with a Content-Length, or chunked (``length`` None)."""
+    framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return (
+        f"POST {uploads_url(conversation_id)} HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: {caller.headers['Authorization']}\r\n"
+        f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def _served(settings: Settings, http_parser: str, **limits: Any) -> Settings:
+    return settings.model_copy(update={"app_http": http_parser, "db_min_connections": 0, **limits})
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_a_slow_body_past_the_limit_is_refused_before_it_ends(
+    settings: Settings, http_parser: str, declared: bool
+) -> None:
+    """8 MiB sent 16 KiB at a time against a limit of 100 kB: the 413 comes once the limit
+    is passed (declared: before any of the body), and the server closes the connection
+    rather than read the rest."""
+    served = _served(settings, http_parser, app_max_attachment_bytes=100_000)
+    total, piece = 8 * 1024 * 1024, b"s" * 16 * 1024
+    with serving(served) as base, httpx.Client(base_url=base) as http:
+        me = Caller(*make_user(http, "slow"))
+        chat = http.post("/v1/conversations", json={}, headers=me.headers).json()["id"]
+        with connect(base) as sock:
+            sock.sendall(upload_head(chat, me, total if declared else None))
+            answer, answered_at, sent = b"", None, 0
+            if declared:  # the answer comes without a byte of the body
+                sock.settimeout(BOUND)
+                answer, answered_at = sock.recv(65536), 0
+            sock.settimeout(0.02)
+            started = time.monotonic()
+            while sent < total and time.monotonic() - started < 4 * BOUND:
+                try:
+                    sock.sendall(piece if declared else b"4000\r\n" + piece + b"\r\n")
+                    sent += len(piece)
+                    more = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if not more:
+                    break  # closed by the server
+                answer += more
+                answered_at = sent if answered_at is None else answered_at
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
+    assert b"attachment_too_large" in answer
+    assert answered_at is not None and answered_at < 1024 * 1024, answered_at
+    assert sent < total / 2, f"the server read {sent} bytes of the body after its 413"
+    assert b"connection: close" in answer.lower()
+    assert stored(served) == (0, 0, 0)
+
+
+def _until(condition: Any, what: str, bound: float = BOUND) -> None:
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_a_client_gone_mid_upload_leaves_nothing(settings: Settings, http_parser: str) -> None:
+    served = _served(settings, http_parser)
+    with serving(served) as base, httpx.Client(base_url=base) as http:
+        me = Caller(*make_user(http, "gone"))
+        chat = http.post("/v1/conversations", json={}, headers=me.headers).json()["id"]
+        with connect(base) as sock:
+            sock.sendall(upload_head(chat, me, 20 * CHUNK_SIZE))
+            sock.sendall(random_bytes(3 * CHUNK_SIZE + 5))
+            # Chunks are stored as they come: the upload is under way.
+            _until(lambda: stored(served)[1] >= 2, "no chunk stored")
+            assert stored(served)[0] == 1
+        _until(lambda: stored(served) == (0, 0, 0), f"left behind: {stored(served)}")
+        # The server still serves, and the user may upload again.
+        upload(http, me, chat, b"after")
