@@ -15,8 +15,7 @@ import json
 import random
 import socket
 import time
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +34,6 @@ from tests.app.conftest import (
     Json,
     append,
     assert_error,
-    auth,
     make_conversation,
     make_user,
     messages_url,
@@ -762,3 +760,302 @@ def test_a_client_gone_mid_upload_leaves_nothing(settings: Settings, http_parser
         _until(lambda: stored(served) == (0, 0, 0), f"left behind: {stored(served)}")
         # The server still serves, and the user may upload again.
         upload(http, me, chat, b"after")
+
+
+# --- who may read a file ---------------------------------------------------------------------
+
+
+def thumbnail_url(attachment: Json) -> str:
+    return f"/v1/attachments/{attachment['id']}/thumbnail"
+
+
+def readable(client: TestClient, caller: Caller, attachment: Json) -> tuple[int, int, int]:
+    """The statuses of the file, its HEAD and its thumbnail, for ``caller``."""
+    return (
+        client.get(file_url(attachment), headers=caller.headers).status_code,
+        client.head(file_url(attachment), headers=caller.headers).status_code,
+        client.get(thumbnail_url(attachment), headers=caller.headers).status_code,
+    )
+
+
+def test_another_user_finds_nothing(
+    client: TestClient, alice: Caller, bob: Caller, chat: str
+) -> None:
+    found = upload(client, alice, chat, image("PNG"), content_type="image/png")
+    assert readable(client, alice, found) == (200, 200, 200)
+    assert readable(client, bob, found) == (404, 404, 404)
+    assert_error(client.get(file_url(found), headers=bob.headers), 404, "not_found")
+    assert_error(client.get(f"/v1/attachments/{MISSING_ID}", headers=alice.headers), 404)
+    # Into a conversation of someone else's: as if it did not exist.
+    assert_error(
+        client.post(
+            uploads_url(chat), content=b"x", headers={**bob.headers, "Content-Type": "text/plain"}
+        ),
+        404,
+        "not_found",
+    )
+
+
+def test_members_read_the_files_its_messages_reference_while_they_are_members(
+    client: TestClient, alice: Caller, bob: Caller, chat: str
+) -> None:
+    carol = Caller(*make_user(client, "carol"))
+    for member in (bob, carol):
+        add_member(client, alice, chat, member)
+    found = upload(client, alice, chat, image("JPEG"), content_type="image/jpeg")
+    unsent = upload(client, alice, chat, b"never sent", content_type="text/plain")
+    assert readable(client, bob, found) == (404, 404, 404)  # uploaded, not yet sent
+    send(client, alice, chat, found)
+    assert readable(client, bob, found) == (200, 200, 200)
+    assert client.get(file_url(found), headers=bob.headers).content == image("JPEG")
+    assert client.get(file_url(unsent), headers=bob.headers).status_code == 404
+    # Bob's own upload, never sent: his alone, even in the conversation's owner's eyes.
+    his = upload(client, bob, chat, image("GIF"), content_type="image/gif")
+    assert readable(client, bob, his) == (200, 200, 200)
+    assert readable(client, alice, his) == (404, 404, 404)
+    # Bob leaves (removed by the owner): no longer his to read; carol still reads it.
+    removed = client.delete(f"/v1/conversations/{chat}/members/{bob.id}", headers=alice.headers)
+    assert removed.status_code == 204, removed.text
+    assert readable(client, bob, found) == (404, 404, 404)
+    assert readable(client, carol, found) == (200, 200, 200)
+
+
+def test_a_message_may_reference_only_a_file_its_sender_may_read(
+    client: TestClient, settings: Settings, alice: Caller, bob: Caller, chat: str
+) -> None:
+    found = upload(client, alice, chat, b"alice's", content_type="text/plain")
+    bobs_chat = make_conversation(client, bob)["id"]
+    add_member(client, bob, bobs_chat, alice)
+    messages_before = sql(settings, "SELECT count(*) FROM messages")[0][0]
+    for part in [
+        file_part(found),
+        file_part(found, url=f"https://mnemo.example/v1/attachments/{found['id']}?x=1"),
+        {"type": "file", "mediaType": "text/plain", "url": "x:", "attachmentId": found["id"]},
+        file_part({**found, "id": MISSING_ID, "url": f"/v1/attachments/{MISSING_ID}"}),
+    ]:
+        response = client.post(
+            messages_url(bobs_chat),
+            json={"role": "user", "parts": [text_part("mine now"), part]},
+            headers=bob.headers,
+        )
+        error = assert_error(response, 404, "not_found")
+        assert "attachment" in error["message"]
+        # Nor by an edit of his own message.
+        own = append(client, bob, bobs_chat, "plain")
+        edited = client.patch(
+            f"{messages_url(bobs_chat)}/{own['id']}",
+            json={"parts": [text_part("edited"), part]},
+            headers=bob.headers,
+        )
+        assert_error(edited, 404, "not_found")
+        sql(settings, "DELETE FROM messages WHERE id = %s", own["id"])
+    assert sql(settings, "SELECT count(*) FROM messages")[0][0] == messages_before
+    assert sql(settings, "SELECT count(*) FROM message_attachments")[0][0] == 0
+    # Alice may: she sends it into bob's conversation, where bob then reads it (and may
+    # pass it on: he reads it now).
+    send(client, alice, bobs_chat, found)
+    assert client.get(file_url(found), headers=bob.headers).status_code == 200
+    send(client, bob, bobs_chat, found)
+
+
+def test_a_role_without_the_right_is_refused(
+    client: TestClient, settings: Settings, alice: Caller, bob: Caller, chat: str
+) -> None:
+    """The checks read conversation_rights: a member without 'append' uploads nothing (403),
+    one without 'read' lists nothing (403) and reads none of its files (404)."""
+    add_member(client, alice, chat, bob)
+    found = upload(client, alice, chat, b"shared", content_type="text/plain")
+    message = send(client, alice, chat, found)
+    sql(settings, "DELETE FROM conversation_rights WHERE role = 'member' AND action = 'append'")
+    refused = client.post(
+        uploads_url(chat), content=b"x", headers={**bob.headers, "Content-Type": "text/plain"}
+    )
+    assert_error(refused, 403, "forbidden")
+    assert stored(settings)[0] == 1
+    assert client.get(file_url(found), headers=bob.headers).status_code == 200
+    sql(settings, "DELETE FROM conversation_rights WHERE role = 'member' AND action = 'read'")
+    assert_error(client.get(uploads_url(chat), headers=bob.headers), 403, "forbidden")
+    of_message = f"{messages_url(chat)}/{message['id']}/attachments"
+    assert_error(client.get(of_message, headers=bob.headers), 403, "forbidden")
+    assert readable(client, bob, found) == (404, 404, 404)
+
+
+# --- thumbnails ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_the_thumbnail_of_an_image(client: TestClient, alice: Caller, chat: str, kind: str) -> None:
+    found = upload(client, alice, chat, image(kind), content_type=f"image/{kind.lower()}")
+    assert found["media_type"] == f"image/{kind.lower()}"
+    response = client.get(thumbnail_url(found), headers=alice.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] in ("image/webp", "image/jpeg")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    with Image.open(io.BytesIO(response.content)) as thumbnail:
+        assert thumbnail.format == response.headers["content-type"].split("/")[1].upper()
+        assert thumbnail.size == (256, 192)  # 640x480, its long side 256
+    etag = response.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    again = client.get(thumbnail_url(found), headers={**alice.headers, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    other = client.get(thumbnail_url(found), headers={**alice.headers, "If-None-Match": '"x"'})
+    assert other.status_code == 200 and other.content == response.content
+    # Made once, kept.
+    assert client.get(thumbnail_url(found), headers=alice.headers).content == response.content
+
+
+def test_a_decompression_bomb_gets_no_thumbnail(
+    small: TestClient, limited: Settings, alice: Caller
+) -> None:
+    """6000x6000 pixels (36 MP, over the 1 MP allowed) in a PNG of a few kilobytes."""
+    chat = make_conversation(small, alice)["id"]
+    buffer = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(buffer, "PNG")
+    bomb = buffer.getvalue()
+    assert len(bomb) < 20_000
+    found = upload(small, alice, chat, bomb, name="bomb.png", content_type="image/png")
+    assert found["media_type"] == "image/png"
+    for _ in range(2):  # refused, and the refusal kept
+        error = assert_error(
+            small.get(thumbnail_url(found), headers=alice.headers), 422, "image_refused"
+        )
+        assert "6000x6000" in error["message"]
+    [(refused,)] = sql(limited, "SELECT refused FROM attachment_thumbnails")
+    assert "APP_MAX_IMAGE_PIXELS" in refused
+    # The file itself is served as any other.
+    assert small.get(file_url(found), headers=alice.headers).content == bomb
+
+
+def test_a_corrupt_image_gets_no_thumbnail(client: TestClient, alice: Caller, chat: str) -> None:
+    jpeg = image("JPEG")
+    corrupt = jpeg[:300] + bytes(range(256)) * 8
+    found = upload(client, alice, chat, corrupt, name="broken.jpg", content_type="image/jpeg")
+    assert found["media_type"] == "image/jpeg"
+    assert_error(client.get(thumbnail_url(found), headers=alice.headers), 422, "image_refused")
+
+
+@pytest.mark.parametrize(
+    ("data", "declared"),
+    [(PDF, "application/pdf"), (b"plain text\n", "text/plain"), (SVG, "image/svg+xml")],
+    ids=["pdf", "text", "svg"],
+)
+def test_a_file_that_is_no_image_has_no_thumbnail(
+    client: TestClient, alice: Caller, chat: str, data: bytes, declared: str
+) -> None:
+    found = upload(client, alice, chat, data, content_type=declared)
+    assert_error(client.get(thumbnail_url(found), headers=alice.headers), 404, "not_found")
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+
+def test_the_files_of_a_conversation_and_of_a_message(
+    client: TestClient, alice: Caller, bob: Caller, chat: str
+) -> None:
+    a, b, c = (
+        upload(
+            client, alice, chat, f"file {n}".encode(), name=f"{n}.txt", content_type="text/plain"
+        )
+        for n in "abc"
+    )
+    first = send(client, alice, chat, b, a)
+    plain = append(client, alice, chat, "no files")
+    second = send(client, alice, chat, c)
+    third = send(client, alice, chat, a)
+    expected = [
+        *((first, f) for f in sorted([a, b], key=lambda f: f["id"])),
+        (second, c),
+        (third, a),
+    ]
+
+    def item(message: Json, found: Json) -> Json:
+        return {**found, "message_id": message["id"], "seq": message["seq"]}
+
+    listed, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = client.get(uploads_url(chat), params=params, headers=alice.headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert set(page) == {"items", "next_cursor"}
+        listed += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert listed == [item(m, f) for m, f in expected]
+    assert pages == 2
+
+    of_message = client.get(
+        f"{messages_url(chat)}/{first['id']}/attachments", headers=alice.headers
+    )
+    assert of_message.status_code == 200, of_message.text
+    assert of_message.json() == {"items": [item(m, f) for m, f in expected[:2]]}
+    none = client.get(f"{messages_url(chat)}/{plain['id']}/attachments", headers=alice.headers)
+    assert none.json() == {"items": []}
+    missing = client.get(f"{messages_url(chat)}/{MISSING_ID}/attachments", headers=alice.headers)
+    assert_error(missing, 404, "not_found")
+    assert_error(client.get(uploads_url(chat), headers=bob.headers), 404, "not_found")
+    assert_error(
+        client.get(f"{messages_url(chat)}/{first['id']}/attachments", headers=bob.headers), 404
+    )
+    bad = client.get(
+        uploads_url(chat), params={"cursor": "bm90LWEtY3Vyc29y"}, headers=alice.headers
+    )
+    assert_error(bad, 422)
+    empty = make_conversation(client, alice)["id"]
+    response = client.get(uploads_url(empty), headers=alice.headers)
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+# --- garbage collection ----------------------------------------------------------------------
+
+
+def test_mnemo_attachments_gc_collects_what_no_message_references(
+    client: TestClient, settings: Settings, alice: Caller, chat: str
+) -> None:
+    kept = upload(client, alice, chat, random_bytes(CHUNK_SIZE + 1, seed=7))
+    send(client, alice, chat, kept)
+    orphan = random_bytes(2 * CHUNK_SIZE + 3, seed=8)
+    gone = upload(client, alice, chat, orphan)
+    env = {"DATABASE_URL": str(settings.database_url)}
+    total = stored(settings)
+    assert total == (2, 5, CHUNK_SIZE + 1 + len(orphan))
+
+    within_grace = mnemo("attachments", "gc", env=env)  # the default grace: a day
+    assert within_grace.returncode == 0, within_grace.stderr
+    assert json.loads(within_grace.stdout)["attachments"] == 0
+
+    dry = mnemo("attachments", "gc", "--grace", "0", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {
+        "attachments": 1,
+        "bytes": len(orphan),
+        "dry_run": True,
+        "grace_seconds": 0,
+    }
+    assert stored(settings) == total
+
+    done = mnemo("attachments", "gc", "--grace", "0", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "attachments": 1,
+        "bytes": len(orphan),
+        "dry_run": False,
+        "grace_seconds": 0,
+    }
+    assert "collected 1 files" in done.stderr
+    assert stored(settings) == (1, 2, CHUNK_SIZE + 1)
+    assert client.get(file_url(kept), headers=alice.headers).status_code == 200
+    assert client.get(file_url(gone), headers=alice.headers).status_code == 404
+    again = mnemo("attachments", "gc", "--grace", "0", env=env)
+    assert json.loads(again.stdout)["attachments"] == 0
+
+
+def test_mnemo_attachments_gc_refuses_a_negative_grace(settings: Settings) -> None:
+    done = mnemo(
+        "attachments", "gc", "--grace", "-1", env={"DATABASE_URL": str(settings.database_url)}
+    )
+    assert done.returncode == 2
+    assert "--grace" in done.stderr and done.stdout == ""
