@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 
 from app import create_app
 from dal.gateways.attachments import CHUNK_SIZE
+from dal.records.base import ATTACHMENT_PATH
 from dal.settings import Settings
 from tests.app.conftest import (
     MISSING_ID,
@@ -230,7 +231,8 @@ def test_raw_upload_answers_201_with_location_and_the_attachment(
         False,
     )
     assert (found["size"], found["sha256"], found["user_id"]) == (len(PDF), sha(PDF), alice.id)
-    assert found["url"] == f"/v1/attachments/{found['id']}"
+    # Where it is served, and what a message's file part names (dal.records.messages).
+    assert found["url"] == f"{ATTACHMENT_PATH}{found['id']}" == f"/v1/attachments/{found['id']}"
     assert response.headers["location"] == found["url"]
     assert stored(settings) == (1, 1, len(PDF))
 
