@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -36,7 +37,9 @@ MAX_THUMBNAIL_SOURCE_BYTES = 64 * 1024 * 1024
 THUMBNAIL_SIDE = 256
 # Thumbnails made at once per process (each decodes an image: up to APP_MAX_IMAGE_PIXELS).
 THUMBNAIL_RENDERS = 2
-_renders: asyncio.Semaphore | None = None
+_renders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
 
@@ -202,10 +205,12 @@ async def read_attachment_bytes(pool: Pool, *, user_id: UUID, attachment_id: UUI
 
 
 def _semaphore() -> asyncio.Semaphore:
-    global _renders
-    if _renders is None:
-        _renders = asyncio.Semaphore(THUMBNAIL_RENDERS)
-    return _renders
+    """The running loop's: a semaphore belongs to the loop it first waits on."""
+    loop = asyncio.get_running_loop()
+    found = _renders.get(loop)
+    if found is None:
+        found = _renders[loop] = asyncio.Semaphore(THUMBNAIL_RENDERS)
+    return found
 
 
 async def attachment_thumbnail(
