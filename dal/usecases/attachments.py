@@ -51,15 +51,22 @@ def _too_large(max_bytes: int) -> TooLarge:
     )
 
 
-async def _abandon(pool: Pool, user_id: UUID, attachment_id: UUID) -> None:
-    """Drop an unfinished upload; if the database cannot be reached, a collection does it
-    later (an unfinished upload is nobody's to read or reference meanwhile)."""
+async def _abandon(
+    pool: Pool, user_id: UUID, attachment_id: UUID, storing: asyncio.Future[None] | None
+) -> None:
+    """Drop an unfinished upload once the chunk being stored, if any, is (bounded by the
+    statement's timeout); if the database cannot be reached, a collection does it later (an
+    unfinished upload is nobody's to read or reference meanwhile)."""
+    if storing is not None:
+        await asyncio.gather(storing, return_exceptions=True)
     try:
         await attachments.delete_attachment_upload(
             pool, user_id=user_id, attachment_id=attachment_id
         )
     except Exception:  # the error that got here is the one to report
-        _log.warning("could not drop unfinished upload %s; a collection will", attachment_id)
+        _log.warning(
+            "could not drop unfinished upload %s; a collection will", attachment_id, exc_info=True
+        )
 
 
 async def upload_attachment(
@@ -145,11 +152,11 @@ async def upload_attachment(
             type_mismatch=mismatch,
         )
     except BaseException:
-        if storing is not None and not storing.done():
-            storing.cancel()
-            await asyncio.gather(storing, return_exceptions=True)
-        # Shielded: a cancelled request (a server stopping) still drops what it stored.
-        await asyncio.shield(_abandon(pool, user_id, attachment_id))
+        # Shielded: a cancelled request (a server stopping) still drops what it stored. The
+        # chunk being stored is waited for, not cancelled: a statement cut off mid-flight may
+        # still run on the server beside the deletion (its connection dropped, not its
+        # backend), and the deletion must come after it.
+        await asyncio.shield(_abandon(pool, user_id, attachment_id, storing))
         raise
 
 
