@@ -178,7 +178,8 @@ class Endpoint:
         if self.response is not None and self.produces is not None:
             raise ValueError(f"{where}: a JSON response or raw bytes (produces), not both")
         for media_type in self.uploads:
-            if not _MEDIA_TYPE.fullmatch(media_type):
+            # Lower case, as upload_type compares them.
+            if not _MEDIA_TYPE.fullmatch(media_type) or media_type != media_type.lower():
                 raise ValueError(f"{where}: uploads: {media_type!r} is no media type")
         if self.produces is not None and not _MEDIA_RANGE.fullmatch(self.produces):
             raise ValueError(f"{where}: produces {self.produces!r} is no media type")

@@ -103,6 +103,10 @@ async def domain_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if status == 413:
+        # Refused before its body was read to the end (an upload stops at its limit): the
+        # connection closes after the answer instead of reading the rest only to discard it.
+        headers["Connection"] = "close"
     return error_response(status, exc.code, exc.message, headers=headers)
 
 

@@ -52,7 +52,8 @@ _ERRORS = {
     401: "Missing or invalid token",
     404: "Not found (or another user's)",
     409: "Conflict",
-    408: "The body did not arrive in time (APP_BODY_TIMEOUT; answered by the server)",
+    408: "The body did not arrive in time (APP_BODY_TIMEOUT, longer while it keeps "
+    "APP_MIN_BODY_RATE; answered by the server)",
     412: "Stale version: the conversation is at another version than If-Match says",
     413: "Body too large",
     415: "Body is not JSON (send Content-Type: application/json)",

@@ -9,8 +9,11 @@ guarantees on either:
 - APP_KEEP_ALIVE_TIMEOUT: an idle kept-alive connection is closed (uvicorn's own timer);
 - APP_HEADER_TIMEOUT: a request's headers must be complete this long after the connection
   opens, or after the first byte of a request on a kept-alive connection; else it is closed;
-- APP_BODY_TIMEOUT: its whole body must have arrived this long after its headers; else 408
-  (or, once an answer has started, the connection is closed);
+- APP_BODY_TIMEOUT and APP_MIN_BODY_RATE: its body must have arrived APP_BODY_TIMEOUT after
+  its headers, a deadline that each byte received pushes back by 1/APP_MIN_BODY_RATE seconds
+  (a large body may take as long as it keeps that average rate) but never past APP_BODY_TIMEOUT
+  after its last bytes (a body that stalls is cut, however much of it came); else 408 (or, once
+  an answer has started, the connection is closed);
 - APP_SEND_TIMEOUT: a client that leaves the answer unread this long, once the send buffer is
   full, has its connection dropped (with the buffered answer, which would stay in memory);
 - APP_MAX_CONNECTIONS: requests on connections beyond it are answered 503 (with Retry-After)
@@ -64,7 +67,11 @@ class Bounds(asyncio.Protocol):
     One read timer per connection, armed by what the connection waits for: the head of a
     request (from the connection's start, or from the first byte after a keep-alive pause,
     which uvicorn's own keep-alive timer covers), then its body (from the end of its head until
-    the client has sent all of it, whether or not the app reads it). A send timer runs while
+    the client has sent all of it, whether or not the app reads it). The body's deadline moves
+    with the bytes that arrive (``_body_deadline``), but the timer is not re-armed for each
+    read: a read only counts its bytes and notes its time, and the timer, when it fires, sets
+    itself again for the deadline those bytes earned if that is still to come (a body that keeps
+    its rate wakes it a few times, not once a read). A send timer runs while
     the transport's buffer is over its high-water mark. Subclasses say what their parser waits
     for (``_awaiting_now``), answer 408 in their parser's terms (``_expire``), call
     ``_bound()`` from ``__init__`` and ``_watch()`` from ``on_response_complete``, and let
@@ -76,6 +83,11 @@ class Bounds(asyncio.Protocol):
 
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    # Bytes a second a body must average to be given more time than body_timeout (0: none).
+    min_body_rate: int = 32 * 1024
+    # Bytes of a body that earn time: the largest body an endpoint takes (beyond it, an answer
+    # of 413 has been given, and what the client still sends is only drained).
+    largest_body: int = 256 * 1024 * 1024
     send_timeout: float = 60.0
     max_connections: int = 500
 
@@ -90,12 +102,18 @@ class Bounds(asyncio.Protocol):
     _deadline: asyncio.TimerHandle | None
     _awaiting: Awaiting | None
     _stalled: asyncio.TimerHandle | None
+    # The body being received: when its head ended, bytes since, when the last of them came.
+    _body_started: float
+    _body_bytes: int
+    _body_last: float
 
     def _bound(self) -> None:
         self.app = self._capped(self.app)
         self._deadline = None
         self._awaiting = None
         self._stalled = None
+        self._body_started = self._body_last = 0.0
+        self._body_bytes = 0
 
     def _capped(self, app: Any) -> Any:
         """The app, behind a check of the connections (and requests) open at once."""
@@ -130,6 +148,12 @@ class Bounds(asyncio.Protocol):
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self._awaiting == "body":
+            # Counted before parsing: the body's bytes of the read that ends its head are not
+            # (less than a read, against the client), those of a read that ends it and begins
+            # the next request are (less than a read, for it).
+            self._body_bytes += len(data)
+            self._body_last = self.loop.time()
         super().data_received(data)
         self._watch()
 
@@ -190,12 +214,30 @@ class Bounds(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._awaiting = awaiting
-        if awaiting is not None:
-            timeout = self.header_timeout if awaiting == "head" else self.body_timeout
-            self._deadline = self.loop.call_later(timeout, self._expired)
+        if awaiting == "head":
+            self._deadline = self.loop.call_later(self.header_timeout, self._expired)
+        elif awaiting == "body":
+            self._body_started = self._body_last = self.loop.time()
+            self._body_bytes = 0
+            self._deadline = self.loop.call_at(self._body_deadline(), self._expired)
+
+    def _body_deadline(self) -> float:
+        """When the body being received is late (loop time): body_timeout after its head,
+        plus 1/min_body_rate seconds for each byte received (up to largest_body), but no later
+        than body_timeout after the last bytes."""
+        earned = 0.0
+        if self.min_body_rate:
+            earned = min(self._body_bytes, self.largest_body) / self.min_body_rate
+        return min(self._body_started + earned, self._body_last) + self.body_timeout
 
     def _expired(self) -> None:
-        awaiting, self._deadline, self._awaiting = self._awaiting, None, None
+        self._deadline = None
+        if self._awaiting == "body" and not self.transport.is_closing():
+            deadline = self._body_deadline()
+            if deadline > self.loop.time():  # the bytes received since earned more time
+                self._deadline = self.loop.call_at(deadline, self._expired)
+                return
+        awaiting, self._awaiting = self._awaiting, None
         if awaiting is None or self.transport.is_closing():
             return
         _log.debug(
@@ -207,14 +249,10 @@ class Bounds(asyncio.Protocol):
 
     def _request_timeout(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The 408 answer: its headers and body."""
-        body = orjson.dumps(
-            {
-                "error": {
-                    "code": "request_timeout",
-                    "message": f"the request body did not arrive within {self.body_timeout:g} s",
-                }
-            }
-        )
+        late = f"the request body did not arrive in time ({self.body_timeout:g} s after the headers"
+        if self.min_body_rate:
+            late += f", longer while it keeps {self.min_body_rate} bytes/s and does not stall"
+        body = orjson.dumps({"error": {"code": "request_timeout", "message": late + ")"}})
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -382,8 +420,8 @@ async def _send_json(
 
 def protocol_class(settings: Settings) -> type[Bounds]:
     """The protocol APP_HTTP names (``BoundedHttpToolsProtocol`` or ``BoundedH11Protocol``)
-    with the settings' header, body and send timeouts and cap (uvicorn builds protocols from a
-    class and its own arguments only)."""
+    with the settings' header, body and send timeouts, body rate and cap (uvicorn builds
+    protocols from a class and its own arguments only)."""
     base: type[Bounds] = (
         BoundedH11Protocol if settings.app_http == "h11" else BoundedHttpToolsProtocol
     )
@@ -393,6 +431,12 @@ def protocol_class(settings: Settings) -> type[Bounds]:
         {
             "header_timeout": settings.app_header_timeout,
             "body_timeout": settings.app_body_timeout,
+            "min_body_rate": settings.app_min_body_rate,
+            "largest_body": max(
+                settings.app_max_body_bytes,
+                settings.app_max_import_bytes,
+                settings.app_max_attachment_bytes,
+            ),
             "send_timeout": settings.app_send_timeout,
             "max_connections": settings.app_max_connections,
         },

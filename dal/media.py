@@ -219,7 +219,9 @@ def resolve_media_type(declared: str | None, sniffed: str) -> tuple[str, bool]:
     In no case is an active type (``is_active``: HTML, SVG, XML, JavaScript, CSS...) taken
     from the declaration, so a client cannot make Mnemo serve its bytes as one. The mismatch
     is ``declared is not None and declared != served`` after normalization (so
-    ``image/jpg`` for a JPEG is no mismatch); an invalid declaration is none, no mismatch.
+    ``image/jpg`` for a JPEG is no mismatch); an invalid declaration is none, no mismatch; so
+    is ``application/octet-stream``, which says the client does not know (what curl
+    --data-binary and many clients send for any file).
     """
     served = normalize_media_type(sniffed) or OCTET_STREAM
     claimed = normalize_media_type(declared)
@@ -227,7 +229,7 @@ def resolve_media_type(declared: str | None, sniffed: str) -> tuple[str, bool]:
         served = claimed
     elif served == EMPTY:
         served = OCTET_STREAM
-    return served, claimed is not None and claimed != served
+    return served, claimed not in (None, OCTET_STREAM) and claimed != served
 
 
 def is_inline_safe(media_type: str) -> bool:

@@ -89,11 +89,18 @@ class Settings(BaseSettings):
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays
-    # open, seconds to send a request's headers, seconds to send its whole body (408), and
+    # open, seconds to send a request's headers, seconds to send its body (408), and
     # connections served at once (503 above).
     app_keep_alive_timeout: float = Field(default=5.0, gt=0)
     app_header_timeout: float = Field(default=10.0, gt=0)
     app_body_timeout: float = Field(default=60.0, gt=0)
+    # The body's deadline, APP_BODY_TIMEOUT after the headers, moves 1 s later for each
+    # APP_MIN_BODY_RATE bytes received, but never past APP_BODY_TIMEOUT after the last bytes: a
+    # body that keeps this average rate may take as long as its size needs (a 50 MiB upload at
+    # 5 Mbit/s takes 84 s), one that stalls is cut. 32 KiB/s (256 kbit/s) is below any mobile
+    # uplink but 2G, and holding the 500 connections of APP_MAX_CONNECTIONS that way costs a
+    # client 16 MiB/s. 0: the whole body within APP_BODY_TIMEOUT.
+    app_min_body_rate: int = Field(default=32 * 1024, ge=0, le=2**40)
     app_max_connections: int = Field(default=500, ge=1)
     # Seconds a client may leave its answer unread (the send buffer full) before the
     # connection is dropped.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -36,7 +37,9 @@ MAX_THUMBNAIL_SOURCE_BYTES = 64 * 1024 * 1024
 THUMBNAIL_SIDE = 256
 # Thumbnails made at once per process (each decodes an image: up to APP_MAX_IMAGE_PIXELS).
 THUMBNAIL_RENDERS = 2
-_renders: asyncio.Semaphore | None = None
+_renders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
 
@@ -48,15 +51,22 @@ def _too_large(max_bytes: int) -> TooLarge:
     )
 
 
-async def _abandon(pool: Pool, user_id: UUID, attachment_id: UUID) -> None:
-    """Drop an unfinished upload; if the database cannot be reached, a collection does it
-    later (an unfinished upload is nobody's to read or reference meanwhile)."""
+async def _abandon(
+    pool: Pool, user_id: UUID, attachment_id: UUID, storing: asyncio.Future[None] | None
+) -> None:
+    """Drop an unfinished upload once the chunk being stored, if any, is (bounded by the
+    statement's timeout); if the database cannot be reached, a collection does it later (an
+    unfinished upload is nobody's to read or reference meanwhile)."""
+    if storing is not None:
+        await asyncio.gather(storing, return_exceptions=True)
     try:
         await attachments.delete_attachment_upload(
             pool, user_id=user_id, attachment_id=attachment_id
         )
     except Exception:  # the error that got here is the one to report
-        _log.warning("could not drop unfinished upload %s; a collection will", attachment_id)
+        _log.warning(
+            "could not drop unfinished upload %s; a collection will", attachment_id, exc_info=True
+        )
 
 
 async def upload_attachment(
@@ -142,11 +152,11 @@ async def upload_attachment(
             type_mismatch=mismatch,
         )
     except BaseException:
-        if storing is not None and not storing.done():
-            storing.cancel()
-            await asyncio.gather(storing, return_exceptions=True)
-        # Shielded: a cancelled request (a server stopping) still drops what it stored.
-        await asyncio.shield(_abandon(pool, user_id, attachment_id))
+        # Shielded: a cancelled request (a server stopping) still drops what it stored. The
+        # chunk being stored is waited for, not cancelled: a statement cut off mid-flight may
+        # still run on the server beside the deletion (its connection dropped, not its
+        # backend), and the deletion must come after it.
+        await asyncio.shield(_abandon(pool, user_id, attachment_id, storing))
         raise
 
 
@@ -202,10 +212,12 @@ async def read_attachment_bytes(pool: Pool, *, user_id: UUID, attachment_id: UUI
 
 
 def _semaphore() -> asyncio.Semaphore:
-    global _renders
-    if _renders is None:
-        _renders = asyncio.Semaphore(THUMBNAIL_RENDERS)
-    return _renders
+    """The running loop's: a semaphore belongs to the loop it first waits on."""
+    loop = asyncio.get_running_loop()
+    found = _renders.get(loop)
+    if found is None:
+        found = _renders[loop] = asyncio.Semaphore(THUMBNAIL_RENDERS)
+    return found
 
 
 async def attachment_thumbnail(
@@ -231,15 +243,16 @@ async def attachment_thumbnail(
     if found.source_size > MAX_THUMBNAIL_SOURCE_BYTES:
         refused = f"the image is over {MAX_THUMBNAIL_SOURCE_BYTES} bytes"
     else:
-        data = await read_attachment_bytes(pool, user_id=user_id, attachment_id=attachment_id)
+        # The image is read under the semaphore too: at most THUMBNAIL_RENDERS are in memory.
         async with _semaphore():
+            data = await read_attachment_bytes(pool, user_id=user_id, attachment_id=attachment_id)
             try:
                 made = await asyncio.to_thread(
                     media.make_thumbnail, data, max_side=THUMBNAIL_SIDE, max_pixels=max_pixels
                 )
             except media.ImageRefused as exc:
                 refused = str(exc)
-        del data
+            del data
     values: dict[str, Any] = {
         "source_type": found.source_type,
         "source_size": found.source_size,

@@ -196,8 +196,7 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         assert body["required"] is required, (path, method)
         ref = body["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{schema}"
-    # Uploads: the file itself (documented as application/octet-stream; any type is taken) or
-    # a multipart form whose field `file` is the file.
+    # Files: the file itself (of any type) or a form with the field `file`, not JSON.
     uploads = {("/v1/conversations/{conversation_id}/attachments", "post")}
     for path, method in uploads:
         body = doc["paths"][path][method]["requestBody"]

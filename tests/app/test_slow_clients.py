@@ -171,6 +171,91 @@ def test_server_answers_408_to_a_body_sent_too_slowly(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
+def trickle(
+    sock: socket.socket, data: bytes, *, chunk: int, every: float = 0.1
+) -> tuple[bool, bytes, float]:
+    """Send ``data`` ``chunk`` bytes every ``every`` seconds: (whether the server closed the
+    connection before the last chunk, what it sent meanwhile, seconds it took)."""
+    started = time.monotonic()
+    received = b""
+    sock.settimeout(every)
+    for start in range(0, len(data), chunk):
+        try:
+            sock.sendall(data[start : start + chunk])
+            answer = sock.recv(65536)
+        except TimeoutError:
+            continue  # nothing to read: the server still waits
+        except (BrokenPipeError, ConnectionResetError):
+            return True, received, time.monotonic() - started
+        if not answer:
+            return True, received, time.monotonic() - started
+        received += answer
+    return False, received, time.monotonic() - started
+
+
+def user_draft(username: str, size: int) -> bytes:
+    """A user's draft of ``size`` bytes (padded with blanks, which JSON ignores)."""
+    head = b'{"username": "' + username.encode() + b'"'
+    return head + b" " * (size - len(head) - 1) + b"}"
+
+
+def assert_timed_out(answer: bytes) -> None:
+    # Either the 408 arrived before the close, or the close reset it: both free the server.
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"request_timeout" in answer and b"connection: close" in answer.lower()
+
+
+def test_server_serves_a_body_that_keeps_the_rate_past_the_body_timeout(limits: Settings) -> None:
+    """APP_MIN_BODY_RATE: a body three times longer than APP_BODY_TIMEOUT (1 s), sent at twice
+    the rate, is served."""
+    rated = limits.model_copy(update={"app_min_body_rate": 100})
+    body = user_draft("trickle", 600)
+    with serving(rated) as base, connect(base) as sock:
+        sock.sendall(post_head(len(body)))
+        closed, answer, elapsed = trickle(sock, body, chunk=20)  # 200 bytes/s
+        assert not closed, answer
+        answer += read_response(sock)
+    assert elapsed > 2 * limits.app_body_timeout
+    assert answer.startswith(b"HTTP/1.1 201 "), answer
+
+
+def test_server_cuts_off_a_body_below_the_rate(
+    limits: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At 70% of APP_MIN_BODY_RATE a body earns time, but less than passes: cut after about
+    APP_BODY_TIMEOUT / 0.3 (3.3 s), not after APP_BODY_TIMEOUT (1 s), nor never."""
+    caplog.set_level(logging.DEBUG)
+    rated = limits.model_copy(update={"app_min_body_rate": 1000})
+    body = user_draft("slow", 20_000)
+    with serving(rated) as base, connect(base) as sock:
+        sock.sendall(post_head(len(body)))
+        closed, answer, elapsed = trickle(sock, body, chunk=70)  # 700 bytes/s
+        assert closed, "the server waited for the body for half a minute"
+    assert_timed_out(answer)
+    assert elapsed > 1.8 * limits.app_body_timeout
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_server_cuts_off_a_body_that_stalls(limits: Settings) -> None:
+    """A body that stops: cut APP_BODY_TIMEOUT after its last bytes, whatever time they
+    earned (30 s here), and after its head if none came."""
+    rated = limits.model_copy(update={"app_min_body_rate": 100})
+    body = user_draft("stalled", 10_000)
+    with serving(rated) as base:
+        for sent in (body[:3000], b""):
+            with connect(base) as sock:
+                sock.sendall(post_head(len(body)))
+                time.sleep(0.1)  # bytes that come with the head earn nothing
+                sock.sendall(sent)
+                started = time.monotonic()
+                answer = read_response(sock)
+                elapsed = time.monotonic() - started
+                assert closed_by_server(sock)
+            assert_timed_out(answer)
+            assert elapsed < BOUND < 30, elapsed
+
+
 def test_server_cuts_off_a_slow_body_the_app_did_not_wait_for(base: str) -> None:
     """An app that answered without reading the body (401 here): the rest of the body must
     still arrive in time, or the connection is closed."""
@@ -187,6 +272,15 @@ def test_protocol_follows_app_http(settings: Settings) -> None:
     assert isinstance(protocol, type)
     expected = {"httptools": HttpToolsProtocol, "h11": H11Protocol}[settings.app_http]
     assert issubclass(protocol, server.Bounds) and issubclass(protocol, expected)
+
+
+def test_protocol_has_the_body_limits_of_the_settings(settings: Settings) -> None:
+    changed = settings.model_copy(
+        update={"app_min_body_rate": 1234, "app_max_attachment_bytes": 2**40}
+    )
+    protocol = server.protocol_class(changed)
+    assert (protocol.min_body_rate, protocol.largest_body) == (1234, 2**40)
+    assert server.protocol_class(settings).largest_body == settings.app_max_import_bytes
 
 
 def test_server_refuses_headers_over_16_kib(base: str) -> None:
