@@ -129,9 +129,9 @@ async def upload_attachment(request: Request[AppState]) -> Response:
             quota=settings.app_attachment_quota_bytes,
         )
     except DomainError as exc:
-        # The rest of the body may still be on its way (a file past the limit, a conversation
-        # not found before a byte was read): the answer closes the connection, or the server
-        # would read all of it, up to APP_BODY_TIMEOUT, to keep the connection alive.
+        # Any refusal, not only a 413 (which app.errors closes anyway): the rest of the file
+        # may still be on its way (a conversation not found, a 415, before a byte was read),
+        # and the connection closes rather than read it all only to discard it.
         refused = await domain_error(cast("Request[Any]", request), exc)
         refused.headers["Connection"] = "close"
         return refused

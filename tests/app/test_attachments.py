@@ -740,6 +740,36 @@ def test_a_slow_body_past_the_limit_is_refused_before_it_ends(
     assert stored(served) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_an_upload_refused_before_its_body_is_read_closes_the_connection(
+    settings: Settings, http_parser: str
+) -> None:
+    """Into a conversation of someone else's (404, before a byte of the body is read): the
+    answer comes at once and the server reads no more of the 8 MiB announced."""
+    served = _served(settings, http_parser)
+    total, piece = 8 * 1024 * 1024, b"r" * 16 * 1024
+    with serving(served) as base, httpx.Client(base_url=base) as http:
+        owner = Caller(*make_user(http, "owner"))
+        chat = http.post("/v1/conversations", json={}, headers=owner.headers).json()["id"]
+        stranger = Caller(*make_user(http, "stranger"))
+        with connect(base) as sock:
+            sock.sendall(upload_head(chat, stranger, total))
+            sock.settimeout(BOUND)
+            answer = sock.recv(65536)
+            sent, started = 0, time.monotonic()
+            try:
+                while sent < total and time.monotonic() - started < 4 * BOUND:
+                    sock.sendall(piece)
+                    sent += len(piece)
+                    time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+    assert answer.startswith(b"HTTP/1.1 404 "), answer[:300]
+    assert sent < total / 2, f"the server read {sent} bytes of a refused upload"
+    assert b"connection: close" in answer.lower()
+    assert stored(served) == (0, 0, 0)
+
+
 def _until(condition: Any, what: str, bound: float = BOUND) -> None:
     deadline = time.monotonic() + bound
     while not condition():
