@@ -1091,3 +1091,26 @@ def test_mnemo_attachments_gc_refuses_a_negative_grace(settings: Settings) -> No
     )
     assert done.returncode == 2
     assert "--grace" in done.stderr and done.stdout == ""
+
+
+def test_a_file_is_shared_only_while_a_message_references_it(
+    client: TestClient, alice: Caller, bob: Caller, chat: str
+) -> None:
+    """Edited out of a message, a file is still shared (the earlier version, which members
+    read, holds it); once the message is retracted, the members lose it, its uploader keeps
+    it."""
+    add_member(client, alice, chat, bob)
+    found = upload(client, alice, chat, b"for a while", content_type="text/plain")
+    message = send(client, alice, chat, found)
+    edited = client.patch(
+        f"{messages_url(chat)}/{message['id']}",
+        json={"parts": [text_part("no file after all")]},
+        headers=alice.headers,
+    )
+    assert edited.status_code == 200, edited.text
+    assert client.get(file_url(found), headers=bob.headers).status_code == 200
+    retracted = client.post(f"{messages_url(chat)}/{message['id']}/retract", headers=alice.headers)
+    assert retracted.status_code == 200, retracted.text
+    assert client.get(file_url(found), headers=bob.headers).status_code == 404
+    assert client.get(file_url(found), headers=alice.headers).status_code == 200
+    assert client.get(uploads_url(chat), headers=alice.headers).json()["items"] == []
