@@ -18,6 +18,7 @@ from app.errors import HttpError
 from app.files import parse_content_disposition_filename
 from app.state import AppState
 from dal.errors import InvalidInput
+from dal.media import normalize_media_type
 
 # What a multipart body may hold besides its file (boundaries, part headers, other fields).
 MULTIPART_OVERHEAD = 64 * 1024
@@ -28,8 +29,9 @@ _MAX_PART_HEADER_BYTES = 8 * 1024
 
 @dataclass
 class Upload:
-    """A file arriving: its name as sent (None: none given), its declared media type, and
-    its bytes as they arrive (read once)."""
+    """A file arriving: its name as sent (None: none given), its declared media type
+    (``dal.media.normalize_media_type``'s: None when the client's is no media type, a
+    wildcard or none), and its bytes as they arrive (read once)."""
 
     name: str | None
     declared_type: str | None
@@ -50,10 +52,6 @@ def malformed(message: str) -> HttpError:
     return HttpError(400, "malformed_multipart", message)
 
 
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
 def _declared_length(request: Request[AppState]) -> int | None:
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and len(declared) < 19:
@@ -71,7 +69,7 @@ async def open_upload(request: Request[AppState], max_bytes: int, *, multipart: 
         raise too_large(max_bytes)
     if multipart:
         return await _multipart(request, content_type, max_bytes)
-    declared = _media_type(content_type) or None
+    declared = normalize_media_type(content_type)
     name = parse_content_disposition_filename(request.headers.get("content-disposition"))
     if name is None:
         name = request.query_params.get("filename") or None
@@ -119,7 +117,7 @@ class _Parts:
         self.in_file = self.file_seen = True
         self.name = _text(filename) if filename is not None else None
         declared = self.headers.get(b"content-type")
-        self.declared = _media_type(_text(declared)) or None if declared else None
+        self.declared = normalize_media_type(_text(declared)) if declared else None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:

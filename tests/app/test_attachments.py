@@ -273,6 +273,40 @@ def test_raw_upload_takes_its_name_from_filename_or_the_query(
     assert nameless["name"] == "file"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "declared"),
+    [
+        ("Image/JPG; quality=high", "image/jpeg"),  # normalized, an alias named as usual
+        ("image/*", None),  # a wildcard says nothing
+        ("garbage", None),  # no media type
+        ("application/" + "x" * 300, None),  # a subtype over 127 characters
+    ],
+    ids=["alias", "wildcard", "garbage", "too long"],
+)
+def test_the_declared_type_is_kept_normalized_or_not_at_all(
+    client: TestClient, alice: Caller, chat: str, content_type: str, declared: str | None
+) -> None:
+    raw = client.post(
+        uploads_url(chat),
+        content=image("JPEG", (16, 16)),
+        headers={**alice.headers, "Content-Type": content_type},
+    )
+    head = f'Content-Disposition: form-data; name="file"\r\nContent-Type: {content_type}'
+    form = client.post(
+        uploads_url(chat),
+        content=multipart("t", (head, image("JPEG", (24, 24)))),  # other bytes: not deduplicated
+        headers=form_headers(alice, "t"),
+    )
+    for response in (raw, form):
+        assert response.status_code == 201, response.text
+        found = response.json()
+        assert (found["media_type"], found["declared_type"], found["type_mismatch"]) == (
+            "image/jpeg",
+            declared,
+            False,
+        )
+
+
 def test_multipart_upload_answers_201(client: TestClient, alice: Caller, chat: str) -> None:
     data = random_bytes(CHUNK_SIZE + 10)
     response = client.post(
