@@ -22,7 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from dal import media
-from dal.errors import ImageRefused, NotFound, TooLarge
+from dal.errors import ImageRefused, NotFound, Timeout, TooLarge, Unavailable
 from dal.gateways import attachments
 from dal.gateways.attachments import CHUNK_SIZE, STALE_UPLOAD_SECONDS
 from dal.records.attachments import Collected, Thumbnail, Uploaded
@@ -42,6 +42,8 @@ _renders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore
 )
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
+# Clean-ups left to run after their request answered (a reference keeps each task alive).
+_behind: set[asyncio.Future[None]] = set()
 
 
 def _too_large(max_bytes: int) -> TooLarge:
@@ -151,12 +153,20 @@ async def upload_attachment(
             media_type=served,
             type_mismatch=mismatch,
         )
-    except BaseException:
+    except BaseException as exc:
         # Shielded: a cancelled request (a server stopping) still drops what it stored. The
         # chunk being stored is waited for, not cancelled: a statement cut off mid-flight may
         # still run on the server beside the deletion (its connection dropped, not its
-        # backend), and the deletion must come after it.
-        await asyncio.shield(_abandon(pool, user_id, attachment_id, storing))
+        # backend), and the deletion must come after it. When the database is what failed
+        # (down, frozen), the caller gets its 503 now and the deletion is tried behind it:
+        # waiting for it would double the wait, and the rows are nobody's to read meanwhile.
+        cleanup = _abandon(pool, user_id, attachment_id, storing)
+        if isinstance(exc, Unavailable | Timeout):
+            task = asyncio.ensure_future(cleanup)
+            _behind.add(task)
+            task.add_done_callback(_behind.discard)
+        else:
+            await asyncio.shield(cleanup)
         raise
 
 
