@@ -18,6 +18,7 @@ from app.errors import HttpError
 from app.files import parse_content_disposition_filename
 from app.state import AppState
 from dal.errors import InvalidInput
+from dal.media import normalize_media_type
 
 # What a multipart body may hold besides its file (boundaries, part headers, other fields).
 MULTIPART_OVERHEAD = 64 * 1024
@@ -28,8 +29,9 @@ _MAX_PART_HEADER_BYTES = 8 * 1024
 
 @dataclass
 class Upload:
-    """A file arriving: its name as sent (None: none given), its declared media type, and
-    its bytes as they arrive (read once)."""
+    """A file arriving: its name as sent (None: none given), its declared media type
+    (``dal.media.normalize_media_type``'s: None when the client's is no media type, a
+    wildcard or none), and its bytes as they arrive (read once)."""
 
     name: str | None
     declared_type: str | None
@@ -44,8 +46,10 @@ def too_large(max_bytes: int) -> HttpError:
     )
 
 
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
+def malformed(message: str) -> HttpError:
+    """400: the multipart/form-data body cannot be read as one (as malformed JSON is 400;
+    a well-formed form without a file is 422)."""
+    return HttpError(400, "malformed_multipart", message)
 
 
 def _declared_length(request: Request[AppState]) -> int | None:
@@ -65,7 +69,7 @@ async def open_upload(request: Request[AppState], max_bytes: int, *, multipart: 
         raise too_large(max_bytes)
     if multipart:
         return await _multipart(request, content_type, max_bytes)
-    declared = _media_type(content_type) or None
+    declared = normalize_media_type(content_type)
     name = parse_content_disposition_filename(request.headers.get("content-disposition"))
     if name is None:
         name = request.query_params.get("filename") or None
@@ -113,7 +117,7 @@ class _Parts:
         self.in_file = self.file_seen = True
         self.name = _text(filename) if filename is not None else None
         declared = self.headers.get(b"content-type")
-        self.declared = _media_type(_text(declared)) or None if declared else None
+        self.declared = normalize_media_type(_text(declared)) if declared else None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
@@ -146,7 +150,7 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary or len(boundary) > 200:
-        raise InvalidInput("a multipart/form-data body needs a boundary (of at most 200 bytes)")
+        raise malformed("a multipart/form-data body needs a boundary (of at most 200 bytes)")
     parts = _Parts()
     callbacks = {
         name: getattr(parts, name)
@@ -173,7 +177,7 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
-            raise InvalidInput(f"the multipart/form-data body is malformed: {exc}") from None
+            raise malformed(f"the multipart/form-data body is malformed: {exc}") from None
         if parts.other_bytes > MULTIPART_OVERHEAD:
             raise HttpError(
                 413,
@@ -186,6 +190,8 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
         feed(chunk)
         if parts.file_seen or parts.ended:
             break
+    if not parts.file_seen and not parts.ended:
+        raise malformed("the multipart/form-data body ended before its closing boundary")
     if not parts.file_seen:
         raise InvalidInput("the multipart/form-data body holds no file (send it as field 'file')")
 
@@ -197,6 +203,6 @@ async def _multipart(request: Request[AppState], content_type: str, max_bytes: i
             for piece in parts.take():
                 yield piece
         if not parts.ended or not parts.file_done:
-            raise InvalidInput("the multipart/form-data body ended before its closing boundary")
+            raise malformed("the multipart/form-data body ended before its closing boundary")
 
     return Upload(parts.name, parts.declared, content())

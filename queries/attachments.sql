@@ -5,6 +5,9 @@
 -- Who may read a file: its uploader, and every member whose role may 'read' a conversation
 -- where a message references it. Anyone else finds nothing (NotFound), never a hint that it
 -- exists; an upload still under way ('uploading') is nobody's to read.
+-- A file's url (Attachment.url) is where the app serves it, '/v1/attachments/<id>' (the path
+-- a message file part's url names: dal.records.base.ATTACHMENT_PATH), returned by the queries
+-- so that a record is its row and renders without pydantic (app/responses.py).
 
 -- name: insert_attachment
 -- Start an upload into conversation $2: the file's row, 'uploading', with no bytes yet, if
@@ -114,7 +117,8 @@ WITH upload AS (
       FROM existing AS e
      WHERE a.id = e.id
     RETURNING a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, a.size,
-              encode(a.sha256, 'hex') AS sha256, a.created_at, false AS created
+              encode(a.sha256, 'hex') AS sha256, a.created_at,
+              '/v1/attachments/' || a.id::text AS url, false AS created
 ), dropped AS (
     DELETE FROM attachments AS a
      USING upload AS p
@@ -138,14 +142,15 @@ WITH upload AS (
      WHERE a.id = p.id
        AND NOT EXISTS (SELECT 1 FROM existing)
     RETURNING a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, a.size,
-              encode(a.sha256, 'hex') AS sha256, a.created_at, true AS created
+              encode(a.sha256, 'hex') AS sha256, a.created_at,
+              '/v1/attachments/' || a.id::text AS url, true AS created
 )
 SELECT id, user_id, name, media_type, declared_type, type_mismatch, size, sha256, created_at,
-       created
+       url, created
   FROM touched
  UNION ALL
 SELECT id, user_id, name, media_type, declared_type, type_mismatch, size, sha256, created_at,
-       created
+       url, created
   FROM ready;
 
 -- name: delete_attachment_upload
@@ -180,7 +185,7 @@ SELECT d.size
 -- $1 user_id uuid
 -- $2 attachment_id uuid
 SELECT a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, a.size,
-       encode(a.sha256, 'hex') AS sha256, a.created_at
+       encode(a.sha256, 'hex') AS sha256, a.created_at, '/v1/attachments/' || a.id::text AS url
   FROM attachments AS a
  WHERE a.id = $2
    AND a.state = 'ready'
@@ -285,14 +290,15 @@ SELECT EXISTS (SELECT 1 FROM attachments AS a WHERE a.id = $1);
 -- $4 attachment_id uuid         cursor
 -- $5 limit int8
 SELECT mb.allowed, x.id, x.user_id, x.name, x.media_type, x.declared_type, x.type_mismatch,
-       x.size, x.sha256, x.created_at, x.message_id, x.seq
+       x.size, x.sha256, x.created_at, x.url, x.message_id, x.seq
   FROM (SELECT mnemo_may(mm.role, 'read') AS allowed
           FROM conversation_members AS mm
          WHERE mm.conversation_id = $2
            AND mm.user_id = $1) AS mb
   LEFT JOIN LATERAL (
         SELECT a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, a.size,
-               encode(a.sha256, 'hex') AS sha256, a.created_at, m.id AS message_id, r.seq
+               encode(a.sha256, 'hex') AS sha256, a.created_at,
+               '/v1/attachments/' || a.id::text AS url, m.id AS message_id, r.seq
           FROM message_attachments AS r
           JOIN attachments AS a ON a.id = r.attachment_id
           JOIN messages AS m ON m.conversation_id = r.conversation_id AND m.seq = r.seq
@@ -313,7 +319,8 @@ SELECT mb.allowed, x.id, x.user_id, x.name, x.media_type, x.declared_type, x.typ
 -- $2 conversation_id uuid
 -- $3 message_id uuid
 SELECT mb.allowed, a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch,
-       a.size, encode(a.sha256, 'hex') AS sha256, a.created_at, m.id AS message_id, m.seq
+       a.size, encode(a.sha256, 'hex') AS sha256, a.created_at,
+       '/v1/attachments/' || a.id::text AS url, m.id AS message_id, m.seq
   FROM (SELECT mnemo_may(mm.role, 'read') AS allowed
           FROM conversation_members AS mm
          WHERE mm.conversation_id = $2

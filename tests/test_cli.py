@@ -70,14 +70,33 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         timeout=60,  # it used to start the server, which never returns
     )
     assert done.returncode == 0, done.stderr
-    for command in ("serve", "migrate", "db-url", "yoyo", "users"):
+    for command in (
+        "serve",
+        "migrate",
+        "db-url",
+        "yoyo",
+        "users",
+        "export",
+        "import",
+        "attachments",
+    ):
         assert command in done.stdout
     assert "Uvicorn running" not in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
     "command",
-    [["serve"], ["migrate"], ["db-url"], ["users"], ["users", "create"]],
+    [
+        ["serve"],
+        ["migrate"],
+        ["db-url"],
+        ["users"],
+        ["users", "create"],
+        ["export"],
+        ["import"],
+        ["attachments"],
+        ["attachments", "gc"],
+    ],
     ids=" ".join,
 )
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -75,6 +75,19 @@ def test_readme_quickstart_block_runs_and_prints_the_conversation(
     assert lines[2].startswith("not found: conversation ")
 
 
+def test_readme_attachments_block_stores_sends_reads_and_thumbnails_a_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    lines = run_python(readme_block_of("attachments.py"), tmp_path, database_url)
+    assert re.fullmatch(r"hotel\.jpg: image/jpeg, \d+ bytes, at /v1/attachments/\.\.\.", lines[0])
+    assert lines[1:4] == [
+        "same bytes: True",
+        "thumbnail: image/webp, 256x192",
+        "sent in the conversation: [('hotel.jpg', 1)]",
+    ]
+    assert lines[4] == "to collect: 0 files"
+
+
 def test_readme_agent_block_pauses_for_a_human_and_resumes(
     empty_database_url: str, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ reference."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -20,15 +21,18 @@ from app.endpoints import (
     Answer,
     Endpoints,
     Header,
+    Param,
     limit_param,
     upload_type,
 )
-from app.errors import error_response
+from app.errors import domain_error, error_response
 from app.responses import record_response
+from app.schemas import ErrorBody
 from app.state import AppState
 from app.uploads import open_upload
 from dal import media
 from dal.cursors import MAX_PAGE_SIZE
+from dal.errors import DomainError
 from dal.gateways import attachments as gateway
 from dal.records.attachments import (
     Attachment,
@@ -61,10 +65,30 @@ _DISPOSITION = Header(
 )
 _NOSNIFF = Header("X-Content-Type-Options", "Always nosniff", {"type": "string"})
 _ACCEPT_RANGES = Header("Accept-Ranges", "bytes", {"type": "string"})
-_CONTENT_RANGE = Header(
-    "Content-Range", "The bytes sent, of the file's size: bytes first-last/size", {"type": "string"}
-)
+_UNSATISFIED = Header("Content-Range", "The file's size: bytes */size", {"type": "string"})
 _FILE_HEADERS = (ETAG, _DISPOSITION, _NOSNIFF, _ACCEPT_RANGES)
+# Any string: a Range or a condition the server does not understand is ignored (RFC 9110).
+_RANGE = Param(
+    "Range",
+    "bytes=first-last, first- or -suffix, several separated by commas: 206 with those bytes "
+    "(several: multipart/byteranges), 416 if none is within the file; ignored (200) when not "
+    "understood, when ranges overlap or when there are over 16",
+    {"type": "string"},
+    "header",
+)
+_IF_RANGE = Param(
+    "If-Range",
+    "The ETag of the copy a Range completes: Range is honoured only when it is the file's "
+    "(else 200 with the whole file)",
+    {"type": "string"},
+    "header",
+)
+_IF_NONE_MATCH = Param(
+    "If-None-Match",
+    "ETags the client holds (a list, W/ or *): 304 when one is this one's",
+    {"type": "string"},
+    "header",
+)
 
 
 @endpoints.post(
@@ -76,24 +100,41 @@ _FILE_HEADERS = (ETAG, _DISPOSITION, _NOSNIFF, _ACCEPT_RANGES)
     response=Attachment,
     status=201,
     headers=(LOCATION,),
-    answers=(Answer(200, "The same bytes were uploaded before: that attachment", Attachment),),
-    errors=(403, 413),
+    answers=(
+        Answer(200, "The same bytes were uploaded before: that attachment", Attachment),
+        Answer(
+            413,
+            "attachment_too_large: the file is over APP_MAX_ATTACHMENT_BYTES; quota_exceeded: "
+            "the caller's files would take over APP_ATTACHMENT_QUOTA_BYTES; body_too_large: a "
+            "form's fields besides the file are over 64 KiB. The connection is closed",
+            ErrorBody,
+        ),
+    ),
+    errors=(403,),
 )
 async def upload_attachment(request: Request[AppState]) -> Response:
     me = caller(request)
     settings = request.state["settings"]
     limit = settings.app_max_attachment_bytes
-    upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
-    uploaded = await attachments.upload_attachment(
-        request.state["pool"],
-        user_id=me.id,
-        conversation_id=request.path_params["conversation_id"],
-        name=media.safe_filename(upload.name),
-        declared_type=upload.declared_type,
-        content=upload.content,
-        max_bytes=limit,
-        quota=settings.app_attachment_quota_bytes,
-    )
+    try:
+        upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
+        uploaded = await attachments.upload_attachment(
+            request.state["pool"],
+            user_id=me.id,
+            conversation_id=request.path_params["conversation_id"],
+            name=media.safe_filename(upload.name),
+            declared_type=upload.declared_type,
+            content=upload.content,
+            max_bytes=limit,
+            quota=settings.app_attachment_quota_bytes,
+        )
+    except DomainError as exc:
+        # Any refusal, not only a 413 (which app.errors closes anyway): the rest of the file
+        # may still be on its way (a conversation not found, a 415, before a byte was read),
+        # and the connection closes rather than read it all only to discard it.
+        refused = await domain_error(cast("Request[Any]", request), exc)
+        refused.headers["Connection"] = "close"
+        return refused
     found = uploaded.attachment
     return record_response(found, 201 if uploaded.created else 200, headers={"Location": found.url})
 
@@ -114,17 +155,19 @@ def _file_headers(found: Attachment, etag: str) -> dict[str, str]:
     "message references it): streamed, with ETag, If-None-Match (304) and Range (206, 416)",
     produces=RAW,
     headers=_FILE_HEADERS,
+    params=(_RANGE, _IF_RANGE, _IF_NONE_MATCH),
     answers=(
         Answer(
             206,
-            "The bytes asked for by Range (several: multipart/byteranges)",
+            "The bytes asked for by Range: one range with Content-Range: bytes first-last/size; "
+            "several as multipart/byteranges, each part with its Content-Range",
             None,
-            (_CONTENT_RANGE, *_FILE_HEADERS),
+            _FILE_HEADERS,
             produces=RAW,
         ),
         Answer(304, "If-None-Match matched: the copy the client holds is current", None, (ETAG,)),
+        Answer(416, "No range asked for is within the file", ErrorBody, (_UNSATISFIED,)),
     ),
-    errors=(416,),
 )
 async def download_attachment(request: Request[AppState]) -> Response:
     me = caller(request)
@@ -195,6 +238,7 @@ async def download_attachment(request: Request[AppState]) -> Response:
     "an image, 422 image_refused for a corrupt image or a decompression bomb",
     produces="image/webp",
     headers=(ETAG, _NOSNIFF),
+    params=(_IF_NONE_MATCH,),
     answers=(
         Answer(304, "If-None-Match matched: the copy the client holds is current", None, (ETAG,)),
     ),

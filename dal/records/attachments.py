@@ -6,16 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import computed_field
-
-from dal.records.base import ATTACHMENT_PATH, CursorPage, Row
+from dal.records.base import CursorPage, Row
 
 
 class Attachment(Row):
     """A file as its uploader sent it: ``media_type`` is what it is served as (sniffed from its
     bytes), ``declared_type`` what the client said it was (``type_mismatch`` when they differ),
     ``sha256`` the hex digest of its bytes (its ETag). ``url`` is where it is served, the value
-    of a message ``file`` part's ``url`` that references it."""
+    of a message ``file`` part's ``url`` that references it: ``ATTACHMENT_PATH`` and its id,
+    made by the queries (a field, not a computed one: a record renders as its row, by orjson)."""
 
     id: UUID
     user_id: UUID
@@ -26,11 +25,7 @@ class Attachment(Row):
     size: int
     sha256: str
     created_at: datetime
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def url(self) -> str:
-        return f"{ATTACHMENT_PATH}{self.id}"
+    url: str
 
 
 class Uploaded(Row):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -21,7 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from dal import media
-from dal.errors import ImageRefused, NotFound, TooLarge
+from dal.errors import ImageRefused, NotFound, Timeout, TooLarge, Unavailable
 from dal.gateways import attachments
 from dal.gateways.attachments import CHUNK_SIZE, STALE_UPLOAD_SECONDS
 from dal.records.attachments import Collected, Thumbnail, Uploaded
@@ -36,9 +37,13 @@ MAX_THUMBNAIL_SOURCE_BYTES = 64 * 1024 * 1024
 THUMBNAIL_SIDE = 256
 # Thumbnails made at once per process (each decodes an image: up to APP_MAX_IMAGE_PIXELS).
 THUMBNAIL_RENDERS = 2
-_renders: asyncio.Semaphore | None = None
+_renders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
+# Clean-ups left to run after their request answered (a reference keeps each task alive).
+_behind: set[asyncio.Future[None]] = set()
 
 
 def _too_large(max_bytes: int) -> TooLarge:
@@ -48,15 +53,22 @@ def _too_large(max_bytes: int) -> TooLarge:
     )
 
 
-async def _abandon(pool: Pool, user_id: UUID, attachment_id: UUID) -> None:
-    """Drop an unfinished upload; if the database cannot be reached, a collection does it
-    later (an unfinished upload is nobody's to read or reference meanwhile)."""
+async def _abandon(
+    pool: Pool, user_id: UUID, attachment_id: UUID, storing: asyncio.Future[None] | None
+) -> None:
+    """Drop an unfinished upload once the chunk being stored, if any, is (bounded by the
+    statement's timeout); if the database cannot be reached, a collection does it later (an
+    unfinished upload is nobody's to read or reference meanwhile)."""
+    if storing is not None:
+        await asyncio.gather(storing, return_exceptions=True)
     try:
         await attachments.delete_attachment_upload(
             pool, user_id=user_id, attachment_id=attachment_id
         )
     except Exception:  # the error that got here is the one to report
-        _log.warning("could not drop unfinished upload %s; a collection will", attachment_id)
+        _log.warning(
+            "could not drop unfinished upload %s; a collection will", attachment_id, exc_info=True
+        )
 
 
 async def upload_attachment(
@@ -141,12 +153,20 @@ async def upload_attachment(
             media_type=served,
             type_mismatch=mismatch,
         )
-    except BaseException:
-        if storing is not None and not storing.done():
-            storing.cancel()
-            await asyncio.gather(storing, return_exceptions=True)
-        # Shielded: a cancelled request (a server stopping) still drops what it stored.
-        await asyncio.shield(_abandon(pool, user_id, attachment_id))
+    except BaseException as exc:
+        # Shielded: a cancelled request (a server stopping) still drops what it stored. The
+        # chunk being stored is waited for, not cancelled: a statement cut off mid-flight may
+        # still run on the server beside the deletion (its connection dropped, not its
+        # backend), and the deletion must come after it. When the database is what failed
+        # (down, frozen), the caller gets its 503 now and the deletion is tried behind it:
+        # waiting for it would double the wait, and the rows are nobody's to read meanwhile.
+        cleanup = _abandon(pool, user_id, attachment_id, storing)
+        if isinstance(exc, Unavailable | Timeout):
+            task = asyncio.ensure_future(cleanup)
+            _behind.add(task)
+            task.add_done_callback(_behind.discard)
+        else:
+            await asyncio.shield(cleanup)
         raise
 
 
@@ -202,10 +222,12 @@ async def read_attachment_bytes(pool: Pool, *, user_id: UUID, attachment_id: UUI
 
 
 def _semaphore() -> asyncio.Semaphore:
-    global _renders
-    if _renders is None:
-        _renders = asyncio.Semaphore(THUMBNAIL_RENDERS)
-    return _renders
+    """The running loop's: a semaphore belongs to the loop it first waits on."""
+    loop = asyncio.get_running_loop()
+    found = _renders.get(loop)
+    if found is None:
+        found = _renders[loop] = asyncio.Semaphore(THUMBNAIL_RENDERS)
+    return found
 
 
 async def attachment_thumbnail(

@@ -202,6 +202,8 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         body = doc["paths"][path][method]["requestBody"]
         assert body["required"] is True
         assert set(body["content"]) == {"application/octet-stream", "multipart/form-data"}
+        form = body["content"]["multipart/form-data"]["schema"]
+        assert form["required"] == ["file"] and form["properties"]["file"]["format"] == "binary"
     with_body = {(path, method) for path, method, op in _doc_operations(doc) if "requestBody" in op}
     assert with_body == set(bodies) | uploads
 
@@ -231,6 +233,38 @@ def test_openapi_documents_the_statuses_routes_really_return(doc: Json) -> None:
     assert queries == {"limit", "before", "after"}
 
 
+def test_openapi_documents_the_file_routes(doc: Json) -> None:
+    paths = doc["paths"]
+    upload = paths["/v1/conversations/{conversation_id}/attachments"]["post"]["responses"]
+    for status in ("200", "201"):
+        schema = upload[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Attachment"}
+    assert "Location" in upload["201"]["headers"]
+    assert {"400", "403", "404", "408", "413", "415", "422"} <= set(upload)
+    assert "quota_exceeded" in upload["413"]["description"]
+    download = paths["/v1/attachments/{attachment_id}"]["get"]
+    responses = download["responses"]
+    assert {"200", "206", "304", "404", "416"} <= set(responses)
+    assert responses["200"]["content"] == {"*/*": {}}
+    for status in ("200", "206"):
+        assert {"ETag", "Content-Disposition", "X-Content-Type-Options", "Accept-Ranges"} <= set(
+            responses[status]["headers"]
+        )
+    assert "content" not in responses["304"] and "ETag" in responses["304"]["headers"]
+    assert "Content-Range" in responses["416"]["headers"]
+    assert responses["416"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    headers = {p["name"] for p in download["parameters"] if p["in"] == "header"}
+    assert headers == {"Range", "If-Range", "If-None-Match"}
+    thumbnail = paths["/v1/attachments/{attachment_id}/thumbnail"]["get"]
+    assert {"200", "304", "404", "422"} <= set(thumbnail["responses"])
+    assert thumbnail["responses"]["200"]["content"] == {"image/webp": {}}
+    assert {p["name"] for p in thumbnail["parameters"] if p["in"] == "header"} == {"If-None-Match"}
+    of_message = "/v1/conversations/{conversation_id}/messages/{message_id}/attachments"
+    assert paths[of_message]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/MessageAttachments"}
+
+
 def test_openapi_response_schemas_match_real_responses(
     client: TestClient, doc: Json, alice: Caller
 ) -> None:
@@ -251,6 +285,24 @@ def test_openapi_response_schemas_match_real_responses(
     ).json()
     _assert_matches(doc, "MessagePage", messages)
     _assert_matches(doc, "Health", client.get("/health").json())
+    attachment = client.post(
+        f"/v1/conversations/{conversation['id']}/attachments",
+        content=b"notes",
+        headers={**alice.headers, "Content-Type": "text/plain"},
+    ).json()
+    _assert_matches(doc, "Attachment", attachment)
+    parts = [{"type": "file", "mediaType": "text/plain", "url": attachment["url"]}]
+    sent = append(client, alice, conversation["id"], parts=parts)
+    files = client.get(
+        f"/v1/conversations/{conversation['id']}/attachments", headers=alice.headers
+    ).json()
+    _assert_matches(doc, "MessageAttachmentPage", files)
+    _assert_matches(doc, "MessageAttachment", files["items"][0])
+    of_message = client.get(
+        f"/v1/conversations/{conversation['id']}/messages/{sent['id']}/attachments",
+        headers=alice.headers,
+    ).json()
+    _assert_matches(doc, "MessageAttachments", of_message)
 
     error = client.post("/v1/conversations", json={"title": 1}, headers=alice.headers)
     body = error.json()

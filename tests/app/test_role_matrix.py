@@ -5,12 +5,14 @@ someone who never was one). Each cell runs on a conversation of its own; a refus
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
+from PIL import Image
 from starlette.testclient import TestClient
 
 from dal.settings import Settings
@@ -21,8 +23,8 @@ ROLES = ("owner", "admin", "moderator", "member", "former", "stranger")
 
 @dataclass
 class Scene:
-    """A conversation with one caller of each kind, and a message of the owner's and of each
-    member's own."""
+    """A conversation with one caller of each kind, and a message of the owner's (with a file,
+    an image of the owner's) and of each member's own."""
 
     client: TestClient
     db: psycopg.Connection[Any]
@@ -30,6 +32,7 @@ class Scene:
     conversation_id: str
     owners_message: str
     own_message: dict[str, str]
+    attachment_id: str = ""
 
     def url(self, tail: str = "") -> str:
         return f"/v1/conversations/{self.conversation_id}{tail}"
@@ -70,8 +73,25 @@ def _members(rank: int, ok: int, others: int = 403) -> dict[str, int]:
 
 
 def _append(scene: Scene, who: Caller, role: str) -> Any:
-    body = {"role": "user", "parts": [text_part(f"from {role}")]}
+    body: Json = {"role": "user", "parts": [text_part(f"from {role}")]}
+    if role == "owner" and scene.attachment_id:
+        url = f"/v1/attachments/{scene.attachment_id}"
+        body["parts"].append({"type": "file", "mediaType": "image/png", "url": url})
     return scene.client.post(messages_url(scene.conversation_id), json=body, headers=who.headers)
+
+
+def _upload(scene: Scene, who: Caller, data: bytes) -> Any:
+    return scene.client.post(
+        scene.url("/attachments"),
+        content=data,
+        headers={**who.headers, "Content-Type": "image/png"},
+    )
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "teal").save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _own_message(scene: Scene, role: str) -> str:
@@ -271,6 +291,35 @@ ACTIONS: list[Action] = [
         lambda s, who, _: s.client.get(s.url("/members"), headers=who.headers),
         _members(1, 200),
     ),
+    Action(
+        "upload a file into it",
+        lambda s, who, role: _upload(s, who, f"from {role}".encode()),
+        _members(1, 201),
+    ),
+    Action(
+        "list the files its messages reference",
+        lambda s, who, _: s.client.get(s.url("/attachments"), headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "list the files of a message",
+        lambda s, who, _: s.client.get(
+            s.url(f"/messages/{s.owners_message}/attachments"), headers=who.headers
+        ),
+        _members(1, 200),
+    ),
+    Action(
+        "download a file a message references",
+        lambda s, who, _: s.client.get(f"/v1/attachments/{s.attachment_id}", headers=who.headers),
+        _members(1, 200),
+    ),
+    Action(
+        "get the thumbnail of a file a message references",
+        lambda s, who, _: s.client.get(
+            f"/v1/attachments/{s.attachment_id}/thumbnail", headers=who.headers
+        ),
+        _members(1, 200),
+    ),
 ]
 
 
@@ -295,6 +344,9 @@ def _scene(client: TestClient, db: psycopg.Connection[Any], people: dict[str, Ca
             [conversation_id, people[role].id, "member" if role == "former" else role],
         )
     scene = Scene(client, db, people, conversation_id, "", {})
+    uploaded = _upload(scene, owner, _png())
+    assert uploaded.status_code in (200, 201), uploaded.text  # 200: the owner's, uploaded before
+    scene.attachment_id = uploaded.json()["id"]
     own: dict[str, str] = {}
     for role in ("owner", "admin", "moderator", "member", "former"):
         response = _append(scene, people[role], role)

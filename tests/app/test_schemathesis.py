@@ -4,14 +4,16 @@ with another user's token on the first user's ids (which must leave them as they
 The engine runs what ``st run --checks all`` runs (examples, coverage, fuzzing and stateful
 phases; every check: no server error, status codes, content types, response schemas and
 headers, positive and negative data, auth, methods), in-process against the ASGI app on this
-test's own migrated database. Users, tokens, conversations, messages and threads with
-checkpoints exist first, and their ids are drawn as path parameters half the time, so the
+test's own migrated database. Users, tokens, conversations, messages, files and threads
+with checkpoints exist first, and their ids are drawn as path parameters half the time, so the
 routes answer with real data, not only 404s. Seeded and bounded, so it runs the same cases
 every time, in seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 import schemathesis
+from PIL import Image
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.python import asgi
@@ -135,6 +138,25 @@ def _save_state(client: TestClient, caller: Caller, thread: str, step: int) -> s
     return checkpoint_id
 
 
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "orange").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _upload(
+    client: TestClient, caller: Caller, conversation_id: str, data: bytes, kind: str
+) -> Json:
+    uploaded = client.post(
+        f"/v1/conversations/{conversation_id}/attachments",
+        content=data,
+        headers={**caller.headers, "Content-Type": kind},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    found: Json = uploaded.json()
+    return found
+
+
 def _seed(app: Starlette) -> Seeded:
     with TestClient(app) as client:
         user, token = make_user(client, "alice", display_name="Alice")
@@ -172,6 +194,14 @@ def _seed(app: Starlette) -> Seeded:
             headers=caller.headers,
         )
         assert streaming.status_code == 201, streaming.text
+        # Files of alice's: an image (so that its thumbnail is found too) and a text file,
+        # referenced from a message of the first conversation.
+        files = [
+            _upload(client, caller, first, data, media_type)
+            for data, media_type in ((_png(), "image/png"), (b"notes\n", "text/plain"))
+        ]
+        parts = [{"type": "file", "mediaType": f["media_type"], "url": f["url"]} for f in files]
+        append(client, caller, first, parts=[{"type": "text", "text": "files"}, *parts])
         threads = ["main", "agent-2", "spare-1", "spare-2"]
         checkpoints = [_save_state(client, caller, "main", step) for step in range(2)]
         # The readers' threads hold the same checkpoint ids (a copy keeps them), so that any
@@ -194,6 +224,7 @@ def _seed(app: Starlette) -> Seeded:
             "message_id": [*messages[:3], streaming.json()["id"]],
             "thread_id": threads[:2],
             "checkpoint_id": checkpoints,
+            "attachment_id": [f["id"] for f in files],
         },
         spares={
             "user_id": [dave.id],
@@ -335,6 +366,8 @@ class Run:
     # The checks that ran, and the statuses each operation answered.
     checks: set[str] = field(default_factory=set)
     statuses: dict[str, set[int]] = field(default_factory=dict)
+    # Every request's path (its parameters filled in) and the status it was answered.
+    answered: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _is_known(check: str, case: Any, response: Any) -> bool:
@@ -361,9 +394,11 @@ def _run_engine(app: Starlette, config: SchemathesisConfig, run: Run) -> None:
         if isinstance(event, events.ScenarioFinished):
             recorder = event.recorder
             for case_id, interaction in recorder.interactions.items():
-                label = recorder.cases[case_id].value.operation.label
+                case = recorder.cases[case_id].value
                 if interaction.response is not None:
-                    run.statuses.setdefault(label, set()).add(interaction.response.status_code)
+                    status = interaction.response.status_code
+                    run.statuses.setdefault(case.operation.label, set()).add(status)
+                    run.answered.append((case.formatted_path, status))
             for case_id, checks in recorder.checks.items():
                 case = recorder.cases[case_id].value
                 interaction = recorder.interactions.get(case_id)
@@ -476,8 +511,20 @@ def test_seeded_rows_are_what_the_routes_find(app: Starlette, seeded: Seeded) ->
             for t in [*seeded.ids["thread_id"], READER]
             for c in seeded.ids["checkpoint_id"]
         ]
+        urls += [f"/v1/attachments/{a}" for a in seeded.ids["attachment_id"]]
+        urls.append(f"/v1/attachments/{seeded.ids['attachment_id'][0]}/thumbnail")
+        urls.append(f"/v1/conversations/{conversation}/attachments")
         for url in urls:
             assert client.get(url, headers=headers).status_code == 200, url
+        files = client.get(f"/v1/conversations/{conversation}/attachments", headers=headers)
+        assert {f["id"] for f in files.json()["items"]} == set(seeded.ids["attachment_id"])
+        # Another user finds none of them.
+        for attachment_id in seeded.ids["attachment_id"]:
+            for url in (
+                f"/v1/attachments/{attachment_id}",
+                f"/v1/attachments/{attachment_id}/thumbnail",
+            ):
+                assert client.get(url, headers=seeded.other.headers).status_code == 404, url
         tokens = client.get("/v1/tokens", headers=headers).json()["items"]
         assert seeded.spares["token_id"][0] in {t["id"] for t in tokens}
 
@@ -493,12 +540,22 @@ def _everything_of(client: TestClient, caller: Caller) -> Json:
 
     conversations = get("/v1/conversations?limit=200")["items"]
     threads = get("/v1/threads?limit=200")["items"]
+    files = {
+        c["id"]: get(f"/v1/conversations/{c['id']}/attachments?limit=200")["items"]
+        for c in conversations
+    }
     return {
         "me": get("/v1/me"),
         "tokens": get("/v1/tokens"),
         "conversations": conversations,
         "messages": {
             c["id"]: get(f"{messages_url(c['id'])}?limit=200")["items"] for c in conversations
+        },
+        "files": files,
+        "bytes": {
+            f["id"]: hashlib.sha256(client.get(f["url"], headers=headers).content).hexdigest()
+            for items in files.values()
+            for f in items
         },
         "threads": threads,
         "history": {
@@ -521,5 +578,17 @@ def test_schemathesis_with_another_users_token_changes_nothing_of_the_owners(
     run = run_schemathesis(app, seeded.other.token, seeded, admin=False)
 
     assert not run.failures, _report(run.failures)
+    # Nothing of Alice's was found (a file read leaves her rows as they were: looked for
+    # here). Thread ids are names, which Bob's own threads may have too.
+    hers = {
+        value
+        for pool in (seeded.ids, seeded.spares)
+        for name, values in pool.items()
+        if name not in ("user_id", "thread_id")
+        for value in values
+    }
+    found = [(path, status) for path, status in run.answered if status < 400]
+    assert found, "Bob's token found nothing of his own either"
+    assert not [(path, status) for path, status in found if any(v in path for v in hers)]
     with TestClient(app) as client:
         assert _everything_of(client, seeded.caller) == before

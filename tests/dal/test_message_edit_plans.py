@@ -130,6 +130,7 @@ async def test_edit_retract_and_delete_find_the_message_and_its_versions_by_key(
             1 << 20,
             9,
             300.0,
+            "{}",
         ),
         "delete_own_message": (*ids, 300.0),
         "delete_message": ids,

@@ -196,11 +196,11 @@ async def test_message_by_id_uses_its_unique_index(seeded: Any, name: str) -> No
         "get_message": (user_id, conversation_id, message_id),
         "update_message": (
             *(user_id, conversation_id, message_id, None, '[{"a": 1}]', None, None),
-            *(1 << 20, 9, 300.0),
+            *(1 << 20, 9, 300.0, "{}"),
         ),
         "insert_message": (
             *(user_id, conversation_id, message_id, "user", "[]", "{}", "complete"),
-            *(1 << 20, 9, None, 900.0, 0, 0),
+            *(1 << 20, 9, None, 900.0, 0, 0, "{}"),
         ),
         "delete_message": (user_id, conversation_id, message_id),
     }

@@ -208,7 +208,7 @@ async def test_flagged_list_and_open_calls_are_read_by_their_partial_indexes(
         )
         assert_index_scan(nodes, "messages_flagged_idx", "messages")
         args = (alice.id, conv.id, alice.id, "user", "[]", "{}", "complete", 1 << 20, 9, None)
-        nodes = await explain(conn, Q["insert_message"], *args, 900.0, 0, 0, generic=True)
+        nodes = await explain(conn, Q["insert_message"], *args, 900.0, 0, 0, "{}", generic=True)
         assert_index_scan(nodes, "message_tool_calls_open_idx", "message_tool_calls")
     finally:
         await conn.close()
