@@ -2,14 +2,16 @@
 
 A Mnemo server runs in a process of its own (``python -m bench.http.serve mnemo``, the uvicorn
 stack ``make run`` serves), with ``APP_MAX_ATTACHMENT_BYTES`` raised to ``MAX_BYTES`` (or the
-huge file's size) and the body and send deadlines to 10 minutes in its environment. The client is httpx's AsyncClient over
-loopback, streaming both ways: the upload body comes from an async generator of 1 MiB pieces
-(with a ``Content-Length``, as curl and browsers send it), the download is read with
-``aiter_bytes`` and only counted. Every upload is distinct content (a random pool of bytes with
-a unique first 16 bytes), so none is deduplicated. The ceiling is raw asyncpg on a connection
-of the same benchmark process: the same pieces cut into 1 MiB chunks inserted into a scratch
-table (``data bytea`` with ``STORAGE EXTERNAL``) in one transaction, and read back in keyset
-batches; no HTTP, no hashing, no sniffing.
+huge file's size) and the body and send deadlines to 10 minutes in its environment. The
+client is httpx's AsyncClient over loopback, streaming both ways: the upload body comes from
+an async generator of 1 MiB pieces (with a ``Content-Length``, as curl and browsers send it),
+the download is read with ``aiter_bytes`` and only counted. Every upload is distinct content
+(a random pool of bytes with a unique first 16 bytes), so none is deduplicated. The ceiling
+is raw asyncpg on a connection of the same benchmark process: the same pieces cut into 1 MiB
+chunks inserted into a scratch table (``data bytea`` with ``STORAGE EXTERNAL``) in one
+transaction, and read back in keyset batches of 4 MiB; no HTTP, no hashing, no sniffing, no
+permission check. Small files are moved ``SMALL_FILES_BYTES`` worth per turn (16 of 1 MiB),
+one request each, so their rate includes each request's fixed cost.
 
 Memory: the server process's RSS (with its children, if any) sampled every ``SAMPLE_SECONDS``
 by a thread of the benchmark process; idle is the median over half a second before a transfer
