@@ -21,7 +21,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dal.gateways.messages import MAX_MESSAGE_BYTES, MAX_MESSAGE_PARTS, MAX_PAGE_BYTES
+from dal.gateways.messages import (
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_PARTS,
+    MAX_PAGE_BYTES,
+    SESSION_TIMEOUT_SECONDS,
+)
 from dal.ids import new_id
 from dal.queries import Q
 
@@ -105,11 +110,16 @@ async def messages(request: Request) -> Response:
             MAX_MESSAGE_BYTES,
             MAX_MESSAGE_PARTS,
             None,  # reply_to
+            SESSION_TIMEOUT_SECONDS,
+            0,  # no message limit per conversation
+            0,  # nor per user
+            [],  # no file references
         )
         if row is None:
             return _NOT_FOUND
         message = dict(row)
-        del message["created"], message["problem"]
+        for extra in ("created", "problem", "tool_call_id", "attachment_id"):
+            del message[extra]
         return _json(message, 201)
     limit = int(request.query_params.get("limit", "50"))
     rows = await pool.fetch(PAGE_SQL, user["id"], conversation_id, limit + 1, MAX_PAGE_BYTES)

@@ -56,6 +56,7 @@ async def append_raw(pool: Pool, user_id: UUID, conversation_id: UUID) -> None:
         messages.SESSION_TIMEOUT_SECONDS,
         messages.MAX_MESSAGES_PER_CONVERSATION,
         messages.MAX_MESSAGES_PER_USER,
+        [],  # the files its parts reference: none
     )
 
 
