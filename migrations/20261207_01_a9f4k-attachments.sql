@@ -82,36 +82,34 @@ CREATE TABLE attachment_usage (
     bytes   bigint NOT NULL DEFAULT 0 CHECK (bytes >= 0)
 );
 
--- A referenced file is not orphaned (an update only when it was: the first reference).
-CREATE FUNCTION mnemo_attachments_referenced() RETURNS trigger
+-- A referenced file is not orphaned (an update only when it was: the first reference). Row
+-- triggers, not statement triggers: a statement trigger would run for every message written,
+-- with a file or not (the append statement always names message_attachments); a row trigger
+-- runs only for references.
+CREATE FUNCTION mnemo_attachment_referenced() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
     UPDATE attachments AS a
        SET orphaned_at = NULL
-     WHERE a.id IN (SELECT r.attachment_id FROM new_refs AS r)
+     WHERE a.id = NEW.attachment_id
        AND a.orphaned_at IS NOT NULL;
     RETURN NULL;
 END
 $$;
 
 -- A file whose last reference went (a retraction, a deleted conversation) is orphaned from
--- now on. Its row is locked first, in one statement, in id order; the check that no
--- reference is left is the next statement, whose snapshot sees what any transaction that
--- held the lock before committed: two concurrent removals of its last two references never
--- both see the other's still there.
-CREATE FUNCTION mnemo_attachments_unreferenced() RETURNS trigger
+-- now on. Its row is locked first; the check that no reference is left is the next statement,
+-- whose snapshot sees what any transaction that held the lock before committed: two
+-- concurrent removals of its last two references never both see the other's still there.
+CREATE FUNCTION mnemo_attachment_unreferenced() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM 1
-       FROM attachments AS a
-      WHERE a.id IN (SELECT r.attachment_id FROM old_refs AS r)
-      ORDER BY a.id
-        FOR UPDATE;
+    PERFORM 1 FROM attachments AS a WHERE a.id = OLD.attachment_id FOR UPDATE;
     UPDATE attachments AS a
        SET orphaned_at = now()
-     WHERE a.id IN (SELECT r.attachment_id FROM old_refs AS r)
+     WHERE a.id = OLD.attachment_id
        AND a.orphaned_at IS NULL
        AND NOT EXISTS (SELECT 1
                          FROM message_attachments AS m
@@ -122,9 +120,7 @@ $$;
 
 CREATE TRIGGER message_attachments_referenced
     AFTER INSERT ON message_attachments
-    REFERENCING NEW TABLE AS new_refs
-    FOR EACH STATEMENT EXECUTE FUNCTION mnemo_attachments_referenced();
+    FOR EACH ROW EXECUTE FUNCTION mnemo_attachment_referenced();
 CREATE TRIGGER message_attachments_unreferenced
     AFTER DELETE ON message_attachments
-    REFERENCING OLD TABLE AS old_refs
-    FOR EACH STATEMENT EXECUTE FUNCTION mnemo_attachments_unreferenced();
+    FOR EACH ROW EXECUTE FUNCTION mnemo_attachment_unreferenced();
