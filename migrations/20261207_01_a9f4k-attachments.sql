@@ -82,6 +82,28 @@ CREATE TABLE attachment_usage (
     bytes   bigint NOT NULL DEFAULT 0 CHECK (bytes >= 0)
 );
 
+-- The files of $2 that reader $1 may read: finished, and theirs or referenced by a message of
+-- a conversation where they are a member whose role may 'read'. The one statement of that
+-- rule, for every query that reads a file or checks a reference: a set-returning SQL function
+-- that is STABLE and one SELECT, so the planner inlines it into each query (its indexes show
+-- in their plans, tests/dal/test_attachment_plans.py).
+CREATE FUNCTION mnemo_readable_attachments(reader uuid, ids uuid[]) RETURNS SETOF attachments
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT a.*
+      FROM attachments AS a
+     WHERE a.id = ANY (ids)
+       AND a.state = 'ready'
+       AND (a.user_id = reader
+            OR EXISTS (SELECT 1
+                         FROM message_attachments AS r
+                         JOIN conversation_members AS mm
+                           ON mm.conversation_id = r.conversation_id
+                          AND mm.user_id = reader
+                        WHERE r.attachment_id = a.id
+                          AND mnemo_may(mm.role, 'read')))
+$$;
+
 -- A referenced file is not orphaned (an update only when it was: the first reference). Row
 -- triggers, not statement triggers: a statement trigger would run for every message written,
 -- with a file or not (the append statement always names message_attachments); a row trigger

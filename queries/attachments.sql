@@ -4,7 +4,8 @@
 -- (message_attachments, written by the message statements of messages.sql).
 -- Who may read a file: its uploader, and every member whose role may 'read' a conversation
 -- where a message references it. Anyone else finds nothing (NotFound), never a hint that it
--- exists; an upload still under way ('uploading') is nobody's to read.
+-- exists; an upload still under way ('uploading') is nobody's to read. Every statement that
+-- reads a file says so through mnemo_readable_attachments (migration 20261207_01), inlined.
 -- A file's url (Attachment.url) is where the app serves it, '/v1/attachments/<id>' (the path
 -- a message file part's url names: dal.records.base.ATTACHMENT_PATH), returned by the queries
 -- so that a record is its row and renders without pydantic (app/responses.py).
@@ -186,17 +187,7 @@ SELECT d.size
 -- $2 attachment_id uuid
 SELECT a.id, a.user_id, a.name, a.media_type, a.declared_type, a.type_mismatch, a.size,
        encode(a.sha256, 'hex') AS sha256, a.created_at, '/v1/attachments/' || a.id::text AS url
-  FROM attachments AS a
- WHERE a.id = $2
-   AND a.state = 'ready'
-   AND (a.user_id = $1
-        OR EXISTS (SELECT 1
-                     FROM message_attachments AS r
-                     JOIN conversation_members AS mm
-                       ON mm.conversation_id = r.conversation_id
-                      AND mm.user_id = $1
-                    WHERE r.attachment_id = a.id
-                      AND mnemo_may(mm.role, 'read')));
+  FROM mnemo_readable_attachments($1, ARRAY[$2::uuid]) AS a;
 
 -- name: list_attachment_chunks
 -- Bytes $3 to $4 (inclusive, 0-based) of a file the caller may read (get_attachment's rule,
@@ -226,18 +217,7 @@ SELECT c.n,
   FROM attachment_chunks AS c
  WHERE c.attachment_id = $2
    AND c.n BETWEEN ($3::int8 / $5::int8)::int4 AND ($4::int8 / $5::int8)::int4
-   AND EXISTS (SELECT 1
-                 FROM attachments AS a
-                WHERE a.id = $2
-                  AND a.state = 'ready'
-                  AND (a.user_id = $1
-                       OR EXISTS (SELECT 1
-                                    FROM message_attachments AS r
-                                    JOIN conversation_members AS mm
-                                      ON mm.conversation_id = r.conversation_id
-                                     AND mm.user_id = $1
-                                   WHERE r.attachment_id = a.id
-                                     AND mnemo_may(mm.role, 'read'))))
+   AND EXISTS (SELECT 1 FROM mnemo_readable_attachments($1, ARRAY[$2::uuid]))
  ORDER BY c.n;
 
 -- name: get_attachment_thumbnail
@@ -250,18 +230,8 @@ SELECT c.n,
 -- $2 attachment_id uuid
 SELECT a.media_type AS source_type, a.size AS source_size, t.media_type, t.data, t.width,
        t.height, t.refused
-  FROM attachments AS a
-  LEFT JOIN attachment_thumbnails AS t ON t.attachment_id = a.id
- WHERE a.id = $2
-   AND a.state = 'ready'
-   AND (a.user_id = $1
-        OR EXISTS (SELECT 1
-                     FROM message_attachments AS r
-                     JOIN conversation_members AS mm
-                       ON mm.conversation_id = r.conversation_id
-                      AND mm.user_id = $1
-                    WHERE r.attachment_id = a.id
-                      AND mnemo_may(mm.role, 'read')));
+  FROM mnemo_readable_attachments($1, ARRAY[$2::uuid]) AS a
+  LEFT JOIN attachment_thumbnails AS t ON t.attachment_id = a.id;
 
 -- name: insert_attachment_thumbnail
 -- Keep a file's thumbnail ($3-$6), or why none can be made ($7), once: when another request

@@ -102,19 +102,9 @@ WITH draft AS (
                AS replies,
            (SELECT x.id
               FROM unnest($14::uuid[]) AS x(id)
-             WHERE NOT EXISTS (
-                       SELECT 1
-                         FROM attachments AS a
-                        WHERE a.id = x.id
-                          AND a.state = 'ready'
-                          AND (a.user_id = $1
-                               OR EXISTS (SELECT 1
-                                            FROM message_attachments AS ra
-                                            JOIN conversation_members AS ma
-                                              ON ma.conversation_id = ra.conversation_id
-                                             AND ma.user_id = $1
-                                           WHERE ra.attachment_id = a.id
-                                             AND mnemo_may(ma.role, 'read'))))
+             WHERE NOT EXISTS (SELECT 1
+                                 FROM mnemo_readable_attachments($1, $14::uuid[]) AS a
+                                WHERE a.id = x.id)
              ORDER BY x.id
              LIMIT 1) AS unreadable
       FROM member AS mb, draft AS d
@@ -561,19 +551,9 @@ WITH patch AS (
            octet_length($6::jsonb::text) AS metadata_bytes,
            (SELECT x.id
               FROM unnest($11::uuid[]) AS x(id)
-             WHERE NOT EXISTS (
-                       SELECT 1
-                         FROM attachments AS a
-                        WHERE a.id = x.id
-                          AND a.state = 'ready'
-                          AND (a.user_id = $1
-                               OR EXISTS (SELECT 1
-                                            FROM message_attachments AS ra
-                                            JOIN conversation_members AS ma
-                                              ON ma.conversation_id = ra.conversation_id
-                                             AND ma.user_id = $1
-                                           WHERE ra.attachment_id = a.id
-                                             AND mnemo_may(ma.role, 'read'))))
+             WHERE NOT EXISTS (SELECT 1
+                                 FROM mnemo_readable_attachments($1, $11::uuid[]) AS a
+                                WHERE a.id = x.id)
              ORDER BY x.id
              LIMIT 1) AS unreadable
 ), target AS (
