@@ -12,6 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # `pip install .` would look for them in site-packages and fail at import.
 WORKDIR /srv/mnemo
 
+# libmagic: attachments are sniffed with it (python-magic), and the slim image lacks it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies in a layer of their own, rebuilt only when pyproject.toml changes: install
 # against placeholder packages, which the real sources replace below (an editable install
 # finds dal/ and app/ by path at import time).
