@@ -19,6 +19,25 @@ from dal.settings import Settings
 _log = logging.getLogger(__name__)
 
 
+class UploadSlots:
+    """How many uploads a process serves at once (APP_MAX_CONCURRENT_UPLOADS): one more is
+    refused at once rather than queued, since a queued upload would hold its connection and
+    its client's bytes all the same."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
 class AppState(TypedDict):
     pool: asyncpg.Pool[Any]
     settings: Settings
@@ -26,6 +45,8 @@ class AppState(TypedDict):
     tokens: TokenCache
     # Every migration this code expects to find applied (/health compares).
     expected_migrations: tuple[str, ...]
+    # Uploads served at once (APP_MAX_CONCURRENT_UPLOADS).
+    uploads: UploadSlots
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -46,6 +67,7 @@ def lifespan_for(settings: Settings) -> Any:
                     settings=settings,
                     tokens=tokens,
                     expected_migrations=tuple(migration_ids()),
+                    uploads=UploadSlots(settings.app_max_concurrent_uploads),
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

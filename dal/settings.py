@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     app_attachment_quota_bytes: int = Field(default=0, ge=0, le=2**62)
     app_attachment_grace_seconds: int = Field(default=24 * 3600, ge=0, le=3_153_600_000)
     app_max_image_pixels: int = Field(default=40_000_000, ge=1, le=1_000_000_000)
+    # Uploads a process serves at once (503 too_many_uploads above, with Retry-After): each
+    # holds up to two 1 MiB chunks, so this bounds the memory uploads take (~3 MiB each).
+    app_max_concurrent_uploads: int = Field(default=32, ge=1, le=100_000)
     # Seconds GET /health waits for the database before answering 503.
     app_health_timeout: float = Field(default=1.0, gt=0)
     # What a client may hold (app/server.py): seconds an idle keep-alive connection stays

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any, cast
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -25,7 +26,7 @@ from app.endpoints import (
     limit_param,
     upload_type,
 )
-from app.errors import domain_error, error_response
+from app.errors import RETRY_AFTER_SECONDS, domain_error, error_response
 from app.responses import record_response
 from app.schemas import ErrorBody
 from app.state import AppState
@@ -116,11 +117,28 @@ async def upload_attachment(request: Request[AppState]) -> Response:
     me = caller(request)
     settings = request.state["settings"]
     limit = settings.app_max_attachment_bytes
+    slots = request.state["uploads"]
+    if not slots.take():
+        return error_response(
+            503,
+            "too_many_uploads",
+            f"this server takes {slots.limit} uploads at once (APP_MAX_CONCURRENT_UPLOADS): "
+            "try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Connection": "close"},
+        )
+    try:
+        return await _upload(request, me.id, limit)
+    finally:
+        slots.give_back()
+
+
+async def _upload(request: Request[AppState], user_id: UUID, limit: int) -> Response:
+    settings = request.state["settings"]
     try:
         upload = await open_upload(request, limit, multipart=upload_type(request) == MULTIPART)
         uploaded = await attachments.upload_attachment(
             request.state["pool"],
-            user_id=me.id,
+            user_id=user_id,
             conversation_id=request.path_params["conversation_id"],
             name=media.safe_filename(upload.name),
             declared_type=upload.declared_type,

@@ -774,6 +774,39 @@ def test_a_slow_body_past_the_limit_is_refused_before_it_ends(
     assert stored(served) == (0, 0, 0)
 
 
+def test_uploads_past_the_concurrent_limit_are_503_until_one_ends(settings: Settings) -> None:
+    """APP_MAX_CONCURRENT_UPLOADS=1: while one upload is arriving, another is refused at once
+    (503 too_many_uploads, Retry-After, nothing stored); once it has ended, uploads go on."""
+    served = _served(settings, "httptools", app_max_concurrent_uploads=1)
+    body = random_bytes(300_000, seed=7)
+    with serving(served) as base, httpx.Client(base_url=base, timeout=BOUND) as http:
+        me = Caller(*make_user(http, "busy"))
+        chat = http.post("/v1/conversations", json={}, headers=me.headers).json()["id"]
+        with connect(base) as sock:
+            sock.sendall(upload_head(chat, me, len(body)) + body[:100_000])
+            time.sleep(0.5)  # the first upload holds its slot, waiting for the rest
+            refused = http.post(
+                uploads_url(chat),
+                content=b"second",
+                headers={**me.headers, "Content-Type": "text/plain"},
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "too_many_uploads"
+            assert int(refused.headers["retry-after"]) >= 1
+            sock.sendall(body[100_000:])
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+        again = http.post(
+            uploads_url(chat),
+            content=b"third",
+            headers={**me.headers, "Content-Type": "text/plain"},
+        )
+        assert again.status_code == 201, again.text
+    assert stored(served)[0] == 2
+
+
 @pytest.mark.parametrize("http_parser", ["httptools", "h11"])
 def test_an_upload_refused_before_its_body_is_read_closes_the_connection(
     settings: Settings, http_parser: str
