@@ -1,0 +1,160 @@
+-- Workspace snapshots (README "Workspace snapshots"): a user's named panels documents. Every
+-- query is scoped by the caller ($1 user_id): another user's snapshot is not found. Lists give
+-- summaries (no panels: a page stays small however large its snapshots), newest first, keyset
+-- on (created_at, id) after the previous page's last row (('infinity', any id) for the first).
+-- A search pattern $n is a substring, matched case-insensitively (ILIKE) against the name and
+-- the query text; its LIKE wildcards (% _ \) are escaped here, so they match themselves.
+
+-- fragment: snapshot_summary
+-- The columns of a SnapshotSummary, of the row s.
+s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+s.created_at, s.updated_at
+
+-- name: insert_snapshot
+-- Save a snapshot. linked = false (and nothing written): $6 names a conversation the caller
+-- may not read (missing, or not a member).
+-- returns: Snapshot + linked
+-- uses: conversation_members_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+-- $3 name text
+-- $4 panels jsonb
+-- $5 origin text
+-- $6 conversation_id uuid       NULL: none
+WITH link AS (
+    SELECT $6::uuid IS NULL
+           OR EXISTS (SELECT 1
+                        FROM conversation_members AS mm
+                       WHERE mm.conversation_id = $6::uuid
+                         AND mm.user_id = $1
+                         AND mnemo_may(mm.role, 'read')) AS linked
+), saved AS (
+    INSERT INTO workspace_snapshots AS s (id, user_id, name, panels, origin, conversation_id)
+    SELECT $2, $1, $3, $4, $5, $6
+      FROM link AS l
+     WHERE l.linked
+    RETURNING {{snapshot_summary}}, s.panels, s.query_text
+)
+SELECT sv.id, sv.name, sv.origin, sv.conversation_id, sv.panel_count, sv.created_at,
+       sv.updated_at, sv.panels, sv.query_text, l.linked
+  FROM link AS l
+  LEFT JOIN saved AS sv ON true;
+
+-- name: get_snapshot
+-- One of the caller's snapshots, whole. No row: missing or another user's.
+-- returns: Snapshot
+-- uses: workspace_snapshots_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+SELECT {{snapshot_summary}}, s.panels, s.query_text
+  FROM workspace_snapshots AS s
+ WHERE s.id = $2
+   AND s.user_id = $1;
+
+-- name: update_snapshot
+-- Rename a snapshot, replace its panels, link or unlink its conversation (each when given),
+-- and bump updated_at, in one statement. linked = false (and nothing changed): $6 names a
+-- conversation the caller may not read. id NULL (linked true): missing or another user's.
+-- returns: Snapshot + linked
+-- uses: workspace_snapshots_pkey, conversation_members_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+-- $3 name text                  NULL: keep
+-- $4 panels jsonb               NULL: keep
+-- $5 relink bool                false: keep the conversation; true: set it to $6
+-- $6 conversation_id uuid       NULL with relink: unlink
+WITH link AS (
+    SELECT NOT $5::bool
+           OR $6::uuid IS NULL
+           OR EXISTS (SELECT 1
+                        FROM conversation_members AS mm
+                       WHERE mm.conversation_id = $6::uuid
+                         AND mm.user_id = $1
+                         AND mnemo_may(mm.role, 'read')) AS linked
+), changed AS (
+    UPDATE workspace_snapshots AS s
+       SET name = coalesce($3::text, s.name),
+           panels = coalesce($4::jsonb, s.panels),
+           conversation_id = CASE WHEN $5::bool THEN $6::uuid ELSE s.conversation_id END,
+           updated_at = now()
+      FROM link AS l
+     WHERE s.id = $2
+       AND s.user_id = $1
+       AND l.linked
+    RETURNING {{snapshot_summary}}, s.panels, s.query_text
+)
+SELECT c.id, c.name, c.origin, c.conversation_id, c.panel_count, c.created_at, c.updated_at,
+       c.panels, c.query_text, l.linked
+  FROM link AS l
+  LEFT JOIN changed AS c ON true;
+
+-- name: delete_snapshot
+-- Delete one of the caller's snapshots. No row: missing or another user's.
+-- returns: columns id
+-- uses: workspace_snapshots_pkey
+-- $1 user_id uuid
+-- $2 id uuid
+DELETE FROM workspace_snapshots
+ WHERE id = $2
+   AND user_id = $1
+RETURNING id;
+
+-- name: list_snapshots
+-- A page of the caller's snapshots, newest first: the keyset is an index condition of
+-- workspace_snapshots_user_created_idx, which also gives the order.
+-- returns: SnapshotSummary
+-- uses: workspace_snapshots_user_created_idx
+-- $1 user_id uuid
+-- $2 after_created_at timestamptz
+-- $3 after_id uuid
+-- $4 page_size int8             rows wanted + 1
+SELECT {{snapshot_summary}}
+  FROM workspace_snapshots AS s
+ WHERE s.user_id = $1
+   AND (s.created_at, s.id) < ($2::timestamptz, $3::uuid)
+ ORDER BY s.created_at DESC, s.id DESC
+ LIMIT $4;
+
+-- name: list_snapshots_matching
+-- A page of the caller's snapshots whose name or query text holds $2, newest first: the
+-- matches are found in workspace_snapshots_search_idx (user_id and the pattern's trigrams),
+-- then sorted (a search's matches are few next to a user's snapshots). A pattern under three
+-- characters has no trigram: the index then reads the user's entries only.
+-- returns: SnapshotSummary
+-- uses: workspace_snapshots_search_idx
+-- $1 user_id uuid
+-- $2 q text
+-- $3 after_created_at timestamptz
+-- $4 after_id uuid
+-- $5 page_size int8             rows wanted + 1
+SELECT {{snapshot_summary}}
+  FROM workspace_snapshots AS s
+ WHERE s.user_id = $1
+   AND (s.name ILIKE '%' || replace(replace(replace($2::text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+        OR s.query_text ILIKE '%' || replace(replace(replace($2::text, '\', '\\'), '%', '\%'), '_', '\_') || '%')
+   AND (s.created_at, s.id) < ($3::timestamptz, $4::uuid)
+ ORDER BY s.created_at DESC, s.id DESC
+ LIMIT $5;
+
+-- name: list_snapshots_of_conversation
+-- A page of the caller's snapshots linked to conversation $2, newest first, those whose name
+-- or query text holds $3 when given: read from workspace_snapshots_conversation_idx in order
+-- (a conversation's snapshots are few; the user and the pattern filter them).
+-- returns: SnapshotSummary
+-- uses: workspace_snapshots_conversation_idx
+-- $1 user_id uuid
+-- $2 conversation_id uuid
+-- $3 q text                     NULL: any
+-- $4 after_created_at timestamptz
+-- $5 after_id uuid
+-- $6 page_size int8             rows wanted + 1
+SELECT {{snapshot_summary}}
+  FROM workspace_snapshots AS s
+ WHERE s.conversation_id = $2
+   AND s.user_id = $1
+   AND ($3::text IS NULL
+        OR s.name ILIKE '%' || replace(replace(replace($3::text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+        OR s.query_text ILIKE '%' || replace(replace(replace($3::text, '\', '\\'), '%', '\%'), '_', '\_') || '%')
+   AND (s.created_at, s.id) < ($4::timestamptz, $5::uuid)
+ ORDER BY s.created_at DESC, s.id DESC
+ LIMIT $6;
