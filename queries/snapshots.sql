@@ -5,11 +5,6 @@
 -- A search pattern $n is a substring, matched case-insensitively (ILIKE) against the name and
 -- the query text; its LIKE wildcards (% _ \) are escaped here, so they match themselves.
 
--- fragment: snapshot_summary
--- The columns of a SnapshotSummary, of the row s.
-s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
-s.created_at, s.updated_at
-
 -- name: insert_snapshot
 -- Save a snapshot. linked = false (and nothing written): $6 names a conversation the caller
 -- may not read (missing, or not a member).
@@ -33,7 +28,8 @@ WITH link AS (
     SELECT $2, $1, $3, $4, $5, $6
       FROM link AS l
      WHERE l.linked
-    RETURNING {{snapshot_summary}}, s.panels, s.query_text
+    RETURNING s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+              s.created_at, s.updated_at, s.panels, s.query_text
 )
 SELECT sv.id, sv.name, sv.origin, sv.conversation_id, sv.panel_count, sv.created_at,
        sv.updated_at, sv.panels, sv.query_text, l.linked
@@ -46,7 +42,9 @@ SELECT sv.id, sv.name, sv.origin, sv.conversation_id, sv.panel_count, sv.created
 -- uses: workspace_snapshots_pkey
 -- $1 user_id uuid
 -- $2 id uuid
-SELECT {{snapshot_summary}}, s.panels, s.query_text
+SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+       s.created_at, s.updated_at, s.panels,
+       s.query_text
   FROM workspace_snapshots AS s
  WHERE s.id = $2
    AND s.user_id = $1;
@@ -81,7 +79,8 @@ WITH link AS (
      WHERE s.id = $2
        AND s.user_id = $1
        AND l.linked
-    RETURNING {{snapshot_summary}}, s.panels, s.query_text
+    RETURNING s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+              s.created_at, s.updated_at, s.panels, s.query_text
 )
 SELECT c.id, c.name, c.origin, c.conversation_id, c.panel_count, c.created_at, c.updated_at,
        c.panels, c.query_text, l.linked
@@ -108,7 +107,8 @@ RETURNING id;
 -- $2 after_created_at timestamptz
 -- $3 after_id uuid
 -- $4 page_size int8             rows wanted + 1
-SELECT {{snapshot_summary}}
+SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+       s.created_at, s.updated_at
   FROM workspace_snapshots AS s
  WHERE s.user_id = $1
    AND (s.created_at, s.id) < ($2::timestamptz, $3::uuid)
@@ -127,7 +127,8 @@ SELECT {{snapshot_summary}}
 -- $3 after_created_at timestamptz
 -- $4 after_id uuid
 -- $5 page_size int8             rows wanted + 1
-SELECT {{snapshot_summary}}
+SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+       s.created_at, s.updated_at
   FROM workspace_snapshots AS s
  WHERE s.user_id = $1
    AND (s.name ILIKE '%' || replace(replace(replace($2::text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
@@ -148,7 +149,8 @@ SELECT {{snapshot_summary}}
 -- $4 after_created_at timestamptz
 -- $5 after_id uuid
 -- $6 page_size int8             rows wanted + 1
-SELECT {{snapshot_summary}}
+SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) AS panel_count,
+       s.created_at, s.updated_at
   FROM workspace_snapshots AS s
  WHERE s.conversation_id = $2
    AND s.user_id = $1
