@@ -116,12 +116,15 @@ SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) A
  LIMIT $4;
 
 -- name: list_snapshots_matching
--- A page of the caller's snapshots whose name or query text holds $2, newest first: the
--- matches are found in workspace_snapshots_search_idx (user_id and the pattern's trigrams),
--- then sorted (a search's matches are few next to a user's snapshots). A pattern under three
--- characters has no trigram: the index then reads the user's entries only.
+-- A page of the caller's snapshots whose name or query text holds $2, newest first. Both ways
+-- read one user's rows only: for a pattern few snapshots hold, a custom plan finds the matches
+-- in workspace_snapshots_search_idx (user_id and the pattern's trigrams) and sorts them; for a
+-- common one (or a pattern under three characters, which has no trigram), it walks
+-- workspace_snapshots_user_created_idx newest first and stops at the page. A generic plan,
+-- which cannot know the pattern, walks the user's index (at worst all of the user's
+-- snapshots, nobody else's).
 -- returns: SnapshotSummary
--- uses: workspace_snapshots_search_idx
+-- uses: workspace_snapshots_search_idx, workspace_snapshots_user_created_idx
 -- $1 user_id uuid
 -- $2 q text
 -- $3 after_created_at timestamptz
@@ -139,10 +142,11 @@ SELECT s.id, s.name, s.origin, s.conversation_id, jsonb_array_length(s.panels) A
 
 -- name: list_snapshots_of_conversation
 -- A page of the caller's snapshots linked to conversation $2, newest first, those whose name
--- or query text holds $3 when given: read from workspace_snapshots_conversation_idx in order
--- (a conversation's snapshots are few; the user and the pattern filter them).
+-- or query text holds $3 when given: read from workspace_snapshots_conversation_idx (a
+-- conversation's snapshots are few; the user and the pattern filter them), or, for a rare
+-- pattern, from workspace_snapshots_search_idx.
 -- returns: SnapshotSummary
--- uses: workspace_snapshots_conversation_idx
+-- uses: workspace_snapshots_conversation_idx, workspace_snapshots_search_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 q text                     NULL: any
