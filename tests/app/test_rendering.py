@@ -132,6 +132,22 @@ def exercise(client: TestClient) -> None:
     ]:
         response = client.request(method, path, json=body, headers=me)
         assert response.status_code < 300, (path, response.text)
+    # A workspace snapshot: saved, restored, changed, listed, searched.
+    panels = [{"query": "héllo 😀", "v": AWKWARD}, {"kind": "note"}]
+    snapshot = client.post(
+        "/v1/snapshots",
+        json={"name": "ünï ✓", "panels": panels, "conversation_id": cid},
+        headers=me,
+    ).json()
+    for method, path, body in [
+        ("GET", f"/v1/snapshots/{snapshot['id']}", None),
+        ("PATCH", f"/v1/snapshots/{snapshot['id']}", {"panels": [*panels, {"x": 1e300}]}),
+        ("GET", "/v1/snapshots?limit=1", None),
+        ("GET", "/v1/snapshots?q=H%C3%A9LLO", None),
+        ("GET", f"/v1/snapshots?conversation_id={cid}", None),
+    ]:
+        response = client.request(method, path, json=body, headers=me)
+        assert response.status_code < 300, (path, response.text)
     # Files: an upload (and the same bytes again), a message referencing it, their lists.
     upload = {**me, "Content-Type": "text/plain", "Content-Disposition": "inline; filename=a.txt"}
     for status in (201, 200):
