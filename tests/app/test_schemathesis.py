@@ -215,6 +215,16 @@ def _seed(app: Starlette) -> Seeded:
         for thread in threads[2:]:
             for step in range(2):
                 _save_state(client, caller, thread, step)
+        # Workspace snapshots: two to read and change, two spares to delete.
+        snapshots = []
+        for i in range(4):
+            saved = client.post(
+                "/v1/snapshots",
+                json={"name": f"s{i}", "panels": [{"query": f"q{i}"}], "conversation_id": first},
+                headers=caller.headers,
+            )
+            assert saved.status_code == 201, saved.text
+            snapshots.append(saved.json()["id"])
     return Seeded(
         caller=caller,
         other=other,
@@ -225,6 +235,7 @@ def _seed(app: Starlette) -> Seeded:
             "thread_id": threads[:2],
             "checkpoint_id": checkpoints,
             "attachment_id": [f["id"] for f in files],
+            "snapshot_id": snapshots[:2],
         },
         spares={
             "user_id": [dave.id],
@@ -232,6 +243,7 @@ def _seed(app: Starlette) -> Seeded:
             "conversation_id": conversations[2:],
             "message_id": messages[3:],
             "thread_id": threads[2:],
+            "snapshot_id": snapshots[2:],
         },
     )
 
@@ -514,6 +526,7 @@ def test_seeded_rows_are_what_the_routes_find(app: Starlette, seeded: Seeded) ->
         urls += [f"/v1/attachments/{a}" for a in seeded.ids["attachment_id"]]
         urls.append(f"/v1/attachments/{seeded.ids['attachment_id'][0]}/thumbnail")
         urls.append(f"/v1/conversations/{conversation}/attachments")
+        urls += [f"/v1/snapshots/{s}" for s in seeded.ids["snapshot_id"]]
         for url in urls:
             assert client.get(url, headers=headers).status_code == 200, url
         files = client.get(f"/v1/conversations/{conversation}/attachments", headers=headers)
@@ -558,6 +571,9 @@ def _everything_of(client: TestClient, caller: Caller) -> Json:
             for f in items
         },
         "threads": threads,
+        "snapshots": [
+            get(f"/v1/snapshots/{item['id']}") for item in get("/v1/snapshots?limit=200")["items"]
+        ],
         "history": {
             t["thread_id"]: get(f"/v1/threads/{quote(t['thread_id'], safe='')}/history?limit=200")[
                 "items"
