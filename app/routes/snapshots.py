@@ -68,7 +68,7 @@ async def list_snapshots(request: Request[AppState]) -> Response:
     me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
-    given = request.query_params.get("conversation_id") or None
+    given = request.query_params.get("conversation_id")
     if given is not None and not _UUID.fullmatch(given):
         raise InvalidInput("conversation_id must be a UUID")
     page = await snapshots.list_snapshots(

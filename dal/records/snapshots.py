@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from dal.records.base import INPUT, NOT_NULL, CursorPage, Row, check_json, not_null
+from dal.records.base import INPUT, NOT_NULL, CursorPage, Patch, Row, check_json, not_null
 
 Origin = Literal["auto", "manual"]
 
@@ -68,11 +68,10 @@ class SnapshotDraft(BaseModel):
     conversation_id: UUID | None = None
 
 
-class SnapshotPatch(BaseModel):
+class SnapshotPatch(Patch):
     """Fields to change; an absent field stays as it is. ``name`` and ``panels`` cannot be
     null; a null ``conversation_id`` unlinks the snapshot."""
 
-    model_config = INPUT
     name: SnapshotName | None = NOT_NULL
     panels: Panels | None = NOT_NULL
     conversation_id: UUID | None = None

@@ -86,11 +86,12 @@ def test_a_snapshot_of_a_conversation(client: TestClient, alice: Caller, bob: Ca
     )
     assert_error(response, 404, "not_found")
     assert listed(client, bob)["items"] == []
-    assert_error(
-        client.get("/v1/snapshots", params={"conversation_id": "nope"}, headers=alice.headers),
-        422,
-        "invalid_input",
-    )
+    for bad in ("nope", ""):
+        assert_error(
+            client.get("/v1/snapshots", params={"conversation_id": bad}, headers=alice.headers),
+            422,
+            "invalid_input",
+        )
 
 
 def test_patch_renames_replaces_and_unlinks(client: TestClient, alice: Caller) -> None:
