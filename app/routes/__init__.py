@@ -23,6 +23,7 @@ MODULES = (
     "reads",
     "sessions",
     "attachments",
+    "tasks",
 )
 
 
