@@ -145,7 +145,7 @@ RETURNING
 -- $1 kinds text[]
 -- $2 worker text
 -- $3 lease_seconds float8
--- $4 max_tasks int4
+-- $4 max_tasks int8
 WITH expired AS (
     SELECT t.id
       FROM tasks AS t

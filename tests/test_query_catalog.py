@@ -49,6 +49,12 @@ VERB_PREFIXES = (
     "deactivate_",
     "revoke_",
     "notify_",
+    # a task's lifecycle (queries/tasks.sql): each returns the task it changed
+    "cancel_",
+    "claim_",
+    "heartbeat_",
+    "complete_",
+    "fail_",
 )
 
 
