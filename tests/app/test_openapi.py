@@ -190,6 +190,7 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/conversations/{conversation_id}/members/{user_id}", "patch"): ("MemberPatch", True),
         ("/v1/conversations/{conversation_id}/read", "post"): ("ReadMark", False),
         ("/v1/conversations/{conversation_id}/delivered", "post"): ("ReadMark", False),
+        ("/v1/tasks", "post"): ("TaskDraft", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]
