@@ -72,7 +72,7 @@ async def list_tasks(request: Request[AppState]) -> Response:
     kind = request.query_params.get("kind") or None
     if kind is not None and len(kind) > 200:
         raise InvalidInput("kind: at most 200 characters")
-    conversation = request.query_params.get("conversation_id") or None
+    conversation = request.query_params.get("conversation_id")  # empty: not a UUID either
     if conversation is not None and not _UUID.fullmatch(conversation):
         raise InvalidInput("conversation_id must be a UUID")
     page = await tasks.list_tasks(

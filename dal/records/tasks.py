@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 
-from dal.records.base import INPUT, CursorPage, JsonObject, Row, ThreadId
+from dal.records.base import INPUT, CursorPage, JsonObject, Row, ThreadId, whole_number
 
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 TASK_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -34,9 +34,14 @@ class TaskDraft(BaseModel):
     kind: Kind
     title: Title = ""
     description: Description = ""
-    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    # (BeforeValidator: JSON's 5.0 is the integer 5)
+    priority: Annotated[int, BeforeValidator(whole_number)] = Field(
+        default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY
+    )
     input: JsonObject = Field(default_factory=dict)
-    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS)
+    max_attempts: Annotated[int, BeforeValidator(whole_number)] = Field(
+        default=3, ge=1, le=MAX_ATTEMPTS
+    )
     conversation_id: UUID | None = None
     thread_id: ThreadId | None = None
 

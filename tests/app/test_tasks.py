@@ -131,6 +131,9 @@ def test_bad_input_is_422(client: TestClient, alice: Caller) -> None:
     ):
         response = client.post("/v1/tasks", json=body, headers=alice.headers)
         assert response.status_code == 422, (body, response.text)
+    whole = create(client, alice, priority=5.0, max_attempts=2.0)  # JSON makes no difference
+    assert (whole["priority"], whole["max_attempts"]) == (5, 2)
+    assert_error(client.get("/v1/tasks?conversation_id=", headers=alice.headers), 422)
     for query in (
         "status=done",
         "limit=0",
@@ -141,4 +144,5 @@ def test_bad_input_is_422(client: TestClient, alice: Caller) -> None:
     ):
         response = client.get(f"/v1/tasks?{query}", headers=alice.headers)
         assert_error(response, 422)
-    assert client.get("/v1/tasks", headers=alice.headers).json()["items"] == []
+    listed = client.get("/v1/tasks", headers=alice.headers).json()["items"]
+    assert [t["id"] for t in listed] == [whole["id"]]  # nothing else was created
