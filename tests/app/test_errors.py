@@ -681,6 +681,7 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, alice: Cal
         "thread_id": "t",
         "checkpoint_id": "c",
         "attachment_id": MISSING_ID,
+        "task_id": MISSING_ID,
     }
     checked = 0
     for template, allowed in _route_methods(client).items():
