@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from dal.queries import Q
+from tests.dal.test_foreign_key_plans import nested_plans
 from tests.dal.test_plans import assert_index_scan, explain
 
 USERS, TASKS_PER_USER = 20, 1000
@@ -129,3 +130,42 @@ async def test_a_claim_reads_the_queue_and_the_leases_by_their_indexes(
     assert_index_scan(nodes, "tasks_lease_idx", "tasks")
     queue = [n for n in nodes if n.get("Index Name") == "tasks_queue_idx"]
     assert all("k.kind" in n.get("Index Cond", "") for n in queue), queue
+
+
+@GENERIC
+@pytest.mark.parametrize(
+    ("table", "index"),
+    [("conversations", "tasks_conversation_idx"), ("users", "tasks_user_idx")],
+)
+async def test_deletes_find_the_tasks_they_unlink_or_delete_by_index(
+    seeded: Any, generic: bool, table: str, index: str
+) -> None:
+    """A conversation's deletion unlinks its tasks (ON DELETE SET NULL), a user's deletes
+    theirs (CASCADE): each foreign key's own statement finds them by an index."""
+    conn, row = seeded
+    key = row["conversation_id"] if table == "conversations" else row["user_id"]
+    key_column = "conversation_id" if table == "conversations" else "user_id"
+
+    async def delete(c: Any) -> None:
+        await c.execute(f"DELETE FROM {table} WHERE id = $1", key)
+
+    undo = conn.transaction()
+    await undo.start()
+    try:
+        plans = await nested_plans(conn, delete, generic=generic)
+        # The foreign key's statement on tasks (a user's deletion also deletes their
+        # conversations, whose own statement unlinks the same tasks by tasks_conversation_idx).
+        [of_key] = [
+            nodes
+            for text, nodes in plans.items()
+            if '"public"."tasks"' in text and f'"{key_column}"' in text
+        ]
+        assert_index_scan(of_key, index, "tasks")
+        for text, nodes in plans.items():
+            if '"public"."tasks"' in text:
+                assert not any(
+                    n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == "tasks"
+                    for n in nodes
+                ), text
+    finally:
+        await undo.rollback()
