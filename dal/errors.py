@@ -45,6 +45,20 @@ class IdempotencyMismatch(Conflict):
     code = "idempotency_mismatch"
 
 
+class IllegalTransition(Conflict):
+    """A task's status change its lifecycle does not allow (README "Tasks"): refused by the
+    database itself (SQLSTATE MNT01, raised by the trigger mnemo_task_row), answered 409."""
+
+    code = "illegal_transition"
+
+
+class LeaseLost(Conflict):
+    """A worker no longer holds the task it reports on: its lease expired (the task may run
+    elsewhere now), or the task was cancelled. Nothing was changed."""
+
+    code = "lease_lost"
+
+
 class InvalidInput(DomainError):
     code = "invalid_input"
 
@@ -120,6 +134,7 @@ _BY_STATE: dict[str, type[DomainError]] = {
     "57P01": Unavailable,  # admin_shutdown
     "57P02": Unavailable,  # crash_shutdown
     "57P03": Unavailable,  # cannot_connect_now (starting up / shutting down)
+    "MNT01": IllegalTransition,  # ours: mnemo_task_row refused a task's status change
 }
 
 _MESSAGES: dict[type[DomainError], str] = {
@@ -166,6 +181,8 @@ def translate(exc: BaseException) -> DomainError | None:
     if state == "42P01":
         return Unavailable("the database schema is not migrated: run python -m dal.migrate")
     detail: Any = getattr(exc, "message", None) or str(exc)
+    if kind is IllegalTransition:
+        return IllegalTransition(str(detail))  # the trigger's own words: which change, no data
     if kind is NotFound:
         return NotFound(f"referenced row ({getattr(exc, 'constraint_name', None) or 'key'})")
     if kind is Conflict:

@@ -183,3 +183,14 @@ def test_readme_curl_walkthrough_runs_twice_without_an_error(
             server.kill()
             server.wait()
             raise
+
+
+def test_readme_tasks_block_retries_a_failure_and_refuses_to_cancel_a_finished_task(
+    database_url: str, tmp_path: Path
+) -> None:
+    lines = run_python(readme_block_of("tasks.py"), tmp_path, database_url)
+    assert lines == [
+        "EV market: succeeded after 1 attempt(s): {'summary': 'all about EV market'}",
+        "flaky: succeeded after 2 attempt(s): {'summary': 'all about flaky'}",
+        "cancel refused: illegal task transition: succeeded -> cancelled",
+    ]

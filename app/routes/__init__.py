@@ -24,6 +24,7 @@ MODULES = (
     "sessions",
     "attachments",
     "snapshots",
+    "tasks",
 )
 
 

@@ -682,6 +682,7 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, alice: Cal
         "checkpoint_id": "c",
         "attachment_id": MISSING_ID,
         "snapshot_id": MISSING_ID,
+        "task_id": MISSING_ID,
     }
     checked = 0
     for template, allowed in _route_methods(client).items():

@@ -192,6 +192,7 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/conversations/{conversation_id}/delivered", "post"): ("ReadMark", False),
         ("/v1/snapshots", "post"): ("SnapshotDraft", True),
         ("/v1/snapshots/{snapshot_id}", "patch"): ("SnapshotPatch", True),
+        ("/v1/tasks", "post"): ("TaskDraft", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]

@@ -90,6 +90,11 @@ def exercise(client: TestClient) -> None:
     mid = message["id"]
     feedback = f"{messages_url(cid)}/{mid}/feedback"
     thread = quote("thréad 1", safe="")
+    task = client.post(
+        "/v1/tasks",
+        json={"kind": "research", "title": "ünï ✓", "input": AWKWARD, "conversation_id": cid},
+        headers=me,
+    ).json()
     for method, path, body in [
         ("GET", "/v1/conversations", None),
         ("GET", "/v1/conversations?limit=1", None),
@@ -129,6 +134,10 @@ def exercise(client: TestClient) -> None:
         ("GET", f"/v1/threads/{thread}/history", None),
         ("POST", f"/v1/threads/{thread}/copy", {"target_thread_id": "copy ✓"}),
         ("POST", f"/v1/threads/{thread}/prune", {"strategy": "keep_latest"}),
+        ("GET", f"/v1/tasks/{task['id']}", None),
+        ("GET", f"/v1/tasks?status=pending&conversation_id={cid}", None),
+        ("POST", f"/v1/tasks/{task['id']}/cancel", None),
+        ("GET", "/v1/tasks?limit=1", None),
     ]:
         response = client.request(method, path, json=body, headers=me)
         assert response.status_code < 300, (path, response.text)

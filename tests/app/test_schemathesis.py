@@ -202,6 +202,17 @@ def _seed(app: Starlette) -> Seeded:
         ]
         parts = [{"type": "file", "mediaType": f["media_type"], "url": f["url"]} for f in files]
         append(client, caller, first, parts=[{"type": "text", "text": "files"}, *parts])
+        # Tasks of alice's: pending ones (cancelled by the run, which a second cancel answers
+        # the same), one linked to the first conversation.
+        task_ids = []
+        for i, link in enumerate((first, None, None)):
+            created = client.post(
+                "/v1/tasks",
+                json={"kind": "research", "title": f"t{i}", "conversation_id": link},
+                headers=caller.headers,
+            )
+            assert created.status_code == 201, created.text
+            task_ids.append(created.json()["id"])
         threads = ["main", "agent-2", "spare-1", "spare-2"]
         checkpoints = [_save_state(client, caller, "main", step) for step in range(2)]
         # The readers' threads hold the same checkpoint ids (a copy keeps them), so that any
@@ -236,6 +247,7 @@ def _seed(app: Starlette) -> Seeded:
             "checkpoint_id": checkpoints,
             "attachment_id": [f["id"] for f in files],
             "snapshot_id": snapshots[:2],
+            "task_id": task_ids,
         },
         spares={
             "user_id": [dave.id],
@@ -527,6 +539,7 @@ def test_seeded_rows_are_what_the_routes_find(app: Starlette, seeded: Seeded) ->
         urls.append(f"/v1/attachments/{seeded.ids['attachment_id'][0]}/thumbnail")
         urls.append(f"/v1/conversations/{conversation}/attachments")
         urls += [f"/v1/snapshots/{s}" for s in seeded.ids["snapshot_id"]]
+        urls += [f"/v1/tasks/{t}" for t in seeded.ids["task_id"]]
         for url in urls:
             assert client.get(url, headers=headers).status_code == 200, url
         files = client.get(f"/v1/conversations/{conversation}/attachments", headers=headers)
@@ -574,6 +587,7 @@ def _everything_of(client: TestClient, caller: Caller) -> Json:
         "snapshots": [
             get(f"/v1/snapshots/{item['id']}") for item in get("/v1/snapshots?limit=200")["items"]
         ],
+        "tasks": get("/v1/tasks?limit=200")["items"],
         "history": {
             t["thread_id"]: get(f"/v1/threads/{quote(t['thread_id'], safe='')}/history?limit=200")[
                 "items"
