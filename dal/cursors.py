@@ -12,6 +12,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
+from uuid import UUID
 
 import orjson
 
@@ -62,4 +63,23 @@ def decode_keyset(cursor: str) -> tuple[datetime, str]:
             raise TypeError("the key is not a string")
         return when.astimezone(UTC), key
     except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+
+
+def encode_seq_keyset(seq: int, key: UUID) -> str:
+    """The cursor of a row of a list ordered by ``(seq, key)`` within a conversation
+    (feedback by message then user, files by message then id)."""
+    raw = orjson.dumps([seq, str(key)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_seq_keyset(cursor: str) -> tuple[int, UUID]:
+    """The ``(seq, key)`` inside such a cursor; InvalidInput if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        seq, key = orjson.loads(raw)
+        if type(seq) is not int or not 0 <= seq < 2**63 or not isinstance(key, str):
+            raise ValueError("not a (seq, key) cursor")
+        return seq, UUID(key)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
         raise InvalidInput("cursor is not valid") from exc

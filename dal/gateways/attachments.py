@@ -10,16 +10,13 @@ else gets NotFound.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from uuid import UUID
 
 import asyncpg
-import orjson
 
-from dal.cursors import check_limit
+from dal.cursors import check_limit, decode_seq_keyset, encode_seq_keyset
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
-from dal.errors import Conflict, InvalidInput, NotFound, NotPermitted, TooLarge
+from dal.errors import Conflict, NotFound, NotPermitted, TooLarge
 from dal.ids import new_id
 from dal.queries import Q
 from dal.records.attachments import (
@@ -183,24 +180,6 @@ async def insert_attachment_thumbnail(
     return kept
 
 
-def encode_attachments_cursor(item: MessageAttachment) -> str:
-    """The opaque cursor of the page after ``item``: its (seq, attachment id)."""
-    raw = orjson.dumps([item.seq, str(item.id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_attachments_cursor(cursor: str) -> tuple[int, UUID]:
-    """The (seq, attachment id) inside a cursor; InvalidInput if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        seq, key = orjson.loads(raw)
-        if type(seq) is not int or not 0 <= seq < 2**63 or not isinstance(key, str):
-            raise ValueError("not an attachments cursor")
-        return seq, UUID(key)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise InvalidInput("cursor is not valid") from exc
-
-
 async def list_attachments_of_conversation(
     db: Executor,
     *,
@@ -213,7 +192,7 @@ async def list_attachments_of_conversation(
     file), by message ``seq`` then file id. NotFound if the caller is not a member;
     NotPermitted if their role may not read."""
     check_limit(limit)
-    after = _START if not cursor else decode_attachments_cursor(cursor)
+    after = _START if not cursor else decode_seq_keyset(cursor)
     rows = await fetch_all(
         db, Q["list_attachments_of_conversation"], user_id, conversation_id, *after, limit + 1
     )
@@ -224,7 +203,10 @@ async def list_attachments_of_conversation(
     items = [_listed(row) for row in rows[:limit] if row["id"] is not None]
     more = len(rows) > limit
     return MessageAttachmentPage.from_values(
-        {"items": items, "next_cursor": encode_attachments_cursor(items[-1]) if more else None}
+        {
+            "items": items,
+            "next_cursor": encode_seq_keyset(items[-1].seq, items[-1].id) if more else None,
+        }
     )
 
 

@@ -4,13 +4,9 @@ queries/feedback.sql): a non-member gets NotFound, a member without the right No
 
 from __future__ import annotations
 
-import base64
-import binascii
 from uuid import UUID
 
-import orjson
-
-from dal.cursors import check_limit
+from dal.cursors import check_limit, decode_seq_keyset, encode_seq_keyset
 from dal.database import Executor, Record, fetch_all, fetch_one
 from dal.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from dal.queries import Q
@@ -116,24 +112,6 @@ async def get_feedback(
     return _feedback(row)
 
 
-def encode_feedback_cursor(feedback: Feedback) -> str:
-    """The opaque cursor of the page after ``feedback``: its (seq, user_id)."""
-    raw = orjson.dumps([feedback.seq, str(feedback.user_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_feedback_cursor(cursor: str) -> tuple[int, UUID]:
-    """The (seq, user_id) inside a feedback cursor; InvalidInput if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        seq, user = orjson.loads(raw)
-        if type(seq) is not int or not 0 <= seq < 2**63 or not isinstance(user, str):
-            raise ValueError("not a feedback cursor")
-        return seq, UUID(user)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise InvalidInput("cursor is not valid") from exc
-
-
 async def list_feedback(
     db: Executor,
     *,
@@ -147,7 +125,7 @@ async def list_feedback(
     only ``rating`` when given. Pass ``next_cursor`` back for the next page. NotFound if the
     caller is not a member; NotPermitted if their role lacks the 'read' right."""
     check_limit(limit)
-    after = _START if not cursor else decode_feedback_cursor(cursor)
+    after = _START if not cursor else decode_seq_keyset(cursor)
     rows = await fetch_all(
         db, Q["list_feedback"], user_id, conversation_id, *after, rating, limit + 1
     )
@@ -158,5 +136,8 @@ async def list_feedback(
     items = [_feedback(row) for row in rows[:limit] if row["seq"] is not None]
     more = len(rows) > limit
     return FeedbackPage.from_values(
-        {"items": items, "next_cursor": encode_feedback_cursor(items[-1]) if more else None}
+        {
+            "items": items,
+            "next_cursor": encode_seq_keyset(items[-1].seq, items[-1].user_id) if more else None,
+        }
     )
