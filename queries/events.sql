@@ -6,7 +6,7 @@
 -- $1 user_id uuid
 -- $2 task_id uuid
 -- $3 after int8
--- $4 page_size int4
+-- $4 page_size int8
 SELECT e.seq, e.type, e.payload, e.created_at, h.head
   FROM tasks AS t
  CROSS JOIN LATERAL (SELECT coalesce(max(x.seq), 0)::int8 AS head
@@ -27,7 +27,7 @@ SELECT e.seq, e.type, e.payload, e.created_at, h.head
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after int8
--- $4 page_size int4
+-- $4 page_size int8
 SELECT e.seq, e.type, e.payload, e.created_at, h.head
   FROM conversations AS c
  CROSS JOIN LATERAL (SELECT coalesce(max(x.seq), 0)::int8 AS head
@@ -48,10 +48,11 @@ SELECT e.seq, e.type, e.payload, e.created_at, h.head
 
 -- name: list_task_events_unscoped
 -- Events of a task's log after a seq.
+-- uses: task_events_pkey
 -- returns: Event
 -- $1 task_id uuid
 -- $2 after int8
--- $3 page_size int4
+-- $3 page_size int8
 SELECT seq, type, payload, created_at
   FROM task_events
  WHERE task_id = $1 AND seq > $2
@@ -60,10 +61,11 @@ SELECT seq, type, payload, created_at
 
 -- name: list_conversation_events_unscoped
 -- Events of a conversation's log after a seq.
+-- uses: conversation_events_pkey
 -- returns: Event
 -- $1 conversation_id uuid
 -- $2 after int8
--- $3 page_size int4
+-- $3 page_size int8
 SELECT seq, type, payload, created_at
   FROM conversation_events
  WHERE conversation_id = $1 AND seq > $2

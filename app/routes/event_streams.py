@@ -55,8 +55,8 @@ _AFTER = Param(
 _LAST_EVENT_ID = Param(
     "Last-Event-ID",
     "The id (seq) of the last event the client received: the stream resumes after it (what "
-    "EventSource sends when it reconnects)",
-    {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    "EventSource sends when it reconnects); empty: as if not sent",
+    {"type": "string", "pattern": "^[0-9]{0,19}$"},
     "header",
 )
 _NO_STORE = Header("Cache-Control", "no-store", {"type": "string"})
@@ -115,13 +115,13 @@ async def stream_conversation_events(request: Request[AppState]) -> Response:
 def resume_point(request: Request[AppState]) -> int:
     """The seq the stream starts after: Last-Event-ID (400 if not a seq), else ``?after=``
     (422 if not one). A seq beyond any (over 2^63 - 1) is the largest."""
+    after = _AFTER.integer(request)  # checked even when Last-Event-ID is sent
+    assert after is not None
     last = request.headers.get("last-event-id", "").strip()
     if last:
         if not (last.isascii() and last.isdigit()) or len(last) > 19:
             raise HttpError(400, "malformed_last_event_id", "Last-Event-ID must be a seq")
         return min(int(last), INT8_MAX)
-    after = _AFTER.integer(request)
-    assert after is not None
     return after
 
 

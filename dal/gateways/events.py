@@ -47,8 +47,11 @@ async def read_events(
     after: int,
     limit: int,
 ) -> list[Event]:
-    name = "list_task_events_unscoped" if log == "task" else "list_conversation_events_unscoped"
-    return Event.from_rows(list(await fetch_all(db, Q[name], log_id, after, limit)))
+    if log == "task":
+        rows = await fetch_all(db, Q["list_task_events_unscoped"], log_id, after, limit)
+    else:
+        rows = await fetch_all(db, Q["list_conversation_events_unscoped"], log_id, after, limit)
+    return Event.from_rows(list(rows))
 
 
 async def append_task_events(
