@@ -146,6 +146,8 @@ class EventHub:
         # and logs).
         self.connects = 0
         self.dropped = 0
+        # Reads of the logs (one per page), however many notifications and subscribers.
+        self.reads = 0
         # Streams served now (``take_slot``), at most APP_MAX_EVENT_STREAMS.
         self.streams = 0
         self._readers: set[asyncio.Task[None]] = set()
@@ -228,6 +230,7 @@ class EventHub:
                 try:
                     while True:
                         after = self._start(log)
+                        self.reads += 1
                         async with asyncio.timeout(bound):
                             page = await events.read_events(
                                 self._pool, log=key[0], log_id=key[1], after=after, limit=READ_PAGE
@@ -236,7 +239,13 @@ class EventHub:
                         if len(page) < READ_PAGE or self._logs.get(key) is not log:
                             break
                     retry = RETRY_FIRST
-                except (DomainError, OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                except (
+                    DomainError,
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as exc:
                     _log.warning("reading the events of %s %s failed: %r", key[0], key[1], exc)
                     log.wanted = True
                     await asyncio.sleep(retry)

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.auth import caller, current_user
 from app.body import INT8_MAX
 from app.endpoints import Endpoints, Header, Param
 from app.errors import RETRY_AFTER_SECONDS, HttpError, error_response
-from app.event_hub import EventHub, LogKey, Subscription
+from app.event_hub import LogKey, Subscription
 from app.state import AppState
 from dal.errors import DomainError
 from dal.gateways import events
@@ -138,24 +140,45 @@ async def _stream(request: Request[AppState], key: LogKey, read_page: ReadPage) 
         )
     # Subscribed before the log is read: what is committed from now on is buffered.
     subscription = hub.subscribe(key, after)
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            hub.unsubscribe(subscription)
+            hub.give_back_slot()
+
     try:
         first = await read_page(after)  # NotFound (404) before the stream starts
     except BaseException:
-        _close(hub, subscription)
+        close()
         raise
     if request.method == "HEAD":
-        _close(hub, subscription)
+        close()
         return Response(headers=_HEADERS, media_type=MEDIA_TYPE)
-    return StreamingResponse(
-        _events(request, hub, subscription, first, read_page),
+    return _EventStream(
+        _events(request, subscription, first, read_page, close),
+        close,
         headers=_HEADERS,
         media_type=MEDIA_TYPE,
     )
 
 
-def _close(hub: EventHub, subscription: Subscription) -> None:
-    hub.unsubscribe(subscription)
-    hub.give_back_slot()
+class _EventStream(StreamingResponse):
+    """A stream that gives its subscription and slot back however it ends: also when its
+    client left before the first byte (Starlette then never starts the generator, whose own
+    ``finally`` would not run)."""
+
+    def __init__(self, content: AsyncIterator[bytes], close: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
 
 
 def frame(event: Event) -> bytes:
@@ -169,10 +192,10 @@ def frame(event: Event) -> bytes:
 
 async def _events(
     request: Request[AppState],
-    hub: EventHub,
     subscription: Subscription,
     page: EventPage,
     read_page: ReadPage,
+    close: Callable[[], None],
 ) -> AsyncIterator[bytes]:
     settings = request.state["settings"]
     loop = asyncio.get_running_loop()
@@ -235,4 +258,4 @@ async def _events(
     except DomainError:
         return  # the database failed, or the caller lost access: the client resumes later
     finally:
-        _close(hub, subscription)
+        close()

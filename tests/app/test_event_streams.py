@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -24,9 +25,12 @@ import httpx
 import psycopg
 import pytest
 
-from app.event_hub import LISTENER_NAME
-from dal.gateways import events
-from dal.records.events import EventDraft
+from app import event_hub
+from app.event_hub import LISTENER_NAME, EventHub, Subscription, parse_payload
+from dal.gateways import events, tasks, users
+from dal.records.events import Event, EventDraft
+from dal.records.tasks import TaskDraft
+from dal.records.users import UserDraft
 from dal.settings import Settings
 from tests.app.conftest import MISSING_ID, Caller, assert_error, make_user
 from tests.app.serving import serving
@@ -520,3 +524,59 @@ async def test_listener_killed_reconnects_and_streams_catch_up_from_the_log(
             later = await append(pool, "task", task_id, 2, n=5)
             got += await s.until_seq(later[-1])
     assert_contiguous([f.id for f in got], seqs[-1] + 1, later[-1])  # type: ignore[misc]
+
+
+# --- the hub itself ---------------------------------------------------------------------------
+
+
+def test_notification_payloads_are_parsed_or_ignored() -> None:
+    log_id = UUID("01a24d03-4323-7687-b532-84e6cb8fb8b8")
+    assert parse_payload(f"task:{log_id}:7") == (("task", log_id), 7)
+    assert parse_payload(f"conversation:{log_id}:1") == (("conversation", log_id), 1)
+    for bad in ("", "task", f"thread:{log_id}:1", "task:nope:1", f"task:{log_id}:", "task:1:x"):
+        assert parse_payload(bad) is None, bad
+
+
+def _event(seq: int) -> Event:
+    return Event(seq=seq, type="step", payload={}, created_at=datetime.now(UTC))
+
+
+def test_subscription_buffers_up_to_its_capacity_then_is_dropped() -> None:
+    subscription = Subscription(("task", UUID(MISSING_ID)), sent=2, capacity=3)
+    assert subscription.offer(_event(2))  # already sent: not buffered
+    for seq in (3, 4, 5):
+        assert subscription.offer(_event(seq))
+    assert subscription.offer(_event(5))  # already buffered
+    assert [e.seq for e in subscription.take()] == [3, 4, 5]
+    subscription.sent = 5
+    for seq in (6, 7, 8):
+        assert subscription.offer(_event(seq))
+    assert not subscription.offer(_event(9))
+    assert subscription.dropped and subscription.ended and subscription.take() == []
+
+
+async def test_hub_reads_a_burst_once_for_all_its_subscribers(
+    settings: Settings, pool: asyncpg.Pool[Any]
+) -> None:
+    user = await users.insert_user(pool, draft=UserDraft(username="ops"))
+    task = await tasks.insert_task(pool, user_id=user.id, draft=TaskDraft(kind="k"))
+    before = await head(pool, "task", str(task.id))
+    async with event_hub.listening(EventHub(settings, pool)) as hub:
+        for _ in range(int(WAIT / 0.05)):
+            if hub.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.listening
+        subscribers = [hub.subscribe(("task", task.id), before) for _ in range(3)]
+        # 50 events in one transaction: 50 notifications arrive together at its commit.
+        async with pool.acquire() as conn, conn.transaction():
+            drafts = [EventDraft(type="step", payload={"n": n}) for n in range(50)]
+            await events.append_task_events(conn, task_id=task.id, events=drafts)
+        for subscription in subscribers:
+            got: list[int] = []
+            async with asyncio.timeout(WAIT):
+                while len(got) < 50:
+                    await subscription.wait(WAIT)
+                    got += [e.seq for e in subscription.take()]
+            assert_contiguous(got, before + 1, before + 50)
+        assert hub.reads < 10, hub.reads  # neither one per notification nor per subscriber
