@@ -1,8 +1,9 @@
 """Live events of the logs (README "Live events"): one listening connection per app process,
 fanned out to every stream of that process.
 
-The database NOTIFYs channel ``mnemo_events`` at the commit of every event, with the payload
-``conversation:<uuid>:<seq>`` or ``task:<uuid>:<seq>`` (per log, in seq order). An
+The database NOTIFYs channel ``mnemo_events`` at the commit of every append, with the payload
+``conversation:<uuid>:<seq>`` or ``task:<uuid>:<seq>``, the seq of its last event (per log, in
+seq order). An
 ``EventHub`` listens on it from a connection of its own, outside the pool (as the token cache
 does, app/token_cache.py), and for a log that has subscribers reads the new events once, from
 the pool (``events.read_events``), whatever the number of its subscribers: one read in flight
@@ -38,7 +39,7 @@ import asyncpg
 from dal.database import database_url
 from dal.errors import DomainError
 from dal.gateways import events, meta
-from dal.records.events import Event
+from dal.records.events import MAX_EVENTS_PER_APPEND, Event
 from dal.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -205,9 +206,13 @@ class EventHub:
         if log is None:
             return  # nobody here watches that log
         if log.read is None:
-            # The first event committed since the log's first subscriber came: every later one
-            # has a higher seq; the ones before are in the subscribers' replays.
-            log.read = seq - 1
+            # The first notification since the log's first subscriber came. It names the last
+            # event of an append of at most MAX_EVENTS_PER_APPEND: every event committed since
+            # is of that append or a later one, so above seq - MAX_EVENTS_PER_APPEND (what is
+            # before is in the subscribers' replays); nor is any needed that every subscriber
+            # has sent already.
+            least_sent = min(s.sent for s in log.subscribers)
+            log.read = max(seq - MAX_EVENTS_PER_APPEND, least_sent, 0)
         self._want(key, log)
 
     def _want(self, key: LogKey, log: _Log) -> None:
