@@ -23,10 +23,10 @@ Every database call is bounded by ``timeout`` seconds. A claim that fails becaus
 database is unreachable is retried after a pause (0.2 s doubling to ``poll_seconds``).
 
 Holding a task. A claimed task's lease (``lease_seconds``) is extended every third of it
-while the job is held, until ``complete``, ``fail`` or ``release`` (each ends the job, whether
-or not its call reached the database: if it did not, the lease returns the task). A job whose
-lease was lost (it expired, or the task was cancelled: ``job.lost``) can report nothing;
-``Worker`` cancels its handler.
+while the job is held, until ``complete``, ``fail`` or ``release`` reaches the database (or
+``abandon``). A job whose lease was lost (it expired, or the user cancelled the task:
+``job.lost``) can report nothing, and ``Worker`` cancels its handler. ``async with job`` that
+cannot report (the database away past ``timeout``) abandons the job: its lease returns it.
 
 Stopping. Cancelling a handler inside ``async with job`` (``Worker.stop`` past its grace, a
 cancelled ``Worker.run``, Ctrl-C of ``mnemo worker``) *releases* its task: back to pending at
@@ -84,8 +84,9 @@ def default_worker_id() -> str:
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
-    """The JSON a failed attempt records: the exception's type and message."""
-    return {"type": type(exc).__qualname__, "message": str(exc)[:4000]}
+    """The JSON a failed attempt records: the exception's (public) type and its message."""
+    kind = next(c for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+    return {"type": kind.__qualname__, "message": str(exc)[:4000]}
 
 
 class Job:
@@ -176,30 +177,34 @@ class Job:
         return task
 
     async def _finish(self, call: Coroutine[Any, Any, Task]) -> Task:
-        self._stop_heartbeats()
-        self._queue.forget(self)
-        if self._done:
+        """Report: the job ends once the database has the report, or says the lease is lost.
+        Any other error leaves it held (and heartbeated): report again, or ``abandon``."""
+        if not self.held:
             call.close()
-            raise LeaseLost(f"task {self.task.id} was already reported")
-        self._done = True
+            raise LeaseLost(f"task {self.task.id} is no longer held by {self.worker_id!r}")
         try:
             task = await self._queue.timed(call)
         except LeaseLost:
             self._lost = True
+            self.abandon()
             raise
+        self._done = True
+        self.abandon()
         self.task = task
         return task
 
-    def _stop_heartbeats(self) -> None:
+    def abandon(self) -> None:
+        """Stop holding the job without a report (its heartbeats stop): the lease returns the
+        task to the queue when it expires."""
         beats, self._beats = self._beats, None
         if beats is not None and not self._beating:
             beats.cancel()  # asleep between beats (a beat under way ends by itself)
+        self._queue.forget(self)
 
     def _lose(self) -> None:
         if not self._lost:
             self._lost = True
-            self._stop_heartbeats()
-            self._queue.forget(self)
+            self.abandon()
             if self.on_lost is not None and not self._done:
                 self.on_lost()
 
@@ -250,6 +255,7 @@ class Job:
             _log.warning(
                 "task %s: could not report (left to its lease): %r", self.task.id, report_exc
             )
+            self.abandon()
             return isinstance(exc, Exception)
         return False
 
@@ -456,7 +462,7 @@ class _Queue:
                     with contextlib.suppress(LeaseLost, *TRANSIENT):
                         await job.release()
         for job in list(self._jobs):
-            job._stop_heartbeats()
+            job.abandon()
         self._jobs.clear()
         conn, self._listener = self._listener, None
         if conn is not None:
@@ -565,6 +571,15 @@ class Worker:
         return self._queue.listening
 
     @property
+    def kinds(self) -> list[str]:
+        return list(self._queue.kinds)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called."""
+        return self._stopping
+
+    @property
     def waiting(self) -> bool:
         """Whether it waits for work now: its last claim found none, a slot is free."""
         return self._queue.waiting
@@ -631,5 +646,5 @@ class Worker:
             if job.lost and not self._stopping:
                 return  # cancelled for its lost lease: the task is someone else's now
             raise
-        except DomainError as exc:  # a report the database refused after the block
+        except (DomainError, *TRANSIENT) as exc:  # a report the database refused
             _log.warning("task %s: %r", job.task.id, exc)

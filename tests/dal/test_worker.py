@@ -470,3 +470,15 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
         ]
     )
+
+
+async def test_a_result_that_is_not_json_fails_the_task(pool: Any, alice: User) -> None:
+    task = await submit(pool, alice, max_attempts=1)
+
+    async def odd(job: Job) -> Any:
+        return {1, 2}  # a set: no JSON value
+
+    async with running(Worker(pool, odd, kinds=["job"])):
+        await until(lambda: _is(pool, alice, task.id, "failed"), timeout=WITHIN)
+    final = await tasks.get_task(pool, user_id=alice.id, task_id=task.id)
+    assert final.error["type"] == "InvalidInput" and "JSON" in final.error["message"]
