@@ -25,6 +25,8 @@ from pydantic import TypeAdapter, ValidationError
 
 import dal
 from dal import embedded
+from dal.gateways import events
+from dal.records.events import EventDraft
 from dal.records.tasks import Kind
 from dal.settings import Settings
 from dal.usecases.tasks import Handler, Job, Worker
@@ -37,16 +39,26 @@ DEMO_STEP_SECONDS, DEMO_MAX_STEP_SECONDS = 1.0, 10.0
 
 
 async def demo(job: Job) -> Any:
-    """The demo handler: the steps of DEMO_STEPS, ``step_seconds`` each (input, default 1 s),
-    then ``{"summary", "steps"}``; input ``{"fail": true}`` fails every attempt."""
+    """The demo handler: writes a ``plan`` event to the task's log, then runs the steps of
+    DEMO_STEPS, ``step_seconds`` each (input, default 1 s), each between a ``step.started``
+    and a ``step.finished`` event, and returns ``{"summary", "steps"}``; input
+    ``{"fail": true}`` fails every attempt (after its steps)."""
     task = job.task
     topic = str(task.input.get("topic") or task.title or task.kind)
     pause = task.input.get("step_seconds", DEMO_STEP_SECONDS)
     if not isinstance(pause, int | float) or isinstance(pause, bool):
         pause = DEMO_STEP_SECONDS
     pause = min(max(float(pause), 0.0), DEMO_MAX_STEP_SECONDS)
-    for _step in DEMO_STEPS:
+
+    async def log(type_: str, **payload: Any) -> None:
+        draft = EventDraft(type=type_, payload={**payload, "attempt": task.attempts})
+        await events.append_task_events(job.db, task_id=task.id, events=[draft])
+
+    await log("plan", topic=topic, steps=list(DEMO_STEPS))
+    for step in DEMO_STEPS:
+        await log("step.started", step=step)
         await asyncio.sleep(pause)
+        await log("step.finished", step=step, output=f"{step}: {topic}")
     if task.input.get("fail") is True:
         raise RuntimeError(f"the demo was asked to fail (attempt {task.attempts})")
     return {"summary": f"all about {topic}", "steps": list(DEMO_STEPS)}

@@ -11,7 +11,7 @@
 --   run_after of their kinds (get_task_wait), which is how they learn of it.
 -- * A NOTIFY takes a database-wide lock at commit, so transactions that create tasks commit
 --   one at a time (microseconds each): the price of a wake-up with no polling.
--- depends: 20261207_03_t4q9w-tasks
+-- depends: 20261207_04_e6v2k-event-logs
 
 CREATE FUNCTION mnemo_task_wakeup() RETURNS trigger
     LANGUAGE plpgsql

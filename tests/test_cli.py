@@ -319,6 +319,20 @@ def test_mnemo_worker_runs_the_demo_handler_and_stops_on_sigint(
                 process.kill()
                 process.wait()
         rows = conn.execute("SELECT title, result FROM tasks ORDER BY title").fetchall()
+        logged = conn.execute(
+            "SELECT e.type, e.payload FROM task_events AS e JOIN tasks AS t ON t.id = e.task_id"
+            " WHERE t.title = 'four' ORDER BY e.seq"
+        ).fetchall()
+    steps = ["search", "read", "summarize"]
+    assert [type_ for type_, _ in logged] == [
+        "status",
+        "status",
+        "plan",
+        *(kind for _ in steps for kind in ("step.started", "step.finished")),
+        "status",
+    ]
+    assert [p["status"] for t, p in logged if t == "status"] == ["pending", "running", "succeeded"]
+    assert [p["step"] for t, p in logged if t == "step.finished"] == steps
     assert [(title, result["summary"]) for title, result in rows] == [
         ("four", "all about four"),
         ("one", "all about one"),
