@@ -358,3 +358,66 @@ def test_mnemo_worker_refuses_bad_arguments_before_the_database(
 ) -> None:
     done = mnemo("worker", "--kind", "k", *arguments, env={"DATABASE_URL": "postgresql://nowhere"})
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_killed_mnemo_workers_task_runs_again_after_its_lease(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL mid-task: no release, no report. Its lease (2 s) expires, and another worker,
+    its poll a minute away, takes the task again (attempt 2) once it does."""
+    (tmp_path / "quick.py").write_text(
+        "async def handle(job):\n    return {'attempt': job.task.attempts}\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    env = {**clean, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}
+
+    def start(name: str, *arguments: str) -> subprocess.Popen[bytes]:
+        with (tmp_path / f"{name}.log").open("wb") as out:
+            return subprocess.Popen(
+                [MNEMO, "worker", "--kind", "cli-kill", "--id", name, *arguments],
+                cwd=tmp_path,  # (quick.py is importable from here)
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, username) VALUES (gen_random_uuid(), 'ops')")
+        conn.execute(
+            "INSERT INTO tasks (id, user_id, kind, title, input)"
+            " SELECT gen_random_uuid(), id, 'cli-kill', 'long', '{\"step_seconds\": 10}'"
+            "   FROM users"
+        )
+
+        def step_started() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM task_events WHERE type = 'step.started'"
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        def status() -> str:
+            row = conn.execute("SELECT status FROM tasks").fetchone()
+            assert row is not None
+            return str(row[0])
+
+        doomed = start("doomed", "--handler", "demo", "--lease", "2")
+        rescuer: subprocess.Popen[bytes] | None = None
+        try:
+            wait_until(step_started, timeout=60, what="the first worker's step")
+            doomed.kill()
+            doomed.wait(timeout=30)
+            assert status() == "running"
+            rescuer = start("rescuer", "--handler", "quick:handle", "--poll", "60")
+            wait_until(lambda: status() == "succeeded", timeout=30, what="the second attempt")
+            rescuer.send_signal(signal.SIGINT)
+            assert rescuer.wait(timeout=30) == 0, (tmp_path / "rescuer.log").read_text()
+        finally:
+            for process in (doomed, rescuer):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        row = conn.execute("SELECT attempts, result, error, worker FROM tasks").fetchone()
+    assert row is not None
+    attempts, result, error, worker = row
+    assert (attempts, result, worker) == (2, {"attempt": 2}, "rescuer")
+    assert (error["code"], error["worker"]) == ("lease_expired", "doomed")

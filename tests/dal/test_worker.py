@@ -27,6 +27,7 @@ from dal.settings import Settings
 from dal.usecases import tasks as workers
 from dal.usecases.tasks import LISTENER_NAME, Job, Worker, mnemo_worker
 from tests.dal.conftest import make_user
+from tests.support import free_port
 
 if TYPE_CHECKING:
     from tests.test_session_state import SessionRun
@@ -77,6 +78,8 @@ WORKERS, TASKS = 8, 2_000
 
 
 async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alice: User) -> None:
+    """WORKERS workers of 4 handlers each share TASKS tasks: each succeeds exactly once, a
+    handler runs once per attempt (a tenth of the tasks fail once and are retried)."""
     pool = await open_pool(settings.model_copy(update={"db_max_connections": 12}))
     try:
         await pool.execute(
@@ -91,10 +94,19 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
         async def handle(job: Job) -> Any:
             runs[job.task.id] += 1
             await asyncio.sleep(0)
+            if job.task.input["i"] % 10 == 0 and job.task.attempts == 1:
+                raise RuntimeError("flaky")  # a tenth fail once, retried at once
             return {"i": job.task.input["i"], "by": job.worker_id}
 
         workers = [
-            Worker(pool, handle, kinds=["job"], concurrency=4, worker_id=f"w{n}")
+            Worker(
+                pool,
+                handle,
+                kinds=["job"],
+                concurrency=4,
+                worker_id=f"w{n}",
+                backoff_base_seconds=0,
+            )
             for n in range(WORKERS)
         ]
 
@@ -106,8 +118,10 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
             await until(all_done, timeout=300)
         rows = await pool.fetch("SELECT id, status, attempts, input, result FROM tasks")
         assert len(rows) == TASKS and len(runs) == TASKS
-        assert set(runs.values()) == {1}
-        assert {(r["status"], r["attempts"]) for r in rows} == {("succeeded", 1)}
+        expected = {r["id"]: 1 + (r["input"]["i"] % 10 == 0) for r in rows}
+        assert dict(runs) == expected
+        assert {r["id"]: r["attempts"] for r in rows} == expected
+        assert {r["status"] for r in rows} == {"succeeded"}
         assert all(r["result"]["i"] == r["input"]["i"] for r in rows)
         by = Counter(r["result"]["by"] for r in rows)
         assert set(by) <= {f"w{n}" for n in range(WORKERS)} and len(by) > 1
@@ -482,3 +496,30 @@ async def test_a_result_that_is_not_json_fails_the_task(pool: Any, alice: User) 
         await until(lambda: _is(pool, alice, task.id, "failed"), timeout=WITHIN)
     final = await tasks.get_task(pool, user_id=alice.id, task_id=task.id)
     assert final.error["type"] == "InvalidInput" and "JSON" in final.error["message"]
+
+
+async def test_a_worker_rides_out_an_unreachable_database_and_stops_cleanly(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Claims that fail (nothing listens on the port) are retried after a pause, nothing
+    raises; stop() still ends the run."""
+    unreachable = settings.model_copy(
+        update={
+            "database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+            "db_connection_timeout": 0.5,
+        }
+    )
+    pool = await open_pool(unreachable, lazy=True)
+    try:
+        worker = Worker(pool, lambda job: asyncio.sleep(0), kinds=["job"], poll_seconds=0.2)
+        run = asyncio.create_task(worker.run())
+
+        async def retried() -> bool:
+            return sum("claim failed" in r.getMessage() for r in caplog.records) >= 3
+
+        await until(retried, timeout=WITHIN * 3)
+        assert not run.done() and not worker.listening
+        worker.stop()
+        await asyncio.wait_for(run, WITHIN)
+    finally:
+        await pool.close()
