@@ -285,6 +285,8 @@ class _Queue:
                 f"lease_seconds must be between {gateway.MIN_LEASE_SECONDS:g}"
                 f" and {gateway.MAX_LEASE_SECONDS:g}"
             )
+        if dsn is None and not hasattr(pool, "_connect_args"):
+            raise ValueError("the listener needs a dsn: pool is not an asyncpg pool")
         self.pool = pool
         self.kinds = list(dict.fromkeys(kinds))
         self._kind_set = frozenset(self.kinds)
@@ -406,9 +408,11 @@ class _Queue:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connect()
                 await conn.add_listener(CHANNEL, self._heard)
-        except (*TRANSIENT, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except BaseException as exc:
             if conn is not None:
                 conn.terminate()
+            if not isinstance(exc, (*TRANSIENT, asyncpg.PostgresError, asyncpg.InterfaceError)):
+                raise  # (cancelled, or a bug)
             if self._retry == RETRY_FIRST:
                 _log.warning(
                     "worker %s: no wake-ups until its listener connects (polling every %g s): %r",

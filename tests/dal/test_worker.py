@@ -245,8 +245,9 @@ async def test_stop_lets_running_handlers_finish_within_the_grace(pool: Any, ali
     assert (final.status, final.result) == ("succeeded", "finished")
 
 
+@pytest.mark.parametrize("own_dsn", [False, True], ids=["the pool's arguments", "a dsn"])
 async def test_an_idle_worker_is_woken_by_a_new_task_long_before_its_poll(
-    pool: Any, alice: User
+    pool: Any, settings: Settings, alice: User, own_dsn: bool
 ) -> None:
     done: list[str] = []
 
@@ -254,7 +255,8 @@ async def test_an_idle_worker_is_woken_by_a_new_task_long_before_its_poll(
         done.append(job.task.title)
         return None
 
-    worker = Worker(pool, handle, kinds=["job"], poll_seconds=NO_POLL)
+    dsn = settings.database_url if own_dsn else None
+    worker = Worker(pool, handle, kinds=["job"], poll_seconds=NO_POLL, dsn=dsn)
     async with running(worker):
         await until(lambda: _true(worker.listening and worker.waiting), timeout=WITHIN)
         # Waiting, its poll a minute away: only the notification can wake it in time.
