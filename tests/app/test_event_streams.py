@@ -347,8 +347,17 @@ async def test_removed_members_stream_ends_at_the_next_heartbeat(
 # --- heartbeats, the cap, the app's stop -------------------------------------------------------
 
 
-async def test_heartbeat_comments_arrive_on_an_idle_stream(settings: Settings) -> None:
-    with served(settings, app_event_stream_heartbeat_seconds=0.1) as (base, http):
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+async def test_heartbeat_comments_arrive_on_an_idle_stream(settings: Settings, parser: str) -> None:
+    # The server's own deadlines for a client's request (its head, a kept-alive connection's
+    # idleness) are far shorter than the stream: they do not apply while it is answered.
+    with served(
+        settings,
+        app_http=parser,
+        app_event_stream_heartbeat_seconds=0.1,
+        app_header_timeout=0.2,
+        app_keep_alive_timeout=0.2,
+    ) as (base, http):
         alice, _ = alice_and_bob(http, admin_token(settings))
         task_id = create_task(http, alice)
         async with (
@@ -356,7 +365,7 @@ async def test_heartbeat_comments_arrive_on_an_idle_stream(settings: Settings) -
             stream(client, stream_url("task", task_id, after="1000000"), alice) as s,
         ):
             beats = 0
-            while beats < 3:
+            while beats < 6:
                 frame = await s.next()
                 assert frame is not None and frame.comment == "keep-alive", frame
                 beats += 1
