@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -27,6 +28,7 @@ import pytest
 
 from app import event_hub
 from app.event_hub import LISTENER_NAME, EventHub, Subscription, parse_payload
+from dal import migrate
 from dal.gateways import events, tasks, users
 from dal.records.events import Event, EventDraft
 from dal.records.tasks import TaskDraft
@@ -34,7 +36,8 @@ from dal.records.users import UserDraft
 from dal.settings import Settings
 from tests.app.conftest import MISSING_ID, Caller, assert_error, make_user
 from tests.app.serving import serving
-from tests.support import wait_until
+from tests.app.test_resilience import stop as stop_pg
+from tests.support import embedded_server, wait_until
 
 # Generous bounds of the waits (never asserted as speed: a slow machine only waits longer).
 WAIT = 60.0
@@ -589,3 +592,68 @@ async def test_hub_reads_a_burst_once_for_all_its_subscribers(
                     got += [e.seq for e in subscription.take()]
             assert_contiguous(got, before + 1, before + 50)
         assert hub.reads < 10, hub.reads  # neither one per notification nor per subscriber
+
+
+# --- a database restart -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_pg() -> Iterator[Any]:
+    """An embedded server of this test's own, migrated: it is stopped and started again."""
+    with embedded_server(prefix="mnemo-sse-restart-") as server:
+        migrate.apply(str(server.get_uri("postgres")))
+        yield server
+
+
+@pytest.fixture
+def restart_settings(own_pg: Any, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=str(own_pg.get_uri("postgres")),
+        db_min_connections=1,
+        db_max_connections=4,
+        db_connection_timeout=1.0,
+        db_query_timeout=1.0,
+        db_answer_margin=1.0,
+        app_health_timeout=0.5,
+        app_admin_token="restart-admin",  # type: ignore[arg-type]
+        app_event_stream_heartbeat_seconds=3600.0,
+        data_dir=tmp_path,
+    )
+
+
+async def test_stream_survives_a_database_restart_and_catches_up(
+    own_pg: Any, restart_settings: Settings
+) -> None:
+    with served(restart_settings) as (base, http):
+        alice = Caller(*make_user(http, "restart", admin_token="restart-admin"))
+        task_id = create_task(http, alice)
+        events_url = f"/v1/tasks/{task_id}/events"
+
+        def post(n: int) -> int:
+            body = {"events": [{"type": "step", "payload": {"n": n}}]}
+            response = http.post(events_url, json=body, headers=alice.headers)
+            assert response.status_code in (201, 503), response.text
+            return int(response.json()["items"][-1]["seq"]) if response.status_code == 201 else 0
+
+        first = post(0)
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=WAIT) as client,
+            stream(client, stream_url("task", task_id), alice) as s,
+        ):
+            await s.until_seq(first)
+            await asyncio.to_thread(stop_pg, own_pg)
+            await asyncio.to_thread(own_pg.ensure_postgres_running)
+            # Appended as soon as the database answers again, before or after the listener
+            # is back: the stream receives them either way, in order.
+            seqs: list[int] = []
+
+            def appended() -> bool:
+                seq = post(1)  # 0 while the database is away (503)
+                if seq:
+                    seqs.append(seq)
+                return bool(seq)
+
+            wait_until(appended, what="the database to answer again", timeout=WAIT)
+            seqs.append(post(2))
+            got = await s.until_seq(seqs[-1])
+    assert_contiguous([f.id for f in got], first + 1, seqs[-1])  # type: ignore[misc]
