@@ -44,11 +44,13 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 @endpoints.post(
     _MANY,
-    "Save a snapshot of the caller's workspace: named panels, each with its query (201)",
+    "Save a snapshot of the caller's workspace: named panels, each with its query (201); 404 "
+    "if it names a conversation the caller may not read or a task not theirs",
     body=SnapshotDraft,
     response=Snapshot,
     status=201,
     headers=(LOCATION,),
+    errors=(404,),
 )
 async def create_snapshot(request: Request[AppState]) -> Response:
     me = caller(request)

@@ -59,10 +59,12 @@ _ORDER = Param(
 
 @endpoints.post(
     _MANY,
-    "Create a task (pending) for a worker to run",
+    "Create a task (pending) for a worker to run; 404 if it names a conversation the caller "
+    "may not read",
     body=TaskDraft,
     response=Task,
     status=201,
+    errors=(404,),
 )
 async def create_task(request: Request[AppState]) -> Response:
     me = caller(request)
