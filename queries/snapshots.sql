@@ -192,9 +192,11 @@ SELECT s.id, s.name, s.origin, s.conversation_id, s.task_id,
 -- A page of the caller's snapshots linked to task $2, newest first, those also linked to
 -- conversation $3 and whose name or query text holds $4, when given: read from
 -- workspace_snapshots_task_idx (a task's snapshots are few; the user, the conversation and
--- the pattern filter them), or, for a rare pattern, from workspace_snapshots_search_idx.
+-- the pattern filter them), or, for a rare pattern, from workspace_snapshots_search_idx;
+-- of a conversation too, from either link's index.
 -- returns: SnapshotSummary
 -- uses: workspace_snapshots_task_idx, workspace_snapshots_search_idx
+-- uses: workspace_snapshots_conversation_idx
 -- $1 user_id uuid
 -- $2 task_id uuid
 -- $3 conversation_id uuid       NULL: any
