@@ -28,6 +28,12 @@ while the job is held, until ``complete``, ``fail`` or ``release`` reaches the d
 ``job.lost``) can report nothing, and ``Worker`` cancels its handler. ``async with job`` that
 cannot report (the database away past ``timeout``) abandons the job: its lease returns it.
 
+Completing. ``job.complete`` made while another completion of the same worker is being
+committed joins the next batch: one ``complete_tasks`` statement (one commit) as soon as the
+one under way returns (``_Queue.complete``). Handlers finishing together (``Worker`` with
+``concurrency`` > 1, or the jobs of an iterator's batch handled concurrently) share commits;
+each ``complete`` still returns only once its own completion is committed.
+
 Stopping. Cancelling a handler inside ``async with job`` (``Worker.stop`` past its grace, a
 cancelled ``Worker.run``, Ctrl-C of ``mnemo worker``) *releases* its task: back to pending at
 once, its attempt undone (a stopping worker is not the task's failure). Closing the iterator
@@ -105,6 +111,8 @@ class Job:
         self._done = False
         self._lost = False
         self._beating = False
+        # A completion of it is being committed: the verdict on its lease is that statement's.
+        self._completing = False
         self.on_lost: Callable[[], object] | None = None
         self._beats: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._heartbeats(), name=f"mnemo-heartbeat-{task.id}"
@@ -171,7 +179,8 @@ class Job:
                 )
             )
         except LeaseLost:
-            if not self._done:  # (a beat overtaken by complete/fail/release loses nothing)
+            # (a beat overtaken by a report loses nothing: the report says how it went)
+            if not self._done and not self._completing:
                 self._lose()
             raise
         if not self._done:
@@ -282,6 +291,7 @@ class _Completion:
     def settle(self, outcome: Task | BaseException) -> None:
         """The statement's answer: the job ends (done, or lost on LeaseLost) before its caller
         hears, so a caller that gave up meanwhile leaves it consistent."""
+        self.job._completing = False
         if isinstance(outcome, Task):
             self.job._reported(outcome)
         elif isinstance(outcome, LeaseLost):
@@ -407,7 +417,7 @@ class _Queue:
                     # (a task completed twice at once: the second in the next batch, which
                     # finds it no longer held, as two statements one after the other would)
                     if len(batch) < COMPLETE_BATCH and entry.job.task.id not in batch:
-                        entry.sent = True
+                        entry.sent = entry.job._completing = True
                         batch[entry.job.task.id] = entry
                     else:
                         later.append(entry)

@@ -563,6 +563,39 @@ async def test_a_cancelled_completion_leaves_the_others_and_its_job_consistent(
     assert [t.result for t in final] == ["first", "late", "2", "3"]
 
 
+async def test_a_heartbeat_overtaken_by_the_completion_under_way_loses_nothing(
+    pool: Any, settings: Settings, alice: User
+) -> None:
+    """The completion is under way (its row locked by another transaction) and a heartbeat
+    queues behind it: once the row is free the heartbeat finds the task succeeded, and the job
+    is done, not lost (the completion's statement has the last word)."""
+    task = await submit(pool, alice)
+    locker = await asyncpg.connect(settings.database_url)
+    try:
+        async with aclosing(mnemo_worker(pool, kinds=["job"], lease_seconds=1)) as jobs:
+            job = await anext(jobs)
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task.id)
+            completing = asyncio.create_task(job.complete("done"))
+
+            async def blocked(count: int) -> bool:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return waiting >= count
+
+            await until(lambda: blocked(1), timeout=WITHIN)
+            await until(lambda: blocked(2), timeout=WITHIN)  # the next heartbeat, behind it
+            await lock.commit()
+            done = await completing
+            assert done.status == "succeeded" and job.task == done
+            assert not job.lost and not job.held
+    finally:
+        await locker.close()
+
+
 async def test_a_result_that_is_not_json_fails_only_its_own_completion_in_a_batch(
     pool: Any, alice: User
 ) -> None:
