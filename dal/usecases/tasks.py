@@ -406,12 +406,13 @@ class _Queue:
 
     async def _commit_completions(self) -> None:
         """The committer: sends the completions waiting, a batch at a time, until none are."""
+        batch: dict[Any, _Completion] = {}
         try:
             # One turn of the event loop: completions made in the same moment (handlers that
             # finished together) join the first statement.
             await asyncio.sleep(0)
             while self._completions:
-                batch: dict[Any, _Completion] = {}
+                batch = {}
                 later: list[_Completion] = []
                 for entry in self._completions:
                     # (a task completed twice at once: the second in the next batch, which
@@ -424,10 +425,14 @@ class _Queue:
                 self._completions = later
                 await self._send_completions(list(batch.values()))
         finally:
+            # (only if cancelled, the loop closing, or a bug: nobody waits forever)
             self._committer = None
-            for entry in self._completions:  # (only if cancelled: the loop is closing)
+            for entry in [*batch.values(), *self._completions]:
                 entry.sent = True
-                entry.settle(Unavailable("the worker stopped before the completion was sent"))
+                if not entry.outcome.done():
+                    entry.settle(
+                        Unavailable("the worker stopped: the completion may not be committed")
+                    )
             self._completions = []
 
     async def _send_completions(self, batch: list[_Completion]) -> None:
@@ -627,9 +632,7 @@ class _Queue:
                         await job.release()
         committer = self._committer
         if committer is not None:  # completions under way (each bounded by timeout)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.timeout * 2):
-                    await asyncio.shield(committer)
+            await asyncio.wait({committer}, timeout=self.timeout * 2)
         for job in list(self._jobs):
             job.abandon()
         self._jobs.clear()
