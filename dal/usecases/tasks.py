@@ -695,9 +695,11 @@ class Worker:
     """Runs ``handler`` for each task of ``kinds``, at most ``concurrency`` at once: the task
     succeeds with what the handler returns (any JSON value), fails with what it raises
     (``error_of``: retried after a backoff while attempts are left) unless the handler
-    reported itself (``job.complete`` / ``job.fail``). A handler whose lease is lost (the task
-    was cancelled, or the lease expired) is cancelled. The other arguments are
-    ``mnemo_worker``'s."""
+    reported itself (``job.complete`` / ``job.fail``). A handler that returned frees its
+    slot while its task's report commits (the next claim overlaps it; at most ``concurrency``
+    such tasks more are held); reports made together commit together (``_Queue.complete``).
+    A handler whose lease is lost (the task was cancelled, or the lease expired) is
+    cancelled. The other arguments are ``mnemo_worker``'s."""
 
     def __init__(
         self,
@@ -732,6 +734,8 @@ class Worker:
         self._stopping = False
         self._grace = 0.0
         self._running: set[asyncio.Task[None]] = set()
+        # Those of them whose handler has not returned yet (the others report their task).
+        self._handling: set[asyncio.Task[None]] = set()
 
     @property
     def worker_id(self) -> str:
@@ -772,8 +776,13 @@ class Worker:
             while not self._stopping:
                 # (Cleared before counting: a handler that finishes from here on wakes idle.)
                 queue.wake.clear()
-                free = self.concurrency - len(running)
-                if not free:
+                # At most ``concurrency`` handlers at once; a task whose handler returned
+                # frees its slot while its report commits (the next claim overlaps it), with
+                # at most ``concurrency`` such tasks more held.
+                free = min(
+                    self.concurrency - len(self._handling), 2 * self.concurrency - len(running)
+                )
+                if free <= 0:
                     await queue.idle(busy=True)
                     continue
                 try:
@@ -784,6 +793,7 @@ class Worker:
                 for job in jobs:
                     task = asyncio.create_task(self._handle(job), name=f"mnemo-task-{job.task.id}")
                     running.add(task)
+                    self._handling.add(task)
                     task.add_done_callback(self._finished)
                 if not jobs and not self._stopping:
                     await queue.idle()
@@ -800,9 +810,16 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._handling.discard(task)
         self._queue.wake.set()
         if not task.cancelled() and task.exception() is not None:
             _log.error("worker %s: %r", self.worker_id, task.exception())
+
+    def _returned(self, task: asyncio.Task[None]) -> None:
+        """The handler of ``task`` returned (or raised): its slot is free for the next claim."""
+        if task in self._handling:
+            self._handling.discard(task)
+            self._queue.wake.set()
 
     async def _handle(self, job: Job) -> None:
         me = asyncio.current_task()
@@ -810,7 +827,10 @@ class Worker:
         job.on_lost = me.cancel
         try:
             async with job:
-                result = await self.handler(job)
+                try:
+                    result = await self.handler(job)
+                finally:
+                    self._returned(me)
                 if job.held:
                     await job.complete(result)
                     _log.info("task %s (%s) succeeded", job.task.id, job.task.kind)

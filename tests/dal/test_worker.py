@@ -90,13 +90,22 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
             TASKS,
         )
         runs: Counter[UUID] = Counter()
+        # Handlers running now and at most, per worker (a finished handler's slot takes the
+        # next task while its completion commits; the handlers stay within concurrency).
+        active: Counter[str] = Counter()
+        peak: Counter[str] = Counter()
 
         async def handle(job: Job) -> Any:
             runs[job.task.id] += 1
-            await asyncio.sleep(0)
-            if job.task.input["i"] % 10 == 0 and job.task.attempts == 1:
-                raise RuntimeError("flaky")  # a tenth fail once, retried at once
-            return {"i": job.task.input["i"], "by": job.worker_id}
+            active[job.worker_id] += 1
+            peak[job.worker_id] = max(peak[job.worker_id], active[job.worker_id])
+            try:
+                await asyncio.sleep(0)
+                if job.task.input["i"] % 10 == 0 and job.task.attempts == 1:
+                    raise RuntimeError("flaky")  # a tenth fail once, retried at once
+                return {"i": job.task.input["i"], "by": job.worker_id}
+            finally:
+                active[job.worker_id] -= 1
 
         workers = [
             Worker(
@@ -125,6 +134,7 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
         assert all(r["result"]["i"] == r["input"]["i"] for r in rows)
         by = Counter(r["result"]["by"] for r in rows)
         assert set(by) <= {f"w{n}" for n in range(WORKERS)} and len(by) > 1
+        assert max(peak.values()) <= 4
     finally:
         await pool.close()
 
