@@ -1,0 +1,307 @@
+"""The tasks suite: claim-and-complete throughput of Mnemo's queue against pgqueuer's.
+
+The work is the same on both sides: ``--tasks-count`` tasks are enqueued (untimed), then
+``workers`` concurrent asyncio workers drain the queue, each task claimed and completed
+exactly once by an empty handler; the time is from the workers' start to the last one's
+end. Each contender has a database of its own on the same server (Mnemo's migrated; pgqueuer
+installs its schema in an empty one) and a pool of ``workers`` connections, every worker
+holding one connection for the whole drain (the arrangement pgqueuer's own benchmark uses:
+one connection per consumer).
+
+- ``mnemo``: the gateways, as README "Tasks" shows a worker: ``claim_tasks(limit=batch)``,
+  then the handler and ``complete_task`` for each claimed task, until a claim comes back empty.
+- ``pgqueuer``: a ``QueueManager`` per worker on ``Queries`` of its connection, an
+  empty entrypoint, ``run(batch_size=batch, mode=drain)``: it dequeues ``batch`` jobs in a
+  statement, runs each handler as a task, and logs the finished jobs in batched statements.
+
+Both take ``--tasks-batch`` tasks per claim. Exactly-once is checked on both sides after
+each drain: every task's handler ran once (counted per task by the handlers), and the
+database agrees (Mnemo: all succeeded on their first attempt; pgqueuer: its queue is empty).
+Before each drain both tables are vacuumed and analyzed alike. Within each round the two take
+turns, the order alternating between rounds and between worker counts; the table shows
+medians of tasks/s over the rounds and the spread of the per-round ratios.
+
+Target (issue 12): Mnemo >= 1x pgqueuer's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import statistics
+import time
+import warnings
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+
+from bench._report import log, table
+from dal.database import pool_options
+from dal.gateways import tasks
+from dal.ids import new_id
+from dal.settings import Settings
+
+# name: (full run, --quick, help); each can be overridden on the command line.
+DEFAULTS: dict[str, tuple[int, int, str]] = {
+    "tasks_count": (10000, 2000, "tasks drained per contender, round and worker count"),
+    "tasks_batch": (10, 10, "tasks per claim (pgqueuer's batch_size)"),
+    "tasks_workers": (8, 8, "concurrent workers of the parallel drain (the other has 1)"),
+}
+PACKAGES = ("pgqueuer",)
+TARGET = 1.0
+
+Contender = Literal["mnemo", "pgqueuer"]
+CONTENDERS: tuple[Contender, ...] = ("mnemo", "pgqueuer")
+KIND = "bench.empty"
+
+
+class ExactlyOnceBroken(RuntimeError):
+    """A drain ran a task twice or never: the numbers would mean nothing."""
+
+
+@dataclass
+class Result:
+    workers: int
+    samples: dict[Contender, list[float]] = field(
+        default_factory=lambda: {contender: [] for contender in CONTENDERS}
+    )
+
+    def median(self, contender: Contender) -> float:
+        return statistics.median(self.samples[contender])
+
+    @property
+    def ratio(self) -> float:
+        return self.median("mnemo") / self.median("pgqueuer")
+
+    @property
+    def round_ratios(self) -> list[float]:
+        pairs = zip(self.samples["mnemo"], self.samples["pgqueuer"], strict=True)
+        return [m / p for m, p in pairs]
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio >= TARGET
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workers": self.workers,
+            "mnemo_tasks_s": round(self.median("mnemo"), 1),
+            "pgqueuer_tasks_s": round(self.median("pgqueuer"), 1),
+            "ratio": round(self.ratio, 4),
+            "target": TARGET,
+            "result": "PASS" if self.passed else "BELOW",
+            "rounds": {
+                "mnemo_tasks_s": [round(x, 1) for x in self.samples["mnemo"]],
+                "pgqueuer_tasks_s": [round(x, 1) for x in self.samples["pgqueuer"]],
+                "ratio": [round(x, 4) for x in self.round_ratios],
+            },
+        }
+
+
+def check_once(seen: Counter[Any], expected: int, who: str) -> None:
+    twice = [key for key, n in seen.items() if n != 1]
+    if twice or len(seen) != expected:
+        raise ExactlyOnceBroken(
+            f"{who}: {len(seen)} of {expected} tasks handled, {len(twice)} more than once"
+        )
+
+
+# --- Mnemo ------------------------------------------------------------------------------
+
+
+class MnemoSide:
+    def __init__(self, pool: Any, user_id: UUID) -> None:
+        self.pool = pool
+        self.user_id = user_id
+        self.ids: list[UUID] = []
+
+    async def enqueue(self, count: int) -> None:
+        self.ids = [new_id() for _ in range(count)]
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO tasks (id, user_id, kind, title)"
+                " SELECT id, $2, $3, 'bench' FROM unnest($1::uuid[]) AS id",
+                self.ids,
+                self.user_id,
+                KIND,
+            )
+            await conn.execute("VACUUM ANALYZE tasks")
+
+    async def drain(self, workers: int, batch: int) -> float:
+        seen: Counter[UUID] = Counter()
+
+        async def handler(task: tasks.Task) -> None:
+            seen[task.id] += 1
+
+        async def worker(name: str, ready: asyncio.Event) -> None:
+            async with self.pool.acquire() as conn:
+                await ready.wait()
+                while claimed := await tasks.claim_tasks(
+                    conn, kinds=[KIND], worker=name, limit=batch
+                ):
+                    for task in claimed:
+                        await handler(task)
+                        await tasks.complete_task(conn, task_id=task.id, worker=name)
+
+        seconds = await _timed_drain(worker, workers)
+        check_once(seen, len(self.ids), "mnemo")
+        async with self.pool.acquire() as conn:
+            done = await conn.fetchval(
+                "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
+                " AND status = 'succeeded' AND attempts = 1",
+                self.ids,
+            )
+        if done != len(self.ids):
+            raise ExactlyOnceBroken(f"mnemo: {done} of {len(self.ids)} tasks succeeded once")
+        return seconds
+
+
+# --- pgqueuer ---------------------------------------------------------------------------
+
+
+class PgqueuerSide:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.count = 0
+
+    async def install(self) -> None:
+        from pgqueuer import Queries
+
+        async with self.pool.acquire() as conn:
+            await Queries.from_asyncpg_connection(conn).install()
+
+    async def enqueue(self, count: int) -> None:
+        from pgqueuer import Queries
+
+        self.count = count
+        async with self.pool.acquire() as conn:
+            await Queries.from_asyncpg_connection(conn).enqueue(
+                [KIND] * count, [str(i).encode() for i in range(count)], [0] * count
+            )
+            await conn.execute("VACUUM ANALYZE pgqueuer")
+
+    async def drain(self, workers: int, batch: int) -> float:
+        from pgqueuer import Job, Queries, QueueManager
+        from pgqueuer.types import QueueExecutionMode
+
+        seen: Counter[bytes | None] = Counter()
+
+        async def worker(name: str, ready: asyncio.Event) -> None:
+            async with self.pool.acquire() as conn:
+                manager = QueueManager(Queries.from_asyncpg_connection(conn))
+
+                @manager.entrypoint(KIND)
+                async def handler(job: Job) -> None:
+                    seen[job.payload] += 1
+
+                await ready.wait()
+                await manager.run(batch_size=batch, mode=QueueExecutionMode.drain)
+
+        seconds = await _timed_drain(worker, workers)
+        check_once(seen, self.count, "pgqueuer")
+        async with self.pool.acquire() as conn:
+            left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
+        if left:
+            raise ExactlyOnceBroken(f"pgqueuer: {left} jobs left in the queue")
+        return seconds
+
+
+async def _timed_drain(
+    worker: Callable[[str, asyncio.Event], Awaitable[None]], workers: int
+) -> float:
+    """Start ``workers`` workers, each on its connection, release them together, time them."""
+    ready = asyncio.Event()
+    running = [asyncio.create_task(worker(f"w{n}", ready)) for n in range(workers)]
+    await asyncio.sleep(0.05)  # every worker has its connection and waits on ``ready``
+    gc.collect()
+    start = time.perf_counter()
+    ready.set()
+    try:
+        await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+    return time.perf_counter() - start
+
+
+async def run(mnemo_url: str, pgqueuer_url: str, args: argparse.Namespace) -> list[Result]:
+    """Drain the queues with 1 and ``--tasks-workers`` workers, ``--rounds`` rounds each."""
+    # pgqueuer logs every job it dispatches at DEBUG and a few things at INFO.
+    logging.getLogger("pgqueuer").setLevel(logging.WARNING)
+    # A pgqueuer worker's connection goes back to its pool still listening; the pool's reset
+    # (asyncpg's default: UNLISTEN * and the listeners dropped) cleans it, asyncpg warns.
+    warnings.filterwarnings("ignore", message=".*active notification listener")
+    counts = sorted({1, args.tasks_workers})
+    size = max(counts)
+    settings = Settings(database_url=mnemo_url, db_min_connections=size, db_max_connections=size)
+    mnemo_pool: Any = await asyncpg.create_pool(mnemo_url, **pool_options(settings))
+    pgq_pool: Any = await asyncpg.create_pool(pgqueuer_url, min_size=size, max_size=size)
+    try:
+        async with mnemo_pool.acquire() as conn:
+            user_id = new_id()
+            await conn.execute(
+                "INSERT INTO users (id, username) VALUES ($1, 'bench-tasks')", user_id
+            )
+        sides: dict[Contender, Any] = {
+            "mnemo": MnemoSide(mnemo_pool, user_id),
+            "pgqueuer": PgqueuerSide(pgq_pool),
+        }
+        await sides["pgqueuer"].install()
+        log(
+            f"tasks: {args.tasks_count} tasks per drain, claims of {args.tasks_batch}, "
+            f"workers {counts}"
+        )
+        # A warm-up drain of each (statement caches, buffers), not counted.
+        for contender in CONTENDERS:
+            await sides[contender].enqueue(min(args.tasks_count, 500))
+            await sides[contender].drain(size, args.tasks_batch)
+        results = [Result(workers) for workers in counts]
+        for round_ in range(args.rounds):
+            for i, result in enumerate(results):
+                order = CONTENDERS if (round_ + i) % 2 == 0 else CONTENDERS[::-1]
+                rate: dict[Contender, float] = {}
+                for contender in order:
+                    await sides[contender].enqueue(args.tasks_count)
+                    seconds = await sides[contender].drain(result.workers, args.tasks_batch)
+                    rate[contender] = args.tasks_count / seconds
+                    result.samples[contender].append(rate[contender])
+                log(
+                    f"tasks, {result.workers} worker(s), round {round_ + 1}/{args.rounds}: "
+                    f"mnemo {rate['mnemo']:>7,.0f}  pgqueuer {rate['pgqueuer']:>7,.0f} tasks/s"
+                    f"  ({rate['mnemo'] / rate['pgqueuer']:.3f})"
+                )
+        return results
+    finally:
+        await mnemo_pool.close()
+        await pgq_pool.close()
+
+
+def render(results: list[Result]) -> str:
+    header = ("workers", "pgqueuer tasks/s", "Mnemo tasks/s", "ratio", "rounds", "target", "result")
+    rows = [
+        (
+            str(r.workers),
+            f"{r.median('pgqueuer'):,.0f}",
+            f"{r.median('mnemo'):,.0f}",
+            f"{r.ratio:.3f}",
+            f"{min(r.round_ratios):.2f}-{max(r.round_ratios):.2f}",
+            f">= {TARGET:.2f}",
+            "PASS" if r.passed else "BELOW",
+        )
+        for r in results
+    ]
+    return table(header, rows)
+
+
+def as_json(results: list[Result]) -> dict[str, Any]:
+    return {
+        "median_of": "tasks/s per contender over the rounds; ratio = Mnemo / pgqueuer",
+        "results": [r.as_json() for r in results],
+        "passed": all(r.passed for r in results),
+    }
