@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     app_max_feedback_comment_chars: int = Field(default=4000, ge=1, le=1_000_000)
     # Bytes of a workspace snapshot's panels, as compact JSON (413 snapshot_too_large above).
     app_max_snapshot_bytes: int = Field(default=1024 * 1024, ge=1, le=2**30)
+    # Bytes of one event's payload in an event log, as compact JSON (413 event_too_large above).
+    app_max_event_bytes: int = Field(default=64 * 1024, ge=1, le=2**30)
     # Members a conversation may have (POST .../members answers 429 limit_reached at it); 0: no
     # limit. A direct conversation has two at most, whatever this says.
     app_max_members: int = Field(default=1000, ge=0, le=2**31 - 1)

@@ -25,6 +25,7 @@ MODULES = (
     "attachments",
     "snapshots",
     "tasks",
+    "events",
 )
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from dal import migrate
 from dal.database import open_pool, transaction
 from dal.errors import Conflict, InvalidInput, NotFound, TooLarge
-from dal.gateways import conversations, messages
+from dal.gateways import conversations, events, messages
 from dal.ids import new_id
 from dal.records.conversations import Conversation, ConversationDraft, CreatedConversation
 from dal.records.messages import MessageDraft, MessagePatch
@@ -374,11 +374,12 @@ async def wait_until_waiting_for_a_lock(pool: Any, pid: int) -> None:
     raise AssertionError(f"backend {pid} never waited for a lock")
 
 
-async def test_delete_message_does_not_wait_for_an_append_in_progress(
+async def test_delete_message_queues_behind_an_append_only_for_the_event_log(
     pool: Any, alice: User
 ) -> None:
-    """A deletion leaves the conversation's row alone (a tombstone changes no counter), so it
-    never queues behind the appends that hold that row's lock."""
+    """A deletion changes no counter of the conversation, but it writes the conversation's
+    event log (message.retracted), whose head is the conversation's row: it waits for an
+    append in progress to commit, then completes, and the log has both in commit order."""
     conv = await make_conversation(pool, alice)
     older = await append(pool, alice, conv, text("to delete"))
     ids = {"user_id": alice.id, "conversation_id": conv.id}
@@ -388,13 +389,22 @@ async def test_delete_message_does_not_wait_for_an_append_in_progress(
         appended = await messages.insert_message(
             appender, **ids, draft=MessageDraft(role="user", parts=[text("newer")])
         )
-        await asyncio.wait_for(
-            messages.delete_message(deleter, **ids, message_id=older.message.id), timeout=10
+        deleting = asyncio.ensure_future(
+            messages.delete_message(deleter, **ids, message_id=older.message.id)
         )
+        done, _ = await asyncio.wait({deleting}, timeout=0.3)
+        assert not done  # queued on the log's head, held by the append
         await tx.commit()
+        await asyncio.wait_for(deleting, timeout=10)
     after = await conversations.get_conversation(pool, **ids)
     assert after.message_count == 2
     assert after.last_message_at == appended.message.created_at
+    log = await events.list_conversation_events(pool, **ids)
+    assert [(e.type, e.payload["id"]) for e in log.items] == [
+        ("message.created", str(older.message.id)),
+        ("message.created", str(appended.message.id)),
+        ("message.retracted", str(older.message.id)),
+    ]
 
 
 async def test_insert_message_retry_in_a_transaction_waiting_on_the_first_keeps_it_usable(

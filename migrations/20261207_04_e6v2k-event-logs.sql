@@ -1,0 +1,217 @@
+-- Event logs (README "Event logs"): each conversation and each task has an append-only log of
+-- typed events (plan, step.started, tool.output, message.created, status, ...), numbered by a
+-- gapless per-log seq from 1, that a client pages (after=seq) and follows live (SSE).
+-- * conversation_events, task_events: one row per event, keyed (log, seq); they go with their
+--   conversation or task (ON DELETE CASCADE).
+-- * conversations.last_event_seq, tasks.last_event_seq: the log's head. An append updates it
+--   (the row's lock queues concurrent appends to one log) and inserts the events numbered
+--   after it, in one statement: no gap (a rolled-back append rolls both back), no duplicate.
+-- * Every append NOTIFYs channel 'mnemo_events' with 'conversation:<id>:<seq>' or
+--   'task:<id>:<seq>' (its last event's seq), delivered at commit, in commit order; an app
+--   process's listener fetches the new events and fans them out to its live streams.
+-- * Written by the database itself, in the statement that makes the change, so the log and
+--   the data never disagree, whoever writes (the API, a gateway, psql):
+--   - messages: message.created (an append), message.delta (parts appended to a streaming
+--     message: the new parts and where they start), message.updated (another edit, or its
+--     status), message.retracted, message.deleted;
+--   - conversations: conversation.updated (title, metadata, tags, thread, tool integrity);
+--   - tasks: status, on creation and on every status change (mnemo_task_row numbers it in
+--     the row's own write: a claim or a completion writes no second version of the row).
+-- Message events carry what the message is (id, seq, role, status, sender, counts), not its
+-- parts (a delta's new parts excepted): a reader GETs the message, and a message's text is
+-- not stored twice.
+-- depends: 20261207_03_t4q9w-tasks
+
+ALTER TABLE conversations ADD COLUMN last_event_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN last_event_seq bigint NOT NULL DEFAULT 0;
+
+CREATE TABLE conversation_events (
+    conversation_id uuid        NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    seq             bigint      NOT NULL CHECK (seq > 0),
+    type            text        NOT NULL CHECK (type ~ '^[a-z][a-z0-9_.-]{0,63}$'),
+    payload         jsonb       NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (conversation_id, seq)
+);
+
+CREATE TABLE task_events (
+    task_id    uuid        NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    seq        bigint      NOT NULL CHECK (seq > 0),
+    type       text        NOT NULL CHECK (type ~ '^[a-z][a-z0-9_.-]{0,63}$'),
+    payload    jsonb       NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task_id, seq)
+);
+
+-- Append one event to a conversation's log; its seq, or NULL when the conversation is gone
+-- (a message deleted with its conversation logs nothing).
+CREATE FUNCTION mnemo_conversation_event(conversation uuid, event_type text, event jsonb)
+    RETURNS bigint
+    LANGUAGE sql
+    SET search_path FROM CURRENT
+AS $$
+    WITH bumped AS (
+        UPDATE conversations AS c
+           SET last_event_seq = c.last_event_seq + 1
+         WHERE c.id = conversation
+        RETURNING c.id, c.last_event_seq,
+                  pg_notify('mnemo_events', 'conversation:' || c.id || ':' || c.last_event_seq)
+    )
+    INSERT INTO conversation_events (conversation_id, seq, type, payload)
+    SELECT b.id, b.last_event_seq, event_type, event
+      FROM bumped AS b
+    RETURNING seq
+$$;
+
+-- What a message event says of the message.
+CREATE FUNCTION mnemo_message_event_payload(m messages) RETURNS jsonb
+    LANGUAGE sql
+    IMMUTABLE
+AS $$
+    SELECT jsonb_build_object('id', m.id, 'seq', m.seq, 'role', m.role, 'status', m.status,
+                              'sender_id', m.sender_id, 'parent_seq', m.parent_seq,
+                              'parts_count', m.parts_count)
+$$;
+
+CREATE FUNCTION mnemo_message_logged() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+DECLARE
+    appended jsonb;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM mnemo_conversation_event(NEW.conversation_id, 'message.created',
+                                         mnemo_message_event_payload(NEW));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM mnemo_conversation_event(OLD.conversation_id, 'message.deleted',
+                                         jsonb_build_object('id', OLD.id, 'seq', OLD.seq));
+    ELSIF NEW.retracted_at IS NOT NULL AND OLD.retracted_at IS NULL THEN
+        PERFORM mnemo_conversation_event(NEW.conversation_id, 'message.retracted',
+                                         jsonb_build_object('id', NEW.id, 'seq', NEW.seq));
+    ELSE
+        -- Parts appended to a streaming message, the parts before them unchanged: a delta.
+        IF OLD.status = 'streaming' AND NEW.parts_count > OLD.parts_count
+           AND OLD.metadata = NEW.metadata
+           AND jsonb_path_query_array(NEW.parts,
+                                      ('$[0 to ' || (OLD.parts_count - 1) || ']')::jsonpath)
+               = OLD.parts
+        THEN
+            appended := jsonb_path_query_array(
+                NEW.parts, ('$[' || OLD.parts_count || ' to last]')::jsonpath);
+        END IF;
+        IF appended IS NOT NULL THEN
+            PERFORM mnemo_conversation_event(
+                NEW.conversation_id, 'message.delta',
+                mnemo_message_event_payload(NEW)
+                || jsonb_build_object('index', OLD.parts_count, 'parts', appended));
+        ELSE
+            PERFORM mnemo_conversation_event(
+                NEW.conversation_id, 'message.updated',
+                mnemo_message_event_payload(NEW)
+                || jsonb_build_object('edited', NEW.edited_at IS DISTINCT FROM OLD.edited_at));
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER messages_logged_insert AFTER INSERT ON messages
+    FOR EACH ROW EXECUTE FUNCTION mnemo_message_logged();
+CREATE TRIGGER messages_logged_update AFTER UPDATE OF parts, metadata, status, retracted_at
+    ON messages
+    FOR EACH ROW
+    WHEN (OLD.parts IS DISTINCT FROM NEW.parts OR OLD.metadata IS DISTINCT FROM NEW.metadata
+          OR OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.retracted_at IS DISTINCT FROM NEW.retracted_at)
+    EXECUTE FUNCTION mnemo_message_logged();
+CREATE TRIGGER messages_logged_delete AFTER DELETE ON messages
+    FOR EACH ROW EXECUTE FUNCTION mnemo_message_logged();
+
+CREATE FUNCTION mnemo_conversation_logged() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+BEGIN
+    PERFORM mnemo_conversation_event(
+        NEW.id, 'conversation.updated',
+        jsonb_build_object('title', NEW.title, 'tags', to_jsonb(NEW.tags),
+                           'thread_id', NEW.thread_id, 'tool_integrity', NEW.tool_integrity,
+                           'version', NEW.version,
+                           'metadata_changed', NEW.metadata IS DISTINCT FROM OLD.metadata));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER conversations_logged
+    AFTER UPDATE OF title, metadata, tags, thread_id, tool_integrity ON conversations
+    FOR EACH ROW
+    WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.metadata IS DISTINCT FROM NEW.metadata
+          OR OLD.tags IS DISTINCT FROM NEW.tags OR OLD.thread_id IS DISTINCT FROM NEW.thread_id
+          OR OLD.tool_integrity IS DISTINCT FROM NEW.tool_integrity)
+    EXECUTE FUNCTION mnemo_conversation_logged();
+
+-- mnemo_task_row (20261207_03) as it was, and: the task's log head moves with each status
+-- change (and its creation), in the row's own write; mnemo_task_logged writes that event.
+CREATE OR REPLACE FUNCTION mnemo_task_row() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status <> 'pending' THEN
+            RAISE EXCEPTION 'illegal task transition: a task starts pending, not %', NEW.status
+                USING ERRCODE = 'MNT01';
+        END IF;
+        NEW.last_event_seq := 1;
+    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+        IF NOT EXISTS (SELECT 1 FROM task_transitions AS t
+                        WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+            RAISE EXCEPTION 'illegal task transition: % -> %', OLD.status, NEW.status
+                USING ERRCODE = 'MNT01';
+        END IF;
+        IF NEW.status = 'running' THEN
+            NEW.started_at := now();
+        ELSIF NEW.status IN ('succeeded', 'failed') THEN
+            NEW.finished_at := now();
+        ELSIF NEW.status = 'cancelled' THEN
+            NEW.cancelled_at := now();
+        END IF;
+        IF NEW.status <> 'running' THEN
+            NEW.lease_until := NULL;
+        END IF;
+        NEW.last_event_seq := NEW.last_event_seq + 1;
+    ELSIF OLD.status IN ('succeeded', 'failed', 'cancelled')
+          AND ROW(NEW.result, NEW.error, NEW.attempts, NEW.worker, NEW.lease_until, NEW.run_after)
+              IS DISTINCT FROM
+              ROW(OLD.result, OLD.error, OLD.attempts, OLD.worker, OLD.lease_until, OLD.run_after)
+    THEN
+        -- (a final task's links may still change: its conversation's deletion unlinks it)
+        RAISE EXCEPTION 'illegal task transition: a % task is final', OLD.status
+            USING ERRCODE = 'MNT01';
+    END IF;
+    NEW.queue_rank := NEW.run_after - NEW.priority * interval '60 seconds';
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+-- The status event of a task's creation or status change, numbered by mnemo_task_row.
+CREATE FUNCTION mnemo_task_logged() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+BEGIN
+    INSERT INTO task_events (task_id, seq, type, payload)
+    VALUES (NEW.id, NEW.last_event_seq, 'status',
+            jsonb_strip_nulls(jsonb_build_object(
+                'status', NEW.status, 'attempts', NEW.attempts, 'worker', NEW.worker,
+                'run_after', CASE WHEN NEW.status = 'pending' THEN NEW.run_after END,
+                'error', CASE WHEN NEW.status IN ('pending', 'failed') THEN NEW.error END)));
+    PERFORM pg_notify('mnemo_events', 'task:' || NEW.id || ':' || NEW.last_event_seq);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tasks_logged_insert AFTER INSERT ON tasks
+    FOR EACH ROW EXECUTE FUNCTION mnemo_task_logged();
+CREATE TRIGGER tasks_logged_update AFTER UPDATE OF status ON tasks
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION mnemo_task_logged();
