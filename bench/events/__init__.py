@@ -40,7 +40,7 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
     "events_slice": (200, 50, "appends per turn: the contenders take turns within a round"),
     "events_log": (10000, 10000, "events in the replayed log"),
     "events_page": (1000, 1000, "events per page of the replay (the most a page holds)"),
-    "events_replays": (5, 2, "replays per contender per round"),
+    "events_replays": (10, 2, "replays per contender per round"),
     "events_subscribers": (200, 200, "SSE subscribers of the fan-out"),
     "events_fanouts": (50, 10, "events fanned out to every subscriber, one at a time"),
 }
