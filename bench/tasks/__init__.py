@@ -21,6 +21,11 @@ Before each drain both tables are vacuumed and analyzed alike. Within each round
 turns, the order alternating between rounds and between worker counts; the table shows
 medians of tasks/s over the rounds and the spread of the per-round ratios.
 
+When this tree has Mnemo's worker iterator (``dal.usecases.tasks.mnemo_worker``), a third
+contender drains the same tasks with it: ``async for job in mnemo_worker(pool, batch=batch)``
+per worker, ``async with job`` completing each (its listener connection, heartbeats and all);
+its iterators never end by themselves, so its drain ends when the last task is done.
+
 Target (issue 12): Mnemo >= 1x pgqueuer's throughput.
 """
 
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import importlib.util
 import logging
 import statistics
 import time
@@ -56,8 +63,11 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
 PACKAGES = ("pgqueuer",)
 TARGET = 1.0
 
-Contender = Literal["mnemo", "pgqueuer"]
+Contender = Literal["mnemo", "pgqueuer", "worker"]
 CONTENDERS: tuple[Contender, ...] = ("mnemo", "pgqueuer")
+# Mnemo's worker iterator, when this tree has it: a third contender (see the module's doc).
+WORKER: tuple[Contender, ...] = ("worker",)
+WORKER_TIMEOUT = 600.0
 KIND = "bench.empty"
 
 
@@ -71,6 +81,11 @@ class Result:
     samples: dict[Contender, list[float]] = field(
         default_factory=lambda: {contender: [] for contender in CONTENDERS}
     )
+
+    def worker_ratio(self) -> float | None:
+        if not self.samples.get("worker"):
+            return None
+        return self.median("worker") / self.median("pgqueuer")
 
     def median(self, contender: Contender) -> float:
         return statistics.median(self.samples[contender])
@@ -100,7 +115,20 @@ class Result:
                 "mnemo_tasks_s": [round(x, 1) for x in self.samples["mnemo"]],
                 "pgqueuer_tasks_s": [round(x, 1) for x in self.samples["pgqueuer"]],
                 "ratio": [round(x, 4) for x in self.round_ratios],
+                **(
+                    {"mnemo_worker_tasks_s": [round(x, 1) for x in self.samples["worker"]]}
+                    if self.samples.get("worker")
+                    else {}
+                ),
             },
+            **(
+                {
+                    "mnemo_worker_tasks_s": round(self.median("worker"), 1),
+                    "mnemo_worker_ratio": round(ratio, 4),
+                }
+                if (ratio := self.worker_ratio()) is not None
+                else {}
+            ),
         }
 
 
@@ -150,7 +178,45 @@ class MnemoSide:
                         await tasks.complete_task(conn, task_id=task.id, worker=name)
 
         seconds = await _timed_drain(worker, workers)
-        check_once(seen, len(self.ids), "mnemo")
+        await self.check(seen, "mnemo")
+        return seconds
+
+    async def drain_with_worker(self, workers: int, batch: int) -> float:
+        """The same drain by ``mnemo_worker`` iterators on the pool (``async with job``
+        completes each task); they never end by themselves, so the drain ends when every task
+        is done, and the iterators are closed."""
+        from dal.usecases.tasks import mnemo_worker
+
+        seen: Counter[UUID] = Counter()
+        total, done = len(self.ids), asyncio.Event()
+
+        async def worker(name: str, ready: asyncio.Event) -> None:
+            await ready.wait()
+            jobs = mnemo_worker(self.pool, kinds=[KIND], worker_id=name, batch=batch)
+            async with contextlib.aclosing(jobs):
+                async for job in jobs:
+                    async with job:
+                        seen[job.task.id] += 1
+                    if sum(seen.values()) == total:
+                        done.set()
+
+        ready = asyncio.Event()
+        running = [asyncio.create_task(worker(f"w{n}", ready)) for n in range(workers)]
+        gc.collect()
+        start = time.perf_counter()
+        ready.set()
+        try:
+            await asyncio.wait_for(done.wait(), WORKER_TIMEOUT)
+            seconds = time.perf_counter() - start
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        await self.check(seen, "mnemo_worker")
+        return seconds
+
+    async def check(self, seen: Counter[UUID], who: str) -> None:
+        check_once(seen, len(self.ids), who)
         async with self.pool.acquire() as conn:
             done = await conn.fetchval(
                 "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[])"
@@ -158,8 +224,7 @@ class MnemoSide:
                 self.ids,
             )
         if done != len(self.ids):
-            raise ExactlyOnceBroken(f"mnemo: {done} of {len(self.ids)} tasks succeeded once")
-        return seconds
+            raise ExactlyOnceBroken(f"{who}: {done} of {len(self.ids)} tasks succeeded once")
 
 
 # --- pgqueuer ---------------------------------------------------------------------------
@@ -230,6 +295,28 @@ async def _timed_drain(
     return time.perf_counter() - start
 
 
+def has_worker() -> bool:
+    """Whether this tree has Mnemo's worker iterator (``dal.usecases.tasks.mnemo_worker``)."""
+    try:
+        if importlib.util.find_spec("dal.usecases.tasks") is None:
+            return False
+    except ModuleNotFoundError:
+        return False
+    from dal.usecases import tasks as usecases
+
+    return hasattr(usecases, "mnemo_worker")
+
+
+async def drain(
+    sides: dict[Contender, Any], contender: Contender, workers: int, batch: int
+) -> float:
+    if contender == "worker":
+        mnemo: MnemoSide = sides["mnemo"]
+        return await mnemo.drain_with_worker(workers, batch)
+    seconds: float = await sides[contender].drain(workers, batch)
+    return seconds
+
+
 async def run(mnemo_url: str, pgqueuer_url: str, args: argparse.Namespace) -> list[Result]:
     """Drain the queues with 1 and ``--tasks-workers`` workers, ``--rounds`` rounds each."""
     # pgqueuer logs every job it dispatches at DEBUG and a few things at INFO.
@@ -248,33 +335,37 @@ async def run(mnemo_url: str, pgqueuer_url: str, args: argparse.Namespace) -> li
             await conn.execute(
                 "INSERT INTO users (id, username) VALUES ($1, 'bench-tasks')", user_id
             )
-        sides: dict[Contender, Any] = {
-            "mnemo": MnemoSide(mnemo_pool, user_id),
-            "pgqueuer": PgqueuerSide(pgq_pool),
-        }
+        mnemo = MnemoSide(mnemo_pool, user_id)
+        sides: dict[Contender, Any] = {"mnemo": mnemo, "pgqueuer": PgqueuerSide(pgq_pool)}
+        contenders = CONTENDERS + (WORKER if has_worker() else ())
+        if len(contenders) == len(CONTENDERS):
+            log("tasks: no mnemo_worker in this tree (dal.usecases.tasks): left out")
         await sides["pgqueuer"].install()
         log(
             f"tasks: {args.tasks_count} tasks per drain, claims of {args.tasks_batch}, "
             f"workers {counts}"
         )
         # A warm-up drain of each (statement caches, buffers), not counted.
-        for contender in CONTENDERS:
-            await sides[contender].enqueue(min(args.tasks_count, 500))
-            await sides[contender].drain(size, args.tasks_batch)
+        for contender in contenders:
+            await sides.get(contender, mnemo).enqueue(min(args.tasks_count, 500))
+            await drain(sides, contender, size, args.tasks_batch)
         results = [Result(workers) for workers in counts]
+        for result in results:
+            for contender in contenders:
+                result.samples.setdefault(contender, [])
         for round_ in range(args.rounds):
             for i, result in enumerate(results):
-                order = CONTENDERS if (round_ + i) % 2 == 0 else CONTENDERS[::-1]
+                order = contenders if (round_ + i) % 2 == 0 else contenders[::-1]
                 rate: dict[Contender, float] = {}
                 for contender in order:
-                    await sides[contender].enqueue(args.tasks_count)
-                    seconds = await sides[contender].drain(result.workers, args.tasks_batch)
+                    await sides.get(contender, mnemo).enqueue(args.tasks_count)
+                    seconds = await drain(sides, contender, result.workers, args.tasks_batch)
                     rate[contender] = args.tasks_count / seconds
                     result.samples[contender].append(rate[contender])
                 log(
                     f"tasks, {result.workers} worker(s), round {round_ + 1}/{args.rounds}: "
-                    f"mnemo {rate['mnemo']:>7,.0f}  pgqueuer {rate['pgqueuer']:>7,.0f} tasks/s"
-                    f"  ({rate['mnemo'] / rate['pgqueuer']:.3f})"
+                    + "  ".join(f"{c} {rate[c]:>7,.0f}" for c in contenders)
+                    + f" tasks/s  ({rate['mnemo'] / rate['pgqueuer']:.3f})"
                 )
         return results
     finally:
@@ -296,7 +387,21 @@ def render(results: list[Result]) -> str:
         )
         for r in results
     ]
-    return table(header, rows)
+    text = "Mnemo: claim_tasks + complete_task (README Tasks)\n\n" + table(header, rows)
+    if all(r.worker_ratio() is not None for r in results):
+        text += "\n\nMnemo's mnemo_worker iterator (async with job), same drains:\n\n" + table(
+            ("workers", "pgqueuer tasks/s", "mnemo_worker tasks/s", "ratio"),
+            [
+                (
+                    str(r.workers),
+                    f"{r.median('pgqueuer'):,.0f}",
+                    f"{r.median('worker'):,.0f}",
+                    f"{r.worker_ratio():.3f}",
+                )
+                for r in results
+            ],
+        )
+    return text
 
 
 def as_json(results: list[Result]) -> dict[str, Any]:
