@@ -130,6 +130,43 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument(
         "--dry-run", action="store_true", help="only count what would go; delete nothing"
     )
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a task handler (module:function, or demo) until Ctrl-C or SIGTERM",
+        description="Claim the tasks of each KIND and run HANDLER on them, at most N at "
+        "once: an `async def handler(job)` whose return value is the task's result and whose "
+        "exception fails the attempt (retried with backoff while attempts are left). Woken by "
+        "LISTEN/NOTIFY when a task arrives, polling as a fallback. The first Ctrl-C or SIGTERM "
+        "stops claiming and lets running handlers finish within --grace seconds (then gives "
+        "their tasks back to the queue); a second stops at once.",
+    )
+    worker.add_argument(
+        "--kind", action="append", required=True, metavar="KIND", help="a task kind (repeatable)"
+    )
+    worker.add_argument(
+        "--handler",
+        required=True,
+        metavar="HANDLER",
+        help="module:function, or demo (a few timed steps, then a summary)",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="tasks at once (default 1)"
+    )
+    worker.add_argument(
+        "--lease", type=float, default=60.0, metavar="SECONDS", help="lease (default 60)"
+    )
+    worker.add_argument(
+        "--poll", type=float, default=5.0, metavar="SECONDS", help="fallback poll (default 5)"
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time running handlers get to finish on stop (default 30)",
+    )
+    worker.add_argument("--id", metavar="NAME", help="the worker's name (default host:pid:random)")
     return top
 
 
@@ -169,6 +206,19 @@ def run(args_list: list[str]) -> int:
 
             return attachments_cli.collect(
                 settings, grace=args.grace, batch=args.batch, dry_run=args.dry_run
+            )
+        if args.command == "worker":
+            from app import worker_cli
+
+            return worker_cli.run(
+                settings,
+                kinds=args.kind,
+                handler=args.handler,
+                concurrency=args.concurrency,
+                lease=args.lease,
+                poll=args.poll,
+                grace=args.grace,
+                worker_id=args.id,
             )
         return create_user(settings, args.username, args.display_name)
 

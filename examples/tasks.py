@@ -1,5 +1,5 @@
-"""Tasks from Python: a user submits work, a worker claims it, fails once and is retried
-after a backoff, then succeeds; a finished task cannot be cancelled.
+"""Tasks from Python: a user submits work, a worker takes it (woken by LISTEN/NOTIFY), fails
+once and is retried after a backoff, then succeeds; a finished task cannot be cancelled.
 
 Run it with `.venv/bin/python examples/tasks.py` after `make migrate`.
 """
@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from contextlib import aclosing
 from typing import Any
 
 import dal
-from dal.errors import IllegalTransition, LeaseLost
+from dal.errors import IllegalTransition
 from dal.gateways import tasks, users
 from dal.records.tasks import Task, TaskDraft
 from dal.records.users import UserDraft
+from dal.usecases.tasks import mnemo_worker
 
 KIND = f"research-{secrets.token_hex(3)}"  # this run's own kind: no other worker's tasks
 
@@ -25,24 +27,17 @@ async def research(task: Task) -> Any:
     return {"summary": f"all about {task.input['topic']}"}
 
 
-async def worker(db: Any, name: str) -> None:
-    """Claim until nothing is left (a real worker would keep polling)."""
-    idle = 0
-    while idle < 10:
-        claimed = await tasks.claim_tasks(db, kinds=[KIND], worker=name, lease_seconds=60)
-        idle = 0 if claimed else idle + 1
-        for task in claimed:
-            try:
-                result = await research(task)
-                await tasks.complete_task(db, task_id=task.id, worker=name, result=result)
-            except LeaseLost:
-                pass  # the lease expired or the task was cancelled: someone else has it now
-            except Exception as exc:
-                await tasks.fail_task(
-                    db, task_id=task.id, worker=name, error=str(exc), backoff_base_seconds=0.2
-                )
-        if not claimed:
-            await asyncio.sleep(0.1)
+async def work(db: Any, tasks_to_finish: int) -> None:
+    """Run tasks until that many succeeded (a real worker runs until stopped)."""
+    jobs = mnemo_worker(db, kinds=[KIND], lease_seconds=60, backoff_base_seconds=0.2)
+    async with aclosing(jobs):
+        async for job in jobs:
+            async with job:  # heartbeats while held; an exception fails the attempt
+                await job.complete(await research(job.task))
+            if job.task.status == "succeeded":
+                tasks_to_finish -= 1
+                if not tasks_to_finish:
+                    break
 
 
 async def main() -> None:
@@ -51,7 +46,7 @@ async def main() -> None:
         for topic, priority in (("EV market", 0), ("flaky", 5)):
             draft = TaskDraft(kind=KIND, title=topic, priority=priority, input={"topic": topic})
             await tasks.insert_task(db, user_id=user.id, draft=draft)
-        await worker(db, "worker-1")
+        await work(db, tasks_to_finish=2)
         page = await tasks.list_tasks(db, user_id=user.id)
         for task in reversed(page.items):
             print(f"{task.title}: {task.status} after {task.attempts} attempt(s): {task.result}")

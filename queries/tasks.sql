@@ -257,3 +257,53 @@ UPDATE tasks AS t
    AND t.lease_until > now()
 RETURNING
 {{task_columns}};
+
+-- name: release_task
+-- Give task $1 back to the queue as it was before worker $2 claimed it, if the worker still
+-- holds its lease (as heartbeat_task): pending, runnable now, the attempt its claim counted
+-- undone (a worker that stops is not the task's failure). No row: the worker does not hold
+-- it, and nothing changed.
+-- returns: Task
+-- uses: tasks_pkey
+-- $1 id uuid
+-- $2 worker text
+UPDATE tasks
+   SET status = 'pending',
+       attempts = attempts - 1,
+       run_after = now(),
+       worker = NULL
+ WHERE id = $1
+   AND status = 'running'
+   AND worker = $2
+   AND lease_until > now()
+RETURNING
+{{task_columns}};
+
+-- name: get_task_wait
+-- Seconds from now until a claim of kinds $1 may find work, for a worker whose claim found
+-- none: the earliest run_after among the first 100 pending tasks of each kind in queue order
+-- (tasks waiting out a backoff: after an empty claim no other pending task is runnable), or
+-- the earliest lease of a running task of those kinds to expire, whichever is sooner.
+-- 0 or less: now; NULL: nothing pending nor running. Past 100 tasks in backoff per kind it
+-- may be later than the truth; the worker's poll interval bounds the error.
+-- returns: value
+-- uses: tasks_queue_idx, tasks_lease_idx
+-- $1 kinds text[]
+SELECT extract(epoch FROM least(
+           (SELECT min(q.run_after)
+              FROM unnest($1::text[]) AS k(kind)
+             CROSS JOIN LATERAL (
+                    SELECT t.run_after
+                      FROM tasks AS t
+                     WHERE t.kind = k.kind
+                       AND t.status = 'pending'
+                     ORDER BY t.queue_rank
+                     LIMIT 100
+                   ) AS q),
+           (SELECT t.lease_until
+              FROM tasks AS t
+             WHERE t.status = 'running'
+               AND t.kind = ANY($1::text[])
+             ORDER BY t.lease_until
+             LIMIT 1)
+       ) - now())::float8;

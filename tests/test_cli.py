@@ -13,8 +13,10 @@ import tempfile
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -22,7 +24,7 @@ from app import create_app
 from app.cli import main
 from dal import embedded, migrate
 from dal.settings import Settings
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MNEMO = str(Path(sys.executable).parent / "mnemo")
@@ -79,6 +81,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         "export",
         "import",
         "attachments",
+        "worker",
     ):
         assert command in done.stdout
     assert "Uvicorn running" not in done.stdout + done.stderr
@@ -96,6 +99,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["import"],
         ["attachments"],
         ["attachments", "gc"],
+        ["worker"],
     ],
     ids=" ".join,
 )
@@ -268,3 +272,152 @@ def test_mnemo_yoyo_list_shows_applied_migrations(database_url: str) -> None:
     done = mnemo("yoyo", "list", env={"DATABASE_URL": database_url})
     assert done.returncode == 0, done.stderr
     assert yoyo_list(done.stdout) == {id_: "A" for id_ in migrate.migration_ids()}
+
+
+def test_mnemo_worker_runs_the_demo_handler_and_stops_on_sigint(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Three tasks waiting when it starts, one more while it idles (its poll a minute away: the
+    notification wakes it); Ctrl-C then stops it cleanly."""
+
+    def submit(conn: psycopg.Connection[Any], title: str) -> None:
+        conn.execute(
+            "INSERT INTO tasks (id, user_id, kind, title, input)"
+            " SELECT gen_random_uuid(), id, 'cli-demo', %s, '{\"step_seconds\": 0}' FROM users",
+            [title],
+        )
+
+    def succeeded(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT count(*) FROM tasks WHERE status = 'succeeded'").fetchone()
+        assert row is not None and process.poll() is None, log.read_text()
+        return int(row[0])
+
+    log = tmp_path / "worker.log"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, username) VALUES (gen_random_uuid(), 'ops')")
+        for title in ("one", "two", "three"):
+            submit(conn, title)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [MNEMO, "worker", "--kind", "cli-demo", "--handler", "demo"]
+                + ["--concurrency", "2", "--poll", "60"],
+                cwd=ROOT,
+                env={**clean, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(lambda: succeeded(conn) == 3, timeout=60, what="the first three tasks")
+            wait_until(lambda: "succeeded" in log.read_text(), what="its log")
+            submit(conn, "four")
+            wait_until(lambda: succeeded(conn) == 4, timeout=20, what="the task sent later")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        rows = conn.execute("SELECT title, result FROM tasks ORDER BY title").fetchall()
+        logged = conn.execute(
+            "SELECT e.type, e.payload FROM task_events AS e JOIN tasks AS t ON t.id = e.task_id"
+            " WHERE t.title = 'four' ORDER BY e.seq"
+        ).fetchall()
+    steps = ["search", "read", "summarize"]
+    assert [type_ for type_, _ in logged] == [
+        "status",
+        "status",
+        "plan",
+        *(kind for _ in steps for kind in ("step.started", "step.finished")),
+        "status",
+    ]
+    assert [p["status"] for t, p in logged if t == "status"] == ["pending", "running", "succeeded"]
+    assert [p["step"] for t, p in logged if t == "step.finished"] == steps
+    assert [(title, result["summary"]) for title, result in rows] == [
+        ("four", "all about four"),
+        ("one", "all about one"),
+        ("three", "all about three"),
+        ("two", "all about two"),
+    ]
+    text = log.read_text()
+    assert "worker stopped" in text and "Traceback" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--handler", "nowhere:handler"], "cannot import nowhere"),
+        (["--handler", "app.cli:main"], "no async function main"),
+        (["--handler", "demo", "--concurrency", "0"], "--concurrency"),
+        (["--handler", "demo", "--kind", "two words"], "is not a task kind"),
+    ],
+    ids=["no module", "not async", "concurrency", "kind"],
+)
+def test_mnemo_worker_refuses_bad_arguments_before_the_database(
+    arguments: list[str], message: str
+) -> None:
+    done = mnemo("worker", "--kind", "k", *arguments, env={"DATABASE_URL": "postgresql://nowhere"})
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_killed_mnemo_workers_task_runs_again_after_its_lease(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL mid-task: no release, no report. Its lease (2 s) expires, and another worker,
+    its poll a minute away, takes the task again (attempt 2) once it does."""
+    (tmp_path / "quick.py").write_text(
+        "async def handle(job):\n    return {'attempt': job.task.attempts}\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    env = {**clean, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}
+
+    def start(name: str, *arguments: str) -> subprocess.Popen[bytes]:
+        with (tmp_path / f"{name}.log").open("wb") as out:
+            return subprocess.Popen(
+                [MNEMO, "worker", "--kind", "cli-kill", "--id", name, *arguments],
+                cwd=tmp_path,  # (quick.py is importable from here)
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id, username) VALUES (gen_random_uuid(), 'ops')")
+        conn.execute(
+            "INSERT INTO tasks (id, user_id, kind, title, input)"
+            " SELECT gen_random_uuid(), id, 'cli-kill', 'long', '{\"step_seconds\": 10}'"
+            "   FROM users"
+        )
+
+        def step_started() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM task_events WHERE type = 'step.started'"
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        def status() -> str:
+            row = conn.execute("SELECT status FROM tasks").fetchone()
+            assert row is not None
+            return str(row[0])
+
+        doomed = start("doomed", "--handler", "demo", "--lease", "2")
+        rescuer: subprocess.Popen[bytes] | None = None
+        try:
+            wait_until(step_started, timeout=60, what="the first worker's step")
+            doomed.kill()
+            doomed.wait(timeout=30)
+            assert status() == "running"
+            rescuer = start("rescuer", "--handler", "quick:handle", "--poll", "60")
+            wait_until(lambda: status() == "succeeded", timeout=30, what="the second attempt")
+            rescuer.send_signal(signal.SIGINT)
+            assert rescuer.wait(timeout=30) == 0, (tmp_path / "rescuer.log").read_text()
+        finally:
+            for process in (doomed, rescuer):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        row = conn.execute("SELECT attempts, result, error, worker FROM tasks").fetchone()
+    assert row is not None
+    attempts, result, error, worker = row
+    assert (attempts, result, worker) == (2, {"attempt": 2}, "rescuer")
+    assert (error["code"], error["worker"]) == ("lease_expired", "doomed")

@@ -52,6 +52,7 @@ VERB_PREFIXES = (
     # a task's lifecycle (queries/tasks.sql): each returns the task it changed
     "cancel_",
     "claim_",
+    "release_",
     "heartbeat_",
     "complete_",
     "fail_",

@@ -21,7 +21,7 @@ _LIMIT = limit_param(100, MAX_EVENTS_PER_PAGE)
 _AFTER = Param(
     "after",
     "the events after this seq (default 0: from the first); pass a page's last seq for the next",
-    {"type": "integer", "minimum": 0, "default": 0},
+    {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
 )
 
 

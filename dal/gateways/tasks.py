@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from dal.cursors import check_limit
-from dal.database import Executor, fetch_all, fetch_one
+from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, LeaseLost, NotFound
 from dal.ids import new_id
 from dal.queries import Q
@@ -204,3 +204,22 @@ async def fail_task(
     if row is None:
         raise LeaseLost(f"worker {worker!r} does not hold task {task_id}")
     return Task.from_row(row)
+
+
+async def release_task(db: Executor, *, task_id: UUID, worker: str) -> Task:
+    """Give the task back to the queue as it was before ``worker`` claimed it: pending,
+    runnable now, the attempt its claim counted undone (a worker stopping is not the task's
+    failure). LeaseLost, and nothing changed, if ``worker`` no longer holds it."""
+    row = await fetch_one(db, Q["release_task"], task_id, worker)
+    if row is None:
+        raise LeaseLost(f"worker {worker!r} does not hold task {task_id}")
+    return Task.from_row(row)
+
+
+async def get_task_wait(db: Executor, *, kinds: Sequence[str]) -> float | None:
+    """Seconds from now until a claim of ``kinds`` may find work, for a worker whose claim
+    just found none: the earliest end of a backoff among their pending tasks, or of a lease
+    among their running ones (0 or less: now; None: no such task). Past 100 tasks of a kind in
+    backoff it may be later than the truth: poll as well."""
+    wait: float | None = await fetch_value(db, Q["get_task_wait"], list(dict.fromkeys(kinds)))
+    return wait

@@ -193,6 +193,8 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/snapshots", "post"): ("SnapshotDraft", True),
         ("/v1/snapshots/{snapshot_id}", "patch"): ("SnapshotPatch", True),
         ("/v1/tasks", "post"): ("TaskDraft", True),
+        ("/v1/tasks/{task_id}/events", "post"): ("EventBatch", True),
+        ("/v1/conversations/{conversation_id}/events", "post"): ("EventBatch", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]

@@ -138,6 +138,14 @@ def exercise(client: TestClient) -> None:
         ("GET", f"/v1/tasks?status=pending&conversation_id={cid}", None),
         ("POST", f"/v1/tasks/{task['id']}/cancel", None),
         ("GET", "/v1/tasks?limit=1", None),
+        (
+            "POST",
+            f"/v1/tasks/{task['id']}/events",
+            {"events": [{"type": "panel", "payload": AWKWARD}]},
+        ),
+        ("GET", f"/v1/tasks/{task['id']}/events?after=1", None),
+        ("POST", f"/v1/conversations/{cid}/events", {"events": [{"type": "plan"}]}),
+        ("GET", f"/v1/conversations/{cid}/events", None),
     ]:
         response = client.request(method, path, json=body, headers=me)
         assert response.status_code < 300, (path, response.text)

@@ -6,7 +6,7 @@ sends at commit, and who may read and write which log."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
@@ -21,7 +21,11 @@ from dal.records.events import EventBatch, EventDraft
 from dal.records.messages import MessageDraft, MessagePatch
 from dal.records.tasks import TaskDraft
 from dal.records.users import User
-from tests.dal.conftest import make_conversation
+from dal.settings import Settings
+from tests.dal.conftest import make_conversation, make_user
+
+if TYPE_CHECKING:
+    from tests.test_session_state import SessionRun
 
 
 def text(value: str) -> dict[str, Any]:
@@ -311,3 +315,49 @@ async def test_bad_events_are_refused_before_anything_is_written(pool: Any, alic
         await events.append_conversation_events(pool, **ids, events=[big], max_bytes=100)
     assert refused.value.code == "event_too_large"
     assert (await conversation_log(pool, alice, conv.id)) == []
+
+
+async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
+    """Event logs, for tests/test_session_state.py."""
+    user = await run.one("make_user", lambda: make_user(pool))
+    conversation = await run.one("make_conversation", lambda: make_conversation(pool, user))
+    task = await run.one(
+        "insert_task",
+        lambda: tasks.insert_task(pool, user_id=user.id, draft=TaskDraft(kind="ev")),
+    )
+    ids = {"user_id": user.id, "conversation_id": conversation.id}
+    await run(
+        [
+            (
+                "append_conversation_events",
+                lambda: events.append_conversation_events(pool, **ids, events=drafts("a", "b")),
+            ),
+            (
+                "append_conversation_events missing",
+                lambda: events.append_conversation_events(
+                    pool, user_id=user.id, conversation_id=user.id, events=drafts("a")
+                ),
+            ),
+            (
+                "append_task_events",
+                lambda: events.append_task_events(pool, task_id=task.id, events=drafts("plan")),
+            ),
+            (
+                "append_task_events missing",
+                lambda: events.append_task_events(pool, task_id=user.id, events=drafts("plan")),
+            ),
+            ("list_conversation_events", lambda: events.list_conversation_events(pool, **ids)),
+            (
+                "list_task_events",
+                lambda: events.list_task_events(pool, user_id=user.id, task_id=task.id, after=1),
+            ),
+            (
+                "list_task_events missing",
+                lambda: events.list_task_events(pool, user_id=user.id, task_id=user.id),
+            ),
+            (
+                "read_events",
+                lambda: events.read_events(pool, log="task", log_id=task.id, after=0),
+            ),
+        ]
+    )

@@ -73,7 +73,7 @@ async def test_one_task_by_its_key(seeded: Any, generic: bool, name: str) -> Non
 
 
 @GENERIC
-@pytest.mark.parametrize("name", ["heartbeat_task", "complete_task", "fail_task"])
+@pytest.mark.parametrize("name", ["heartbeat_task", "complete_task", "fail_task", "release_task"])
 async def test_a_workers_report_finds_its_task_by_key(
     seeded: Any, generic: bool, name: str
 ) -> None:
@@ -82,6 +82,7 @@ async def test_a_workers_report_finds_its_task_by_key(
         "heartbeat_task": (row["id"], "w", 30.0),
         "complete_task": (row["id"], "w", None),
         "fail_task": (row["id"], "w", None, True, 1.0, 60.0),
+        "release_task": (row["id"], "w"),
     }[name]
     nodes = await explain(conn, Q[name], *args, generic=generic)
     assert_index_scan(nodes, "tasks_pkey", "tasks")
@@ -130,6 +131,19 @@ async def test_a_claim_reads_the_queue_and_the_leases_by_their_indexes(
     assert_index_scan(nodes, "tasks_lease_idx", "tasks")
     queue = [n for n in nodes if n.get("Index Name") == "tasks_queue_idx"]
     assert all("k.kind" in n.get("Index Cond", "") for n in queue), queue
+
+
+@GENERIC
+async def test_an_idle_workers_wait_reads_the_queue_and_the_leases_by_their_indexes(
+    seeded: Any, generic: bool
+) -> None:
+    """How long until work may come: the first pending tasks of each kind by tasks_queue_idx,
+    the first lease of those kinds to expire by tasks_lease_idx; never every task."""
+    conn, _ = seeded
+    nodes = await explain(conn, Q["get_task_wait"], _kinds(generic), generic=generic)
+    assert_index_scan(nodes, "tasks_queue_idx", "tasks")
+    assert_index_scan(nodes, "tasks_lease_idx", "tasks")
+    assert not any(n.get("Node Type") == "Seq Scan" for n in nodes)
 
 
 @GENERIC
