@@ -110,7 +110,16 @@ def run(url: str, args: argparse.Namespace) -> Outcome:
 
 
 def render(outcome: Outcome) -> str:
-    header = ("workload", "raw asyncpg", "Mnemo", "ratio", "rounds", "target", "result")
+    header = (
+        "workload",
+        "raw asyncpg",
+        "Mnemo",
+        "ratio",
+        "rounds",
+        "target",
+        "result",
+        "client CPU/append raw, Mnemo",
+    )
     rows = [
         (
             r.title,
@@ -120,6 +129,7 @@ def render(outcome: Outcome) -> str:
             f"{min(r.round_ratios):.2f}-{max(r.round_ratios):.2f}",
             f">= {r.target:.2f}" if r.target is not None else "",
             "PASS" if r.passed else "BELOW",
+            f"{r.cpu('raw'):.0f}, {r.cpu('mnemo'):.0f} µs",
         )
         for r in outcome.appends
     ]

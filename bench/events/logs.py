@@ -164,6 +164,12 @@ class Result:
     samples: dict[str, list[float]] = field(
         default_factory=lambda: {contender: [] for contender in CONTENDERS}
     )
+    # appends: this process's CPU per operation in µs, per contender, one number a round (the
+    # client's own cost, which the noise of commits on a busy machine does not blur)
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
+
+    def cpu(self, contender: str) -> float:
+        return statistics.median(self.cpu_us[contender])
 
     def median(self, contender: str) -> float:
         return statistics.median(self.samples[contender])
@@ -193,6 +199,11 @@ class Result:
                 if "http" in measured
                 else {}
             ),
+            **(
+                {f"{name}_cpu_us_per_op": round(self.cpu(name), 1) for name in self.cpu_us}
+                if self.cpu_us
+                else {}
+            ),
             "target": self.target,
             "result": "PASS" if self.passed else "BELOW",
             "rounds": {
@@ -204,8 +215,9 @@ class Result:
 
 async def _appends(
     pool: Pool, workload: AppendWorkload, contender: Contender, user_id: UUID, logs: Logs, ops: int
-) -> float:
-    """``ops`` appends by ``workload.clients`` clients together; returns the seconds."""
+) -> tuple[float, float]:
+    """``ops`` appends by ``workload.clients`` clients together; returns the seconds, and the
+    CPU seconds of this process."""
     append = workload.ops[contender]
     ids = logs.task_ids if workload.log == "task" else logs.conversation_ids
 
@@ -216,9 +228,9 @@ async def _appends(
     share = [
         ops // workload.clients + (i < ops % workload.clients) for i in range(workload.clients)
     ]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(ids[i], share[i]) for i in range(workload.clients)))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 async def measure_appends(
@@ -242,6 +254,7 @@ async def measure_appends(
     results = []
     for workload in append_workloads(clients):
         result = Result(workload.key, workload.title, "appends/s", APPEND_TARGET)
+        result.cpu_us = {contender: [] for contender in CONTENDERS}
         for contender in CONTENDERS:  # warm-up
             await _appends(
                 pools[contender], workload, contender, fixture.user_id, logs[contender], 100
@@ -249,19 +262,23 @@ async def measure_appends(
         for round_ in range(args.rounds):
             done = dict.fromkeys(CONTENDERS, 0)
             elapsed = dict.fromkeys(CONTENDERS, 0.0)
+            cpu = dict.fromkeys(CONTENDERS, 0.0)
             gc.collect()
             turn = 0
             while min(done.values()) < args.events_appends:
                 order = CONTENDERS if (round_ + turn) % 2 == 0 else CONTENDERS[::-1]
                 for contender in order:
                     ops = min(args.events_slice, args.events_appends - done[contender])
-                    elapsed[contender] += await _appends(
+                    seconds, cpu_seconds = await _appends(
                         pools[contender], workload, contender, fixture.user_id, logs[contender], ops
                     )
+                    elapsed[contender] += seconds
+                    cpu[contender] += cpu_seconds
                     done[contender] += ops
                 turn += 1
             for contender in CONTENDERS:
                 result.samples[contender].append(done[contender] / elapsed[contender])
+                result.cpu_us[contender].append(cpu[contender] / done[contender] * 1e6)
             raw, mnemo = result.samples["raw"][-1], result.samples["mnemo"][-1]
             log(
                 f"events, {workload.title:<32} round {round_ + 1}/{args.rounds}: "
