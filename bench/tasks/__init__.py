@@ -14,7 +14,9 @@ one connection per consumer).
   empty entrypoint, ``run(batch_size=batch, mode=drain)``: it dequeues ``batch`` jobs in a
   statement, runs each handler as a task, and logs the finished jobs in batched statements.
 
-Both take ``--tasks-batch`` tasks per claim. Exactly-once is checked on both sides after
+Both take ``--tasks-batch`` tasks per claim. pgqueuer's start-up in ``run`` (its schema check,
+its listener) counts in its time, as the listener of Mnemo's worker iterator (below) does in
+that one's. Exactly-once is checked on both sides after
 each drain: every task's handler ran once (counted per task by the handlers), and the
 database agrees (Mnemo: all succeeded on their first attempt; pgqueuer: its queue is empty).
 Before each drain both tables are vacuumed and analyzed alike. Within each round the two take
@@ -188,7 +190,7 @@ class MnemoSide:
         from dal.usecases.tasks import mnemo_worker
 
         seen: Counter[UUID] = Counter()
-        total, done = len(self.ids), asyncio.Event()
+        total, done, finished = len(self.ids), asyncio.Event(), [0]
 
         async def worker(name: str, ready: asyncio.Event) -> None:
             await ready.wait()
@@ -197,7 +199,8 @@ class MnemoSide:
                 async for job in jobs:
                     async with job:
                         seen[job.task.id] += 1
-                    if sum(seen.values()) == total:
+                    finished[0] += 1
+                    if finished[0] == total:
                         done.set()
 
         ready = asyncio.Event()
