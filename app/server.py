@@ -168,6 +168,11 @@ class Bounds(asyncio.Protocol):
         self._watch()
 
     def shutdown(self) -> None:
+        # Live event streams never finish by themselves: they end now (their clients resume
+        # elsewhere with Last-Event-ID), or the server would wait for them.
+        hub = self.app_state.get("events")  # type: ignore[attr-defined]
+        if hub is not None:
+            hub.close()
         if not self._held_at_shutdown():
             super().shutdown()  # type: ignore[misc]
 

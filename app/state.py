@@ -11,6 +11,8 @@ from typing import Any, TypedDict
 import asyncpg
 from starlette.applications import Starlette
 
+from app import event_hub
+from app.event_hub import EventHub
 from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
@@ -47,6 +49,8 @@ class AppState(TypedDict):
     expected_migrations: tuple[str, ...]
     # Uploads served at once (APP_MAX_CONCURRENT_UPLOADS).
     uploads: UploadSlots
+    # Live events for the streams (app/event_hub.py): one listener, fanned out.
+    events: EventHub
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -61,13 +65,17 @@ def lifespan_for(settings: Settings) -> Any:
             pool.get_max_size(),
         )
         try:
-            async with listening(TokenCache(settings, pool)) as tokens:
+            async with (
+                listening(TokenCache(settings, pool)) as tokens,
+                event_hub.listening(EventHub(settings, pool)) as events,
+            ):
                 yield AppState(
                     pool=pool,
                     settings=settings,
                     tokens=tokens,
                     expected_migrations=tuple(migration_ids()),
                     uploads=UploadSlots(settings.app_max_concurrent_uploads),
+                    events=events,
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     # Seconds a process may reuse a token's authentication without asking the database
     # (app/token_cache.py); revocation, deactivation and expiry end it at once. 0: ask every time.
     app_auth_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Live event streams (app/event_hub.py, README "Live events"): events held for one stream
+    # that its client has not read yet (past it the stream ends and the client resumes from
+    # the log with Last-Event-ID); seconds between heartbeat comments (each re-checks the
+    # caller's token and access); streams one process serves at once (503 above, with
+    # Retry-After); seconds a stream lasts before it ends for the client to resume (0: no end).
+    app_event_stream_buffer: int = Field(default=1000, ge=1, le=1_000_000)
+    app_event_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    app_max_event_streams: int = Field(default=1000, ge=1, le=1_000_000)
+    app_event_stream_max_seconds: float = Field(default=3600.0, ge=0, le=86_400 * 7)
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"

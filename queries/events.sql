@@ -10,13 +10,13 @@
 -- A page of conversation $2's log after seq $3, at most $4 events, with the log's head now
 -- (last_seq). No row: the conversation is missing or the caller may not read it. One row
 -- with NULL event columns: nothing after $3.
--- returns: columns last_seq, seq, type, payload, created_at
+-- returns: columns seq, type, payload, created_at, last_seq
 -- uses: conversation_members_pkey, conversations_pkey, conversation_events_pkey
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after int8
 -- $4 limit int8
-SELECT c.last_event_seq AS last_seq, e.seq, e.type, e.payload, e.created_at
+SELECT e.seq, e.type, e.payload, e.created_at, c.last_event_seq AS last_seq
   FROM conversation_members AS mm
   JOIN conversations AS c ON c.id = mm.conversation_id
   LEFT JOIN LATERAL (SELECT ce.seq, ce.type, ce.payload, ce.created_at
@@ -34,13 +34,13 @@ SELECT c.last_event_seq AS last_seq, e.seq, e.type, e.payload, e.created_at
 -- A page of task $2's log after seq $3, at most $4 events, with the log's head now. No row:
 -- no such task of the caller's ($1; NULL: any task, a worker's read). One row with NULL event
 -- columns: nothing after $3.
--- returns: columns last_seq, seq, type, payload, created_at
+-- returns: columns seq, type, payload, created_at, last_seq
 -- uses: tasks_pkey, task_events_pkey
 -- $1 user_id uuid               NULL: unscoped
 -- $2 task_id uuid
 -- $3 after int8
 -- $4 limit int8
-SELECT t.last_event_seq AS last_seq, e.seq, e.type, e.payload, e.created_at
+SELECT e.seq, e.type, e.payload, e.created_at, t.last_event_seq AS last_seq
   FROM tasks AS t
   LEFT JOIN LATERAL (SELECT te.seq, te.type, te.payload, te.created_at
                        FROM task_events AS te

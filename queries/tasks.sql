@@ -230,6 +230,28 @@ UPDATE tasks
 RETURNING
 {{task_columns}};
 
+-- name: complete_tasks
+-- Tasks $1 succeeded, each with the result of $3 at its place, where worker $2 still holds
+-- its lease: a batch in one statement, so one commit (and one NOTIFY flush) for many tasks.
+-- Rows: the tasks completed; a task the worker no longer holds is left out, unchanged. An id
+-- given twice is completed once, with the first of its results.
+-- returns: Task
+-- uses: tasks_pkey
+-- $1 ids uuid[]
+-- $2 worker text
+-- $3 results jsonb[]
+UPDATE tasks AS t
+   SET status = 'succeeded',
+       result = ($3::jsonb[])[array_position($1::uuid[], t.id)]
+ WHERE t.id = ANY ($1::uuid[])
+   AND t.status = 'running'
+   AND t.worker = $2
+   -- (the lease compared so that it reads no index: the ids' is the way in, not the running
+   -- tasks' tasks_lease_idx, which a generic plan would otherwise take)
+   AND t.lease_until - now() > interval '0'
+RETURNING
+{{task_columns}};
+
 -- name: fail_task
 -- Task $1 failed with error $3, if worker $2 still holds its lease (as heartbeat_task). With
 -- $4 (retry) and attempts left (attempts < max_attempts) it goes back to pending, runnable

@@ -26,6 +26,7 @@ MODULES = (
     "snapshots",
     "tasks",
     "events",
+    "event_streams",
 )
 
 

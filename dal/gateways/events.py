@@ -36,11 +36,12 @@ def _check_page(after: int, limit: int) -> None:
 
 
 def _page(rows: Sequence[Record]) -> EventPage:
-    events = [
-        Event.from_values({name: row[name] for name in _EVENT_COLUMNS})
-        for row in rows
-        if row["seq"] is not None
-    ]
+    # Each row is an event's columns, then the log's head (zip stops before it); a row of
+    # NULL event columns is an empty page's.
+    if rows[0]["seq"] is None:
+        return EventPage.from_values({"items": [], "last_seq": rows[0]["last_seq"]})
+    new, names = Event.from_values, _EVENT_COLUMNS
+    events = [new(dict(zip(names, row, strict=False))) for row in rows]
     return EventPage.from_values({"items": events, "last_seq": rows[0]["last_seq"]})
 
 
@@ -113,7 +114,7 @@ async def append_conversation_events(
         raise NotFound("conversation", conversation_id)
     if rows[0]["forbidden"]:
         raise NotPermitted("your role in this conversation may not append to it")
-    return [Event.from_values({name: row[name] for name in _EVENT_COLUMNS}) for row in rows]
+    return [Event.from_values(dict(zip(_EVENT_COLUMNS, row, strict=False))) for row in rows]
 
 
 async def append_task_events(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -173,6 +173,18 @@ async def complete_task(db: Executor, *, task_id: UUID, worker: str, result: Any
     if row is None:
         raise LeaseLost(f"worker {worker!r} does not hold task {task_id}")
     return Task.from_row(row)
+
+
+async def complete_tasks(db: Executor, *, worker: str, results: Mapping[UUID, Any]) -> list[Task]:
+    """Complete many tasks in one statement (one commit): each id of ``results`` succeeded
+    with its result. Returns the tasks completed; a task ``worker`` no longer holds is left
+    out, unchanged (what ``complete_task`` raises LeaseLost for). At most MAX_CLAIM at once."""
+    if len(results) > MAX_CLAIM:
+        raise InvalidInput(f"complete at most {MAX_CLAIM} tasks at once")
+    if not results:
+        return []
+    rows = await fetch_all(db, Q["complete_tasks"], list(results), worker, list(results.values()))
+    return Task.from_rows(rows)
 
 
 async def fail_task(

@@ -270,6 +270,21 @@ def test_openapi_documents_the_file_routes(doc: Json) -> None:
     ] == {"$ref": "#/components/schemas/MessageAttachments"}
 
 
+def test_openapi_documents_the_event_streams(doc: Json) -> None:
+    for path in (
+        "/v1/tasks/{task_id}/events/stream",
+        "/v1/conversations/{conversation_id}/events/stream",
+    ):
+        operation = doc["paths"][path]["get"]
+        responses = operation["responses"]
+        assert responses["200"]["content"] == {"text/event-stream": {}}, path
+        assert "Cache-Control" in responses["200"]["headers"], path
+        assert {"400", "401", "404", "422", "503"} <= set(responses), path
+        assert "Retry-After" in responses["503"]["headers"], path
+        params = {(p["in"], p["name"]) for p in operation["parameters"]}
+        assert {("query", "after"), ("header", "Last-Event-ID")} <= params, path
+
+
 def test_openapi_response_schemas_match_real_responses(
     client: TestClient, doc: Json, alice: Caller
 ) -> None:

@@ -119,7 +119,10 @@ class Failure:
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Starlette]:
-    app = create_app(settings)
+    # A live event stream ends only when its client leaves, which the engine (reading whole
+    # answers) never does: here each ends after a moment, as a stream past its lifetime does
+    # (tests/app/test_event_streams.py follows them live).
+    app = create_app(settings.model_copy(update={"app_event_stream_max_seconds": 0.05}))
     try:
         yield app
     finally:

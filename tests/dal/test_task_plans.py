@@ -73,7 +73,9 @@ async def test_one_task_by_its_key(seeded: Any, generic: bool, name: str) -> Non
 
 
 @GENERIC
-@pytest.mark.parametrize("name", ["heartbeat_task", "complete_task", "fail_task", "release_task"])
+@pytest.mark.parametrize(
+    "name", ["heartbeat_task", "complete_task", "complete_tasks", "fail_task", "release_task"]
+)
 async def test_a_workers_report_finds_its_task_by_key(
     seeded: Any, generic: bool, name: str
 ) -> None:
@@ -81,6 +83,9 @@ async def test_a_workers_report_finds_its_task_by_key(
     args: tuple[Any, ...] = {
         "heartbeat_task": (row["id"], "w", 30.0),
         "complete_task": (row["id"], "w", None),
+        "complete_tasks": (
+            (f"{{{row['id']}}}", "w", "{null}") if generic else ([row["id"]], "w", [None])
+        ),
         "fail_task": (row["id"], "w", None, True, 1.0, 60.0),
         "release_task": (row["id"], "w"),
     }[name]

@@ -498,6 +498,10 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 lambda: tasks.complete_task(pool, task_id=done.id, worker="w", result=1),
             ),
             (
+                "complete_tasks",
+                lambda: tasks.complete_tasks(pool, worker="w", results={done.id: 2, user.id: 3}),
+            ),
+            (
                 "complete_task lost",
                 lambda: tasks.complete_task(pool, task_id=done.id, worker="w", result=1),
             ),
@@ -508,3 +512,29 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
         ]
     )
+
+
+async def test_complete_tasks_completes_a_batch_in_one_statement(pool: Any, alice: User) -> None:
+    """Each task held by the worker succeeds with its own result; one it does not hold (lost
+    to another worker, or never claimed) is left out, unchanged."""
+    for _ in range(3):
+        await submit(pool, alice, "batch")
+    claimed = await tasks.claim_tasks(pool, kinds=["batch"], worker="w1", limit=3)
+    assert len(claimed) == 3
+    unclaimed = await submit(pool, alice, "other")
+    stolen = claimed[0]
+    await expire(pool, stolen.id)
+    await tasks.claim_tasks(pool, kinds=["batch"], worker="w2", limit=1)  # requeues it
+    [retaken] = await tasks.claim_tasks(pool, kinds=["batch"], worker="w2", limit=1)
+    assert retaken.id == stolen.id
+    results = {t.id: {"n": i} for i, t in enumerate(claimed)} | {unclaimed.id: "no"}
+    done = await tasks.complete_tasks(pool, worker="w1", results=results)
+    assert {t.id: t.result for t in done} == {t.id: results[t.id] for t in claimed[1:]}
+    assert all(t.status == "succeeded" and t.finished_at is not None for t in done)
+    assert (await tasks.get_task(pool, user_id=alice.id, task_id=stolen.id)).worker == "w2"
+    assert (await tasks.get_task(pool, user_id=alice.id, task_id=unclaimed.id)).status == "pending"
+    assert await tasks.complete_tasks(pool, worker="w1", results={}) == []
+    with pytest.raises(InvalidInput):
+        await tasks.complete_tasks(
+            pool, worker="w1", results={UUID(int=i): None for i in range(1001)}
+        )
