@@ -8,8 +8,10 @@ installs its schema in an empty one) and a pool of ``workers`` connections, ever
 holding one connection for the whole drain (the arrangement pgqueuer's own benchmark uses:
 one connection per consumer).
 
-- ``mnemo``: the gateways, as README "Tasks" shows a worker: ``claim_tasks(limit=batch)``,
-  then the handler and ``complete_task`` for each claimed task, until a claim comes back empty.
+- ``mnemo``: the gateways, as README "Tasks" shows them: ``claim_tasks(limit=batch)``, the
+  handler of each claimed task, then ``complete_tasks`` of the batch in one statement (one
+  commit), until a claim comes back empty. For reference, ``single``: the same with
+  ``complete_task`` for each task (a commit each).
 - ``pgqueuer``: a ``QueueManager`` per worker on ``Queries`` of its connection, an
   empty entrypoint, ``run(batch_size=batch, mode=drain)``: it dequeues ``batch`` jobs in a
   statement, runs each handler as a task, and logs the finished jobs in batched statements.
@@ -65,16 +67,22 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
 PACKAGES = ("pgqueuer",)
 TARGET = 1.0
 
-Contender = Literal["mnemo", "pgqueuer", "worker"]
+Contender = Literal["mnemo", "pgqueuer", "single", "worker"]
 CONTENDERS: tuple[Contender, ...] = ("mnemo", "pgqueuer")
 # Mnemo's worker iterator, when this tree has it: a third contender (see the module's doc).
 WORKER: tuple[Contender, ...] = ("worker",)
+# The gateways completing each task by itself (complete_task), for reference.
+SINGLE: tuple[Contender, ...] = ("single",)
 WORKER_TIMEOUT = 600.0
 KIND = "bench.empty"
 
 
 class ExactlyOnceBroken(RuntimeError):
     """A drain ran a task twice or never: the numbers would mean nothing."""
+
+
+# The other Mnemo contenders, by their names in the JSON.
+OTHERS: dict[Contender, str] = {"single": "mnemo_one_by_one", "worker": "mnemo_worker"}
 
 
 @dataclass
@@ -84,10 +92,10 @@ class Result:
         default_factory=lambda: {contender: [] for contender in CONTENDERS}
     )
 
-    def worker_ratio(self) -> float | None:
-        if not self.samples.get("worker"):
+    def worker_ratio(self, contender: Contender = "worker") -> float | None:
+        if not self.samples.get(contender):
             return None
-        return self.median("worker") / self.median("pgqueuer")
+        return self.median(contender) / self.median("pgqueuer")
 
     def median(self, contender: Contender) -> float:
         return statistics.median(self.samples[contender])
@@ -117,20 +125,21 @@ class Result:
                 "mnemo_tasks_s": [round(x, 1) for x in self.samples["mnemo"]],
                 "pgqueuer_tasks_s": [round(x, 1) for x in self.samples["pgqueuer"]],
                 "ratio": [round(x, 4) for x in self.round_ratios],
-                **(
-                    {"mnemo_worker_tasks_s": [round(x, 1) for x in self.samples["worker"]]}
-                    if self.samples.get("worker")
-                    else {}
-                ),
+                **{
+                    f"{OTHERS[c]}_tasks_s": [round(x, 1) for x in self.samples[c]]
+                    for c in OTHERS
+                    if self.samples.get(c)
+                },
             },
-            **(
-                {
-                    "mnemo_worker_tasks_s": round(self.median("worker"), 1),
-                    "mnemo_worker_ratio": round(ratio, 4),
-                }
-                if (ratio := self.worker_ratio()) is not None
-                else {}
-            ),
+            **{
+                key: value
+                for c in OTHERS
+                if (ratio := self.worker_ratio(c)) is not None
+                for key, value in (
+                    (f"{OTHERS[c]}_tasks_s", round(self.median(c), 1)),
+                    (f"{OTHERS[c]}_ratio", round(ratio, 4)),
+                )
+            },
         }
 
 
@@ -163,7 +172,9 @@ class MnemoSide:
             )
             await conn.execute("VACUUM ANALYZE tasks")
 
-    async def drain(self, workers: int, batch: int) -> float:
+    async def drain(self, workers: int, batch: int, *, one_by_one: bool = False) -> float:
+        """Claim ``batch`` at a time, run the handler of each, then complete the batch in one
+        statement (``complete_tasks``), or each task by itself (``complete_task``)."""
         seen: Counter[UUID] = Counter()
 
         async def handler(task: tasks.Task) -> None:
@@ -175,12 +186,21 @@ class MnemoSide:
                 while claimed := await tasks.claim_tasks(
                     conn, kinds=[KIND], worker=name, limit=batch
                 ):
+                    if one_by_one:
+                        for task in claimed:
+                            await handler(task)
+                            await tasks.complete_task(conn, task_id=task.id, worker=name)
+                        continue
+                    results: dict[UUID, Any] = {}
                     for task in claimed:
                         await handler(task)
-                        await tasks.complete_task(conn, task_id=task.id, worker=name)
+                        results[task.id] = None
+                    completed = await tasks.complete_tasks(conn, worker=name, results=results)
+                    if len(completed) != len(claimed):
+                        raise ExactlyOnceBroken(f"{name} lost {len(claimed) - len(completed)}")
 
         seconds = await _timed_drain(worker, workers)
-        await self.check(seen, "mnemo")
+        await self.check(seen, "mnemo, one by one" if one_by_one else "mnemo")
         return seconds
 
     async def drain_with_worker(self, workers: int, batch: int) -> float:
@@ -313,9 +333,11 @@ def has_worker() -> bool:
 async def drain(
     sides: dict[Contender, Any], contender: Contender, workers: int, batch: int
 ) -> float:
+    mnemo: MnemoSide = sides["mnemo"]
     if contender == "worker":
-        mnemo: MnemoSide = sides["mnemo"]
         return await mnemo.drain_with_worker(workers, batch)
+    if contender == "single":
+        return await mnemo.drain(workers, batch, one_by_one=True)
     seconds: float = await sides[contender].drain(workers, batch)
     return seconds
 
@@ -340,7 +362,7 @@ async def run(mnemo_url: str, pgqueuer_url: str, args: argparse.Namespace) -> li
             )
         mnemo = MnemoSide(mnemo_pool, user_id)
         sides: dict[Contender, Any] = {"mnemo": mnemo, "pgqueuer": PgqueuerSide(pgq_pool)}
-        contenders = CONTENDERS + (WORKER if has_worker() else ())
+        contenders = CONTENDERS + SINGLE + (WORKER if has_worker() else ())
         if len(contenders) == len(CONTENDERS):
             log("tasks: no mnemo_worker in this tree (dal.usecases.tasks): left out")
         await sides["pgqueuer"].install()
@@ -390,16 +412,24 @@ def render(results: list[Result]) -> str:
         )
         for r in results
     ]
-    text = "Mnemo: claim_tasks + complete_task (README Tasks)\n\n" + table(header, rows)
-    if all(r.worker_ratio() is not None for r in results):
-        text += "\n\nMnemo's mnemo_worker iterator (async with job), same drains:\n\n" + table(
-            ("workers", "pgqueuer tasks/s", "mnemo_worker tasks/s", "ratio"),
+    text = "Mnemo: claim_tasks + complete_tasks per batch\n\n" + table(header, rows)
+    titles = {
+        "single": "complete_task each",
+        "worker": "mnemo_worker",
+    }
+    others = [c for c in OTHERS if all(r.worker_ratio(c) is not None for r in results)]
+    if others:
+        text += (
+            "\n\nMnemo's other ways, same drains: claim_tasks + complete_task for each task;"
+            " the mnemo_worker iterator (async with job)\n\n"
+        ) + table(
+            ("workers", "pgqueuer tasks/s", *(f"{titles[c]} tasks/s" for c in others), "ratios"),
             [
                 (
                     str(r.workers),
                     f"{r.median('pgqueuer'):,.0f}",
-                    f"{r.median('worker'):,.0f}",
-                    f"{r.worker_ratio():.3f}",
+                    *(f"{r.median(c):,.0f}" for c in others),
+                    ", ".join(f"{r.worker_ratio(c):.3f}" for c in others),
                 )
                 for r in results
             ],
