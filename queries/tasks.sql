@@ -113,6 +113,75 @@ SELECT
  ORDER BY id DESC
  LIMIT $6;
 
+-- name: list_tasks_by_priority
+-- A page of the caller's tasks, highest priority first, then newest, after the keyset
+-- ($2 priority, $3 id) of the previous page's last row (a priority above the largest and the
+-- largest uuid for the first page); only kind $4 when given. The order is not an index's:
+-- the caller's tasks are read by tasks_user_idx and sorted (a top-N sort: memory for one
+-- page), each page reading all of them. A user's task list is not a hot path, and an index on
+-- (user_id, priority, id) would be one more entry to write on every claim, heartbeat and
+-- completion (none of them is a HOT update), which is.
+-- returns: Task
+-- uses: tasks_user_idx
+-- $1 user_id uuid
+-- $2 before_priority int4
+-- $3 before_id uuid
+-- $4 kind text                  NULL: every kind
+-- $5 page_size int8             rows wanted + 1
+SELECT
+{{task_columns}}
+  FROM tasks
+ WHERE user_id = $1
+   AND (priority, id) < ($2::int4, $3::uuid)
+   AND ($4::text IS NULL OR kind = $4::text)
+ ORDER BY priority DESC, id DESC
+ LIMIT $5;
+
+-- name: list_tasks_by_status_by_priority
+-- list_tasks_by_priority, only tasks of status $4: read by tasks_user_status_idx (a few
+-- pending or running tasks among many finished ones are read without the rest) and sorted.
+-- returns: Task
+-- uses: tasks_user_status_idx
+-- $1 user_id uuid
+-- $2 before_priority int4
+-- $3 before_id uuid
+-- $4 status text
+-- $5 kind text                  NULL: every kind
+-- $6 page_size int8             rows wanted + 1
+SELECT
+{{task_columns}}
+  FROM tasks
+ WHERE user_id = $1
+   AND status = $4
+   AND (priority, id) < ($2::int4, $3::uuid)
+   AND ($5::text IS NULL OR kind = $5::text)
+ ORDER BY priority DESC, id DESC
+ LIMIT $6;
+
+-- name: list_tasks_of_conversation_by_priority
+-- list_tasks_by_priority, only the caller's tasks linked to conversation $4: read by
+-- tasks_conversation_idx and sorted; status $5 and kind $6 are filters on the
+-- conversation's rows.
+-- returns: Task
+-- uses: tasks_conversation_idx
+-- $1 user_id uuid
+-- $2 before_priority int4
+-- $3 before_id uuid
+-- $4 conversation_id uuid
+-- $5 status text                NULL: every status
+-- $6 kind text                  NULL: every kind
+-- $7 page_size int8             rows wanted + 1
+SELECT
+{{task_columns}}
+  FROM tasks
+ WHERE conversation_id = $4
+   AND user_id = $1
+   AND (priority, id) < ($2::int4, $3::uuid)
+   AND ($5::text IS NULL OR status = $5::text)
+   AND ($6::text IS NULL OR kind = $6::text)
+ ORDER BY priority DESC, id DESC
+ LIMIT $7;
+
 -- name: cancel_task
 -- Cancel the caller's task $2: pending or running -> cancelled (a running task's worker then
 -- finds its lease gone). A final task raises IllegalTransition from the trigger (an already

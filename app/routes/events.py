@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
+from app.body import INT8_MAX
 from app.endpoints import Endpoints, Param, body_of, limit_param
 from app.responses import record_response
 from app.state import AppState
@@ -21,7 +22,7 @@ _LIMIT = limit_param(100, MAX_EVENTS_PER_PAGE)
 _AFTER = Param(
     "after",
     "the events after this seq (default 0: from the first); pass a page's last seq for the next",
-    {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+    {"type": "integer", "minimum": 0, "maximum": INT8_MAX, "default": 0},
 )
 
 

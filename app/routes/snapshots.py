@@ -1,5 +1,5 @@
-"""Workspace snapshots: save, list (newest first; searched, or of a conversation), get
-(restore), change, delete (README "Workspace snapshots")."""
+"""Workspace snapshots: save, list (newest first; searched, of a conversation or of a task),
+get (restore), change, delete (README "Workspace snapshots")."""
 
 from __future__ import annotations
 
@@ -34,16 +34,23 @@ _CONVERSATION = Param(
     "only snapshots linked to this conversation",
     {"type": "string", "format": "uuid"},
 )
+_TASK = Param(
+    "task_id",
+    "only snapshots linked to this task",
+    {"type": "string", "format": "uuid"},
+)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 @endpoints.post(
     _MANY,
-    "Save a snapshot of the caller's workspace: named panels, each with its query (201)",
+    "Save a snapshot of the caller's workspace: named panels, each with its query (201); 404 "
+    "if it names a conversation the caller may not read or a task not theirs",
     body=SnapshotDraft,
     response=Snapshot,
     status=201,
     headers=(LOCATION,),
+    errors=(404,),
 )
 async def create_snapshot(request: Request[AppState]) -> Response:
     me = caller(request)
@@ -62,24 +69,31 @@ async def create_snapshot(request: Request[AppState]) -> Response:
     "List the caller's snapshots, newest first, without their panels; searched by name and "
     "query text",
     response=SnapshotPage,
-    params=(_LIMIT, CURSOR, _Q, _CONVERSATION),
+    params=(_LIMIT, CURSOR, _Q, _CONVERSATION, _TASK),
 )
 async def list_snapshots(request: Request[AppState]) -> Response:
     me = caller(request)
     limit = _LIMIT.integer(request)
     assert limit is not None
-    given = request.query_params.get("conversation_id")
-    if given is not None and not _UUID.fullmatch(given):
-        raise InvalidInput("conversation_id must be a UUID")
     page = await snapshots.list_snapshots(
         request.state["pool"],
         user_id=me.id,
         q=request.query_params.get("q") or None,
-        conversation_id=None if given is None else UUID(given),
+        conversation_id=_uuid_param(request, "conversation_id"),
+        task_id=_uuid_param(request, "task_id"),
         limit=limit,
         cursor=request.query_params.get("cursor") or None,
     )
     return record_response(page)
+
+
+def _uuid_param(request: Request[AppState], name: str) -> UUID | None:
+    given = request.query_params.get(name)  # empty: not a UUID either
+    if given is None:
+        return None
+    if not _UUID.fullmatch(given):
+        raise InvalidInput(f"{name} must be a UUID")
+    return UUID(given)
 
 
 @endpoints.get(_ONE, "Get a snapshot, panels and all (to restore it)", response=Snapshot)
@@ -93,7 +107,7 @@ async def get_snapshot(request: Request[AppState]) -> Response:
 
 @endpoints.patch(
     _ONE,
-    "Rename a snapshot, replace its panels, or link or unlink its conversation",
+    "Rename a snapshot, replace its panels, or link or unlink its conversation or its task",
     body=SnapshotPatch,
     response=Snapshot,
 )

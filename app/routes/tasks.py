@@ -1,4 +1,5 @@
-"""Tasks: create (201), get, list (newest first, by status, kind, conversation; keyset) and
+"""Tasks: create (201), get, list (newest or highest priority first, by status, kind,
+conversation; keyset) and
 cancel (409 once finished) — README "Tasks". Workers use the queue gateways from Python."""
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from app.state import AppState
 from dal.cursors import MAX_PAGE_SIZE
 from dal.errors import InvalidInput
 from dal.gateways import tasks
-from dal.records.tasks import TASK_STATUSES, Task, TaskDraft, TaskPage, TaskStatus
+from dal.records.tasks import (
+    TASK_ORDERS,
+    TASK_STATUSES,
+    Task,
+    TaskDraft,
+    TaskOrder,
+    TaskPage,
+    TaskStatus,
+)
 
 endpoints = Endpoints()
 _MANY = "/v1/tasks"
 _ONE = _MANY + "/{task_id:uuid}"
 _STATUSES: dict[str, TaskStatus] = {status: status for status in TASK_STATUSES}
+_ORDERS: dict[str, TaskOrder] = {order: order for order in TASK_ORDERS}
 _UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _LIMIT = limit_param(50, MAX_PAGE_SIZE)
 _STATUS = Param(
@@ -39,14 +49,22 @@ _CONVERSATION = Param(
     "only tasks linked to this conversation",
     {"type": "string", "format": "uuid"},
 )
+_ORDER = Param(
+    "order",
+    "newest: newest first; priority: highest priority first, then newest (a cursor keeps "
+    "its order); absent or empty: newest",
+    {"type": "string", "enum": ["", *_ORDERS]},
+)
 
 
 @endpoints.post(
     _MANY,
-    "Create a task (pending) for a worker to run",
+    "Create a task (pending) for a worker to run; 404 if it names a conversation the caller "
+    "may not read",
     body=TaskDraft,
     response=Task,
     status=201,
+    errors=(404,),
 )
 async def create_task(request: Request[AppState]) -> Response:
     me = caller(request)
@@ -57,9 +75,9 @@ async def create_task(request: Request[AppState]) -> Response:
 
 @endpoints.get(
     _MANY,
-    "A page of the caller's tasks, newest first",
+    "A page of the caller's tasks, newest first or highest priority first",
     response=TaskPage,
-    params=(_LIMIT, CURSOR, _STATUS, _KIND, _CONVERSATION),
+    params=(_LIMIT, CURSOR, _STATUS, _KIND, _CONVERSATION, _ORDER),
 )
 async def list_tasks(request: Request[AppState]) -> Response:
     me = caller(request)
@@ -75,12 +93,17 @@ async def list_tasks(request: Request[AppState]) -> Response:
     conversation = request.query_params.get("conversation_id")  # empty: not a UUID either
     if conversation is not None and not _UUID.fullmatch(conversation):
         raise InvalidInput("conversation_id must be a UUID")
+    given = request.query_params.get("order") or "newest"
+    order = _ORDERS.get(given)
+    if order is None:
+        raise InvalidInput(f"order must be one of {', '.join(TASK_ORDERS)}")
     page = await tasks.list_tasks(
         request.state["pool"],
         user_id=me.id,
         status=status,
         kind=kind,
         conversation_id=None if conversation is None else UUID(conversation),
+        order=order,
         limit=limit,
         cursor=request.query_params.get("cursor") or None,
     )

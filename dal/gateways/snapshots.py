@@ -1,6 +1,7 @@
 """Workspace snapshots, scoped by their owner (``user_id=``): save, get (restore), change,
-delete, and list newest first (all, those matching a search, or those of a conversation).
-Another user's snapshot is NotFound, and so is a conversation the caller may not read."""
+delete, and list newest first (all, those matching a search, those of a conversation or of a
+task). Another user's snapshot is NotFound, and so is a conversation the caller may not read
+or a task that is not theirs."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ async def insert_snapshot(
     max_bytes: int = MAX_SNAPSHOT_BYTES,
 ) -> Snapshot:
     """Save a snapshot of the caller's workspace. TooLarge (snapshot_too_large) if its panels
-    pass ``max_bytes`` as JSON (checked before anything is written); NotFound if
-    ``conversation_id`` names a conversation the caller may not read."""
+    pass ``max_bytes`` as JSON (checked before anything is written); NotFound (and nothing
+    written) if ``conversation_id`` names a conversation the caller may not read, or
+    ``task_id`` a task that is not theirs."""
     _check_size(draft.panels, max_bytes)
     row = await fetch_one(
         db,
@@ -64,10 +66,13 @@ async def insert_snapshot(
         draft.panels,
         draft.origin,
         draft.conversation_id,
+        draft.task_id,
     )
     assert row is not None  # the statement always answers one row
     if not row["linked"]:
         raise NotFound("conversation", draft.conversation_id)
+    if not row["task_linked"]:
+        raise NotFound("task", draft.task_id)
     return _snapshot(row)
 
 
@@ -87,12 +92,14 @@ async def update_snapshot(
     patch: SnapshotPatch,
     max_bytes: int = MAX_SNAPSHOT_BYTES,
 ) -> Snapshot:
-    """Rename a snapshot, replace its panels or (un)link its conversation, in one statement.
-    NotFound if the snapshot is missing or another user's, or the conversation one the caller
-    may not read; TooLarge as ``insert_snapshot``."""
+    """Rename a snapshot, replace its panels or (un)link its conversation or its task, in one
+    statement. NotFound (and nothing changed) if the snapshot is missing or another user's,
+    the conversation one the caller may not read, or the task not theirs; TooLarge as
+    ``insert_snapshot``."""
     if patch.panels is not None:
         _check_size(patch.panels, max_bytes)
     relink = "conversation_id" in patch.model_fields_set
+    retask = "task_id" in patch.model_fields_set
     row = await fetch_one(
         db,
         Q["update_snapshot"],
@@ -102,10 +109,14 @@ async def update_snapshot(
         patch.panels,
         relink,
         patch.conversation_id,
+        retask,
+        patch.task_id,
     )
     assert row is not None  # the statement always answers one row
     if not row["linked"]:
         raise NotFound("conversation", patch.conversation_id)
+    if not row["task_linked"]:
+        raise NotFound("task", patch.task_id)
     if row["id"] is None:
         raise NotFound("snapshot", snapshot_id)
     return _snapshot(row)
@@ -133,12 +144,14 @@ async def list_snapshots(
     user_id: UUID,
     q: str | None = None,
     conversation_id: UUID | None = None,
+    task_id: UUID | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> SnapshotPage:
     """A page of the caller's snapshots, newest first, as summaries (no panels): those whose
     name or query text holds ``q`` (a substring, any case) when given, those linked to
-    ``conversation_id`` when given. Pass ``next_cursor`` back for the next page."""
+    ``conversation_id`` and to ``task_id`` when given. Pass ``next_cursor`` back for the next
+    page."""
     check_limit(limit)
     q = q or None
     if q is not None and len(q) > MAX_QUERY_CHARS:
@@ -146,7 +159,18 @@ async def list_snapshots(
     if q is not None and "\x00" in q:
         raise InvalidInput("q: a search cannot hold a NUL character")
     after = _after(cursor)
-    if conversation_id is not None:
+    if task_id is not None:
+        rows = await fetch_all(
+            db,
+            Q["list_snapshots_of_task"],
+            user_id,
+            task_id,
+            conversation_id,
+            q,
+            *after,
+            limit + 1,
+        )
+    elif conversation_id is not None:
         rows = await fetch_all(
             db, Q["list_snapshots_of_conversation"], user_id, conversation_id, q, *after, limit + 1
         )

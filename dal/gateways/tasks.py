@@ -16,10 +16,22 @@ from dal.database import Executor, fetch_all, fetch_one, fetch_value
 from dal.errors import InvalidInput, LeaseLost, NotFound
 from dal.ids import new_id
 from dal.queries import Q
-from dal.records.tasks import TASK_STATUSES, Task, TaskDraft, TaskPage, TaskStatus
+from dal.records.tasks import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    TASK_ORDERS,
+    TASK_STATUSES,
+    Task,
+    TaskDraft,
+    TaskOrder,
+    TaskPage,
+    TaskStatus,
+)
 
 # The largest uuid: the keyset before a first page (newest first).
 _FIRST = UUID(int=2**128 - 1)
+# The keyset before a first page by priority: above every priority, then every id.
+_FIRST_BY_PRIORITY = (MAX_PRIORITY + 1, _FIRST)
 # The bounds a worker's lease takes, in seconds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 1.0, 86_400.0
 # The most tasks one claim takes.
@@ -60,17 +72,46 @@ async def get_task(db: Executor, *, user_id: UUID, task_id: UUID) -> Task:
 
 
 def encode_task_cursor(task: Task) -> str:
-    """The opaque cursor of the page after ``task``: its id."""
-    return base64.urlsafe_b64encode(task.id.bytes).decode().rstrip("=")
+    """The opaque cursor of the page after ``task``, newest first: its id."""
+    return _b64(task.id.bytes)
 
 
 def decode_task_cursor(cursor: str) -> UUID:
-    """The id inside a task cursor; InvalidInput if it is not one of ours."""
+    """The id inside a task cursor (newest first); InvalidInput if it is not one of ours (a
+    cursor of the priority order is not: its length differs)."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return UUID(bytes=raw)
+        return UUID(bytes=_unb64(cursor))
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidInput("cursor is not valid") from exc
+
+
+def encode_task_priority_cursor(task: Task) -> str:
+    """The opaque cursor of the page after ``task``, by priority: its priority (4 bytes,
+    signed) then its id."""
+    return _b64(task.priority.to_bytes(4, "big", signed=True) + task.id.bytes)
+
+
+def decode_task_priority_cursor(cursor: str) -> tuple[int, UUID]:
+    """The (priority, id) inside a task cursor of the priority order; InvalidInput if it is
+    not one of ours (a cursor of the newest-first order is not: its length differs)."""
+    try:
+        raw = _unb64(cursor)
+        if len(raw) != 20:
+            raise ValueError("not a priority cursor")
+        priority = int.from_bytes(raw[:4], "big", signed=True)
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:  # a task's, as every cursor is
+            raise ValueError("priority out of range")
+        return priority, UUID(bytes=raw[4:])
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput("cursor is not valid") from exc
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(cursor: str) -> bytes:
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
 
 
 async def list_tasks(
@@ -80,14 +121,29 @@ async def list_tasks(
     status: TaskStatus | None = None,
     kind: str | None = None,
     conversation_id: UUID | None = None,
+    order: TaskOrder = "newest",
     limit: int = 50,
     cursor: str | None = None,
 ) -> TaskPage:
-    """A page of the caller's tasks, newest first; only ``status``, ``kind`` and tasks linked
-    to ``conversation_id`` when given. Pass ``next_cursor`` back for the next page."""
+    """A page of the caller's tasks, newest first, or with ``order="priority"`` highest
+    priority first (then newest); only ``status``, ``kind`` and tasks linked to
+    ``conversation_id`` when given. Pass ``next_cursor`` back for the next page, with the same
+    order (a cursor of the other order is InvalidInput)."""
     check_limit(limit)
     if status is not None and status not in TASK_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(TASK_STATUSES)}")
+    if order not in TASK_ORDERS:
+        raise InvalidInput(f"order must be one of {', '.join(TASK_ORDERS)}")
+    if order == "priority":
+        return await _list_tasks_by_priority(
+            db,
+            user_id=user_id,
+            status=status,
+            kind=kind,
+            conversation_id=conversation_id,
+            limit=limit,
+            cursor=cursor,
+        )
     before = _FIRST if not cursor else decode_task_cursor(cursor)
     if conversation_id is not None:
         rows = await fetch_all(
@@ -110,6 +166,41 @@ async def list_tasks(
     more = len(rows) > limit
     return TaskPage.from_values(
         {"items": items, "next_cursor": encode_task_cursor(items[-1]) if more else None}
+    )
+
+
+async def _list_tasks_by_priority(
+    db: Executor,
+    *,
+    user_id: UUID,
+    status: TaskStatus | None,
+    kind: str | None,
+    conversation_id: UUID | None,
+    limit: int,
+    cursor: str | None,
+) -> TaskPage:
+    after = _FIRST_BY_PRIORITY if not cursor else decode_task_priority_cursor(cursor)
+    if conversation_id is not None:
+        rows = await fetch_all(
+            db,
+            Q["list_tasks_of_conversation_by_priority"],
+            user_id,
+            *after,
+            conversation_id,
+            status,
+            kind,
+            limit + 1,
+        )
+    elif status is not None:
+        rows = await fetch_all(
+            db, Q["list_tasks_by_status_by_priority"], user_id, *after, status, kind, limit + 1
+        )
+    else:
+        rows = await fetch_all(db, Q["list_tasks_by_priority"], user_id, *after, kind, limit + 1)
+    items = Task.from_rows(rows[:limit])
+    more = len(rows) > limit
+    return TaskPage.from_values(
+        {"items": items, "next_cursor": encode_task_priority_cursor(items[-1]) if more else None}
     )
 
 

@@ -43,6 +43,8 @@ class SnapshotSummary(Row):
     origin: Origin
     # The conversation it was saved with, if any (unlinked when that conversation is deleted).
     conversation_id: UUID | None
+    # The task it was saved with, if any (unlinked when that task is deleted).
+    task_id: UUID | None
     panel_count: int
     created_at: datetime
     updated_at: datetime
@@ -59,25 +61,28 @@ class Snapshot(SnapshotSummary):
 class SnapshotDraft(BaseModel):
     """A snapshot to save: ``name``, ``panels`` (at most APP_MAX_SNAPSHOT_BYTES as JSON),
     ``origin`` ("manual" unless an agent or the client saved it by itself: "auto"), and
-    optionally the ``conversation_id`` of a conversation the caller may read."""
+    optionally the ``conversation_id`` of a conversation the caller may read and the
+    ``task_id`` of one of the caller's tasks."""
 
     model_config = INPUT
     name: SnapshotName
     panels: Panels
     origin: Origin = "manual"
     conversation_id: UUID | None = None
+    task_id: UUID | None = None
 
 
 class SnapshotPatch(Patch):
     """Fields to change; an absent field stays as it is. ``name`` and ``panels`` cannot be
-    null; a null ``conversation_id`` unlinks the snapshot."""
+    null; a null ``conversation_id`` or ``task_id`` unlinks the snapshot from it."""
 
     name: SnapshotName | None = NOT_NULL
     panels: Panels | None = NOT_NULL
     conversation_id: UUID | None = None
+    task_id: UUID | None = None
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Self:  # a null conversation_id is a change
+    def _not_empty(self) -> Self:  # a null conversation_id or task_id is a change
         if not self.model_fields_set:
             raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
         return self

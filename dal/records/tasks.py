@@ -13,6 +13,9 @@ from dal.records.base import INPUT, CursorPage, JsonObject, Row, ThreadId, whole
 
 TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 TASK_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+# The orders of a list of tasks: newest first, or highest priority first (then newest).
+TaskOrder = Literal["newest", "priority"]
+TASK_ORDERS: tuple[TaskOrder, ...] = ("newest", "priority")
 
 # The bounds of the migration's CHECK constraints (20261207_03), checked here first.
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
@@ -77,5 +80,5 @@ class Task(Row):
 
 
 class TaskPage(CursorPage[Task]):
-    """A page of the caller's tasks, newest first; pass ``next_cursor`` back for the next page
-    (None on the last one)."""
+    """A page of the caller's tasks, newest first (or highest priority first, as asked); pass
+    ``next_cursor`` back for the next page, in the same order (None on the last one)."""

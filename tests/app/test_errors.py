@@ -32,7 +32,8 @@ JSON = {"content-type": "application/json"}
 
 def _tables(settings: Settings) -> dict[str, int]:
     """How many rows each table holds, straight from the database."""
-    tables = ("users", "api_tokens", "conversations", "messages")
+    tables = ("users", "api_tokens", "conversations", "messages", "tasks")
+    tables += ("conversation_events", "task_events")
     return {t: count_rows(settings, f"SELECT count(*) FROM {t}") for t in tables}
 
 
@@ -42,6 +43,7 @@ def writes(client: TestClient, alice: Caller) -> list[tuple[str, str, dict[str, 
     conversation = make_conversation(client, alice)
     message = append(client, alice, conversation["id"], status="streaming")
     conv = f"/v1/conversations/{conversation['id']}"
+    task = client.post("/v1/tasks", json={"kind": "research"}, headers=alice.headers).json()
     return [
         ("POST", "/v1/users", ADMIN),
         ("PATCH", f"/v1/users/{alice.id}", ADMIN),
@@ -51,6 +53,8 @@ def writes(client: TestClient, alice: Caller) -> list[tuple[str, str, dict[str, 
         ("PATCH", conv, alice.headers),
         ("POST", f"{conv}/messages", alice.headers),
         ("PATCH", f"{conv}/messages/{message['id']}", alice.headers),
+        ("POST", f"{conv}/events", alice.headers),
+        ("POST", f"/v1/tasks/{task['id']}/events", alice.headers),
     ]
 
 
@@ -203,6 +207,7 @@ def test_body_over_the_limit_is_413_on_every_body_route(
     user, token = make_user(small_client, "alice")
     headers = {"Authorization": f"Bearer {token}"}
     conversation = small_client.post("/v1/conversations", headers=headers).json()
+    task = small_client.post("/v1/tasks", json={"kind": "k"}, headers=headers).json()
     before = _tables(settings)
     conv = f"/v1/conversations/{conversation['id']}"
     big = {"metadata": {"x": "y" * 200}}
@@ -215,6 +220,8 @@ def test_body_over_the_limit_is_413_on_every_body_route(
         ("PATCH", conv, headers),
         ("POST", f"{conv}/messages", headers),
         ("PATCH", f"{conv}/messages/{MISSING_ID}", headers),
+        ("POST", f"{conv}/events", headers),
+        ("POST", f"/v1/tasks/{task['id']}/events", headers),
     ]:
         response = small_client.request(method, path, json=big, headers=sent)
         assert_error(response, 413, "body_too_large")
@@ -448,6 +455,8 @@ def test_very_long_query_and_path_values_are_refused_cleanly(
         "/v1/conversations/{}",
         "/v1/conversations/{}/messages",
         "/v1/conversations/{}/messages/{}",
+        "/v1/conversations/{}/events",
+        "/v1/tasks/{}/events",
     ],
 )
 def test_malformed_uuid_in_path_is_404(client: TestClient, alice: Caller, template: str) -> None:

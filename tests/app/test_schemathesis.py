@@ -216,6 +216,15 @@ def _seed(app: Starlette) -> Seeded:
             )
             assert created.status_code == 201, created.text
             task_ids.append(created.json()["id"])
+        # Event logs with events of their own beyond those the database wrote (the tasks'
+        # status, the first conversation's messages), so their pages have both.
+        for log in (*(f"/v1/tasks/{t}" for t in task_ids), f"/v1/conversations/{first}"):
+            appended = client.post(
+                f"{log}/events",
+                json={"events": [{"type": "plan", "payload": {"steps": ["a", "b"]}}]},
+                headers=caller.headers,
+            )
+            assert appended.status_code == 201, appended.text
         threads = ["main", "agent-2", "spare-1", "spare-2"]
         checkpoints = [_save_state(client, caller, "main", step) for step in range(2)]
         # The readers' threads hold the same checkpoint ids (a copy keeps them), so that any
@@ -270,12 +279,21 @@ _READ_CHECKPOINT = "GET /v1/threads/{thread_id}/checkpoints/{checkpoint_id}"
 # Operations that destroy what they name draw from the spares. (Withdrawing feedback leaves
 # the message it names; a PUT gives feedback back.)
 _DESTRUCTIVE = "^(DELETE (?!.*/feedback$).*|POST /v1/threads/\\{thread_id\\}/prune)$"
-# Removing a member or deleting a message draws the member or message from the spares, but
-# the conversation from those read, where they are too (the spare conversations may be deleted
-# first).
-_IN_READ_CONVERSATION = (
-    "^DELETE /v1/conversations/\\{conversation_id\\}/"
-    "(members/\\{user_id\\}|messages/\\{message_id\\})$"
+# Changing a member's role, removing a member and deleting a message name a pair that exists
+# only together: a member or message, and the conversation they are in (one of those read: the
+# spare conversations may be deleted first). Both are drawn from the seeds in every case
+# (drawn independently, half the time each, a pair was met a few times in a run at best, and
+# a run missed the route's success), from pools where every pair exists: carol is a member
+# of the conversations read, dave (a spare) of every conversation, and the messages, spares
+# too, are in the first one read. Carol's role is changed in the second one only: a change to
+# owner hands it over to her, and the first stays alice's.
+_CHANGE_MEMBER = "PATCH /v1/conversations/{conversation_id}/members/{user_id}"
+_REMOVE_MEMBER = "DELETE /v1/conversations/{conversation_id}/members/{user_id}"
+_DELETE_MESSAGE = "DELETE /v1/conversations/{conversation_id}/messages/{message_id}"
+_PAIRS = (  # operation, its conversations' dictionary, the other id and its dictionary
+    (_CHANGE_MEMBER, "members_conversation_id", "user_id", "member_user_id"),
+    (_REMOVE_MEMBER, "conversation_id", "user_id", "spare_user_id"),
+    (_DELETE_MESSAGE, "messages_conversation_id", "message_id", "spare_message_id"),
 )
 
 
@@ -290,6 +308,18 @@ def _bind(pools: dict[str, list[str]], prefix: str = "") -> tuple[Json, Json]:
     }
     return dictionaries, parameters
 
+
+# The phases of an operation that destroys what it names. The coverage phase draws path values
+# from every dictionary, spares or not: it pruned the readers' checkpoints before they were
+# read. The examples and fuzzing phases draw from the spares half the time, and the other half
+# would take ids the engine read in earlier answers (its "extra data sources"): a conversation
+# listed by GET /v1/conversations was deleted, and every route of it answered 404 from then on
+# (a message's deletion never met a success). So they generate the other half.
+_DESTRUCTIVE_PHASES = {
+    "coverage": {"enabled": False},
+    "examples": {"extra-data-sources": {"responses": False}},
+    "fuzzing": {"extra-data-sources": {"responses": False}},
+}
 
 # Revoking a token is tested alone: with the other operations, the engine reads token ids in
 # answers (GET /v1/tokens) and revokes the caller's own, which turns the rest into 401s.
@@ -323,6 +353,11 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                 # his own conversation would change what she has)
                 "new_member_id": {"values": seeded.ids["user_id"][1:]},
                 "reader_thread_id": {"values": [READER]},
+                # the read conversation the messages are in, spares too; carol, a member of the
+                # read conversations, and the one her role is changed in (see _seed, _PAIRS)
+                "messages_conversation_id": {"values": seeded.ids["conversation_id"][:1]},
+                "member_user_id": {"values": seeded.ids["user_id"][2:]},
+                "members_conversation_id": {"values": seeded.ids["conversation_id"][1:2]},
             },
             "parameters": {
                 **parameters,
@@ -331,24 +366,24 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
             },
             "operations": [
                 {"exclude-name" if revoke else "include-name": _REVOKE, "enabled": False},
-                {
-                    # Before the spares' entry, which it overrides (the first entry that sets
-                    # an option decides it).
-                    "include-name-regex": _IN_READ_CONVERSATION,
-                    "parameters": {
-                        **parameters,
-                        "path.user_id": {"dictionary": "spare_user_id", "probability": 0.5},
-                        "path.message_id": {"dictionary": "spare_message_id", "probability": 0.5},
-                    },
-                    "phases": {"coverage": {"enabled": False}},
-                },
+                # Before the spares' entry, which they override (the first entry that sets an
+                # option decides it).
+                *(
+                    {
+                        "include-name": name,
+                        "parameters": {
+                            **parameters,
+                            "path.conversation_id": {"dictionary": home, "probability": 1.0},
+                            f"path.{other}": {"dictionary": pool, "probability": 1.0},
+                        },
+                        **({"phases": _DESTRUCTIVE_PHASES} if name.startswith("DELETE") else {}),
+                    }
+                    for name, home, other, pool in _PAIRS
+                ),
                 {
                     "include-name-regex": _DESTRUCTIVE,
                     "parameters": spare_parameters,
-                    # The coverage phase draws path values from every dictionary, spares or
-                    # not: it pruned the readers' checkpoints before they were read. These
-                    # operations keep the examples, fuzzing and stateful phases.
-                    "phases": {"coverage": {"enabled": False}},
+                    "phases": _DESTRUCTIVE_PHASES,
                 },
                 {
                     "include-name": _READ_CHECKPOINT,

@@ -1,6 +1,7 @@
 """Routes of workspace snapshots: save (201, Location), list newest first with search and a
-conversation filter, get (restore), patch, delete (204); bounds (413, 422); another user's
-snapshot, or a conversation they may not read, is 404 and nothing changes."""
+conversation or task filter, get (restore), patch, delete (204); bounds (413, 422); another
+user's snapshot, a conversation they may not read or a task not theirs, is 404 and nothing
+changes."""
 
 from __future__ import annotations
 
@@ -92,6 +93,71 @@ def test_a_snapshot_of_a_conversation(client: TestClient, alice: Caller, bob: Ca
             422,
             "invalid_input",
         )
+
+
+def make_task(client: TestClient, caller: Caller) -> Json:
+    response = client.post("/v1/tasks", json={"kind": "research"}, headers=caller.headers)
+    assert response.status_code == 201, response.text
+    body: Json = response.json()
+    return body
+
+
+def test_a_snapshot_of_a_task(
+    client: TestClient, settings: Settings, alice: Caller, bob: Caller
+) -> None:
+    task = make_task(client, alice)
+    linked = save(client, alice, task_id=task["id"])
+    assert (linked["task_id"], linked["conversation_id"]) == (task["id"], None)
+    save(client, alice, "EV unlinked")
+    conversation = make_conversation(client, alice)
+    both = save(client, alice, "both", task_id=task["id"], conversation_id=conversation["id"])
+    page = listed(client, alice, task_id=task["id"])
+    assert [item["id"] for item in page["items"]] == [both["id"], linked["id"]]
+    assert page["items"][0]["task_id"] == task["id"]
+    paged = listed(client, alice, task_id=task["id"], limit=1)
+    rest = listed(client, alice, task_id=task["id"], limit=1, cursor=paged["next_cursor"])
+    assert [item["id"] for item in rest["items"]] == [linked["id"]]
+    assert [i["id"] for i in listed(client, alice, task_id=task["id"], q="BOTH")["items"]] == [
+        both["id"]
+    ]
+    filtered = listed(client, alice, task_id=task["id"], conversation_id=conversation["id"])
+    assert [item["id"] for item in filtered["items"]] == [both["id"]]
+    # bob's own snapshot may not link alice's task (404, nothing saved), nor find hers by it
+    before = count_rows(settings, "SELECT count(*) FROM workspace_snapshots")
+    for task_id in (task["id"], MISSING_ID):
+        response = client.post(
+            "/v1/snapshots",
+            json={"name": "x", "panels": [], "task_id": task_id},
+            headers=bob.headers,
+        )
+        assert_error(response, 404, "not_found")
+    assert count_rows(settings, "SELECT count(*) FROM workspace_snapshots") == before
+    assert listed(client, bob, task_id=task["id"])["items"] == []
+    for bad in ("nope", ""):
+        assert_error(
+            client.get("/v1/snapshots", params={"task_id": bad}, headers=alice.headers),
+            422,
+            "invalid_input",
+        )
+
+
+def test_patch_links_and_unlinks_a_task(client: TestClient, alice: Caller, bob: Caller) -> None:
+    task = make_task(client, alice)
+    saved = save(client, alice)
+    one = f"/v1/snapshots/{saved['id']}"
+    response = client.patch(one, json={"task_id": task["id"]}, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["task_id"] == task["id"]
+    theirs = make_task(client, bob)
+    response = client.patch(
+        one, json={"name": "taken", "task_id": theirs["id"]}, headers=alice.headers
+    )
+    assert_error(response, 404, "not_found")
+    kept = client.get(one, headers=alice.headers).json()
+    assert (kept["name"], kept["task_id"]) == (saved["name"], task["id"])
+    response = client.patch(one, json={"task_id": None}, headers=alice.headers)
+    assert response.json()["task_id"] is None
+    assert_error(client.patch(one, json={"task_id": "nope"}, headers=alice.headers), 422)
 
 
 def test_patch_renames_replaces_and_unlinks(client: TestClient, alice: Caller) -> None:

@@ -1,4 +1,5 @@
-"""Routes of tasks: create (201), get, list (newest first, filters, keyset), cancel (200, 409
+"""Routes of tasks: create (201), get, list (newest or highest priority first, filters,
+keyset), cancel (200, 409
 once finished); bounds (422); another user's task is 404 and stays as it was."""
 
 from __future__ import annotations
@@ -77,6 +78,50 @@ def test_list_pages_with_a_cursor(client: TestClient, alice: Caller) -> None:
     assert seen == made[::-1]
 
 
+def test_list_by_priority_pages_with_a_cursor(
+    client: TestClient, alice: Caller, bob: Caller
+) -> None:
+    conversation = make_conversation(client, alice)
+    priorities = [1, 7, 1, 7, 7, -2, 1]
+    made = [
+        create(client, alice, priority=p, kind="a" if i % 2 else "b", title=str(i))
+        for i, p in enumerate(priorities)
+    ]
+    linked = create(client, alice, priority=7, conversation_id=conversation["id"])
+    create(client, bob, priority=100)
+    everything = [*made, linked]
+    expected = [t["id"] for t in sorted(everything, key=lambda t: (t["priority"], t["id"]))][::-1]
+
+    def pages(**params: Any) -> list[str]:
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            query = {"order": "priority", "limit": 2, "cursor": cursor, **params}
+            response = client.get("/v1/tasks", params=query, headers=alice.headers)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            seen += [t["id"] for t in page["items"]]
+            if page["next_cursor"] is None:
+                return seen
+            cursor = page["next_cursor"]
+
+    assert pages() == expected
+    assert pages(kind="a") == [i for i in expected if i in {t["id"] for t in made[1::2]}]
+    assert pages(status="pending", conversation_id=conversation["id"]) == [linked["id"]]
+    assert pages(status="running") == []
+    # the default, and an empty order, is newest first
+    for params in ({}, {"order": ""}, {"order": "newest"}):
+        page = client.get("/v1/tasks", params=params, headers=alice.headers).json()
+        assert [t["id"] for t in page["items"]] == [t["id"] for t in everything][::-1]
+    # a cursor keeps its order: another order's is 422
+    newest = client.get("/v1/tasks?limit=1", headers=alice.headers).json()["next_cursor"]
+    refused = client.get(f"/v1/tasks?order=priority&cursor={newest}", headers=alice.headers)
+    assert_error(refused, 422, "invalid_input")
+    by_priority = client.get("/v1/tasks?limit=1&order=priority", headers=alice.headers).json()
+    refused = client.get(f"/v1/tasks?cursor={by_priority['next_cursor']}", headers=alice.headers)
+    assert_error(refused, 422, "invalid_input")
+
+
 def test_a_finished_task_cannot_be_cancelled(
     client: TestClient, settings: Settings, alice: Caller
 ) -> None:
@@ -141,6 +186,10 @@ def test_bad_input_is_422(client: TestClient, alice: Caller) -> None:
         "cursor=!!",
         "conversation_id=x",
         "cursor=abc",
+        "order=oldest",
+        "order=PRIORITY",
+        "order=priority&cursor=!!",
+        "order=priority&cursor=abc",
     ):
         response = client.get(f"/v1/tasks?{query}", headers=alice.headers)
         assert_error(response, 422)

@@ -1,6 +1,7 @@
 """Gateways of workspace snapshots: save and restore a document as given, list newest first by
-keyset, search by name and query text, link to a readable conversation, change, delete; bounds;
-another user's snapshot is not found and stays as it was."""
+keyset, search by name and query text, link to a readable conversation and to one of the
+user's tasks, change, delete; bounds; another user's snapshot is not found and stays as it
+was."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from dal.errors import InvalidInput, NotFound, TooLarge
-from dal.gateways import conversations, snapshots
+from dal.gateways import conversations, snapshots, tasks
 from dal.records.conversations import ConversationDraft
 from dal.records.snapshots import Snapshot, SnapshotDraft, SnapshotPatch
+from dal.records.tasks import Task, TaskDraft
 from dal.records.users import User
 from dal.settings import Settings
 from tests.dal.conftest import make_conversation, make_user
@@ -34,6 +36,10 @@ async def save(db: Any, user: User, name: str = "EV market", **fields: Any) -> S
     return await snapshots.insert_snapshot(db, user_id=user.id, draft=draft)
 
 
+async def make_task(db: Any, user: User) -> Task:
+    return await tasks.insert_task(db, user_id=user.id, draft=TaskDraft(kind="research"))
+
+
 async def count(db: Any) -> int:
     return int(await db.fetchval("SELECT count(*) FROM workspace_snapshots"))
 
@@ -43,6 +49,7 @@ async def test_a_snapshot_is_restored_as_it_was_saved(pool: Any, alice: User) ->
     assert saved.name == "EV market"
     assert saved.origin == "manual"
     assert saved.conversation_id is None
+    assert saved.task_id is None
     assert saved.panels == PANELS
     assert saved.panel_count == 3
     # the panels' string queries, in order, one per line; a panel without one adds nothing
@@ -187,6 +194,90 @@ async def test_deleting_the_conversation_keeps_its_snapshots_unlinked(
     assert kept.panels == PANELS
 
 
+async def test_a_snapshot_links_only_a_task_of_its_users(pool: Any, alice: User, bob: User) -> None:
+    task = await make_task(pool, alice)
+    linked = await save(pool, alice, task_id=task.id)
+    assert linked.task_id == task.id
+    assert await snapshots.get_snapshot(pool, user_id=alice.id, snapshot_id=linked.id) == linked
+    before = await count(pool)
+    with pytest.raises(NotFound, match="task"):
+        await save(pool, bob, task_id=task.id)  # another user's task
+    with pytest.raises(NotFound, match="task"):
+        await save(pool, alice, task_id=UUID(int=1))  # no such task
+    conversation = await make_conversation(pool, bob)
+    with pytest.raises(NotFound, match="conversation"):  # a good task, a bad conversation
+        await save(pool, alice, task_id=task.id, conversation_id=conversation.id)
+    assert await count(pool) == before
+    both = await make_conversation(pool, alice)
+    linked_both = await save(pool, alice, task_id=task.id, conversation_id=both.id)
+    assert (linked_both.task_id, linked_both.conversation_id) == (task.id, both.id)
+
+
+async def test_the_list_of_a_task_pages_searches_and_filters_by_conversation(
+    pool: Any, alice: User, bob: User
+) -> None:
+    task = await make_task(pool, alice)
+    conversation = await make_conversation(pool, alice)
+    saved = [await save(pool, alice, f"step {i}", task_id=task.id) for i in range(3)]
+    also = await save(pool, alice, "step 3", task_id=task.id, conversation_id=conversation.id)
+    await save(pool, alice, "step elsewhere", task_id=(await make_task(pool, alice)).id)
+    await save(pool, alice, "step 0 unlinked")
+    await save(pool, alice, "step 0 of the conversation only", conversation_id=conversation.id)
+    mine = {"user_id": alice.id, "task_id": task.id}
+    first = await snapshots.list_snapshots(pool, **mine, limit=2)
+    second = await snapshots.list_snapshots(pool, **mine, limit=2, cursor=first.next_cursor)
+    ids = [item.id for page in (first, second) for item in page.items]
+    assert ids == [also.id, *(s.id for s in reversed(saved))]
+    assert second.next_cursor is None
+    assert all(item.task_id == task.id for item in first.items)
+    page = await snapshots.list_snapshots(pool, **mine, q="EP 1")
+    assert [item.id for item in page.items] == [saved[1].id]
+    page = await snapshots.list_snapshots(pool, **mine, conversation_id=conversation.id)
+    assert [item.id for item in page.items] == [also.id]
+    page = await snapshots.list_snapshots(pool, **mine, conversation_id=conversation.id, q="step 0")
+    assert page.items == []
+    # another user sees none of them, through their own task filter or alice's
+    page = await snapshots.list_snapshots(pool, user_id=bob.id, task_id=task.id)
+    assert page.items == []
+
+
+async def test_deleting_the_task_keeps_its_snapshots_unlinked(pool: Any, alice: User) -> None:
+    task = await make_task(pool, alice)
+    saved = await save(pool, alice, task_id=task.id)
+    await pool.execute("DELETE FROM tasks WHERE id = $1", task.id)  # as an operator would
+    kept = await snapshots.get_snapshot(pool, user_id=alice.id, snapshot_id=saved.id)
+    assert kept.task_id is None
+    assert kept.panels == PANELS
+
+
+async def test_a_patch_links_and_unlinks_a_task(pool: Any, alice: User, bob: User) -> None:
+    task = await make_task(pool, alice)
+    saved = await save(pool, alice)
+    ids = {"user_id": alice.id, "snapshot_id": saved.id}
+    linked = await snapshots.update_snapshot(pool, **ids, patch=SnapshotPatch(task_id=task.id))
+    assert linked.task_id == task.id
+    kept = await snapshots.update_snapshot(pool, **ids, patch=SnapshotPatch(name="Again"))
+    assert kept.task_id == task.id  # absent keeps the link
+    theirs = await make_task(pool, bob)
+    for bad in (theirs.id, UUID(int=1)):
+        with pytest.raises(NotFound, match="task"):
+            await snapshots.update_snapshot(
+                pool, **ids, patch=SnapshotPatch(name="changed", task_id=bad)
+            )
+    assert await snapshots.get_snapshot(pool, **ids) == kept  # nothing changed
+    unlinked = await snapshots.update_snapshot(
+        pool, **ids, patch=SnapshotPatch.model_validate({"task_id": None})
+    )
+    assert (unlinked.task_id, unlinked.name) == (None, "Again")
+    with pytest.raises(NotFound, match="snapshot"):  # bob's own task, alice's snapshot
+        await snapshots.update_snapshot(
+            pool,
+            user_id=bob.id,
+            snapshot_id=saved.id,
+            patch=SnapshotPatch(task_id=theirs.id),
+        )
+
+
 async def test_deleting_the_user_deletes_their_snapshots(pool: Any, alice: User) -> None:
     await save(pool, alice)
     await pool.execute("DELETE FROM users WHERE id = $1", alice.id)  # as an operator would
@@ -329,6 +420,10 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             (
                 "list_snapshots matching",
                 lambda: snapshots.list_snapshots(pool, user_id=user.id, q="EV"),
+            ),
+            (
+                "list_snapshots of task",
+                lambda: snapshots.list_snapshots(pool, user_id=user.id, task_id=UUID(int=1)),
             ),
             (
                 "list_snapshots of conversation",

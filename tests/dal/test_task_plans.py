@@ -125,6 +125,28 @@ async def test_a_conversations_tasks_read_its_index(seeded: Any, generic: bool) 
 
 
 @GENERIC
+@pytest.mark.parametrize(
+    ("name", "filters", "index"),
+    [
+        ("list_tasks_by_priority", ("k1",), "tasks_user_idx"),
+        ("list_tasks_by_status_by_priority", ("pending", None), "tasks_user_status_idx"),
+        ("list_tasks_of_conversation_by_priority", (None, None), "tasks_conversation_idx"),
+    ],
+)
+async def test_a_list_by_priority_reads_the_same_index_as_newest_first(
+    seeded: Any, generic: bool, name: str, filters: tuple[Any, ...], index: str
+) -> None:
+    """By priority, a list reads the rows of the index its newest-first twin reads (the
+    user's, of a status, of a conversation) and sorts them: no index has that order, and none
+    is wanted (see queries/tasks.sql)."""
+    conn, row = seeded
+    key = (row["conversation_id"],) if "conversation" in name else ()
+    args = (row["user_id"], 1001, LAST, *key, *filters, 51)
+    nodes = await explain(conn, Q[name], *args, generic=generic)
+    assert_index_scan(nodes, index, "tasks")
+
+
+@GENERIC
 async def test_a_claim_reads_the_queue_and_the_leases_by_their_indexes(
     seeded: Any, generic: bool
 ) -> None:

@@ -244,6 +244,85 @@ async def test_list_pages_newest_first_with_filters(pool: Any, alice: User) -> N
         await tasks.list_tasks(pool, user_id=alice.id, status="done")  # type: ignore[arg-type]
 
 
+async def pages(db: Any, user: User, limit: int, **filters: Any) -> list[Task]:
+    """Every task of a list by priority, paged through ``limit`` at a time."""
+    seen: list[Task] = []
+    cursor = None
+    while True:
+        page = await tasks.list_tasks(
+            db, user_id=user.id, order="priority", limit=limit, cursor=cursor, **filters
+        )
+        assert len(page.items) <= limit
+        seen += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+
+
+async def test_list_by_priority_pages_across_equal_priorities(
+    pool: Any, alice: User, bob: User
+) -> None:
+    conversation = await make_conversation(pool, alice)
+    priorities = [0, 5, -3, 5, 0, 1000, 5, -1000, 0, 5, 1]
+    made = [
+        await submit(
+            pool,
+            alice,
+            "a" if i % 2 else "b",
+            priority=p,
+            conversation_id=conversation.id if i % 3 else None,
+        )
+        for i, p in enumerate(priorities)
+    ]
+    await submit(pool, bob, priority=999)  # someone else's
+    await tasks.cancel_task(pool, user_id=alice.id, task_id=made[3].id)
+    # highest priority first, then newest (ids are UUIDv7: the later, the larger)
+    expected = sorted(made, key=lambda t: (t.priority, t.id.int), reverse=True)
+    assert [t.priority for t in expected][:5] == [1000, 5, 5, 5, 5]
+    for limit in (1, 2, 3, 4, 50):  # page boundaries inside the runs of equal priorities
+        assert [t.id for t in await pages(pool, alice, limit)] == [t.id for t in expected]
+
+    def ids(keep: Any) -> list[UUID]:
+        return [t.id for t in expected if keep(t)]
+
+    kind_a = await pages(pool, alice, 2, kind="a")
+    assert [t.id for t in kind_a] == ids(lambda t: t.kind == "a")
+    pending = await pages(pool, alice, 2, status="pending")
+    assert [t.id for t in pending] == ids(lambda t: t.id != made[3].id)
+    pending_b = await pages(pool, alice, 2, status="pending", kind="b")
+    assert [t.id for t in pending_b] == ids(lambda t: t.id != made[3].id and t.kind == "b")
+    linked = await pages(pool, alice, 2, conversation_id=conversation.id)
+    assert [t.id for t in linked] == ids(lambda t: t.conversation_id == conversation.id)
+    linked_pending_a = await pages(
+        pool, alice, 1, conversation_id=conversation.id, status="pending", kind="a"
+    )
+    assert [t.id for t in linked_pending_a] == ids(
+        lambda t: t.conversation_id == conversation.id and t.id != made[3].id and t.kind == "a"
+    )
+    assert await pages(pool, bob, 1, conversation_id=conversation.id) == []
+
+
+async def test_a_cursor_keeps_its_order_and_a_bad_one_is_refused(pool: Any, alice: User) -> None:
+    for priority in (1, 2, 3):
+        await submit(pool, alice, priority=priority)
+    newest = await tasks.list_tasks(pool, user_id=alice.id, limit=1)
+    by_priority = await tasks.list_tasks(pool, user_id=alice.id, order="priority", limit=1)
+    assert newest.next_cursor and by_priority.next_cursor
+    with pytest.raises(InvalidInput, match="cursor"):
+        await tasks.list_tasks(pool, user_id=alice.id, order="priority", cursor=newest.next_cursor)
+    with pytest.raises(InvalidInput, match="cursor"):
+        await tasks.list_tasks(pool, user_id=alice.id, cursor=by_priority.next_cursor)
+    # a priority cursor's priority is a task's: within the bounds
+    outside = tasks.encode_task_priority_cursor(
+        newest.items[0].model_copy(update={"priority": 5000})
+    )
+    for bad in ("!!", "AAAA", outside):
+        with pytest.raises(InvalidInput, match="cursor"):
+            await tasks.list_tasks(pool, user_id=alice.id, order="priority", cursor=bad)
+    with pytest.raises(InvalidInput, match="order"):
+        await tasks.list_tasks(pool, user_id=alice.id, order="oldest")  # type: ignore[arg-type]
+
+
 async def test_cancel_pending_running_and_finished(pool: Any, alice: User) -> None:
     pending = await submit(pool, alice)
     cancelled = await tasks.cancel_task(pool, user_id=alice.id, task_id=pending.id)
@@ -481,6 +560,22 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             (
                 "list_tasks conversation",
                 lambda: tasks.list_tasks(pool, user_id=user.id, conversation_id=conversation.id),
+            ),
+            (
+                "list_tasks by priority",
+                lambda: tasks.list_tasks(pool, user_id=user.id, order="priority", limit=1),
+            ),
+            (
+                "list_tasks status by priority",
+                lambda: tasks.list_tasks(
+                    pool, user_id=user.id, status="pending", kind="job", order="priority"
+                ),
+            ),
+            (
+                "list_tasks conversation by priority",
+                lambda: tasks.list_tasks(
+                    pool, user_id=user.id, conversation_id=conversation.id, order="priority"
+                ),
             ),
             ("claim_tasks", lambda: tasks.claim_tasks(pool, kinds=["job"], worker="w")),
             ("claim_tasks done", lambda: tasks.claim_tasks(pool, kinds=["done"], worker="w")),
