@@ -28,6 +28,12 @@ while the job is held, until ``complete``, ``fail`` or ``release`` reaches the d
 ``job.lost``) can report nothing, and ``Worker`` cancels its handler. ``async with job`` that
 cannot report (the database away past ``timeout``) abandons the job: its lease returns it.
 
+Completing. ``job.complete`` made while another completion of the same worker is being
+committed joins the next batch: one ``complete_tasks`` statement (one commit) as soon as the
+one under way returns (``_Queue.complete``). Handlers finishing together (``Worker`` with
+``concurrency`` > 1, or the jobs of an iterator's batch handled concurrently) share commits;
+each ``complete`` still returns only once its own completion is committed.
+
 Stopping. Cancelling a handler inside ``async with job`` (``Worker.stop`` past its grace, a
 cancelled ``Worker.run``, Ctrl-C of ``mnemo worker``) *releases* its task: back to pending at
 once, its attempt undone (a stopping worker is not the task's failure). Closing the iterator
@@ -70,6 +76,8 @@ RETRY_FIRST, RETRY_MOST = 0.2, 5.0
 # After a claim found nothing although a task is due (another worker's claim held it locked),
 # the first wait before claiming again, doubled while that lasts, up to poll_seconds.
 BUSY_FIRST = 0.05
+# The most completions one statement commits (those waiting beyond it go in the next one).
+COMPLETE_BATCH = 100
 # Errors that mean "the database is away or slow", never a bug: the worker waits and retries.
 TRANSIENT = (Unavailable, Timeout, TimeoutError, OSError)
 
@@ -103,6 +111,8 @@ class Job:
         self._done = False
         self._lost = False
         self._beating = False
+        # A completion of it is being committed: the verdict on its lease is that statement's.
+        self._completing = False
         self.on_lost: Callable[[], object] | None = None
         self._beats: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._heartbeats(), name=f"mnemo-heartbeat-{task.id}"
@@ -128,12 +138,12 @@ class Job:
         return self._lost
 
     async def complete(self, result: Any = None) -> Task:
-        """The task succeeded with ``result`` (any JSON value). LeaseLost if it is not held."""
-        return await self._finish(
-            gateway.complete_task(
-                self.db, task_id=self.task.id, worker=self.worker_id, result=result
-            )
-        )
+        """The task succeeded with ``result`` (any JSON value): returns once that is committed.
+        LeaseLost if it is not held. Completions of the worker's jobs made while another is
+        being committed are committed together, next (``_Queue.complete``)."""
+        if not self.held:
+            raise LeaseLost(f"task {self.task.id} is no longer held by {self.worker_id!r}")
+        return await self._queue.complete(self, result)
 
     async def fail(self, error: Any, *, retry: bool = True) -> Task:
         """The attempt failed with ``error`` (any JSON value): retried after the worker's
@@ -169,7 +179,8 @@ class Job:
                 )
             )
         except LeaseLost:
-            if not self._done:  # (a beat overtaken by complete/fail/release loses nothing)
+            # (a beat overtaken by a report loses nothing: the report says how it went)
+            if not self._done and not self._completing:
                 self._lose()
             raise
         if not self._done:
@@ -185,13 +196,19 @@ class Job:
         try:
             task = await self._queue.timed(call)
         except LeaseLost:
-            self._lost = True
-            self.abandon()
+            self._reported(None)
             raise
-        self._done = True
-        self.abandon()
-        self.task = task
+        self._reported(task)
         return task
+
+    def _reported(self, task: Task | None) -> None:
+        """The database has the report (``task``: as it is now), or said the lease is lost."""
+        if task is None:
+            self._lost = True
+        else:
+            self._done = True
+            self.task = task
+        self.abandon()
 
     def abandon(self) -> None:
         """Stop holding the job without a report (its heartbeats stop): the lease returns the
@@ -260,6 +277,33 @@ class Job:
         return False
 
 
+class _Completion:
+    """A job's completion waiting for its batch (``sent`` once it is in a statement)."""
+
+    __slots__ = ("job", "outcome", "result", "sent")
+
+    def __init__(self, job: Job, result: Any, outcome: asyncio.Future[Task]) -> None:
+        self.job = job
+        self.result = result
+        self.outcome = outcome
+        self.sent = False
+
+    def settle(self, outcome: Task | BaseException) -> None:
+        """The statement's answer: the job ends (done, or lost on LeaseLost) before its caller
+        hears, so a caller that gave up meanwhile leaves it consistent."""
+        self.job._completing = False
+        if isinstance(outcome, Task):
+            self.job._reported(outcome)
+        elif isinstance(outcome, LeaseLost):
+            self.job._reported(None)
+        if self.outcome.done():
+            return
+        if isinstance(outcome, Task):
+            self.outcome.set_result(outcome)
+        else:
+            self.outcome.set_exception(outcome)
+
+
 class _Queue:
     """One worker's side of the queue: its claims, its listener, its waits."""
 
@@ -310,6 +354,11 @@ class _Queue:
         self._pause = RETRY_FIRST
         # Held jobs: their heartbeats stop when the queue closes.
         self._jobs: set[Job] = set()
+        # Completions waiting for the next batch, and the task that commits them.
+        self._completions: list[_Completion] = []
+        self._committer: asyncio.Task[None] | None = None
+        # Completion statements sent (what the tests count batches by).
+        self.completion_statements = 0
 
     @property
     def listening(self) -> bool:
@@ -321,6 +370,122 @@ class _Queue:
 
     def forget(self, job: Job) -> None:
         self._jobs.discard(job)
+
+    async def complete(self, job: Job, result: Any) -> Task:
+        """Complete ``job``'s task with ``result``: at once when no completion of this worker
+        is being committed, else with every other completion that arrives meanwhile, as one
+        statement (one commit, at most COMPLETE_BATCH tasks) as soon as the one under way
+        returns. Returns once the task's completion is committed; LeaseLost if the batch left
+        it out (the worker no longer holds it). The job ends as with any report.
+
+        Bounded: a completion waits at most ``timeout`` for its statement to be sent (then it
+        is withdrawn: TimeoutError, the job still held), and its statement is bounded by
+        ``timeout`` too. A caller cancelled before its statement was sent withdraws it; once
+        sent, the caller waits for its outcome (the job then done or lost, never in between)
+        and the cancellation goes on. Other callers' completions are not affected."""
+        entry = _Completion(job, result, asyncio.get_running_loop().create_future())
+        self._completions.append(entry)
+        if self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_completions(), name=f"mnemo-completions-{self.worker_id}"
+            )
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.shield(entry.outcome)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if not entry.sent:
+                self._completions.remove(entry)
+                raise
+            # Its statement is under way (bounded): its outcome, whatever happens meanwhile.
+            while not entry.outcome.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(entry.outcome)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return entry.outcome.result()
+
+    async def _commit_completions(self) -> None:
+        """The committer: sends the completions waiting, a batch at a time, until none are."""
+        batch: dict[Any, _Completion] = {}
+        try:
+            # One turn of the event loop: completions made in the same moment (handlers that
+            # finished together) join the first statement.
+            await asyncio.sleep(0)
+            while self._completions:
+                batch = {}
+                later: list[_Completion] = []
+                for entry in self._completions:
+                    # (a task completed twice at once: the second in the next batch, which
+                    # finds it no longer held, as two statements one after the other would)
+                    if len(batch) < COMPLETE_BATCH and entry.job.task.id not in batch:
+                        entry.sent = entry.job._completing = True
+                        batch[entry.job.task.id] = entry
+                    else:
+                        later.append(entry)
+                self._completions = later
+                await self._send_completions(list(batch.values()))
+        finally:
+            # (only if cancelled, the loop closing, or a bug: nobody waits forever)
+            self._committer = None
+            for entry in [*batch.values(), *self._completions]:
+                entry.sent = True
+                if not entry.outcome.done():
+                    entry.settle(
+                        Unavailable("the worker stopped: the completion may not be committed")
+                    )
+            self._completions = []
+
+    async def _send_completions(self, batch: list[_Completion]) -> None:
+        """One statement for ``batch``; if the database refuses it (e.g. a result that is no
+        JSON value), each of its completions alone, so an error reaches only its own caller."""
+        self.completion_statements += 1
+        try:
+            if len(batch) == 1:
+                [entry] = batch
+                done = [
+                    await self.timed(
+                        gateway.complete_task(
+                            self.pool,
+                            task_id=entry.job.task.id,
+                            worker=self.worker_id,
+                            result=entry.result,
+                        )
+                    )
+                ]
+            else:
+                done = await self.timed(
+                    gateway.complete_tasks(
+                        self.pool,
+                        worker=self.worker_id,
+                        results={entry.job.task.id: entry.result for entry in batch},
+                    )
+                )
+        except LeaseLost as exc:  # (complete_task: the one task is no longer held)
+            batch[0].settle(exc)
+            return
+        except DomainError as exc:
+            if len(batch) == 1:
+                batch[0].settle(exc)
+                return
+            for entry in batch:
+                await self._send_completions([entry])
+            return
+        except BaseException as exc:  # the database away or slow: each job stays held
+            for entry in batch:
+                entry.settle(
+                    exc if isinstance(exc, Exception) else Unavailable("the worker stopped")
+                )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        by_id = {task.id: task for task in done}
+        for entry in batch:
+            task = by_id.get(entry.job.task.id)
+            entry.settle(
+                task
+                if task is not None
+                else LeaseLost(f"worker {self.worker_id!r} does not hold task {entry.job.task.id}")
+            )
 
     async def claim(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` tasks; the wake-up flag is cleared first, so a notification
@@ -465,6 +630,9 @@ class _Queue:
                 for job in release:
                     with contextlib.suppress(LeaseLost, *TRANSIENT):
                         await job.release()
+        committer = self._committer
+        if committer is not None:  # completions under way (each bounded by timeout)
+            await asyncio.wait({committer}, timeout=self.timeout * 2)
         for job in list(self._jobs):
             job.abandon()
         self._jobs.clear()
@@ -527,9 +695,11 @@ class Worker:
     """Runs ``handler`` for each task of ``kinds``, at most ``concurrency`` at once: the task
     succeeds with what the handler returns (any JSON value), fails with what it raises
     (``error_of``: retried after a backoff while attempts are left) unless the handler
-    reported itself (``job.complete`` / ``job.fail``). A handler whose lease is lost (the task
-    was cancelled, or the lease expired) is cancelled. The other arguments are
-    ``mnemo_worker``'s."""
+    reported itself (``job.complete`` / ``job.fail``). A handler that returned frees its
+    slot while its task's report commits (the next claim overlaps it; at most ``concurrency``
+    such tasks more are held); reports made together commit together (``_Queue.complete``).
+    A handler whose lease is lost (the task was cancelled, or the lease expired) is
+    cancelled. The other arguments are ``mnemo_worker``'s."""
 
     def __init__(
         self,
@@ -564,6 +734,8 @@ class Worker:
         self._stopping = False
         self._grace = 0.0
         self._running: set[asyncio.Task[None]] = set()
+        # Those of them whose handler has not returned yet (the others report their task).
+        self._handling: set[asyncio.Task[None]] = set()
 
     @property
     def worker_id(self) -> str:
@@ -604,8 +776,13 @@ class Worker:
             while not self._stopping:
                 # (Cleared before counting: a handler that finishes from here on wakes idle.)
                 queue.wake.clear()
-                free = self.concurrency - len(running)
-                if not free:
+                # At most ``concurrency`` handlers at once; a task whose handler returned
+                # frees its slot while its report commits (the next claim overlaps it), with
+                # at most ``concurrency`` such tasks more held.
+                free = min(
+                    self.concurrency - len(self._handling), 2 * self.concurrency - len(running)
+                )
+                if free <= 0:
                     await queue.idle(busy=True)
                     continue
                 try:
@@ -616,6 +793,7 @@ class Worker:
                 for job in jobs:
                     task = asyncio.create_task(self._handle(job), name=f"mnemo-task-{job.task.id}")
                     running.add(task)
+                    self._handling.add(task)
                     task.add_done_callback(self._finished)
                 if not jobs and not self._stopping:
                     await queue.idle()
@@ -632,9 +810,16 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._handling.discard(task)
         self._queue.wake.set()
         if not task.cancelled() and task.exception() is not None:
             _log.error("worker %s: %r", self.worker_id, task.exception())
+
+    def _returned(self, task: asyncio.Task[None]) -> None:
+        """The handler of ``task`` returned (or raised): its slot is free for the next claim."""
+        if task in self._handling:
+            self._handling.discard(task)
+            self._queue.wake.set()
 
     async def _handle(self, job: Job) -> None:
         me = asyncio.current_task()
@@ -642,7 +827,10 @@ class Worker:
         job.on_lost = me.cancel
         try:
             async with job:
-                result = await self.handler(job)
+                try:
+                    result = await self.handler(job)
+                finally:
+                    self._returned(me)
                 if job.held:
                     await job.complete(result)
                     _log.info("task %s (%s) succeeded", job.task.id, job.task.kind)

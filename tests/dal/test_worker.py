@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from dal.database import open_pool
-from dal.errors import LeaseLost
+from dal.errors import InvalidInput, LeaseLost
 from dal.gateways import tasks
 from dal.records.tasks import Task, TaskDraft
 from dal.records.users import User
@@ -90,13 +90,22 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
             TASKS,
         )
         runs: Counter[UUID] = Counter()
+        # Handlers running now and at most, per worker (a finished handler's slot takes the
+        # next task while its completion commits; the handlers stay within concurrency).
+        active: Counter[str] = Counter()
+        peak: Counter[str] = Counter()
 
         async def handle(job: Job) -> Any:
             runs[job.task.id] += 1
-            await asyncio.sleep(0)
-            if job.task.input["i"] % 10 == 0 and job.task.attempts == 1:
-                raise RuntimeError("flaky")  # a tenth fail once, retried at once
-            return {"i": job.task.input["i"], "by": job.worker_id}
+            active[job.worker_id] += 1
+            peak[job.worker_id] = max(peak[job.worker_id], active[job.worker_id])
+            try:
+                await asyncio.sleep(0)
+                if job.task.input["i"] % 10 == 0 and job.task.attempts == 1:
+                    raise RuntimeError("flaky")  # a tenth fail once, retried at once
+                return {"i": job.task.input["i"], "by": job.worker_id}
+            finally:
+                active[job.worker_id] -= 1
 
         workers = [
             Worker(
@@ -125,6 +134,7 @@ async def test_eight_workers_run_each_task_exactly_once(settings: Settings, alic
         assert all(r["result"]["i"] == r["input"]["i"] for r in rows)
         by = Counter(r["result"]["by"] for r in rows)
         assert set(by) <= {f"w{n}" for n in range(WORKERS)} and len(by) > 1
+        assert max(peak.values()) <= 4
     finally:
         await pool.close()
 
@@ -439,6 +449,183 @@ async def test_release_task_undoes_the_claims_attempt(pool: Any, alice: User) ->
     assert (released.status, released.attempts, released.worker) == ("pending", 0, None)
     with pytest.raises(LeaseLost):
         await tasks.release_task(pool, task_id=task.id, worker="w")
+
+
+# --- group commit of completions --------------------------------------------------------
+
+
+async def committed_together(pool: Any, ids: list[UUID]) -> Counter[str]:
+    """How many of the tasks ``ids`` each completing transaction wrote (their rows' xmin: the
+    transaction that wrote them last, their completion, as nothing updates them after it)."""
+    rows = await pool.fetch(
+        "SELECT xmin::text AS tx FROM tasks WHERE id = ANY ($1::uuid[]) AND status = 'succeeded'",
+        ids,
+    )
+    return Counter(r["tx"] for r in rows)
+
+
+async def test_handlers_finishing_together_commit_their_completions_together(
+    pool: Any, settings: Settings, alice: User
+) -> None:
+    """A worker of 8 handlers that all finish at once: fewer completion statements (and
+    transactions) than tasks, yet each handler's completion is committed when its
+    ``complete`` returns (another connection reads the task succeeded right after)."""
+    made = [await submit(pool, alice, title=str(n)) for n in range(16)]
+    together = asyncio.Barrier(8)
+    seen: dict[UUID, str] = {}
+    other = await asyncpg.connect(settings.database_url)
+    one_at_a_time = asyncio.Lock()
+    try:
+
+        async def handle(job: Job) -> Any:
+            await together.wait()
+            await job.complete(job.task.title)
+            async with one_at_a_time:  # (one connection: one query at a time)
+                seen[job.task.id] = await other.fetchval(
+                    "SELECT status FROM tasks WHERE id = $1", job.task.id
+                )
+            assert job.task.status == "succeeded" and not job.held
+
+        worker = Worker(pool, handle, kinds=["job"], concurrency=8, poll_seconds=NO_POLL)
+        async with running(worker):
+            await until(lambda: _true(len(seen) == len(made)), timeout=WITHIN * 3)
+        assert set(seen.values()) == {"succeeded"}
+        statements = worker._queue.completion_statements
+        transactions = await committed_together(pool, [t.id for t in made])
+        assert sum(transactions.values()) == len(made)
+        # (the first of each 8 may go alone, the other 7 wait for it and go together)
+        assert len(transactions) == statements <= len(made) // 2
+        assert max(transactions.values()) >= 7
+    finally:
+        await other.close()
+
+
+async def test_a_lost_lease_in_a_batch_fails_only_its_own_completion(
+    pool: Any, alice: User
+) -> None:
+    """Three completions at once go as one statement; the task the worker no longer holds
+    (the user cancelled it) raises LeaseLost for its job alone, the two others succeed."""
+    made = [await submit(pool, alice, title=str(n), priority=-n) for n in range(3)]
+    async with aclosing(mnemo_worker(pool, kinds=["job"], batch=3, worker_id="w")) as jobs:
+        held = [await anext(jobs) for _ in made]
+        await tasks.cancel_task(pool, user_id=alice.id, task_id=held[1].task.id)
+        outcomes = await asyncio.gather(
+            *(job.complete({"n": job.task.title}) for job in held), return_exceptions=True
+        )
+    assert isinstance(outcomes[1], LeaseLost)
+    assert held[1].lost and not held[1].held
+    for job, outcome in zip(held[::2], outcomes[::2], strict=True):
+        assert isinstance(outcome, Task) and outcome.status == "succeeded"
+        assert job.task == outcome and not job.held and not job.lost
+    transactions = await committed_together(pool, [t.id for t in made])
+    assert list(transactions.values()) == [2]  # one statement, two tasks
+    assert await status_of(pool, alice, made[1].id) == "cancelled"
+
+
+async def test_a_cancelled_completion_leaves_the_others_and_its_job_consistent(
+    pool: Any, settings: Settings, alice: User
+) -> None:
+    """While a completion is under way (its row locked by another transaction, it waits),
+    three more queue for the next batch. One of those is cancelled before it is sent: it is
+    withdrawn, its job still held, its task still running. The one under way is cancelled
+    too: it still ends with its outcome (the job done, the task succeeded) before the
+    cancellation goes on. The others succeed, together."""
+    made = [await submit(pool, alice, title=str(n), priority=-n) for n in range(4)]
+    locker = await asyncpg.connect(settings.database_url)
+    try:
+        async with aclosing(mnemo_worker(pool, kinds=["job"], batch=4)) as jobs:
+            held = [await anext(jobs) for _ in made]
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", made[0].id)
+            first = asyncio.create_task(held[0].complete("first"))
+
+            async def blocked() -> bool:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return waiting > 0
+
+            await until(blocked, timeout=WITHIN)
+            rest = [asyncio.create_task(job.complete(job.task.title)) for job in held[1:]]
+            await asyncio.sleep(0)
+            rest[0].cancel()
+            first.cancel()
+            await asyncio.sleep(0.1)  # (the cancellations delivered while the row is locked)
+            assert not first.done()  # its statement under way: it waits for the outcome
+            await lock.commit()
+            with pytest.raises(asyncio.CancelledError):
+                await rest[0]
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            done = await asyncio.gather(*rest[1:])
+            assert held[0].task.status == "succeeded" and not held[0].held
+            assert held[1].held and not held[1].lost
+            assert [t.status for t in done] == ["succeeded", "succeeded"]
+            assert await status_of(pool, alice, made[1].id) == "running"
+            assert (await held[1].complete("late")).result == "late"
+    finally:
+        await locker.close()
+    transactions = await committed_together(pool, [t.id for t in made])
+    assert sorted(transactions.values()) == [1, 1, 2]
+    final = [await tasks.get_task(pool, user_id=alice.id, task_id=t.id) for t in made]
+    assert [t.result for t in final] == ["first", "late", "2", "3"]
+
+
+async def test_a_heartbeat_overtaken_by_the_completion_under_way_loses_nothing(
+    pool: Any, settings: Settings, alice: User
+) -> None:
+    """The completion is under way (its row locked by another transaction) and a heartbeat
+    queues behind it: once the row is free the heartbeat finds the task succeeded, and the job
+    is done, not lost (the completion's statement has the last word)."""
+    task = await submit(pool, alice)
+    locker = await asyncpg.connect(settings.database_url)
+    try:
+        async with aclosing(mnemo_worker(pool, kinds=["job"], lease_seconds=1)) as jobs:
+            job = await anext(jobs)
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task.id)
+            completing = asyncio.create_task(job.complete("done"))
+
+            async def blocked(count: int) -> bool:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return waiting >= count
+
+            await until(lambda: blocked(1), timeout=WITHIN)
+            await until(lambda: blocked(2), timeout=WITHIN)  # the next heartbeat, behind it
+            await lock.commit()
+            done = await completing
+            assert done.status == "succeeded" and job.task == done
+            assert not job.lost and not job.held
+    finally:
+        await locker.close()
+
+
+async def test_a_result_that_is_not_json_fails_only_its_own_completion_in_a_batch(
+    pool: Any, alice: User
+) -> None:
+    made = [await submit(pool, alice, title=str(n), priority=-n) for n in range(3)]
+    async with aclosing(mnemo_worker(pool, kinds=["job"], batch=3)) as jobs:
+        held = [await anext(jobs) for _ in made]
+        outcomes = await asyncio.gather(
+            held[0].complete(0),
+            held[1].complete({1, 2}),
+            held[2].complete(2),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], InvalidInput) and held[1].held
+        assert [o.status for o in outcomes[::2]] == ["succeeded", "succeeded"]  # type: ignore[union-attr]
+        await held[1].fail("not JSON", retry=False)
+    assert [await status_of(pool, alice, t.id) for t in made] == [
+        "succeeded",
+        "failed",
+        "succeeded",
+    ]
 
 
 # --- session state ------------------------------------------------------------------------
