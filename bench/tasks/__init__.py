@@ -28,7 +28,10 @@ medians of tasks/s over the rounds and the spread of the per-round ratios.
 When this tree has Mnemo's worker iterator (``dal.usecases.tasks.mnemo_worker``), a third
 contender drains the same tasks with it: ``async for job in mnemo_worker(pool, batch=batch)``
 per worker, ``async with job`` completing each (its listener connection, heartbeats and all);
-its iterators never end by themselves, so its drain ends when the last task is done.
+its iterators never end by themselves, so its drain ends when the last task is done. And a
+fourth: ``Worker(pool, handler, concurrency=batch)`` objects, one per worker, the way README
+"Workers" gets throughput (handlers run concurrently, completions made together commit
+together); stopped once every handler ran, their drain ends when every ``run`` returned.
 
 Target (issue 12): Mnemo >= 1x pgqueuer's throughput.
 """
@@ -67,10 +70,10 @@ DEFAULTS: dict[str, tuple[int, int, str]] = {
 PACKAGES = ("pgqueuer",)
 TARGET = 1.0
 
-Contender = Literal["mnemo", "pgqueuer", "single", "worker"]
+Contender = Literal["mnemo", "pgqueuer", "single", "worker", "pool"]
 CONTENDERS: tuple[Contender, ...] = ("mnemo", "pgqueuer")
 # Mnemo's worker iterator, when this tree has it: a third contender (see the module's doc).
-WORKER: tuple[Contender, ...] = ("worker",)
+WORKER: tuple[Contender, ...] = ("worker", "pool")
 # The gateways completing each task by itself (complete_task), for reference.
 SINGLE: tuple[Contender, ...] = ("single",)
 WORKER_TIMEOUT = 600.0
@@ -82,7 +85,11 @@ class ExactlyOnceBroken(RuntimeError):
 
 
 # The other Mnemo contenders, by their names in the JSON.
-OTHERS: dict[Contender, str] = {"single": "mnemo_one_by_one", "worker": "mnemo_worker"}
+OTHERS: dict[Contender, str] = {
+    "single": "mnemo_one_by_one",
+    "worker": "mnemo_worker",
+    "pool": "mnemo_Worker",
+}
 
 
 @dataclass
@@ -238,6 +245,41 @@ class MnemoSide:
         await self.check(seen, "mnemo_worker")
         return seconds
 
+    async def drain_with_workers(self, workers: int, batch: int) -> float:
+        """The same drain by ``Worker(concurrency=batch)`` objects on the pool, the empty
+        handler's return completing each task (completions made together commit together);
+        stopped once every handler has run, the drain ends when their ``run`` returns."""
+        from dal.usecases.tasks import Job, Worker
+
+        seen: Counter[UUID] = Counter()
+        total, done, finished = len(self.ids), asyncio.Event(), [0]
+
+        async def handler(job: Job) -> None:
+            seen[job.task.id] += 1
+            finished[0] += 1
+            if finished[0] == total:
+                done.set()
+
+        runners = [
+            Worker(self.pool, handler, kinds=[KIND], worker_id=f"w{n}", concurrency=batch)
+            for n in range(workers)
+        ]
+        gc.collect()
+        start = time.perf_counter()
+        running = [asyncio.create_task(runner.run()) for runner in runners]
+        try:
+            await asyncio.wait_for(done.wait(), WORKER_TIMEOUT)
+            for runner in runners:
+                runner.stop()
+            await asyncio.gather(*running)
+            seconds = time.perf_counter() - start
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        await self.check(seen, "Worker")
+        return seconds
+
     async def check(self, seen: Counter[UUID], who: str) -> None:
         check_once(seen, len(self.ids), who)
         async with self.pool.acquire() as conn:
@@ -336,6 +378,8 @@ async def drain(
     mnemo: MnemoSide = sides["mnemo"]
     if contender == "worker":
         return await mnemo.drain_with_worker(workers, batch)
+    if contender == "pool":
+        return await mnemo.drain_with_workers(workers, batch)
     if contender == "single":
         return await mnemo.drain(workers, batch, one_by_one=True)
     seconds: float = await sides[contender].drain(workers, batch)
@@ -416,12 +460,14 @@ def render(results: list[Result]) -> str:
     titles = {
         "single": "complete_task each",
         "worker": "mnemo_worker",
+        "pool": "Worker",
     }
     others = [c for c in OTHERS if all(r.worker_ratio(c) is not None for r in results)]
     if others:
         text += (
             "\n\nMnemo's other ways, same drains: claim_tasks + complete_task for each task;"
-            " the mnemo_worker iterator (async with job)\n\n"
+            " the mnemo_worker iterator (async with job, one job after the other);"
+            " Worker(concurrency=batch) objects\n\n"
         ) + table(
             ("workers", "pgqueuer tasks/s", *(f"{titles[c]} tasks/s" for c in others), "ratios"),
             [
