@@ -1,5 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments]``:
+[attachments] [tasks] [events]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -20,6 +20,10 @@ Suites (default: all, in this order):
   attachments  chunked bytea against large objects (raw asyncpg); upload and download MB/s
                over HTTP beside raw asyncpg, the server's peak memory during a 1 GiB upload
                and download, a 12-megapixel JPEG's thumbnail (bench/attachments/)
+  tasks        claim-and-complete throughput of Mnemo's queue against pgqueuer's, 1 and 8
+               workers, exactly once checked (bench/tasks/; the "bench" extra)
+  events       event append beside raw asyncpg, replay of 10,000 events, SSE fan-out of one
+               event to 200 subscribers (bench/events/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -43,12 +47,35 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import _server, attachments, branches, checkpoints, http, messages, orm, reads, search
+from bench import (
+    _server,
+    attachments,
+    branches,
+    checkpoints,
+    events,
+    http,
+    messages,
+    orm,
+    reads,
+    search,
+    tasks,
+)
 from bench._report import log
 from dal.settings import Settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SUITES = ("messages", "checkpoints", "orm", "http", "search", "branches", "reads", "attachments")
+SUITES = (
+    "messages",
+    "checkpoints",
+    "orm",
+    "http",
+    "search",
+    "branches",
+    "reads",
+    "attachments",
+    "tasks",
+    "events",
+)
 
 # name: (full run, --quick, help); each can be overridden on the command line.
 SHARED: dict[str, tuple[int, int, str]] = {
@@ -65,6 +92,8 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "branches": branches.DEFAULTS,
     "reads": reads.DEFAULTS,
     "attachments": attachments.DEFAULTS,
+    "tasks": tasks.DEFAULTS,
+    "events": events.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -86,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "suites",
         nargs="*",
         metavar="SUITE",
-        help="messages, checkpoints, orm, http, search, branches, reads, attachments\n"
-        "(default: all)",
+        help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
+        "tasks, events (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -168,6 +197,8 @@ def write_json(
             + (orm.PACKAGES if "orm" in args.suites else ())
             + (http.PACKAGES if "http" in args.suites else ())
             + (attachments.PACKAGES if "attachments" in args.suites else ())
+            + (tasks.PACKAGES if "tasks" in args.suites else ())
+            + (events.PACKAGES if "events" in args.suites else ())
         },
     }
     path.write_text(json.dumps({**head, **document}, indent=2) + "\n", encoding="utf-8")
@@ -280,6 +311,33 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["attachments"] = attachments.as_json(attachments_outcome)
             passed = passed and attachments_outcome.passed
+        if "tasks" in args.suites:
+            with (
+                _server.fresh_database(server_url, parameters=parameters) as url,
+                _server.fresh_database(
+                    server_url, parameters=parameters, migrated=False
+                ) as pgqueuer_url,
+            ):
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                tasks_results = asyncio.run(tasks.run(url, pgqueuer_url, args))
+            tables.append(
+                "tasks: claim-and-complete throughput, Mnemo's queue / pgqueuer, exactly once\n\n"
+                + tasks.render(tasks_results)
+            )
+            document["tasks"] = tasks.as_json(tasks_results)
+            passed = passed and all(r.passed for r in tasks_results)
+        if "events" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                events_outcome = events.run(url, args)
+            tables.append(
+                "events: event logs, Mnemo / raw asyncpg (the same statement); SSE fan-out\n\n"
+                + events.render(events_outcome)
+            )
+            document["events"] = events.as_json(events_outcome)
+            passed = passed and events_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
