@@ -107,7 +107,11 @@ def run(
     if problems:
         print(f"mnemo: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    # What the worker says (its tasks' outcomes) at INFO; others (the embedded server's
+    # start-up chatter) only warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+    for name in ("dal.usecases.tasks", __name__):
+        logging.getLogger(name).setLevel(logging.INFO)
 
     async def main(url: str) -> None:
         pool_settings = settings.model_copy(
