@@ -1,7 +1,7 @@
 -- Back to the schema of 20261207_03: the logs go, mnemo_task_row as it was.
 DROP TRIGGER tasks_logged_update ON tasks;
 DROP TRIGGER tasks_logged_insert ON tasks;
-DROP FUNCTION mnemo_task_logged();
+DROP FUNCTION mnemo_tasks_logged();
 DROP TRIGGER conversations_logged ON conversations;
 DROP FUNCTION mnemo_conversation_logged();
 DROP TRIGGER messages_logged_delete ON messages;

@@ -150,7 +150,7 @@ CREATE TRIGGER conversations_logged
     EXECUTE FUNCTION mnemo_conversation_logged();
 
 -- mnemo_task_row (20261207_03) as it was, and: the task's log head moves with each status
--- change (and its creation), in the row's own write; mnemo_task_logged writes that event.
+-- change (and its creation), in the row's own write; mnemo_tasks_logged writes the events.
 CREATE OR REPLACE FUNCTION mnemo_task_row() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
@@ -193,25 +193,52 @@ BEGIN
 END
 $$;
 
--- The status event of a task's creation or status change, numbered by mnemo_task_row.
-CREATE FUNCTION mnemo_task_logged() RETURNS trigger
+-- The status events of a statement's task creations or status changes, numbered by
+-- mnemo_task_row: one call per statement (transition tables), not one per row, so a claim or
+-- a completion of a batch writes its events in one INSERT.
+CREATE FUNCTION mnemo_tasks_logged() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path FROM CURRENT
 AS $$
+DECLARE
+    notified bigint;
 BEGIN
-    INSERT INTO task_events (task_id, seq, type, payload)
-    VALUES (NEW.id, NEW.last_event_seq, 'status',
-            jsonb_strip_nulls(jsonb_build_object(
-                'status', NEW.status, 'attempts', NEW.attempts, 'worker', NEW.worker,
-                'run_after', CASE WHEN NEW.status = 'pending' THEN NEW.run_after END,
-                'error', CASE WHEN NEW.status IN ('pending', 'failed') THEN NEW.error END)));
-    PERFORM pg_notify('mnemo_events', 'task:' || NEW.id || ':' || NEW.last_event_seq);
+    IF TG_OP = 'INSERT' THEN
+        WITH logged AS (
+            INSERT INTO task_events (task_id, seq, type, payload)
+            SELECT n.id, n.last_event_seq, 'status',
+                   jsonb_strip_nulls(jsonb_build_object('status', n.status,
+                                                        'attempts', n.attempts,
+                                                        'run_after', n.run_after))
+              FROM created AS n
+            RETURNING task_id, seq
+        )
+        SELECT count(pg_notify('mnemo_events', 'task:' || l.task_id || ':' || l.seq))
+          INTO notified
+          FROM logged AS l;
+    ELSE
+        WITH logged AS (
+            INSERT INTO task_events (task_id, seq, type, payload)
+            SELECT n.id, n.last_event_seq, 'status',
+                   jsonb_strip_nulls(jsonb_build_object(
+                       'status', n.status, 'attempts', n.attempts, 'worker', n.worker,
+                       'run_after', CASE WHEN n.status = 'pending' THEN n.run_after END,
+                       'error', CASE WHEN n.status IN ('pending', 'failed') THEN n.error END))
+              FROM changed AS n
+              JOIN unchanged AS o ON o.id = n.id
+             WHERE o.status IS DISTINCT FROM n.status
+            RETURNING task_id, seq
+        )
+        SELECT count(pg_notify('mnemo_events', 'task:' || l.task_id || ':' || l.seq))
+          INTO notified
+          FROM logged AS l;
+    END IF;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER tasks_logged_insert AFTER INSERT ON tasks
-    FOR EACH ROW EXECUTE FUNCTION mnemo_task_logged();
-CREATE TRIGGER tasks_logged_update AFTER UPDATE OF status ON tasks
-    FOR EACH ROW
-    WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION mnemo_task_logged();
+    REFERENCING NEW TABLE AS created
+    FOR EACH STATEMENT EXECUTE FUNCTION mnemo_tasks_logged();
+CREATE TRIGGER tasks_logged_update AFTER UPDATE ON tasks
+    REFERENCING OLD TABLE AS unchanged NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION mnemo_tasks_logged();
