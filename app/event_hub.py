@@ -6,7 +6,7 @@ The database NOTIFYs channel ``mnemo_events`` at the commit of every append, wit
 seq order). An
 ``EventHub`` listens on it from a connection of its own, outside the pool (as the token cache
 does, app/token_cache.py), and for a log that has subscribers reads the new events once, from
-the pool (``events.read_events``), whatever the number of its subscribers: one read in flight
+the pool (``events.list_events``), whatever the number of its subscribers: one read in flight
 per log, and the notifications that arrive meanwhile only ask for one more read after it (a
 burst of appends costs a few reads, not one each). Each subscriber (``Subscription``, one per
 stream) gets the events in a buffer of at most APP_EVENT_STREAM_BUFFER events: a subscriber
@@ -237,7 +237,7 @@ class EventHub:
                         after = self._start(log)
                         self.reads += 1
                         async with asyncio.timeout(bound):
-                            page = await events.read_events(
+                            page = await events.list_events(
                                 self._pool, log=key[0], log_id=key[1], after=after, limit=READ_PAGE
                             )
                         self._deliver(log, page)

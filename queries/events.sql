@@ -52,7 +52,7 @@ SELECT e.seq, e.type, e.payload, e.created_at, t.last_event_seq AS last_seq
    AND ($1::uuid IS NULL OR t.user_id = $1::uuid)
  ORDER BY e.seq;
 
--- name: list_conversation_log
+-- name: list_events_of_conversation
 -- Conversation $1's events after seq $2, at most $3, unscoped (no user): the live streams' fan-out,
 -- whose routes checked the reader when the stream began.
 -- returns: Event
@@ -67,8 +67,8 @@ SELECT seq, type, payload, created_at
  ORDER BY seq
  LIMIT $3;
 
--- name: list_task_log
--- Task $1's events after seq $2, at most $3, unscoped (as list_conversation_log).
+-- name: list_events_of_task
+-- Task $1's events after seq $2, at most $3, unscoped (as list_events_of_conversation).
 -- returns: Event
 -- uses: task_events_pkey
 -- $1 task_id uuid
@@ -81,7 +81,7 @@ SELECT seq, type, payload, created_at
  ORDER BY seq
  LIMIT $3;
 
--- name: insert_conversation_events
+-- name: append_conversation_events
 -- Append events ($3 types and $4 payloads, in order) to conversation $2's log, as member $1
 -- whose role may 'append'. Rows: the events written. One row with NULL event columns and
 -- forbidden = true: the member may not append (nothing written). No row: the conversation
@@ -119,7 +119,7 @@ SELECT NULL, NULL, NULL, NULL, true
  WHERE NOT mb.allowed
  ORDER BY 1;
 
--- name: insert_task_events
+-- name: append_task_events
 -- Append events ($3 types and $4 payloads, in order) to task $2's log: the owner's ($1) or,
 -- with $1 NULL, a worker's. Rows: the events written. No row: no such task (of the owner's).
 -- returns: Event

@@ -49,6 +49,8 @@ VERB_PREFIXES = (
     "deactivate_",
     "revoke_",
     "notify_",
+    # an event log (queries/events.sql) is only ever appended to
+    "append_",
     # a task's lifecycle (queries/tasks.sql): each returns the task it changed
     "cancel_",
     "claim_",

@@ -33,8 +33,8 @@ Contender = Literal["raw", "mnemo"]
 CONTENDERS: tuple[Contender, ...] = ("raw", "mnemo")
 APPEND_TARGET = 0.9
 
-APPEND_TASK_SQL = Q["insert_task_events"].sql
-APPEND_CONVERSATION_SQL = Q["insert_conversation_events"].sql
+APPEND_TASK_SQL = Q["append_task_events"].sql
+APPEND_CONVERSATION_SQL = Q["append_conversation_events"].sql
 PAGE_TASK_SQL = Q["list_task_events"].sql
 EVENT_TYPE = "step.finished"
 

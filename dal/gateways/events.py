@@ -71,13 +71,13 @@ async def list_task_events(
     return _page(rows)
 
 
-async def read_events(
+async def list_events(
     db: Executor, *, log: LogKind, log_id: UUID, after: int, limit: int = MAX_EVENTS_PER_PAGE
 ) -> list[Event]:
     """Up to ``limit`` events of a log after seq ``after``, unscoped: for the app's live
     streams, whose routes checked the reader first. A missing log reads as empty."""
     _check_page(after, limit)
-    query = Q["list_conversation_log"] if log == "conversation" else Q["list_task_log"]
+    query = Q["list_events_of_conversation"] if log == "conversation" else Q["list_events_of_task"]
     return Event.from_rows(await fetch_all(db, query, log_id, after, limit))
 
 
@@ -108,7 +108,7 @@ async def append_conversation_events(
     TooLarge (event_too_large) for a payload over ``max_bytes`` as JSON."""
     types, payloads = _batch(events, max_bytes)
     rows = await fetch_all(
-        db, Q["insert_conversation_events"], user_id, conversation_id, types, payloads
+        db, Q["append_conversation_events"], user_id, conversation_id, types, payloads
     )
     if not rows:
         raise NotFound("conversation", conversation_id)
@@ -129,7 +129,7 @@ async def append_task_events(
     ``user_id=None``, a worker's; all or none. NotFound if there is no such task (of the
     owner's); TooLarge (event_too_large) for a payload over ``max_bytes`` as JSON."""
     types, payloads = _batch(events, max_bytes)
-    rows = await fetch_all(db, Q["insert_task_events"], user_id, task_id, types, payloads)
+    rows = await fetch_all(db, Q["append_task_events"], user_id, task_id, types, payloads)
     if not rows:
         raise NotFound("task", task_id)
     return Event.from_rows(rows)

@@ -168,7 +168,7 @@ async def append(
 async def head(pool: asyncpg.Pool[Any], kind: str, log_id: str) -> int:
     """The log's last seq now."""
     last = 0
-    while found := await events.read_events(
+    while found := await events.list_events(
         pool,
         log="task" if kind == "task" else "conversation",
         log_id=UUID(log_id),

@@ -288,14 +288,14 @@ async def test_who_may_read_and_append(pool: Any, alice: User, bob: User) -> Non
         await events.append_task_events(pool, task_id=conv.id, events=drafts("x"))
 
 
-async def test_read_events_is_the_unscoped_fan_out_read(pool: Any, alice: User) -> None:
+async def test_list_events_is_the_unscoped_fan_out_read(pool: Any, alice: User) -> None:
     conv = await make_conversation(pool, alice)
     await events.append_conversation_events(
         pool, user_id=alice.id, conversation_id=conv.id, events=drafts("a", "b", "c")
     )
-    got = await events.read_events(pool, log="conversation", log_id=conv.id, after=1, limit=1)
+    got = await events.list_events(pool, log="conversation", log_id=conv.id, after=1, limit=1)
     assert [(e.seq, e.type) for e in got] == [(2, "b")]
-    assert await events.read_events(pool, log="task", log_id=conv.id, after=0) == []
+    assert await events.list_events(pool, log="task", log_id=conv.id, after=0) == []
 
 
 async def test_bad_events_are_refused_before_anything_is_written(pool: Any, alice: User) -> None:
@@ -356,8 +356,8 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 lambda: events.list_task_events(pool, user_id=user.id, task_id=user.id),
             ),
             (
-                "read_events",
-                lambda: events.read_events(pool, log="task", log_id=task.id, after=0),
+                "list_events",
+                lambda: events.list_events(pool, log="task", log_id=task.id, after=0),
             ),
         ]
     )
