@@ -44,23 +44,28 @@ CREATE TABLE task_events (
 );
 
 -- Append one event to a conversation's log; its seq, or NULL when the conversation is gone
--- (a message deleted with its conversation logs nothing).
+-- (a message deleted with its conversation logs nothing). PL/pgSQL, not SQL: called from a
+-- trigger for every message, its statements' plans are kept for the session (an SQL
+-- function's body would be planned at each call).
 CREATE FUNCTION mnemo_conversation_event(conversation uuid, event_type text, event jsonb)
     RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path FROM CURRENT
 AS $$
-    WITH bumped AS (
-        UPDATE conversations AS c
-           SET last_event_seq = c.last_event_seq + 1
-         WHERE c.id = conversation
-        RETURNING c.id, c.last_event_seq,
-                  pg_notify('mnemo_events', 'conversation:' || c.id || ':' || c.last_event_seq)
-    )
-    INSERT INTO conversation_events (conversation_id, seq, type, payload)
-    SELECT b.id, b.last_event_seq, event_type, event
-      FROM bumped AS b
-    RETURNING seq
+DECLARE
+    appended bigint;
+BEGIN
+    UPDATE conversations AS c
+       SET last_event_seq = c.last_event_seq + 1
+     WHERE c.id = conversation
+    RETURNING c.last_event_seq INTO appended;
+    IF appended IS NOT NULL THEN
+        INSERT INTO conversation_events (conversation_id, seq, type, payload)
+        VALUES (conversation, appended, event_type, event);
+        PERFORM pg_notify('mnemo_events', 'conversation:' || conversation || ':' || appended);
+    END IF;
+    RETURN appended;
+END
 $$;
 
 -- What a message event says of the message.
