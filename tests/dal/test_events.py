@@ -361,3 +361,30 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
         ]
     )
+
+
+async def test_a_batch_claim_and_completion_log_each_task_once(pool: Any, alice: User) -> None:
+    """The status events of a claim or completion of many tasks come from one statement-level
+    trigger: each task's own log gets its event, numbered in its own sequence."""
+    made = [
+        await tasks.insert_task(pool, user_id=alice.id, draft=TaskDraft(kind="many"))
+        for _ in range(5)
+    ]
+    claimed = await tasks.claim_tasks(pool, kinds=["many"], worker="w", limit=5)
+    assert {t.id for t in claimed} == {t.id for t in made}
+    done = await tasks.complete_tasks(pool, worker="w", results={t.id: t.title for t in claimed})
+    assert len(done) == 5
+    for task in made:
+        page = await events.list_task_events(pool, user_id=alice.id, task_id=task.id)
+        assert [(e.seq, e.payload["status"]) for e in page.items] == [
+            (1, "pending"),
+            (2, "running"),
+            (3, "succeeded"),
+        ]
+        assert page.last_seq == 3
+    # a statement that changes no status (a heartbeat) logs nothing
+    other = await tasks.insert_task(pool, user_id=alice.id, draft=TaskDraft(kind="beat"))
+    await tasks.claim_tasks(pool, kinds=["beat"], worker="w")
+    await tasks.heartbeat_task(pool, task_id=other.id, worker="w")
+    page = await events.list_task_events(pool, user_id=alice.id, task_id=other.id)
+    assert [e.payload["status"] for e in page.items] == ["pending", "running"]
