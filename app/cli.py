@@ -51,10 +51,42 @@ def parser() -> argparse.ArgumentParser:
         "--migrate", action="store_true", help="apply pending migrations first (make run)"
     )
 
-    commands.add_parser(
+    migrate_ = commands.add_parser(
         "migrate",
-        help="apply pending migrations, under yoyo's lock",
-        description="Apply pending migrations under yoyo's lock; two at once are safe.",
+        help="apply pending migrations (a backup first), under yoyo's lock",
+        description="Apply pending migrations under yoyo's lock; two at once are safe. When "
+        "some are pending and the database holds Mnemo's tables, a backup goes to "
+        "DATA_DIR/backups first (the newest APP_BACKUPS_KEEP are kept).",
+    )
+    migrate_.add_argument("--no-backup", action="store_true", help="no backup first")
+    migrate_.add_argument(
+        "--rollback",
+        action="store_true",
+        help="roll back the newest applied migration instead (asks first; a backup first)",
+    )
+    migrate_.add_argument(
+        "--yes", action="store_true", help="with --rollback: do not ask (needed without a TTY)"
+    )
+
+    backup = commands.add_parser(
+        "backup",
+        help="dump the database (pg_dump -Fc) into DATA_DIR/backups; prints the file",
+        description="Dump the whole database with pg_dump in its custom format into "
+        "DATA_DIR/backups/mnemo-<UTC time>-<newest migration>.dump, or FILE, and print the "
+        "file's path. It holds everything, tokens' hashes and metadata included.",
+    )
+    backup.add_argument("--out", metavar="FILE", help="write here (a directory: a file in it)")
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup (pg_restore) into an empty database, or over it with --force",
+        description="Restore FILE, a `mnemo backup`, with pg_restore in one transaction. "
+        "Refuses a database that holds Mnemo's tables unless --force: then what the backup "
+        "holds is dropped first (--clean --if-exists). Stop the app first.",
+    )
+    restore.add_argument("file")
+    restore.add_argument(
+        "--force", action="store_true", help="replace what the database holds (--clean)"
     )
 
     db_url = commands.add_parser(
@@ -191,8 +223,17 @@ def run(args_list: list[str]) -> int:
         if args.command == "serve":
             return serve(settings, migrate_first=args.migrate)
         if args.command == "migrate":
-            with embedded.held_database(settings) as url:
-                return apply_migrations(url)
+            return migrate_command(
+                settings, take_backup=not args.no_backup, rollback=args.rollback, yes=args.yes
+            )
+        if args.command == "backup":
+            from app import backup_cli
+
+            return backup_cli.backup(settings, args.out)
+        if args.command == "restore":
+            from app import backup_cli
+
+            return backup_cli.restore(settings, args.file, force=args.force)
         if args.command == "db-url":
             return db_url(settings, yoyo_form=args.yoyo)
         if args.command in ("export", "import"):
@@ -232,22 +273,29 @@ def serve(settings: Settings, *, migrate_first: bool) -> int:
                 f"Embedded PostgreSQL in {settings.data_dir / 'pg'}: stops when Mnemo stops",
                 flush=True,
             )
-        if migrate_first and (status := apply_migrations(url)) != 0:
+        if migrate_first and (status := apply_migrations(settings, url)) != 0:
             return status
         serve_http(settings.model_copy(update={"database_url": url}))
     return 0
 
 
-def apply_migrations(url: str) -> int:
-    import psycopg
+def migrate_command(settings: Settings, *, take_backup: bool, rollback: bool, yes: bool) -> int:
+    from app import backup_cli
 
-    try:
-        done = migrate.apply(url)
-    except psycopg.OperationalError as exc:  # unreachable, refused, wrong password...
-        print(f"mnemo: cannot migrate: {exc}".rstrip(), file=sys.stderr)
-        return 1
-    print(migrate.applied_message(done), flush=True)
-    return 0
+    if yes and not rollback:
+        print("mnemo: --yes goes with --rollback", file=sys.stderr)
+        return 2
+    with embedded.held_database(settings) as url:
+        if rollback:
+            return backup_cli.roll_back(settings, url, yes=yes, take_backup=take_backup)
+        return backup_cli.apply_migrations(settings, url, take_backup=take_backup)
+
+
+def apply_migrations(settings: Settings, url: str) -> int:
+    """Pending migrations, after a backup when the database holds Mnemo's tables."""
+    from app import backup_cli
+
+    return backup_cli.apply_migrations(settings, url)
 
 
 def db_url(settings: Settings, *, yoyo_form: bool) -> int:

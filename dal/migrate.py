@@ -71,6 +71,28 @@ def apply(url: str, *, directory: Path | None = None, lock_timeout: int = 60) ->
         backend.connection.close()
 
 
+def pending(url: str, *, directory: Path | None = None) -> list[str]:
+    """The ids of the migrations ``apply`` would apply now (read without yoyo's lock)."""
+    from yoyo import get_backend
+
+    backend = get_backend(yoyo_url(url))
+    try:
+        return [m.id for m in backend.to_apply(read(directory))]
+    finally:
+        backend.connection.close()
+
+
+def applied(url: str, *, directory: Path | None = None) -> list[str]:
+    """The ids of the applied migrations, newest first (the order ``rollback`` takes)."""
+    from yoyo import get_backend
+
+    backend = get_backend(yoyo_url(url))
+    try:
+        return [m.id for m in backend.to_rollback(read(directory))]
+    finally:
+        backend.connection.close()
+
+
 def rollback(url: str, *, directory: Path | None = None, count: int | None = None) -> list[str]:
     """Roll back the newest ``count`` applied migrations (all when None); returns their ids."""
     from yoyo import get_backend

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     app_event_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     app_max_event_streams: int = Field(default=1000, ge=1, le=1_000_000)
     app_event_stream_max_seconds: float = Field(default=3600.0, ge=0, le=86_400 * 7)
+    # Backups (README "Backups"): how many of its own backups in DATA_DIR/backups Mnemo keeps
+    # after each automatic one (mnemo migrate; 0: all), and seconds pg_dump or pg_restore may
+    # take (waiting for locks included) before it is stopped.
+    app_backups_keep: int = Field(default=10, ge=0, le=100_000)
+    app_backup_timeout: float = Field(default=3600.0, gt=0, le=7 * 86_400)
 
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"
