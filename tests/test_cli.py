@@ -92,6 +92,8 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
     [
         ["serve"],
         ["migrate"],
+        ["backup"],
+        ["restore"],
         ["db-url"],
         ["users"],
         ["users", "create"],
