@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.util import find_spec
@@ -25,6 +27,8 @@ BACKUP_SUFFIX = ".dump"
 # What Mnemo names its backups: mnemo-<UTC time>[-<newest migration>].dump (``prune`` only
 # ever deletes such files).
 BACKUP_NAME = re.compile(r"^mnemo-\d{8}T\d{6}\d*Z(-[A-Za-z0-9_-]+)?\.dump$")
+# The first major version whose pg_restore sets transaction_timeout (unknown before it).
+TRANSACTION_TIMEOUT_MAJOR = 17
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
 
@@ -184,17 +188,95 @@ def restore(
     if listed.returncode != 0:
         reason = _last_line(listed.stderr) or "unreadable"
         raise NotABackup(f"{file} is not a backup pg_restore can read: {reason}")
+    options = ["--no-owner", "--no-privileges", *(["--clean", "--if-exists"] if clean else [])]
+    if server_major < TRANSACTION_TIMEOUT_MAJOR <= (tool_major(pg_restore) or 0):
+        _restore_through_psql(pg_restore, options, file, dbname, env, timeout)
+        return
     command = [
         str(pg_restore),
         "--single-transaction",
         "--exit-on-error",
-        "--no-owner",
-        "--no-privileges",
-        *(["--clean", "--if-exists"] if clean else []),
+        *options,
         f"--dbname={dbname}",
         str(file),
     ]
     _run(command, env=env, timeout=timeout, what="pg_restore")
+
+
+def _restore_through_psql(
+    pg_restore: Path,
+    options: list[str],
+    file: Path,
+    dbname: str,
+    env: dict[str, str],
+    timeout: float,
+) -> None:
+    """pg_restore 17+ sets transaction_timeout, which a server before 17 refuses: its script
+    goes through psql (of the same installation) instead, without that one line."""
+    psql = pg_restore.with_name("psql")
+    # Their messages go to files: a pipe nobody reads while they run could fill and stall them.
+    with tempfile.TemporaryFile() as script_errors, tempfile.TemporaryFile() as psql_errors:
+        script = subprocess.Popen(
+            [str(pg_restore), *options, "--file=-", str(file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=script_errors,
+            env=env,
+        )
+        runner = subprocess.Popen(
+            [
+                str(psql),
+                "--no-psqlrc",
+                "--quiet",
+                "--set=ON_ERROR_STOP=1",
+                "--single-transaction",
+                f"--dbname={dbname}",
+                "--file=-",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_errors,
+            env=env,
+        )
+        feeder = threading.Thread(target=_feed, args=(script, runner), daemon=True)
+        feeder.start()
+        try:
+            runner.wait(timeout=timeout)
+            script.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            for process in (script, runner):
+                process.kill()
+                process.wait()
+            raise BackupError(f"pg_restore did not finish within {timeout:g} s") from None
+        finally:
+            feeder.join(timeout=10)
+        if runner.returncode != 0:
+            psql_errors.seek(0)
+            reason = _last_line(psql_errors.read().decode(errors="replace"))
+            raise BackupError(f"pg_restore (through psql) failed: {reason or runner.returncode}")
+        if script.returncode != 0:
+            script_errors.seek(0)
+            reason = _last_line(script_errors.read().decode(errors="replace"))
+            raise BackupError(f"pg_restore failed: {reason or script.returncode}")
+
+
+def _feed(script: subprocess.Popen[bytes], runner: subprocess.Popen[bytes]) -> None:
+    """pg_restore's script into psql, without the transaction_timeout line of its header."""
+    assert script.stdout is not None and runner.stdin is not None
+    try:
+        for number, line in enumerate(script.stdout):
+            # Only in the header pg_restore writes first (a data row could say the same).
+            if number < 100 and line.strip() == b"SET transaction_timeout = 0;":
+                continue
+            runner.stdin.write(line)
+    except BrokenPipeError:
+        pass  # psql stopped at an error: its messages say which
+    finally:
+        try:
+            runner.stdin.close()
+        except BrokenPipeError:
+            pass
+        script.stdout.close()
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
