@@ -14,7 +14,11 @@ from pathlib import Path
 import psycopg
 
 from dal import backups, embedded, migrate
+from dal.errors import Timeout, Unavailable
 from dal.settings import Settings
+
+# What a database that does not answer raises: yoyo's psycopg, or Mnemo's pool.
+UNANSWERED = (psycopg.OperationalError, Unavailable, Timeout)
 
 
 def backups_dir(settings: Settings) -> Path:
@@ -25,8 +29,8 @@ def backup(settings: Settings, out: str | None) -> int:
     """``mnemo backup [--out FILE]``: prints the file written."""
     with embedded.held_database(settings) as url:
         try:
-            state = backups.inspect(url, connect_timeout=settings.db_connection_timeout)
-        except psycopg.OperationalError as exc:
+            state = backups.inspect(settings, url)
+        except UNANSWERED as exc:
             return _unreachable(exc)
         if out is not None:
             target = Path(out)
@@ -52,8 +56,8 @@ def restore(settings: Settings, file: str, *, force: bool) -> int:
         return 2
     with embedded.held_database(settings) as url:
         try:
-            state = backups.inspect(url, connect_timeout=settings.db_connection_timeout)
-        except psycopg.OperationalError as exc:
+            state = backups.inspect(settings, url)
+        except UNANSWERED as exc:
             return _unreachable(exc)
         if state.tables and not force:
             print(
@@ -72,14 +76,14 @@ def restore(settings: Settings, file: str, *, force: bool) -> int:
                 timeout=settings.app_backup_timeout,
                 connect_timeout=settings.db_connection_timeout,
             )
-            after = backups.inspect(url, connect_timeout=settings.db_connection_timeout)
+            after = backups.inspect(settings, url)
         except backups.NotABackup as exc:
             print(f"mnemo: {exc}", file=sys.stderr)
             return 2
         except backups.BackupError as exc:
             print(f"mnemo: nothing restored: {exc}", file=sys.stderr)
             return 1
-        except psycopg.OperationalError as exc:
+        except UNANSWERED as exc:
             return _unreachable(exc)
     print(
         f"restored {path} (newest migration: {after.head or 'none'}); "
@@ -95,7 +99,7 @@ def apply_migrations(settings: Settings, url: str, *, take_backup: bool = True) 
         if take_backup and (status := _backup_if_pending(settings, url)) != 0:
             return status
         done = migrate.apply(url)
-    except psycopg.OperationalError as exc:  # unreachable, refused, wrong password...
+    except UNANSWERED as exc:  # unreachable, refused, wrong password...
         print(f"mnemo: cannot migrate: {exc}".rstrip(), file=sys.stderr)
         return 1
     print(migrate.applied_message(done), flush=True)
@@ -126,11 +130,11 @@ def roll_back(settings: Settings, url: str, *, yes: bool, take_backup: bool = Tr
                 print("rolled back: nothing")
                 return 1
         if take_backup:
-            state = backups.inspect(url, connect_timeout=settings.db_connection_timeout)
+            state = backups.inspect(settings, url)
             if (status := _automatic_backup(settings, url, state)) != 0:
                 return status
         done = migrate.rollback(url, count=1)
-    except psycopg.OperationalError as exc:
+    except UNANSWERED as exc:
         print(f"mnemo: cannot roll back: {exc}".rstrip(), file=sys.stderr)
         return 1
     print(f"rolled back: {', '.join(done) or 'nothing'}", flush=True)
@@ -138,7 +142,7 @@ def roll_back(settings: Settings, url: str, *, yes: bool, take_backup: bool = Tr
 
 
 def _backup_if_pending(settings: Settings, url: str) -> int:
-    state = backups.inspect(url, connect_timeout=settings.db_connection_timeout)
+    state = backups.inspect(settings, url)
     if not state.tables or not migrate.pending(url):
         return 0  # nothing to lose, or nothing will change
     return _automatic_backup(settings, url, state)

@@ -10,6 +10,7 @@ backup is always a whole one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from dal.settings import Settings
 
 BACKUP_PREFIX = "mnemo-"
 BACKUP_SUFFIX = ".dump"
@@ -49,28 +52,25 @@ class DatabaseState:
     head: str | None  # the newest applied migration, None before any
 
 
-def inspect(url: str, *, connect_timeout: float) -> DatabaseState:
-    """The server's major version, how many tables the database holds, its newest migration."""
-    import psycopg
+def inspect(settings: Settings, url: str) -> DatabaseState:
+    """The server's major version, how many tables the database holds, its newest migration.
+    dal.Unavailable or dal.Timeout when the database does not answer."""
+    from dal.database import connect
+    from dal.gateways import meta
 
-    with psycopg.connect(url, connect_timeout=max(2, round(connect_timeout))) as conn:
-        version = conn.execute("SHOW server_version_num").fetchone()
-        tables = conn.execute(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog',"
-            " 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'"
-            " AND c.relname NOT LIKE '\\_yoyo\\_%' AND c.relname <> 'yoyo_lock'"
-        ).fetchone()
-        has_yoyo = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
-        head = None
-        if has_yoyo and has_yoyo[0]:
-            row = conn.execute(
-                "SELECT migration_id FROM _yoyo_migration"
-                " ORDER BY applied_at_utc DESC, migration_id DESC LIMIT 1"
-            ).fetchone()
-            head = row[0] if row else None
-    assert version is not None and tables is not None
-    return DatabaseState(server_major=int(version[0]) // 10000, tables=int(tables[0]), head=head)
+    async def read() -> DatabaseState:
+        one = {"database_url": url, "db_min_connections": 1, "db_max_connections": 1}
+        async with connect(settings.model_copy(update=one)) as db:
+            server = await meta.get_server_state(db)
+            tables = await meta.count_tables(db)
+        applied = sorted(server.applied_migrations)
+        return DatabaseState(
+            server_major=server.server_version // 10000,
+            tables=tables,
+            head=applied[-1] if applied else None,
+        )
+
+    return asyncio.run(read())
 
 
 def bundled_bin_dir() -> Path | None:

@@ -6,6 +6,19 @@
 SELECT to_regclass('_yoyo_migration') IS NOT NULL AS migrations_table,
        current_setting('server_version_num')::int4 AS server_version;
 
+-- name: count_tables
+-- The tables the database holds outside PostgreSQL's own schemas, yoyo's bookkeeping aside:
+-- Mnemo's (a backup before migrating, or a restore, is about them).
+-- returns: value
+SELECT count(*)::int4
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_toast%'
+   AND c.relname NOT LIKE '\_yoyo\_%'
+   AND c.relname <> 'yoyo_lock';
+
 -- name: list_applied_migrations
 -- The ids of the yoyo migrations applied to this database.
 -- returns: columns migration_id

@@ -17,6 +17,12 @@ async def get_server_state(db: Executor) -> ServerState:
     return ServerState(server_version=row["server_version"], applied_migrations=applied)
 
 
+async def count_tables(db: Executor) -> int:
+    """How many tables the database holds outside PostgreSQL's own schemas, yoyo's aside."""
+    count: int = await fetch_value(db, Q["count_tables"])
+    return count
+
+
 async def ping(db: Executor) -> None:
     """Return once the server has answered on this connection."""
     await fetch_value(db, Q["get_alive"])

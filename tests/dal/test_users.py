@@ -327,6 +327,7 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
             ),
             ("get_server_state", lambda: meta.get_server_state(pool)),
             ("ping", lambda: meta.ping(pool)),
+            ("count_tables", lambda: meta.count_tables(pool)),
             ("count_auth_listeners", lambda: meta.count_auth_listeners(pool)),
             ("notify_auth_applied", lambda: meta.notify_auth_applied(pool, key="0:all")),
             ("notify_auth_sync", lambda: meta.notify_auth_sync(pool, key="sync:session-test")),
