@@ -4,20 +4,26 @@ keeps the newest APP_BACKUPS_KEEP), never otherwise; ``mnemo migrate --rollback`
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
+from app import backup_cli
 from dal import backups, migrate
 from dal.gateways import messages, tasks
 from dal.records.messages import MessageDraft
 from dal.records.tasks import TaskDraft
+from dal.settings import Settings
 from tests.dal.conftest import make_conversation, make_user
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MNEMO = str(Path(sys.executable).parent / "mnemo")
@@ -207,6 +213,77 @@ def test_migrate_rollback_steps_back_one_after_a_backup_and_migrate_applies_it_a
     again = mnemo("migrate", url=database_url, data_dir=tmp_path)
     assert again.returncode == 0 and "migrations applied: 1" in again.stdout
     assert migrate.pending(database_url) == []
+
+
+class Terminal(io.StringIO):
+    """A stdin that is a terminal, the user's answers typed ahead."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "rolled_back"), [("n\n", False), ("y\n", True)])
+def test_migrate_rollback_on_a_terminal_asks_first(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: str,
+    rolled_back: bool,
+) -> None:
+    newest = migrate.migration_ids()[-1]
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    status = backup_cli.roll_back(settings, database_url, yes=False)
+    out = capsys.readouterr().out
+    assert f"Roll back {newest}?" in out
+    assert status == (0 if rolled_back else 1)
+    assert migrate.pending(database_url) == ([newest] if rolled_back else [])
+    assert len(made_backups(tmp_path)) == (1 if rolled_back else 0)
+
+
+def test_serve_migrate_backs_up_before_pending_migrations_too(
+    database_url: str, tmp_path: Path
+) -> None:
+    newest = migrate.migration_ids()[-1]
+    migrate.rollback(database_url, count=1)
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [MNEMO, "serve", "--migrate"],
+            cwd=ROOT,
+            env={
+                **clean,
+                "DATABASE_URL": database_url,
+                "DATA_DIR": str(tmp_path),
+                "APP_PORT": str(port),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # /health answers 503 while a migration is pending: 200 once serve has migrated.
+        wait_until(lambda: healthy(port) or process.poll() is not None, what="serve")
+        assert process.poll() is None, log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    [made] = made_backups(tmp_path)
+    assert newest not in made.name
+    text = log.read_text()
+    assert f"backup: {made}" in text and "migrations applied: 1" in text, text
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_a_missing_tool_names_what_to_install() -> None:
