@@ -72,7 +72,9 @@ def restore(settings: Settings, file: str, *, force: bool) -> int:
                 url,
                 path,
                 server_major=state.server_major,
-                clean=force,
+                # Always: without Mnemo's tables, what it drops is at most yoyo's bookkeeping
+                # (which `mnemo yoyo list` makes on a fresh database), restored from the file.
+                clean=True,
                 timeout=settings.app_backup_timeout,
                 connect_timeout=settings.db_connection_timeout,
             )
