@@ -128,10 +128,15 @@ class Settings(BaseSettings):
     app_max_event_streams: int = Field(default=1000, ge=1, le=1_000_000)
     app_event_stream_max_seconds: float = Field(default=3600.0, ge=0, le=86_400 * 7)
 
+    # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
+    # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/
+    # encryption-key, made once (mode 0600). Losing the key loses the secrets stored with it.
+    mnemo_encryption_key: SecretStr | None = None
+
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"
 
-    @field_validator("database_url", "app_admin_token", mode="before")
+    @field_validator("database_url", "app_admin_token", "mnemo_encryption_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """``VAR=`` (as docker compose passes an unset ``${VAR:-}``) means unset, not ``""``."""
