@@ -13,18 +13,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from dal.errors import Unavailable
+from dal.errors import EncryptionKeyMismatch
 from dal.settings import Settings
 
 KEY_FILE = "encryption-key"
-
-
-class EncryptionKeyMismatch(Unavailable):
-    """A stored secret does not decrypt with the configured key(s): MNEMO_ENCRYPTION_KEY (or
-    DATA_DIR/encryption-key) is not the key it was written with. Answered 503 (the server's
-    configuration, not the request, is at fault) with code ``encryption_key_mismatch``."""
-
-    code = "encryption_key_mismatch"
 
 
 def parse_keys(text: str) -> list[Fernet]:

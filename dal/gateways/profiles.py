@@ -10,8 +10,8 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 from dal.database import Executor, Record, fetch_all, fetch_one, fetch_value
@@ -31,9 +31,19 @@ from dal.records.profiles import (
     kind_of,
     mask,
 )
-from dal.vault import Vault
 
 _log = logging.getLogger(__name__)
+
+
+class Cipher(Protocol):
+    """What encrypts secrets (dal.vault.Vault): decrypt raises EncryptionKeyMismatch for a
+    token the key did not write."""
+
+    def encrypt(self, secret: str) -> str: ...
+
+    def decrypt(self, token: str) -> str: ...
+
+
 # profiles.scope of the system's profiles (no user has the nil UUID).
 SYSTEM_SCOPE = UUID(int=0)
 MAX_PROFILES_LISTED = 1000
@@ -57,7 +67,7 @@ def _settings(kind: ProfileKind, values: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput(str(exc)) from None
 
 
-def _sealed(kind: ProfileKind, vault: Vault, secrets: Mapping[str, str]) -> dict[str, Any]:
+def _sealed(kind: ProfileKind, vault: Cipher, secrets: Mapping[str, str]) -> dict[str, Any]:
     """The secrets as stored: {name: {ciphertext, hint}} (set_at is added by the query)."""
     try:
         kind.check_secret_names(secrets)
@@ -71,17 +81,21 @@ def _sealed(kind: ProfileKind, vault: Vault, secrets: Mapping[str, str]) -> dict
 
 def _profile(row: Record) -> Profile:
     values = dict(row.items())
-    values["secrets"] = {
-        name: SecretHint.from_values(
-            {"hint": hint["hint"], "set_at": datetime.fromisoformat(hint["set_at"])}
+    values["secrets"] = [
+        SecretHint.from_values(
+            {
+                "name": name,
+                "hint": hint["hint"],
+                "set_at": datetime.fromisoformat(hint["set_at"]).astimezone(UTC),
+            }
         )
         for name, hint in sorted(values["secrets"].items())
-    }
+    ]
     return Profile.from_values(values)
 
 
 async def insert_profile(
-    db: Executor, vault: Vault, *, user_id: UUID | None, draft: ProfileDraft
+    db: Executor, vault: Cipher, *, user_id: UUID | None, draft: ProfileDraft
 ) -> Profile:
     """Create a profile (inactive) for a user, or the system's (``user_id`` None).
     InvalidInput for an unknown kind, settings its model refuses or a secret it has not;
@@ -120,7 +134,7 @@ async def list_profiles(
 
 
 async def update_profile(
-    db: Executor, vault: Vault, *, user_id: UUID | None, profile_id: UUID, patch: ProfilePatch
+    db: Executor, vault: Cipher, *, user_id: UUID | None, profile_id: UUID, patch: ProfilePatch
 ) -> Profile:
     """Change a profile: ``name``; ``settings`` (replaced whole, checked against the kind);
     each secret of ``secrets`` set, or removed when None; a secret left out is kept.
@@ -224,7 +238,7 @@ def from_environment(kind: ProfileKind, environ: Mapping[str, str] | None = None
     return Resolved(kind.name, "environment", None, None, settings, secrets)
 
 
-async def resolve(db: Executor, vault: Vault, *, kind: str, user_id: UUID | None) -> Resolved:
+async def resolve(db: Executor, vault: Cipher, *, kind: str, user_id: UUID | None) -> Resolved:
     """What ``kind`` comes to for a user (``user_id`` None: for the system): their active
     profile of the kind, else the system's, else the environment. When the database is
     unavailable (no connection within DB_CONNECTION_TIMEOUT...), the environment, with a

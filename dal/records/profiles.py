@@ -168,21 +168,24 @@ class ProfileCopy(BaseModel):
 
 
 class SecretHint(Row):
-    """What shows of a secret: a masked ``hint`` (``sk-…a1b2``) and when it was set."""
+    """What shows of a secret: its ``name``, a masked ``hint`` (``sk-…a1b2``) and when it
+    was set."""
 
+    name: str
     hint: str
     set_at: datetime
 
 
 class Profile(Row):
-    """A profile (``user_id`` null: a system profile). ``secrets`` holds hints, never values."""
+    """A profile (``user_id`` null: a system profile). ``secrets``: each secret set, by name,
+    as a hint, never its value."""
 
     id: UUID
     user_id: UUID | None
     kind: str
     name: str
     settings: dict[str, Any]
-    secrets: dict[str, SecretHint]
+    secrets: list[SecretHint]
     active: bool
     created_at: datetime
     updated_at: datetime

@@ -15,12 +15,12 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from dal.database import open_pool
-from dal.errors import Conflict, InvalidInput, NotFound
+from dal.errors import Conflict, EncryptionKeyMismatch, InvalidInput, NotFound
 from dal.gateways import profiles
 from dal.records.profiles import ProfileCopy, ProfileDraft, ProfilePatch, mask
 from dal.records.users import User
 from dal.settings import Settings
-from dal.vault import KEY_FILE, EncryptionKeyMismatch, Vault, parse_keys
+from dal.vault import KEY_FILE, Vault, parse_keys
 from tests.dal.conftest import make_user
 from tests.test_session_state import SessionRun
 
@@ -60,7 +60,7 @@ async def test_the_table_holds_ciphertext_only_and_resolve_decrypts(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     made = await profiles.insert_profile(pool, vault, user_id=alice.id, draft=llm(api_key=API_KEY))
-    assert made.secrets["api_key"].hint == "sk-…a1b2"
+    assert made.secrets[0].hint == "sk-…a1b2"
     assert API_KEY not in made.model_dump_json()
     stored = await pool.fetchval("SELECT secrets::text FROM profiles WHERE id = $1", made.id)
     assert API_KEY not in stored and "0123456789" not in stored
@@ -95,7 +95,7 @@ async def test_update_keeps_an_absent_secret_replaces_a_given_one_and_removes_a_
     changed = await profiles.update_profile(
         pool, vault, user_id=alice.id, profile_id=made.id, patch=patch
     )
-    assert changed.secrets["api_key"].hint == "sk-…z9y8"
+    assert changed.secrets[0].hint == "sk-…z9y8"
     assert changed.settings["provider"] == "p" and changed.settings["temperature"] is None
     resolved = await profiles.resolve(pool, vault, kind="llm", user_id=alice.id)
     assert resolved.secrets == {"api_key": OTHER_KEY}
@@ -106,7 +106,7 @@ async def test_update_keeps_an_absent_secret_replaces_a_given_one_and_removes_a_
         profile_id=made.id,
         patch=ProfilePatch(secrets={"api_key": None}),
     )
-    assert removed.secrets == {}
+    assert removed.secrets == []
     assert (await profiles.resolve(pool, vault, kind="llm", user_id=alice.id)).secrets == {}
 
 
@@ -244,7 +244,7 @@ async def test_copy_keeps_settings_and_secrets_inactive(
         pool, user_id=alice.id, profile_id=made.id, copy=ProfileCopy()
     )
     assert (copy.name, copy.active, copy.settings) == ("main (copy)", False, made.settings)
-    assert copy.secrets["api_key"].hint == made.secrets["api_key"].hint
+    assert copy.secrets[0].hint == made.secrets[0].hint
     with pytest.raises(Conflict):
         await profiles.copy_profile(pool, user_id=alice.id, profile_id=made.id, copy=ProfileCopy())
     await profiles.activate_profile(pool, user_id=alice.id, profile_id=copy.id)
