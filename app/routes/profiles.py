@@ -11,26 +11,67 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import caller
-from app.endpoints import LOCATION, Auth, Endpoints, Param, PathParam, body_of, limit_param
+from app.endpoints import (
+    LOCATION,
+    Auth,
+    Endpoints,
+    Json,
+    Param,
+    PathParam,
+    body_of,
+    limit_param,
+)
 from app.responses import no_content, record_response
 from app.state import AppState
 from dal.errors import InvalidInput
 from dal.gateways import profiles
 from dal.records.profiles import (
     KINDS,
+    MAX_SECRET_CHARS,
     Effective,
     Profile,
     ProfileCopy,
     ProfileDraft,
+    ProfileKind,
     ProfileList,
     ProfilePatch,
 )
+from dal.settings import Settings
 
 endpoints = Endpoints()
 _LIMIT = limit_param(100, profiles.MAX_PROFILES_LISTED)
-_KIND_SCHEMA = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "maxLength": 32}
-_KIND = Param("kind", "only profiles of this kind; absent or empty: every kind", _KIND_SCHEMA)
-_KIND_PATH = PathParam("kind", _KIND_SCHEMA, errors=(422,))  # not a registered kind
+# The registered kinds (dal.records.profiles.KINDS) when the module is imported.
+_KIND = Param(
+    "kind",
+    "only profiles of this kind; absent or empty: every kind",
+    {"type": "string", "enum": ["", *sorted(KINDS)]},
+)
+_KIND_PATH = PathParam("kind", {"type": "string", "enum": sorted(KINDS)}, errors=(422,))
+
+
+def _kind_variant(kind: ProfileKind) -> Json:
+    """A draft of one kind: its settings as its model has them, its secrets by name."""
+    settings = kind.settings.model_json_schema()
+    secret = {"type": "string", "minLength": 1, "maxLength": MAX_SECRET_CHARS}
+    secret["pattern"] = "^[^\\u0000]*$"
+    return {
+        "properties": {
+            "kind": {"const": kind.name},
+            "settings": settings,
+            "secrets": {
+                "type": "object",
+                "properties": {name: dict(secret) for name in kind.secrets},
+                "additionalProperties": False,
+            },
+        },
+        "required": ["kind", "settings"] if settings.get("required") else ["kind"],
+    }
+
+
+def _draft_schema(schema: Json, settings: Settings) -> None:
+    """A draft's settings and secrets are those of its kind (one variant per kind)."""
+    schema["properties"]["kind"] = {"type": "string", "enum": sorted(KINDS)}
+    schema["oneOf"] = [_kind_variant(kind) for kind in KINDS.values()]
 
 
 def _owner(request: Request[AppState], auth: Auth) -> UUID | None:
@@ -44,14 +85,15 @@ def _kind_of(value: str) -> str:
     return value
 
 
-def _declare(base: str, auth: Auth, whose: str) -> None:
-    one = base + "/{profile_id:uuid}"
+def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
+    one = base + "/{" + id_name + ":uuid}"
 
     @endpoints.post(
         base,
         f"Create {whose} profile (inactive); secrets are stored encrypted, shown masked",
         auth=auth,
         body=ProfileDraft,
+        body_schema=_draft_schema,
         response=Profile,
         status=201,
         headers=(LOCATION,),
@@ -91,7 +133,7 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
         found = await profiles.get_profile(
             request.state["pool"],
             user_id=_owner(request, auth),
-            profile_id=request.path_params["profile_id"],
+            profile_id=request.path_params[id_name],
         )
         return record_response(found)
 
@@ -109,7 +151,7 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
             request.state["pool"],
             request.state["vault"],
             user_id=_owner(request, auth),
-            profile_id=request.path_params["profile_id"],
+            profile_id=request.path_params[id_name],
             patch=patch,
         )
         return record_response(changed)
@@ -119,7 +161,7 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
         await profiles.delete_profile(
             request.state["pool"],
             user_id=_owner(request, auth),
-            profile_id=request.path_params["profile_id"],
+            profile_id=request.path_params[id_name],
         )
         return no_content()
 
@@ -133,7 +175,7 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
         active = await profiles.activate_profile(
             request.state["pool"],
             user_id=_owner(request, auth),
-            profile_id=request.path_params["profile_id"],
+            profile_id=request.path_params[id_name],
         )
         return record_response(active)
 
@@ -153,7 +195,7 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
         made = await profiles.copy_profile(
             request.state["pool"],
             user_id=_owner(request, auth),
-            profile_id=request.path_params["profile_id"],
+            profile_id=request.path_params[id_name],
             copy=copy,
         )
         return record_response(made, 201, {"Location": f"{base}/{made.id}"})
@@ -175,5 +217,6 @@ def _declare(base: str, auth: Auth, whose: str) -> None:
         return record_response(resolved.effective())
 
 
-_declare("/v1/profiles", "user", "the caller's")
-_declare("/v1/admin/profiles", "admin", "the system's")
+_declare("/v1/profiles", "user", "the caller's", "profile_id")
+# Named apart from a user's profile_id: the ids of one scope are never found in the other.
+_declare("/v1/admin/profiles", "admin", "the system's", "system_profile_id")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -20,10 +20,10 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    model_validator,
+    field_validator,
 )
 
-from dal.records.base import INPUT, JsonObject, ListPage, Row
+from dal.records.base import INPUT, NOT_NULL, JsonObject, ListPage, Patch, Row, not_null
 
 MAX_NAME_CHARS = 100
 MAX_SECRET_CHARS = 4096
@@ -34,7 +34,11 @@ ProfileName = Annotated[
 SecretValue = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_SECRET_CHARS, pattern="^[^\\x00]*$")
 ]
-Url = Annotated[str, StringConstraints(max_length=2000, pattern="^https?://[^\\x00\\s]+$")]
+# An http(s) URL: no control character, space or NUL.
+Url = Annotated[str, StringConstraints(max_length=2000, pattern="^https?://[^\\x00-\\x20\\x7f]+$")]
+# A short setting: 1-n characters, no NUL (jsonb cannot hold one).
+Provider = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern="^[^\\x00]+$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern="^[^\\x00]+$")]
 Source = Literal["user", "system", "environment"]
 
 _SETTINGS = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
@@ -45,9 +49,9 @@ class LlmSettings(BaseModel):
     provider's own), ``model``, ``temperature`` (0-2) and ``max_tokens``; secret ``api_key``."""
 
     model_config = _SETTINGS
-    provider: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    provider: Provider
     base_url: Url | None = None
-    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    model: ModelName
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
 
@@ -144,20 +148,16 @@ class ProfileDraft(BaseModel):
     secrets: dict[str, SecretValue] = Field(default_factory=dict)
 
 
-class ProfilePatch(BaseModel):
+class ProfilePatch(Patch):
     """Changes to a profile: ``name``; ``settings`` (replaces them whole, checked against the
     kind); ``secrets``: a secret given is set, one given as null removed, one left out kept."""
 
     model_config = INPUT
-    name: ProfileName | None = None
-    settings: JsonObject | None = None
-    secrets: dict[str, SecretValue | None] | None = None
+    name: ProfileName | None = NOT_NULL
+    settings: JsonObject | None = NOT_NULL
+    secrets: dict[str, SecretValue | None] | None = NOT_NULL
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> Self:
-        if not any(getattr(self, name) is not None for name in type(self).model_fields):
-            raise ValueError("give at least one of name, settings, secrets")
-        return self
+    _not_null = field_validator("name", "settings", "secrets")(not_null)
 
 
 class ProfileCopy(BaseModel):

@@ -199,8 +199,8 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/profiles/{profile_id}", "patch"): ("ProfilePatch", True),
         ("/v1/profiles/{profile_id}/duplicate", "post"): ("ProfileCopy", False),
         ("/v1/admin/profiles", "post"): ("ProfileDraft", True),
-        ("/v1/admin/profiles/{profile_id}", "patch"): ("ProfilePatch", True),
-        ("/v1/admin/profiles/{profile_id}/duplicate", "post"): ("ProfileCopy", False),
+        ("/v1/admin/profiles/{system_profile_id}", "patch"): ("ProfilePatch", True),
+        ("/v1/admin/profiles/{system_profile_id}/duplicate", "post"): ("ProfileCopy", False),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]
