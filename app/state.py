@@ -17,6 +17,7 @@ from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
 from dal.settings import Settings
+from dal.vault import Vault
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class AppState(TypedDict):
     uploads: UploadSlots
     # Live events for the streams (app/event_hub.py): one listener, fanned out.
     events: EventHub
+    # Encrypts and decrypts profiles' secrets (MNEMO_ENCRYPTION_KEY or DATA_DIR/encryption-key).
+    vault: Vault
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -58,6 +61,8 @@ def lifespan_for(settings: Settings) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         # Lazy: the app starts even while its database is unreachable (a container platform
         # may start it first); requests answer 503 until the database answers.
+        # First: a malformed MNEMO_ENCRYPTION_KEY stops the start, naming the setting.
+        vault = Vault.from_settings(settings)
         pool = await open_pool(settings, lazy=True)
         _log.info(
             "database pool open (%s..%s connections, connected on demand)",
@@ -76,6 +81,7 @@ def lifespan_for(settings: Settings) -> Any:
                     expected_migrations=tuple(migration_ids()),
                     uploads=UploadSlots(settings.app_max_concurrent_uploads),
                     events=events,
+                    vault=vault,
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

@@ -111,6 +111,14 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class EncryptionKeyMismatch(Unavailable):
+    """A stored secret does not decrypt with the configured key(s) (dal.vault): the key is not
+    the one it was written with. Answered 503 (the server's configuration, not the request, is
+    at fault) with code ``encryption_key_mismatch``; the message names the setting."""
+
+    code = "encryption_key_mismatch"
+
+
 class Timeout(DomainError):
     code = "timeout"
 

@@ -133,10 +133,15 @@ class Settings(BaseSettings):
     app_backups_keep: int = Field(default=10, ge=0, le=100_000)
     app_backup_timeout: float = Field(default=3600.0, gt=0, le=7 * 86_400)
 
+    # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
+    # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/
+    # encryption-key, made once (mode 0600). Losing the key loses the secrets stored with it.
+    mnemo_encryption_key: SecretStr | None = None
+
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"
 
-    @field_validator("database_url", "app_admin_token", mode="before")
+    @field_validator("database_url", "app_admin_token", "mnemo_encryption_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """``VAR=`` (as docker compose passes an unset ``${VAR:-}``) means unset, not ``""``."""

@@ -27,6 +27,7 @@ MODULES = (
     "tasks",
     "events",
     "event_streams",
+    "profiles",
 )
 
 

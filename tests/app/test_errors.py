@@ -692,6 +692,9 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, alice: Cal
         "attachment_id": MISSING_ID,
         "snapshot_id": MISSING_ID,
         "task_id": MISSING_ID,
+        "profile_id": MISSING_ID,
+        "system_profile_id": MISSING_ID,
+        "kind": "llm",
     }
     checked = 0
     for template, allowed in _route_methods(client).items():

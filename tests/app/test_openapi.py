@@ -195,6 +195,12 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/tasks", "post"): ("TaskDraft", True),
         ("/v1/tasks/{task_id}/events", "post"): ("EventBatch", True),
         ("/v1/conversations/{conversation_id}/events", "post"): ("EventBatch", True),
+        ("/v1/profiles", "post"): ("ProfileDraft", True),
+        ("/v1/profiles/{profile_id}", "patch"): ("ProfilePatch", True),
+        ("/v1/profiles/{profile_id}/duplicate", "post"): ("ProfileCopy", False),
+        ("/v1/admin/profiles", "post"): ("ProfileDraft", True),
+        ("/v1/admin/profiles/{system_profile_id}", "patch"): ("ProfilePatch", True),
+        ("/v1/admin/profiles/{system_profile_id}/duplicate", "post"): ("ProfileCopy", False),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]
@@ -366,7 +372,7 @@ def test_openapi_query_parameters_have_their_ranges(doc: Json) -> None:
 def test_openapi_user_routes_document_403_for_the_admin_token(doc: Json) -> None:
     for path, method, operation in _operations_with(doc, security=True):
         forbidden = operation["responses"]["403"]["description"]
-        if path.startswith("/v1/users"):
+        if path.startswith(("/v1/users", "/v1/admin/")):
             assert "admin token" in forbidden, (method, path)
         else:
             assert "acts for no user" in forbidden, (method, path)

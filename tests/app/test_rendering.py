@@ -165,6 +165,24 @@ def exercise(client: TestClient) -> None:
     ]:
         response = client.request(method, path, json=body, headers=me)
         assert response.status_code < 300, (path, response.text)
+    # A runtime profile: made, changed, activated, listed, copied, resolved (secrets masked).
+    draft = {
+        "kind": "llm",
+        "name": "ünï ✓",
+        "settings": {"provider": "openai", "model": "gpt-😀", "temperature": 0.7},
+        "secrets": {"api_key": "sk-rendering-0123456789-abcd"},
+    }
+    profile = client.post("/v1/profiles", json=draft, headers=me).json()
+    for method, path, body in [
+        ("GET", f"/v1/profiles/{profile['id']}", None),
+        ("PATCH", f"/v1/profiles/{profile['id']}", {"name": "ü2"}),
+        ("POST", f"/v1/profiles/{profile['id']}/activate", None),
+        ("GET", "/v1/profiles?kind=llm", None),
+        ("POST", f"/v1/profiles/{profile['id']}/duplicate", None),
+        ("GET", "/v1/profiles/llm/effective", None),
+    ]:
+        response = client.request(method, path, json=body, headers=me)
+        assert response.status_code < 300, (path, response.text)
     # Files: an upload (and the same bytes again), a message referencing it, their lists.
     upload = {**me, "Content-Type": "text/plain", "Content-Disposition": "inline; filename=a.txt"}
     for status in (201, 200):

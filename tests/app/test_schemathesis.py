@@ -54,6 +54,12 @@ _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "412", "416", "429", "5xx
 # Found in the document, so a new list is covered without an edit here.
 _OPAQUE = {"cursor"}
 _EXCLUSIVE = {"before", "after"}
+# A profile's settings and secrets are those of its kind, which a patch does not name (a
+# draft does: its schema has a variant per kind).
+_KIND_DEPENDENT = [
+    "PATCH /v1/profiles/{profile_id}",
+    "PATCH /v1/admin/profiles/{system_profile_id}",
+]
 
 
 def _opaque_or_exclusive() -> list[str]:
@@ -69,8 +75,8 @@ def _opaque_or_exclusive() -> list[str]:
 
 # The routes of each kind of token; with the other kind they answer 403 before reading
 # anything, so a few fuzzed cases show it (the coverage phase would only repeat it).
-_ADMIN_ROUTES = "^/v1/users"
-_USER_ROUTES = "^/v1/(?!users)"
+_ADMIN_ROUTES = "^/v1/(users|admin/)"
+_USER_ROUTES = "^/v1/(?!users|admin/)"
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,26 @@ def _seed(app: Starlette) -> Seeded:
             )
             assert saved.status_code == 201, saved.text
             snapshots.append(saved.json()["id"])
+        # Runtime profiles, alice's and the system's: two to read and change, two spares.
+        profiles: dict[str, list[str]] = {"/v1/profiles": [], "/v1/admin/profiles": []}
+        for base, headers in [
+            ("/v1/profiles", caller.headers),
+            ("/v1/admin/profiles", {"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+        ]:
+            for i in range(4):
+                made = client.post(
+                    base,
+                    json={
+                        "kind": "llm",
+                        "name": f"p{i}",
+                        "settings": {"provider": "openai", "model": "m"},
+                        "secrets": {"api_key": f"sk-seeded-0123456789-{i}"},
+                    },
+                    headers=headers,
+                )
+                assert made.status_code == 201, made.text
+                profiles[base].append(made.json()["id"])
+        user_profiles, system_profiles = profiles["/v1/profiles"], profiles["/v1/admin/profiles"]
     return Seeded(
         caller=caller,
         other=other,
@@ -260,6 +286,8 @@ def _seed(app: Starlette) -> Seeded:
             "attachment_id": [f["id"] for f in files],
             "snapshot_id": snapshots[:2],
             "task_id": task_ids,
+            "profile_id": user_profiles[:2],
+            "system_profile_id": system_profiles[:2],
         },
         spares={
             "user_id": [dave.id],
@@ -268,6 +296,8 @@ def _seed(app: Starlette) -> Seeded:
             "message_id": messages[3:],
             "thread_id": threads[2:],
             "snapshot_id": snapshots[2:],
+            "profile_id": user_profiles[2:],
+            "system_profile_id": system_profiles[2:],
         },
     )
 
@@ -399,7 +429,7 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                             "positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}
                         },
                     }
-                    for name in _opaque_or_exclusive()
+                    for name in [*_opaque_or_exclusive(), *_KIND_DEPENDENT]
                 ),
                 {
                     "include-path-regex": _USER_ROUTES if admin else _ADMIN_ROUTES,
@@ -523,7 +553,7 @@ def _operations(*, admin: bool) -> set[str]:
         f"{method.upper()} {path}"
         for path, item in build_openapi()["paths"].items()
         for method, operation in item.items()
-        if operation["security"] and path.startswith("/v1/users") is admin
+        if operation["security"] and path.startswith(("/v1/users", "/v1/admin/")) is admin
     }
 
 

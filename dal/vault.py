@@ -1,0 +1,83 @@
+"""The key that encrypts profiles' secrets at rest (README "Runtime profiles").
+
+Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) through a MultiFernet, so that a key
+can later be rotated: MNEMO_ENCRYPTION_KEY holds one key, or several separated by commas (the
+first encrypts, any decrypts). Unset, the key is DATA_DIR/encryption-key, created once (mode
+0600) with a new random key. Lose it and the secrets stored with it are lost.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from dal.errors import EncryptionKeyMismatch
+from dal.settings import Settings
+
+KEY_FILE = "encryption-key"
+
+
+def parse_keys(text: str) -> list[Fernet]:
+    """The Fernet keys of MNEMO_ENCRYPTION_KEY's value (comma-separated, first one encrypts);
+    ValueError naming the setting, never the value, for a malformed one."""
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    if not keys:
+        raise ValueError("MNEMO_ENCRYPTION_KEY holds no key")
+    fernets = []
+    for number, key in enumerate(keys, 1):
+        try:
+            fernets.append(Fernet(key.encode("ascii")))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError(
+                f"MNEMO_ENCRYPTION_KEY: key {number} is not a Fernet key (32 url-safe base64-"
+                "encoded bytes: Fernet.generate_key() of the cryptography package)"
+            ) from None
+    return fernets
+
+
+def key_file(data_dir: Path) -> Path:
+    """DATA_DIR/encryption-key, created (mode 0600) with a new random key if missing."""
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return path
+        with os.fdopen(fd, "w") as file:
+            file.write(Fernet.generate_key().decode("ascii") + "\n")
+    return path
+
+
+class Vault:
+    """Encrypts and decrypts secrets with the configured key(s)."""
+
+    def __init__(self, keys: list[Fernet], *, source: str) -> None:
+        self._fernet = MultiFernet(keys)
+        self.source = source  # what to name in an error: the setting or the key file
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Vault:
+        """MNEMO_ENCRYPTION_KEY's key(s), else DATA_DIR/encryption-key's (made if missing)."""
+        configured = settings.mnemo_encryption_key
+        if configured is not None:
+            return cls(parse_keys(configured.get_secret_value()), source="MNEMO_ENCRYPTION_KEY")
+        path = key_file(settings.data_dir)
+        keys = parse_keys(path.read_text())
+        return cls(keys, source=f"the key file {path} (MNEMO_ENCRYPTION_KEY is unset)")
+
+    def encrypt(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        """The secret; EncryptionKeyMismatch if the key is not the one it was stored with."""
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError):
+            raise EncryptionKeyMismatch(
+                "a stored secret does not decrypt with the configured encryption key: "
+                f"{self.source} is not the key the secrets were stored with "
+                "(set MNEMO_ENCRYPTION_KEY to that key, or set the secrets again)"
+            ) from None

@@ -1,0 +1,2 @@
+-- Back to no profiles (their secrets go with them).
+DROP TABLE profiles;
