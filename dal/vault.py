@@ -8,7 +8,9 @@ first encrypts, any decrypts). Unset, the key is DATA_DIR/encryption-key, create
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -38,16 +40,26 @@ def parse_keys(text: str) -> list[Fernet]:
 
 
 def key_file(data_dir: Path) -> Path:
-    """DATA_DIR/encryption-key, created (mode 0600) with a new random key if missing."""
+    """DATA_DIR/encryption-key, created (mode 0600) with a new random key if missing.
+
+    Several processes may start at once on one DATA_DIR: the key is written whole to a file of
+    this process's own, then linked to the final name, which either succeeds (this key is the
+    one) or finds another process's complete file (that key is the one) — never a file a
+    reader could find empty or half-written."""
     path = data_dir / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return path
-        with os.fdopen(fd, "w") as file:
-            file.write(Fernet.generate_key().decode("ascii") + "\n")
+            with os.fdopen(fd, "w") as file:
+                file.write(Fernet.generate_key().decode("ascii") + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process's key won: use it
+                os.link(draft, path)
+        finally:
+            draft.unlink(missing_ok=True)
     return path
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -282,6 +286,33 @@ def test_the_key_file_is_made_once_with_mode_0600(settings: Settings) -> None:
     token = first.encrypt("a secret")
     assert Vault.from_settings(settings).decrypt(token) == "a secret"
     assert "key file" in first.source
+
+
+def test_processes_starting_at_once_agree_on_one_key_file(tmp_path: Path) -> None:
+    """Two app processes on one DATA_DIR start together (CI caught one reading the other's
+    key file before it was written): each process makes its key whole, one wins the name,
+    and every process reads the winner's."""
+    script = (
+        "import sys, time; from pathlib import Path; from dal.vault import key_file\n"
+        "start = float(sys.argv[2])\n"
+        "while time.time() < start: pass\n"
+        "print(key_file(Path(sys.argv[1])).read_text().strip())\n"
+    )
+    for attempt in range(3):
+        data_dir = tmp_path / f"run{attempt}"
+        start = str(time.time() + 1.0)
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(data_dir), start],
+                stdout=subprocess.PIPE,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+            for _ in range(6)
+        ]
+        keys = {run.communicate(timeout=60)[0].decode().strip() for run in runs}
+        assert all(run.returncode == 0 for run in runs)
+        assert len(keys) == 1 and parse_keys(keys.pop())
+        assert [p.name for p in data_dir.iterdir()] == [KEY_FILE]  # no draft left behind
 
 
 def test_the_configured_key_wins_and_rotation_reads_old_secrets(settings: Settings) -> None:
