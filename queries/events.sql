@@ -12,6 +12,7 @@
 -- with NULL event columns: nothing after $3.
 -- returns: columns seq, type, payload, created_at, last_seq
 -- uses: conversation_members_pkey, conversations_pkey, conversation_events_pkey
+-- uses: conversation_members_joined_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after int8
@@ -35,7 +36,7 @@ SELECT e.seq, e.type, e.payload, e.created_at, c.last_event_seq AS last_seq
 -- no such task of the caller's ($1; NULL: any task, a worker's read). One row with NULL event
 -- columns: nothing after $3.
 -- returns: columns seq, type, payload, created_at, last_seq
--- uses: tasks_pkey, task_events_pkey
+-- uses: tasks_pkey, task_events_pkey, tasks_user_idx
 -- $1 user_id uuid               NULL: unscoped
 -- $2 task_id uuid
 -- $3 after int8
@@ -87,7 +88,7 @@ SELECT seq, type, payload, created_at
 -- forbidden = true: the member may not append (nothing written). No row: the conversation
 -- is missing or the caller is not a member.
 -- returns: Event + forbidden
--- uses: conversation_members_pkey, conversations_pkey
+-- uses: conversation_members_pkey, conversations_pkey, conversation_members_joined_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 types text[]
@@ -123,7 +124,7 @@ SELECT NULL, NULL, NULL, NULL, true
 -- Append events ($3 types and $4 payloads, in order) to task $2's log: the owner's ($1) or,
 -- with $1 NULL, a worker's. Rows: the events written. No row: no such task (of the owner's).
 -- returns: Event
--- uses: tasks_pkey
+-- uses: tasks_pkey, tasks_user_idx
 -- $1 user_id uuid               NULL: unscoped
 -- $2 task_id uuid
 -- $3 types text[]
