@@ -12,7 +12,7 @@
 -- with NULL event columns: nothing after $3.
 -- returns: columns seq, type, payload, created_at, last_seq
 -- uses: conversation_members_pkey, conversations_pkey, conversation_events_pkey
--- uses: conversation_members_joined_idx
+-- uses: conversation_members_joined_idx, conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 after int8
@@ -89,6 +89,7 @@ SELECT seq, type, payload, created_at
 -- is missing or the caller is not a member.
 -- returns: Event + forbidden
 -- uses: conversation_members_pkey, conversations_pkey, conversation_members_joined_idx
+-- uses: conversation_members_user_idx
 -- $1 user_id uuid
 -- $2 conversation_id uuid
 -- $3 types text[]

@@ -68,10 +68,16 @@ def _indexes(nodes: list[dict[str, Any]], table: str) -> set[str]:
 
 
 def assert_member_found(nodes: list[dict[str, Any]]) -> None:
-    """The caller's membership, by either index led by the conversation (both find the pair
-    at once: the planner picks by the seeded statistics)."""
+    """The caller's membership, by any of the indexes that find the (conversation, user) pair
+    at once: the key, the members' (conversation first) or the user's (user_id,
+    conversation_id, with the role); the planner picks by the seeded statistics and the
+    server's version."""
     used = _indexes(nodes, "conversation_members")
-    assert used & {"conversation_members_pkey", "conversation_members_joined_idx"}, nodes
+    assert used & {
+        "conversation_members_pkey",
+        "conversation_members_joined_idx",
+        "conversation_members_user_idx",
+    }, nodes
 
 
 def assert_task_found(nodes: list[dict[str, Any]]) -> None:
