@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -199,7 +199,85 @@ def parser() -> argparse.ArgumentParser:
         help="time running handlers get to finish on stop (default 30)",
     )
     worker.add_argument("--id", metavar="NAME", help="the worker's name (default host:pid:random)")
+    profiles_parser(commands)
     return top
+
+
+def profiles_parser(commands: Any) -> None:
+    """``mnemo profiles`` and its commands, on the top parser's subparsers."""
+    group = commands.add_parser(
+        "profiles",
+        help="manage runtime profiles (LLM, RSSHub...): the system's, or a user's with --user",
+        description="Manage runtime profiles, as /v1/profiles and /v1/admin/profiles do: the "
+        "system's, or those of the user named by --user. Answers are JSON, secrets masked. "
+        "Secret values are read from standard input, one line per --secret, never from the "
+        "command line.",
+    ).add_subparsers(dest="profiles_command", metavar="COMMAND", required=True)
+
+    def command(name: str, text: str) -> Any:
+        sub = group.add_parser(name, help=text, description=text)
+        sub.add_argument(
+            "--user", metavar="USERNAME", help="the user's profiles (default: the system's)"
+        )
+        return sub
+
+    listed = command("list", "list profiles, by kind then name")
+    listed.add_argument("--kind", help="only this kind (llm, rsshub...)")
+    listed.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+
+    created = command("create", "create a profile; prints it")
+    created.add_argument("kind", help="llm, rsshub, or a registered kind")
+    created.add_argument("name")
+    created.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting (repeat; VALUE as JSON if it parses: 0.2, true, null)",
+    )
+    created.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a secret (e.g. api_key), its value read from standard input (repeat: a line each)",
+    )
+    created.add_argument(
+        "--activate", action="store_true", help="make it the active one of its kind"
+    )
+
+    updated = command("update", "change a profile; a secret not given is kept")
+    updated.add_argument("profile_id")
+    updated.add_argument("--name")
+    updated.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the settings, replaced whole by those given (repeat)",
+    )
+    updated.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="set a secret, its value read from standard input (repeat: a line each)",
+    )
+    updated.add_argument("--remove-secret", action="append", default=[], metavar="NAME")
+
+    for name, text in (
+        ("show", "print a profile"),
+        ("activate", "make a profile the active one of its kind (the previous one is deactivated)"),
+        ("delete", "delete a profile"),
+    ):
+        command(name, text).add_argument("profile_id")
+
+    effective = command(
+        "effective",
+        "what a kind resolves to: the user's active profile, else the system's, else the "
+        "environment (secrets masked)",
+    )
+    effective.add_argument("kind")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +326,10 @@ def run(args_list: list[str]) -> int:
             return attachments_cli.collect(
                 settings, grace=args.grace, batch=args.batch, dry_run=args.dry_run
             )
+        if args.command == "profiles":
+            from app import profiles_cli
+
+            return profiles_cli.run(settings, args)
         if args.command == "worker":
             from app import worker_cli
 

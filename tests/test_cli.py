@@ -82,6 +82,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         "import",
         "attachments",
         "worker",
+        "profiles",
     ):
         assert command in done.stdout
     assert "Uvicorn running" not in done.stdout + done.stderr
@@ -102,6 +103,11 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["attachments"],
         ["attachments", "gc"],
         ["worker"],
+        ["profiles"],
+        ["profiles", "list"],
+        ["profiles", "create"],
+        ["profiles", "update"],
+        ["profiles", "effective"],
     ],
     ids=" ".join,
 )
