@@ -9,10 +9,12 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -162,7 +164,7 @@ INVERTED = {
 
 
 def test_apply_follows_dependencies_even_if_migrations_are_read_again_meanwhile(
-    empty_database_url: str, tmp_path: Path
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, directory)
@@ -177,8 +179,19 @@ def test_apply_follows_dependencies_even_if_migrations_are_read_again_meanwhile(
             held.enter_context(holder.lock())
             # apply() reads its migrations, then waits for the lock; meanwhile the same
             # process reads them again (a second apply, yoyo itself...).
+            # Once apply() has read them (a loaded machine may take seconds to get there):
+            read_done = threading.Event()
+            reading = migrate.read
+
+            def read_and_say(directory: Path | None = None) -> Any:
+                migrations = reading(directory)
+                read_done.set()
+                return migrations
+
+            monkeypatch.setattr(migrate, "read", read_and_say)
             run = pool.submit(migrate.apply, empty_database_url, directory=directory)
-            time.sleep(1)
+            assert read_done.wait(timeout=120), "apply() never read its migrations"
+            time.sleep(0.2)  # on its way to the lock
             read_migrations(str(directory))
             held.close()
             applied = run.result(timeout=120)
