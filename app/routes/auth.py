@@ -177,7 +177,7 @@ async def refresh(request: Request[AppState]) -> Response:
     body=LogoutRequest,
     body_optional=True,
     status=204,
-    errors=(401,),
+    errors=(401, 403),  # 403: the admin token, which has no session
 )
 async def logout(request: Request[AppState]) -> Response:
     body = await body_of(request, LogoutRequest)
