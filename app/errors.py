@@ -31,21 +31,53 @@ RETRY_AFTER_SECONDS = 2
 
 
 class Unauthorized(DomainError):
-    """No token, or one that authorizes nothing (invalid, revoked, expired, user deactivated)."""
+    """No token, or one that authorizes nothing (invalid, revoked, expired, user deactivated);
+    or credentials that sign nobody in. ``code`` may say which (token_expired,
+    invalid_credentials, refresh_token_reused...)."""
 
     code = "unauthorized"
 
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
 
 class Forbidden(DomainError):
-    """A valid token that may not do this (the admin token on a user's route, or the reverse)."""
+    """A valid token that may not do this (the admin token on a user's route, or the reverse);
+    ``code`` may say why (signup_closed)."""
 
     code = "forbidden"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class Busy(Unavailable):
+    """This process is doing as much of something costly as it may (hashing passwords): 503
+    with Retry-After, code ``busy``."""
+
+    code = "busy"
+
+
+class LoginLocked(DomainError):
+    """Sign-ins of this username from this address are locked for ``retry_after`` seconds
+    (README "Identity"): 429 with Retry-After; the password was not checked."""
+
+    code = "login_locked"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # Looked up along the class hierarchy, most specific first (StaleVersion before Conflict).
 STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     OverLimit: 429,
+    LoginLocked: 429,
     NotPermitted: 403,
     StaleVersion: 412,
     Conflict: 409,
@@ -101,6 +133,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(exc, LoginLocked):
+        headers["Retry-After"] = str(max(1, exc.retry_after))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     if status == 413:

@@ -67,6 +67,7 @@ _FORBIDDEN = {
         "conversation may not do this (code forbidden)"
     ),
     "admin": "Only the admin token may do this (a user's token is refused)",
+    "none": "Refused by the server's settings (sign-up closed: code signup_closed)",
 }
 _ERROR_HEADERS = {401: (WWW_AUTHENTICATE,), 503: (RETRY_AFTER,)}
 _UUID: Json = {"type": "string", "format": "uuid"}

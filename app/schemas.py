@@ -37,6 +37,21 @@ class TokenCreated(BaseModel):
     token: str
 
 
+class Tokens(BaseModel):
+    """A signed-in session's tokens: ``access_token`` for ``Authorization: Bearer``,
+    ``refresh_token`` (shown this once) to get the next pair."""
+
+    model_config = _OUT
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    # Seconds the access token is valid.
+    expires_in: int
+    refresh_token: str
+    # Seconds the refresh token is valid unless used (each refresh moves it again).
+    refresh_expires_in: int
+    user: User
+
+
 class Health(BaseModel):
     model_config = _OUT
     status: Literal["ok", "unavailable", "migrations_pending"]

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from app import event_hub
 from app.event_hub import EventHub
+from app.identity import Identity, running
 from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
@@ -54,6 +55,8 @@ class AppState(TypedDict):
     events: EventHub
     # Encrypts and decrypts profiles' secrets (MNEMO_ENCRYPTION_KEY or DATA_DIR/encryption-key).
     vault: Vault
+    # Password sign-in (app/identity.py): the clock, the hasher, the access tokens' key.
+    identity: Identity
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -63,6 +66,7 @@ def lifespan_for(settings: Settings) -> Any:
         # may start it first); requests answer 503 until the database answers.
         # First: a malformed MNEMO_ENCRYPTION_KEY stops the start, naming the setting.
         vault = Vault.from_settings(settings)
+        identity = Identity.from_settings(settings)
         pool = await open_pool(settings, lazy=True)
         _log.info(
             "database pool open (%s..%s connections, connected on demand)",
@@ -73,6 +77,7 @@ def lifespan_for(settings: Settings) -> Any:
             async with (
                 listening(TokenCache(settings, pool)) as tokens,
                 event_hub.listening(EventHub(settings, pool)) as events,
+                running(identity),
             ):
                 yield AppState(
                     pool=pool,
@@ -82,6 +87,7 @@ def lifespan_for(settings: Settings) -> Any:
                     uploads=UploadSlots(settings.app_max_concurrent_uploads),
                     events=events,
                     vault=vault,
+                    identity=identity,
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

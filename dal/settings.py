@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -138,11 +138,57 @@ class Settings(BaseSettings):
     # encryption-key, made once (mode 0600). Losing the key loses the secrets stored with it.
     mnemo_encryption_key: SecretStr | None = None
 
+    # Identity (README "Identity"): password sign-in, access tokens (JWTs) and refresh tokens.
+    # The key signing access tokens (HS256), at least 32 characters; unset: DATA_DIR/jwt-key,
+    # made once (mode 0600). Changing it signs every access token out (not the sessions: their
+    # refresh tokens still get new ones). Every process of one deployment needs the same key.
+    app_jwt_secret: SecretStr | None = None
+    # Seconds an access token (JWT) is valid, and a session (its refresh token) unused: each
+    # refresh moves the session's end this far again.
+    app_access_token_seconds: int = Field(default=900, ge=1, le=86_400)
+    app_refresh_token_seconds: int = Field(default=30 * 86_400, ge=60, le=3650 * 86_400)
+    # Whether POST /v1/auth/signup creates users (open) or answers 403 (closed).
+    app_signup: Literal["closed", "open"] = "closed"
+    # Argon2id's parameters for new password hashes (a hash made with others is redone at its
+    # next sign-in). The defaults are RFC 9106's second recommended option, argon2-cffi's own:
+    # 3 passes over 64 MiB with 4 lanes (~50 ms and 64 MiB per hash on a current core).
+    app_argon2_time_cost: int = Field(default=3, ge=1, le=100)
+    app_argon2_memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024)
+    app_argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    # Password hashes computed at once per process (each in a thread; 0: one per CPU), and
+    # seconds a sign-in waits for a free slot before 503 busy (with Retry-After).
+    app_max_concurrent_hashes: int = Field(default=0, ge=0, le=1024)
+    app_hash_wait_seconds: float = Field(default=5.0, gt=0, le=600)
+    # The lockout (README "Identity"): per (username, client address), the first
+    # APP_LOGIN_FREE_FAILURES failed sign-ins are free; each one after locks the pair for
+    # APP_LOGIN_LOCK_SECONDS, doubled for each further failure, at most
+    # APP_LOGIN_MAX_LOCK_SECONDS (429 login_locked meanwhile, the password not checked). A
+    # pair's count is forgotten APP_LOGIN_FAILURE_WINDOW_SECONDS after its last failure.
+    app_login_free_failures: int = Field(default=5, ge=0, le=1000)
+    app_login_lock_seconds: float = Field(default=1.0, gt=0, le=86_400)
+    app_login_max_lock_seconds: float = Field(default=900.0, gt=0, le=7 * 86_400)
+    app_login_failure_window_seconds: int = Field(default=86_400, ge=1, le=365 * 86_400)
+
     # Where the embedded PostgreSQL keeps its data and the generated admin token live.
     data_dir: Path = PROJECT_DIR / ".data"
 
-    @field_validator("database_url", "app_admin_token", "mnemo_encryption_key", mode="before")
+    @field_validator(
+        "database_url", "app_admin_token", "mnemo_encryption_key", "app_jwt_secret", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """``VAR=`` (as docker compose passes an unset ``${VAR:-}``) means unset, not ``""``."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("app_jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("APP_JWT_SECRET must hold at least 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _argon2_memory(self) -> Self:
+        if self.app_argon2_memory_kib < 8 * self.app_argon2_parallelism:
+            raise ValueError("APP_ARGON2_MEMORY_KIB must be at least 8 x APP_ARGON2_PARALLELISM")
+        return self

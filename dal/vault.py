@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -39,28 +40,32 @@ def parse_keys(text: str) -> list[Fernet]:
     return fernets
 
 
-def key_file(data_dir: Path) -> Path:
-    """DATA_DIR/encryption-key, created (mode 0600) with a new random key if missing.
+def secret_file(path: Path, make: Callable[[], str]) -> Path:
+    """``path``, created (mode 0600) holding ``make()`` and a newline if missing.
 
-    Several processes may start at once on one DATA_DIR: the key is written whole to a file of
-    this process's own, then linked to the final name, which either succeeds (this key is the
-    one) or finds another process's complete file (that key is the one) — never a file a
-    reader could find empty or half-written."""
-    path = data_dir / KEY_FILE
+    Several processes may start at once on one DATA_DIR: the secret is written whole to a file
+    of this process's own, then linked to the final name, which either succeeds (this secret is
+    the one) or finds another process's complete file (that secret is the one) — never a file
+    a reader could find empty or half-written."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w") as file:
-                file.write(Fernet.generate_key().decode("ascii") + "\n")
+                file.write(make() + "\n")
                 file.flush()
                 os.fsync(file.fileno())
-            with contextlib.suppress(FileExistsError):  # another process's key won: use it
+            with contextlib.suppress(FileExistsError):  # another process's secret won: use it
                 os.link(draft, path)
         finally:
             draft.unlink(missing_ok=True)
     return path
+
+
+def key_file(data_dir: Path) -> Path:
+    """DATA_DIR/encryption-key, created (mode 0600) with a new random key if missing."""
+    return secret_file(data_dir / KEY_FILE, lambda: Fernet.generate_key().decode("ascii"))
 
 
 class Vault:

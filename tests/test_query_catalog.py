@@ -58,6 +58,8 @@ VERB_PREFIXES = (
     "heartbeat_",
     "complete_",
     "fail_",
+    # a refresh token (queries/identity.sql): used up and replaced in one statement
+    "rotate_",
 )
 
 
@@ -307,5 +309,7 @@ async def test_every_index_of_the_schema_is_there_for_a_named_query(conn: Any) -
     constraints |= {"conversation_rights_pkey"}
     # The legal task transitions (six rows, read by the trigger mnemo_task_row).
     constraints |= {"task_transitions_pkey"}
+    # One current refresh token per session (queries/identity.sql rotate_refresh_token).
+    constraints |= {"refresh_tokens_one_current"}
     assert constraints <= indexes
     assert sorted(indexes - used - constraints) == []

@@ -12,6 +12,7 @@ from app.endpoints import Endpoint, Endpoints
 MODULES = (
     "health",
     "users",
+    "auth",
     "conversations",
     "messages",
     "branches",
