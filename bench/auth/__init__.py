@@ -7,12 +7,13 @@ token (issue 13).
    latency on one thread, verifications per second on one thread and on ``os.cpu_count()``
    threads, and the memory one hash (and ``os.cpu_count()`` at once) holds.
 2. Login over HTTP (``served.py``): ``POST /v1/auth/login`` with valid credentials from
-   ``--auth-clients`` concurrent clients against a Mnemo server process: logins/s, p50, p95.
+   ``--auth-login-clients`` concurrent clients against a Mnemo server process: logins/s, p50,
+   p95, and the 503 busy answers of logins that waited too long for a hash slot.
 3. JWT against API token (``served.py``): ``GET /v1/me`` with a user's access token and with
-   the same user's API token, the two taking turns within each round: requests/s, p50, the
-   server's CPU per request, and the statements the server sent to PostgreSQL per request in
-   the steady state (counted in the server's driver, bench/http/serve.py), whose target is 0
-   for both.
+   the same user's API token from ``--auth-clients`` clients, taking turns within each round:
+   requests/s, p50, p95, the server's CPU per request, and the statements the server sent to
+   PostgreSQL per request in the steady state (counted in the server's driver,
+   bench/http/serve.py), whose target is 0 for both.
 
 Parts 2 and 3 are skipped, with a line saying so, where the app has no ``/v1/auth/login``.
 Within each round the contenders take turns (the order alternating); tables show medians.
@@ -33,7 +34,8 @@ from dal.settings import Settings
 DEFAULTS: dict[str, tuple[int, int, str]] = {
     "auth_hashes": (20, 5, "Argon2 verifications per parameter set per round (a fifth for 2 GiB)"),
     "auth_logins": (200, 40, "logins per round (all clients together)"),
-    "auth_clients": (8, 8, "concurrent login clients, and clients of the JWT/token requests"),
+    "auth_login_clients": (4, 4, "concurrent login clients"),
+    "auth_clients": (8, 8, "concurrent clients of the JWT and API-token requests"),
     "auth_requests": (4000, 1000, "GET /v1/me requests per contender per round"),
 }
 PACKAGES = ("argon2-cffi", "argon2-cffi-bindings", "httpx", "uvicorn", "starlette")
@@ -52,13 +54,11 @@ class Outcome:
 
 def configured() -> hashing.Parameters:
     settings = Settings()
-    # Until identity lands: argon2-cffi's own defaults stand in for the settings.
-    fallback = hashing.PasswordHasher()
     return hashing.Parameters(
         "configured",
-        getattr(settings, "app_argon2_time_cost", fallback.time_cost),
-        getattr(settings, "app_argon2_memory_kib", fallback.memory_cost),
-        getattr(settings, "app_argon2_parallelism", fallback.parallelism),
+        settings.app_argon2_time_cost,
+        settings.app_argon2_memory_kib,
+        settings.app_argon2_parallelism,
     )
 
 

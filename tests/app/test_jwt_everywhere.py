@@ -21,7 +21,7 @@ import base64
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,11 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from app import create_app
 from app.endpoints import Endpoint
+from app.identity import Identity
 from app.routes import ENDPOINTS
 from dal.settings import Settings
-from tests.app.conftest import MISSING_ID, Json, auth, make_user, text_part
+from tests.app.conftest import ADMIN, MISSING_ID, Json, auth, make_user, text_part
 
 PASSWORD = "twin scenes, one user"
 USER_ROUTES = [e for e in ENDPOINTS if e.auth == "user"]
@@ -106,6 +106,11 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/v1/profiles"): lambda s: _profile(f"{s.name} second"),
     ("PATCH", "/v1/profiles/{profile_id:uuid}"): lambda s: {"name": f"{s.name} renamed"},
     ("POST", "/v1/profiles/{profile_id:uuid}/duplicate"): lambda s: {"name": f"{s.name} copy"},
+    # The same password again: what is checked is who the caller is (their current password).
+    ("POST", "/v1/auth/password"): lambda s: {
+        "current_password": PASSWORD,
+        "new_password": PASSWORD,
+    },
 }
 QUERIES: dict[tuple[str, str], str] = {
     ("GET", "/v1/search/messages"): "q=hello",
@@ -158,9 +163,7 @@ def build_scene(client: TestClient, headers: dict[str, str], name: str, other: s
     )
     assert upload.status_code in (200, 201), upload.text  # 200: the same bytes again
     thread = f"{name}-thread"
-    state = client.put(
-        f"/v1/threads/{thread}/state", json={"values": {"n": 1}}, headers=headers
-    )
+    state = client.put(f"/v1/threads/{thread}/state", json={"values": {"n": 1}}, headers=headers)
     assert state.status_code in (200, 201), state.text
     checkpoint = client.get(f"/v1/threads/{thread}/state", headers=headers).json()
     profile = post("/v1/profiles", _profile(name))["id"]
@@ -225,13 +228,10 @@ def call(client: TestClient, endpoint: Endpoint, scene: Scene, headers: dict[str
 
 
 @pytest.fixture
-def app_client(settings: Settings) -> Iterator[TestClient]:
+def settings(settings: Settings) -> Settings:
     # Cheap Argon2: a login per route.
-    cheap = settings.model_copy(
-        update={"app_argon2_time_cost": 1, "app_argon2_memory_kib": 64, "app_argon2_parallelism": 1}
-    )
-    with TestClient(create_app(cheap)) as client:
-        yield client
+    cheap = {"app_argon2_time_cost": 1, "app_argon2_memory_kib": 64, "app_argon2_parallelism": 1}
+    return settings.model_copy(update=cheap)
 
 
 def login(client: TestClient, username: str) -> str:
@@ -241,18 +241,19 @@ def login(client: TestClient, username: str) -> str:
     return access
 
 
-def set_password(client: TestClient, token: str) -> None:
-    response = client.post(
-        "/v1/auth/password", json={"new_password": PASSWORD}, headers=auth(token)
+def make_password_user(client: TestClient, username: str) -> tuple[Json, str]:
+    """A user with PASSWORD as their password, and their API token."""
+    user, token = make_user(client, username)
+    response = client.put(
+        f"/v1/users/{user['id']}/password", json={"password": PASSWORD}, headers=ADMIN
     )
-    assert response.status_code in (200, 204), response.text
+    assert response.status_code == 204, response.text
+    return user, token
 
 
-def test_every_user_route_answers_a_jwt_as_the_api_token(app_client: TestClient) -> None:
-    client = app_client
-    _, token = make_user(client, "twin")
+def test_every_user_route_answers_a_jwt_as_the_api_token(client: TestClient) -> None:
+    _, token = make_password_user(client, "twin")
     other, _ = make_user(client, "other")
-    set_password(client, token)
     scenes = {
         name: build_scene(client, auth(token), name, other["id"]) for name in ("jwt", "token")
     }
@@ -273,6 +274,12 @@ def test_every_user_route_answers_a_jwt_as_the_api_token(app_client: TestClient)
     assert len(answers) == len(USER_ROUTES)
 
 
+def identity(client: TestClient) -> Identity:
+    state: Any = client.app_state  # the lifespan's state, as the routes see it
+    found: Identity = state["identity"]
+    return found
+
+
 def _tampered(jwt: str) -> str:
     """The same token with its claims changed (another subject), the signature kept."""
     head, claims, signature = jwt.split(".")
@@ -282,25 +289,25 @@ def _tampered(jwt: str) -> str:
     return f"{head}.{forged}.{signature}"
 
 
-def test_a_bad_jwt_is_401_on_every_user_route(app_client: TestClient) -> None:
-    client = app_client
-    _, token = make_user(client, "twin")
-    set_password(client, token)
+def test_a_bad_jwt_is_401_on_every_user_route(client: TestClient, settings: Settings) -> None:
+    make_password_user(client, "twin")
     jwt = login(client, "twin")
     scene = Scene("none", dict.fromkeys(("kind",), "llm"))
     scene.ids.update(
-        (name, MISSING_ID)
-        for e in USER_ROUTES
-        for name in _PARAM.findall(e.path)
-        if name != "kind"
+        (name, MISSING_ID) for e in USER_ROUTES for name in _PARAM.findall(e.path) if name != "kind"
     )
     scene.ids["import_id"] = MISSING_ID
     bad = {
         "garbage": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.not-a-signature",
         "tampered": _tampered(jwt),
     }
+    assert client.get("/v1/me", headers=auth(jwt)).status_code == 200
     for name, value in bad.items():
         for endpoint in USER_ROUTES:
             status = call(client, endpoint, scene, auth(value))
             assert status == 401, (name, endpoint.method, endpoint.path, status)
-    assert client.get("/v1/me", headers=auth(jwt)).status_code == 200
+    # Expired: the app's clock moved past the token's expiry (APP_ACCESS_TOKEN_SECONDS).
+    identity(client).clock.advance(settings.app_access_token_seconds + 1)
+    for endpoint in USER_ROUTES:
+        status = call(client, endpoint, scene, auth(jwt))
+        assert status == 401, ("expired", endpoint.method, endpoint.path, status)
