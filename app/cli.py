@@ -117,6 +117,18 @@ def parser() -> argparse.ArgumentParser:
     )
     create.add_argument("username")
     create.add_argument("--display-name", help="the user's display name")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help='also set their password, read from stdin\'s first line (README "Identity")',
+    )
+    password = users.add_parser(
+        "password",
+        help="set a user's password (their sign-in sessions end)",
+        description="Set USERNAME's password: stdin's first line when stdin is no terminal, "
+        "else typed twice without echo. Their sign-in sessions are signed out.",
+    )
+    password.add_argument("username")
 
     export = commands.add_parser(
         "export",
@@ -261,7 +273,11 @@ def run(args_list: list[str]) -> int:
                 grace=args.grace,
                 worker_id=args.id,
             )
-        return create_user(settings, args.username, args.display_name)
+        if args.users_command == "password":
+            from app import identity_cli
+
+            return identity_cli.set_password(settings, args.username)
+        return create_user(settings, args.username, args.display_name, args.password_stdin)
 
 
 def serve(settings: Settings, *, migrate_first: bool) -> int:
@@ -342,10 +358,13 @@ def yoyo(args: list[str], settings: Settings) -> int:
         return int(yoyo_main([*argv, "--database", migrate.yoyo_url(url)]) or 0)
 
 
-def create_user(settings: Settings, username: str, display_name: str | None) -> int:
+def create_user(
+    settings: Settings, username: str, display_name: str | None, password_stdin: bool = False
+) -> int:
     import dal
+    from app import identity_cli
     from app.schemas import UserCreated
-    from dal.gateways import users
+    from dal.gateways import identity, users
     from dal.records.users import UserDraft
 
     try:
@@ -354,10 +373,25 @@ def create_user(settings: Settings, username: str, display_name: str | None) -> 
         messages = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"mnemo: {messages}", file=sys.stderr)
         return 2
+    password_hash = None
+    if password_stdin:
+        try:
+            password = identity_cli.read_password()
+        except identity_cli.PasswordRefused as exc:
+            print(f"mnemo: {exc}", file=sys.stderr)
+            return 2
+        password_hash = identity_cli.hash_password(settings, password)
 
     async def run(url: str) -> UserCreated:
         async with dal.connect(settings.model_copy(update={"database_url": url})) as db:
             created = await users.create_user(db, draft=draft)
+            if password_hash is not None:
+                await identity.upsert_password(
+                    db,
+                    user_id=created.user.id,
+                    password_hash=password_hash,
+                    now=created.user.created_at,
+                )
         return UserCreated(
             user=created.user, token=created.token.secret, token_id=created.token.token.id
         )

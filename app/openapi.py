@@ -67,7 +67,10 @@ _FORBIDDEN = {
         "conversation may not do this (code forbidden)"
     ),
     "admin": "Only the admin token may do this (a user's token is refused)",
-    "none": "Refused by the server's settings (sign-up closed: code signup_closed)",
+    "none": (
+        "Refused: sign-up is closed (code signup_closed), or the admin token was sent where a "
+        "user's session is meant"
+    ),
 }
 _ERROR_HEADERS = {401: (WWW_AUTHENTICATE,), 503: (RETRY_AFTER,)}
 _UUID: Json = {"type": "string", "format": "uuid"}

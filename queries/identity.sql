@@ -235,18 +235,17 @@ DELETE FROM login_failures WHERE username = $1 AND client = $2;
 -- $1 stale_before timestamptz
 -- $2 now timestamptz
 -- $3 limit int8
-WITH stale AS (
-    SELECT username, client
-      FROM login_failures
-     WHERE last_failed_at < $1
-       AND (locked_until IS NULL OR locked_until <= $2)
-     ORDER BY last_failed_at
-     LIMIT $3
-), deleted AS (
-    DELETE FROM login_failures AS f
-     USING stale
-     WHERE f.username = stale.username
-       AND f.client = stale.client
+-- (By ctid: a join to the pairs would be hashed over the whole table by the generic plan, which
+-- does not know $3 is small. A row changed meanwhile has another ctid and is left for later.)
+WITH deleted AS (
+    DELETE FROM login_failures
+     WHERE ctid = ANY (ARRAY(
+               SELECT ctid
+                 FROM login_failures
+                WHERE last_failed_at < $1
+                  AND (locked_until IS NULL OR locked_until <= $2)
+                ORDER BY last_failed_at
+                LIMIT $3))
     RETURNING 1
 )
 SELECT count(*) FROM deleted;

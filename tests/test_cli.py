@@ -97,6 +97,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["db-url"],
         ["users"],
         ["users", "create"],
+        ["users", "password"],
         ["export"],
         ["import"],
         ["attachments"],
@@ -200,6 +201,58 @@ def test_mnemo_users_create_prints_the_user_and_a_working_token(
     taken = mnemo("users", "create", "carol", env={"DATABASE_URL": database_url})
     assert taken.returncode == 1
     assert "taken" in taken.stderr and taken.stdout == ""
+
+
+def _mnemo_fed(stdin: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``mnemo`` with ``stdin`` as its standard input (a pipe: no terminal)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_"))}
+    return subprocess.run(
+        [MNEMO, *args],
+        cwd=ROOT,
+        env={**clean, "DATABASE_URL": "", **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_mnemo_users_password_sets_it_from_stdin_and_ends_the_sessions(
+    database_url: str, settings: Settings
+) -> None:
+    env = {"DATABASE_URL": database_url, "APP_ARGON2_MEMORY_KIB": "64"}
+    created = _mnemo_fed("first password\n", "users", "create", "dora", "--password-stdin", env=env)
+    assert created.returncode == 0, created.stderr
+    login = "/v1/auth/login"
+    with TestClient(create_app(settings)) as client:
+        first = client.post(login, json={"username": "dora", "password": "first password"})
+        assert first.status_code == 200, first.text
+        done = _mnemo_fed("second password\r\n", "users", "password", "Dora", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "1 session(s) signed out" in done.stdout
+        refresh = {"refresh_token": first.json()["refresh_token"]}
+        assert client.post("/v1/auth/refresh", json=refresh).status_code == 401
+        assert (
+            client.post(login, json={"username": "dora", "password": "first password"}).status_code
+            == 401
+        )
+        assert (
+            client.post(login, json={"username": "dora", "password": "second password"}).status_code
+            == 200
+        )
+        for refused, status, says in [
+            ("short\n", 2, "at least 8 characters"),
+            ("x" * 1025 + "\n", 2, "at most 1024 characters"),
+            ("", 2, "at least 8 characters"),
+        ]:
+            done = _mnemo_fed(refused, "users", "password", "dora", env=env)
+            assert done.returncode == status and says in done.stderr, done.stderr
+        missing = _mnemo_fed("a fine password\n", "users", "password", "nobody", env=env)
+        assert missing.returncode == 1 and "no user" in missing.stderr
+        assert (
+            client.post(login, json={"username": "dora", "password": "second password"}).status_code
+            == 200
+        )
 
 
 def test_mnemo_users_create_refuses_a_bad_username_before_the_database(tmp_path: Path) -> None:

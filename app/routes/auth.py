@@ -16,6 +16,7 @@ from app.auth import bearer_token, caller, current_user, session_id
 from app.endpoints import RETRY_AFTER, Answer, Endpoints, body_of
 from app.errors import Forbidden, LoginLocked, Unauthorized
 from app.responses import no_content, record_response
+from app.routes.users import username_schema
 from app.schemas import ErrorBody, Tokens
 from app.state import AppState
 from dal.database import transaction
@@ -176,7 +177,7 @@ async def refresh(request: Request[AppState]) -> Response:
     body=LogoutRequest,
     body_optional=True,
     status=204,
-    errors=(401,),
+    errors=(401, 403),  # 403: the admin token, which has no session
 )
 async def logout(request: Request[AppState]) -> Response:
     body = await body_of(request, LogoutRequest)
@@ -207,14 +208,15 @@ async def logout(request: Request[AppState]) -> Response:
     "Create an account with a password and sign in (APP_SIGNUP=open; 403 signup_closed else)",
     auth="none",
     body=Signup,
+    body_schema=username_schema,
     response=Tokens,
     status=201,
     errors=(403, 409),
 )
 async def signup(request: Request[AppState]) -> Response:
+    body = await body_of(request, Signup)  # a bad body is 4xx either way
     if request.state["settings"].app_signup != "open":
         raise Forbidden("sign-up is closed on this server (APP_SIGNUP)", code="signup_closed")
-    body = await body_of(request, Signup)
     state = request.state["identity"]
     password_hash = await state.passwords.hash(body.password)
     now = state.clock.now()

@@ -40,7 +40,8 @@ def _max_expires_in(field: str) -> Callable[[Json, Settings], None]:
     return refine
 
 
-def _user_draft(schema: Json, settings: Settings) -> None:
+def username_schema(schema: Json, settings: Settings) -> None:
+    """The rule of ``username`` (dal.records.users.Username), which a validator checks."""
     username = schema["properties"]["username"]
     # Stored trimmed and lower-cased.
     username["pattern"] = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\s*$"
@@ -48,6 +49,10 @@ def _user_draft(schema: Json, settings: Settings) -> None:
         "1-64 letters, digits, '_', '.', '-', starting with a letter or digit; "
         "case-insensitive (stored lower-cased)"
     )
+
+
+def _user_draft(schema: Json, settings: Settings) -> None:
+    username_schema(schema, settings)
     _max_expires_in("token_expires_in")(schema, settings)
 
 

@@ -55,6 +55,12 @@ def writes(client: TestClient, alice: Caller) -> list[tuple[str, str, dict[str, 
         ("PATCH", f"{conv}/messages/{message['id']}", alice.headers),
         ("POST", f"{conv}/events", alice.headers),
         ("POST", f"/v1/tasks/{task['id']}/events", alice.headers),
+        ("POST", "/v1/auth/login", {}),
+        ("POST", "/v1/auth/refresh", {}),
+        ("POST", "/v1/auth/logout", {}),
+        ("POST", "/v1/auth/signup", {}),
+        ("POST", "/v1/auth/password", alice.headers),
+        ("PUT", f"/v1/users/{alice.id}/password", ADMIN),
     ]
 
 
@@ -222,6 +228,12 @@ def test_body_over_the_limit_is_413_on_every_body_route(
         ("PATCH", f"{conv}/messages/{MISSING_ID}", headers),
         ("POST", f"{conv}/events", headers),
         ("POST", f"/v1/tasks/{task['id']}/events", headers),
+        ("POST", "/v1/auth/login", {}),
+        ("POST", "/v1/auth/refresh", {}),
+        ("POST", "/v1/auth/logout", {}),
+        ("POST", "/v1/auth/signup", {}),
+        ("POST", "/v1/auth/password", headers),
+        ("PUT", f"/v1/users/{user['id']}/password", ADMIN),
     ]:
         response = small_client.request(method, path, json=big, headers=sent)
         assert_error(response, 413, "body_too_large")
@@ -451,6 +463,7 @@ def test_very_long_query_and_path_values_are_refused_cleanly(
     [
         "/v1/users/{}",
         "/v1/users/{}/deactivate",
+        "/v1/users/{}/password",
         "/v1/tokens/{}",
         "/v1/conversations/{}",
         "/v1/conversations/{}/messages",

@@ -135,6 +135,10 @@ def test_openapi_every_ref_resolves_to_a_component_schema(doc: Json) -> None:
         assert ref[len(prefix) :] in doc["components"]["schemas"], ref
 
 
+# The routes that need no token (a logout may send one, or a refresh token instead).
+SIGN_IN = {"/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout", "/v1/auth/signup"}
+
+
 def test_openapi_operations_are_complete(doc: Json) -> None:
     schemes = set(doc["components"]["securitySchemes"])
     for path, method, operation in _doc_operations(doc):
@@ -154,6 +158,9 @@ def test_openapi_operations_are_complete(doc: Json) -> None:
             assert set(requirement) <= schemes, where
         if path == "/health":
             assert operation["security"] == []
+        elif path in SIGN_IN:  # no token needed: they give tokens (README "Identity")
+            assert operation["security"] == [], where
+            assert "401" in statuses or path == "/v1/auth/signup", where
         else:
             assert operation["security"] == [{"bearer": []}], where
             assert "401" in statuses, where
@@ -201,6 +208,12 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/admin/profiles", "post"): ("ProfileDraft", True),
         ("/v1/admin/profiles/{system_profile_id}", "patch"): ("ProfilePatch", True),
         ("/v1/admin/profiles/{system_profile_id}/duplicate", "post"): ("ProfileCopy", False),
+        ("/v1/auth/login", "post"): ("Login", True),
+        ("/v1/auth/refresh", "post"): ("RefreshRequest", True),
+        ("/v1/auth/logout", "post"): ("LogoutRequest", False),
+        ("/v1/auth/signup", "post"): ("Signup", True),
+        ("/v1/auth/password", "post"): ("PasswordChange", True),
+        ("/v1/users/{user_id}/password", "put"): ("PasswordSet", True),
     }
     for (path, method), (schema, required) in bodies.items():
         body = doc["paths"][path][method]["requestBody"]

@@ -67,9 +67,17 @@ def exercise(client: TestClient) -> None:
         ("PATCH", "/v1/me", {"metadata": AWKWARD}, me),
         ("POST", "/v1/tokens", {"name": "laptop ✓"}, me),
         ("GET", "/v1/tokens", None, me),
+        ("PUT", f"/v1/users/{user_id}/password", {"password": "pässwörd ✓ 😀"}, ADMIN),
     ]:
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code < 300, (path, response.text)
+    # Identity: a sign-in (the user with awkward metadata), a refresh.
+    signed = client.post("/v1/auth/login", json={"username": "zoe", "password": "pässwörd ✓ 😀"})
+    assert signed.status_code == 200, signed.text
+    refreshed = client.post(
+        "/v1/auth/refresh", json={"refresh_token": signed.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
 
     conversation = client.post(
         "/v1/conversations", json={"title": "ünï", "metadata": AWKWARD, "tags": ["a"]}, headers=me

@@ -16,7 +16,16 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from dal.settings import Settings
-from tests.app.conftest import Caller, Json, make_conversation, make_user, messages_url, text_part
+from tests.app.conftest import (
+    ADMIN_TOKEN,
+    Caller,
+    Json,
+    auth,
+    make_conversation,
+    make_user,
+    messages_url,
+    text_part,
+)
 
 ROLES = ("owner", "admin", "moderator", "member", "former", "stranger")
 
@@ -330,8 +339,30 @@ def db(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
-def people(client: TestClient) -> dict[str, Caller]:
-    return {role: Caller(*make_user(client, role)) for role in ROLES}
+def settings(settings: Settings) -> Settings:
+    # Cheap password hashes: the JWT callers sign in (README "Identity").
+    cheap = {"app_argon2_time_cost": 1, "app_argon2_memory_kib": 64, "app_argon2_parallelism": 1}
+    return settings.model_copy(update=cheap)
+
+
+def _signed_in(client: TestClient, user: Json) -> Caller:
+    """The user with an access token (a JWT) of a password sign-in instead of an API token."""
+    password = {"password": "role matrix password"}
+    url = f"/v1/users/{user['id']}/password"
+    assert client.put(url, json=password, headers=auth(ADMIN_TOKEN)).status_code == 204
+    signed = client.post("/v1/auth/login", json={"username": user["username"], **password})
+    assert signed.status_code == 200, signed.text
+    return Caller(user, signed.json()["access_token"])
+
+
+# Every cell runs with each kind of credential a user may hold: an API token, and an access
+# token of a password sign-in: the routes take both alike.
+@pytest.fixture(params=["api_token", "jwt"])
+def people(client: TestClient, request: pytest.FixtureRequest) -> dict[str, Caller]:
+    made = {role: Caller(*make_user(client, role)) for role in ROLES}
+    if request.param == "jwt":
+        return {role: _signed_in(client, caller.user) for role, caller in made.items()}
+    return made
 
 
 def _scene(client: TestClient, db: psycopg.Connection[Any], people: dict[str, Caller]) -> Scene:

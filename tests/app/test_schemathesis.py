@@ -60,6 +60,11 @@ _KIND_DEPENDENT = [
     "PATCH /v1/profiles/{profile_id}",
     "PATCH /v1/admin/profiles/{system_profile_id}",
 ]
+# A logout without a refresh token signs out the session of the access token sent: with an API
+# token (what these runs send) there is none, 422; the document cannot say which token is which.
+_TOKEN_DEPENDENT = ["POST /v1/auth/logout"]
+# The seeded users' password: a password change needs the current one (drawn half the time).
+PASSWORD = "seeded password"
 
 
 def _opaque_or_exclusive() -> list[str]:
@@ -128,7 +133,19 @@ def app(settings: Settings) -> Iterator[Starlette]:
     # A live event stream ends only when its client leaves, which the engine (reading whole
     # answers) never does: here each ends after a moment, as a stream past its lifetime does
     # (tests/app/test_event_streams.py follows them live).
-    app = create_app(settings.model_copy(update={"app_event_stream_max_seconds": 0.05}))
+    # Sign-ins fail often here (a fuzzed current password): no lockout in the way; and cheap
+    # password hashes.
+    app = create_app(
+        settings.model_copy(
+            update={
+                "app_event_stream_max_seconds": 0.05,
+                "app_login_free_failures": 1000,
+                "app_argon2_time_cost": 1,
+                "app_argon2_memory_kib": 64,
+                "app_argon2_parallelism": 1,
+            }
+        )
+    )
     try:
         yield app
     finally:
@@ -171,6 +188,11 @@ def _seed(app: Starlette) -> Seeded:
         user, token = make_user(client, "alice", display_name="Alice")
         caller = Caller(user, token)
         other = Caller(*make_user(client, "bob"))
+        for user_id in (caller.id, other.id):  # what body.current_password is drawn from
+            password = {"password": PASSWORD}
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            set_password = client.put(f"/v1/users/{user_id}/password", json=password, headers=admin)
+            assert set_password.status_code == 204, set_password.text
         issued = client.post("/v1/tokens", json={"name": "spare"}, headers=caller.headers)
         assert issued.status_code == 201, issued.text
         conversations = [make_conversation(client, caller, title=f"c{i}")["id"] for i in range(4)]
@@ -383,6 +405,7 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                 # his own conversation would change what she has)
                 "new_member_id": {"values": seeded.ids["user_id"][1:]},
                 "reader_thread_id": {"values": [READER]},
+                "password": {"values": [PASSWORD]},
                 # the read conversation the messages are in, spares too; carol, a member of the
                 # read conversations, and the one her role is changed in (see _seed, _PAIRS)
                 "messages_conversation_id": {"values": seeded.ids["conversation_id"][:1]},
@@ -393,6 +416,7 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                 **parameters,
                 "query.checkpoint_ns": {"dictionary": "checkpoint_ns", "probability": 0.5},
                 "body.user_id": {"dictionary": "new_member_id", "probability": 0.5},
+                "body.current_password": {"dictionary": "password", "probability": 0.5},
             },
             "operations": [
                 {"exclude-name" if revoke else "include-name": _REVOKE, "enabled": False},
@@ -429,7 +453,7 @@ def _config(token: str, seeded: Seeded, *, admin: bool, revoke: bool) -> Schemat
                             "positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "422"]}
                         },
                     }
-                    for name in [*_opaque_or_exclusive(), *_KIND_DEPENDENT]
+                    for name in [*_opaque_or_exclusive(), *_KIND_DEPENDENT, *_TOKEN_DEPENDENT]
                 ),
                 {
                     "include-path-regex": _USER_ROUTES if admin else _ADMIN_ROUTES,

@@ -155,6 +155,45 @@ def test_revoked_on_one_process_refused_on_the_next_request_to_the_other(
     assert _me(b, owner) == 200
 
 
+def test_signed_out_on_one_process_refused_on_the_next_request_to_the_other(
+    apps: tuple[httpx.Client, httpx.Client],
+) -> None:
+    """An access token (a JWT, README "Identity") is cached by its session: a logout, a reuse
+    of a refresh token or a password set on one process ends it on the other at once."""
+    a, b = apps
+    user, _ = make_user(a, "alice")
+    password = {"password": "two processes"}
+    assert (
+        a.put(f"/v1/users/{user['id']}/password", json=password, headers=ADMIN).status_code == 204
+    )
+
+    def sign_in() -> dict[str, str]:
+        response = a.post("/v1/auth/login", json={"username": "alice", **password})
+        assert response.status_code == 200, response.text
+        pair: dict[str, str] = response.json()
+        assert _me(b, pair["access_token"]) == 200
+        assert _me(b, pair["access_token"]) == 200  # cached by b
+        return pair
+
+    for _ in range(5):
+        pair = sign_in()
+        out = a.post("/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
+        assert out.status_code == 204
+        assert _me(b, pair["access_token"]) == 401
+        assert _me(a, pair["access_token"]) == 401
+    pair = sign_in()
+    renewed = a.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).json()
+    assert _me(b, renewed["access_token"]) == 200
+    reused = a.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert reused.status_code == 401
+    assert _me(b, renewed["access_token"]) == 401
+    pair = sign_in()
+    assert (
+        a.put(f"/v1/users/{user['id']}/password", json=password, headers=ADMIN).status_code == 204
+    )
+    assert _me(b, pair["access_token"]) == 401
+
+
 def test_revoked_while_the_other_process_is_stalled_refused_once_it_runs_again(
     apps: tuple[httpx.Client, httpx.Client], processes: list[subprocess.Popen[bytes]]
 ) -> None:
