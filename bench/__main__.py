@@ -1,5 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments] [tasks] [events]``:
+[attachments] [tasks] [events] [auth]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -24,6 +24,10 @@ Suites (default: all, in this order):
                workers, exactly once checked (bench/tasks/; the "bench" extra)
   events       event append beside raw asyncpg, replay of 10,000 events, SSE fan-out of one
                event to 200 subscribers (bench/events/)
+  auth         Argon2id verifications with the configured parameters beside alternatives
+               (latency, per second on 1 and on every core, memory); logins/s over HTTP; a
+               JWT-authenticated request beside an API-token one, statements per request
+               (bench/auth/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -50,6 +54,7 @@ from typing import Any
 from bench import (
     _server,
     attachments,
+    auth,
     branches,
     checkpoints,
     events,
@@ -75,6 +80,7 @@ SUITES = (
     "attachments",
     "tasks",
     "events",
+    "auth",
 )
 
 # name: (full run, --quick, help); each can be overridden on the command line.
@@ -94,6 +100,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "attachments": attachments.DEFAULTS,
     "tasks": tasks.DEFAULTS,
     "events": events.DEFAULTS,
+    "auth": auth.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -116,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
-        "tasks, events (default: all)",
+        "tasks, events, auth (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -199,6 +206,7 @@ def write_json(
             + (attachments.PACKAGES if "attachments" in args.suites else ())
             + (tasks.PACKAGES if "tasks" in args.suites else ())
             + (events.PACKAGES if "events" in args.suites else ())
+            + (auth.PACKAGES if "auth" in args.suites else ())
         },
     }
     path.write_text(json.dumps({**head, **document}, indent=2) + "\n", encoding="utf-8")
@@ -338,6 +346,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["events"] = events.as_json(events_outcome)
             passed = passed and events_outcome.passed
+        if "auth" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                auth_outcome = auth.run(url, args)
+            tables.append(
+                "auth: Argon2id password verification; logins over HTTP; a JWT beside an API "
+                "token\n\n" + auth.render(auth_outcome)
+            )
+            document["auth"] = auth.as_json(auth_outcome)
+            passed = passed and auth_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
