@@ -185,11 +185,14 @@ SELECT locked_until
    AND client = $2
    AND locked_until > $3;
 
--- name: upsert_login_failure
--- Count a failed sign-in of the pair. A count whose last failure is older than $4 starts
--- again at 1. The first $5 failures are free; each one after locks the pair for $6 seconds,
--- doubled for each failure beyond the first lock (the exponent bounded, so no overflow),
--- at most $7 seconds.
+-- name: upsert_login_attempt
+-- Count a sign-in attempt of the pair before its password is checked, as a failure (a
+-- success then deletes the count: delete_login_failures), so that attempts made at once are
+-- each counted, and those past the free ones refused, before any is checked. Nothing is
+-- counted, and no row returned, while the pair is locked at $3. A count whose last failure is
+-- older than $4 starts again at 1. The first $5 failures are free; each one after locks the
+-- pair for $6 seconds, doubled for each failure beyond the first lock (the exponent bounded,
+-- so no overflow), at most $7 seconds.
 -- returns: columns failures, locked_until
 -- uses: login_failures_pkey
 -- $1 username text
@@ -216,6 +219,7 @@ ON CONFLICT (username, client) DO UPDATE
                     (CASE WHEN f.last_failed_at < $4::timestamptz THEN 1
                           ELSE least(f.failures, 1000000) + 1 END) - $5::int4 - 1, 60))))
        END
+ WHERE f.locked_until IS NULL OR f.locked_until <= $3::timestamptz
 RETURNING failures, locked_until;
 
 -- name: delete_login_failures

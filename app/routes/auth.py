@@ -74,13 +74,21 @@ async def _check_password(
     request: Request[AppState], username: str, password: str, now: datetime
 ) -> User | None:
     """The active user whose password this is, else None (the failure counted); LoginLocked
-    while (username, client) is locked, the password unchecked. An unknown username costs one
-    verification as a known one does (against a dummy hash)."""
+    while (username, client) is locked, the password unchecked. The attempt is counted before
+    the check (a success clears the count), so that guesses sent at once cannot all be checked
+    before the lock. An unknown username costs one verification as a known one does (against a
+    dummy hash)."""
     pool, state = request.state["pool"], request.state["identity"]
     client = _client(request)
-    locked_until = await identity.get_login_lock(pool, username=username, client=client, now=now)
-    if locked_until is not None:
-        seconds = max(1, math.ceil((locked_until - now).total_seconds()))
+    counted = await identity.count_login_attempt(
+        pool, username=username, client=client, now=now, policy=state.lockout
+    )
+    if not counted:
+        locked_until = await identity.get_login_lock(
+            pool, username=username, client=client, now=now
+        )
+        seconds = 1 if locked_until is None else math.ceil((locked_until - now).total_seconds())
+        seconds = max(1, seconds)
         raise LoginLocked(
             f"too many failed sign-ins: try again in {seconds} seconds", retry_after=seconds
         )
@@ -91,9 +99,6 @@ async def _check_password(
     else:
         ok = await state.passwords.verify(stored, password)
     if not ok or user is None or stored is None or user.deactivated_at is not None:
-        await identity.record_login_failure(
-            pool, username=username, client=client, now=now, policy=state.lockout
-        )
         return None
     await identity.clear_login_failures(pool, username=username, client=client)
     if state.passwords.needs_rehash(stored):

@@ -36,7 +36,7 @@ def _new_refresh_token() -> str:
 
 @dataclass(frozen=True, slots=True)
 class LockoutPolicy:
-    """APP_LOGIN_*: see ``record_login_failure``."""
+    """APP_LOGIN_*: see ``count_login_attempt``."""
 
     free_failures: int
     first_lock_seconds: float
@@ -193,16 +193,19 @@ async def get_login_lock(
     return value if isinstance(value, datetime) else None
 
 
-async def record_login_failure(
+async def count_login_attempt(
     db: Executor, *, username: str, client: str, now: datetime, policy: LockoutPolicy
-) -> datetime | None:
-    """Count a failed sign-in of (username, client): past ``policy.free_failures`` it locks the
-    pair (returned: until when), ``first_lock_seconds`` doubling per further failure up to
+) -> bool:
+    """Count a sign-in attempt of (username, client) before its password is checked, as a
+    failure until ``clear_login_failures`` says it succeeded: attempts sent at once are each
+    counted, so no more than ``policy.free_failures`` of them are checked before the pair
+    locks. False, nothing counted, while the pair is locked. Past the free failures each
+    failure locks the pair, ``first_lock_seconds`` doubling per further failure up to
     ``max_lock_seconds``. Then deletes some counters stale for ``window_seconds``."""
     stale_before = now - timedelta(seconds=policy.window_seconds)
     row = await fetch_one(
         db,
-        Q["upsert_login_failure"],
+        Q["upsert_login_attempt"],
         username,
         client,
         now,
@@ -212,9 +215,7 @@ async def record_login_failure(
         policy.max_lock_seconds,
     )
     await fetch_value(db, Q["delete_stale_login_failures"], stale_before, now, PRUNE_BATCH)
-    assert row is not None  # an upsert always returns its row
-    locked_until: datetime | None = row["locked_until"]
-    return locked_until
+    return row is not None
 
 
 async def clear_login_failures(db: Executor, *, username: str, client: str) -> None:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from dal.database import open_pool
 from dal.errors import NotFound
 from dal.gateways import identity
 from dal.gateways.identity import LockoutPolicy
@@ -112,23 +113,65 @@ async def test_a_sign_in_deletes_the_users_expired_sessions(pool: Any) -> None:
 
 
 async def test_failures_lock_after_the_free_ones_doubling_up_to_the_cap(pool: Any) -> None:
-    async def fail(at: datetime) -> datetime | None:
-        return await identity.record_login_failure(
+    async def attempt(at: datetime, client: str = "c") -> datetime | None:
+        """Count an attempt (a failure until cleared); the lock it leaves, if any."""
+        assert await identity.count_login_attempt(
+            pool, username="u", client=client, now=at, policy=POLICY
+        )
+        return await identity.get_login_lock(pool, username="u", client=client, now=at)
+
+    assert await attempt(NOW) is None
+    assert await attempt(NOW) is None
+    at, locks = NOW, []
+    for _ in range(4):  # each one once the previous lock has ended
+        lock = await attempt(at)
+        assert lock is not None
+        locks.append((lock - at).total_seconds())
+        at = lock
+    assert locks == [1, 2, 4, 4]
+    assert await identity.get_login_lock(pool, username="u", client="d", now=at) is None
+    # Stale after the window: the count starts again (free once more).
+    assert await attempt(at + timedelta(seconds=3601)) is None
+    await identity.clear_login_failures(pool, username="u", client="c")
+    assert await attempt(at) is None
+
+
+async def test_attempts_while_locked_are_not_counted(pool: Any) -> None:
+    async def attempt(at: datetime) -> bool:
+        return await identity.count_login_attempt(
             pool, username="u", client="c", now=at, policy=POLICY
         )
 
-    assert await fail(NOW) is None
-    assert await fail(NOW) is None
-    locks = [await fail(NOW) for _ in range(4)]
-    assert [(lock - NOW).total_seconds() for lock in locks if lock] == [1, 2, 4, 4]
-    assert await identity.get_login_lock(pool, username="u", client="c", now=NOW) == locks[-1]
-    assert await identity.get_login_lock(pool, username="u", client="d", now=NOW) is None
-    later = NOW + timedelta(seconds=4)
-    assert await identity.get_login_lock(pool, username="u", client="c", now=later) is None
-    # Stale after the window: the count starts again (free once more).
-    assert await fail(NOW + timedelta(seconds=3601)) is None
-    await identity.clear_login_failures(pool, username="u", client="c")
-    assert await fail(NOW) is None
+    assert [await attempt(NOW) for _ in range(3)] == [True, True, True]  # the third locks 1 s
+    lock = await identity.get_login_lock(pool, username="u", client="c", now=NOW)
+    assert lock == NOW + timedelta(seconds=1)
+    assert not await attempt(NOW + timedelta(milliseconds=999))  # refused, the lock unchanged
+    assert await identity.get_login_lock(pool, username="u", client="c", now=NOW) == lock
+    assert await attempt(lock)  # the lock has ended: counted, and locks 2 s
+    assert await identity.get_login_lock(pool, username="u", client="c", now=lock) == (
+        lock + timedelta(seconds=2)
+    )
+
+
+async def test_attempts_sent_at_once_are_each_counted_before_any_check(
+    settings: Settings,
+) -> None:
+    """Twenty guesses at once from one address: only the free ones and the one that locks are
+    let through to the password check (each counted first), not all twenty."""
+    pools = [await open_pool(settings) for _ in range(2)]
+    try:
+        results = await asyncio.gather(
+            *(
+                identity.count_login_attempt(
+                    pools[n % 2], username="u", client="c", now=NOW, policy=POLICY
+                )
+                for n in range(20)
+            )
+        )
+    finally:
+        for each in pools:
+            await each.close()
+    assert sum(results) == POLICY.free_failures + 1
 
 
 async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> None:
@@ -191,8 +234,8 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 ),
             ),
             (
-                "record_login_failure",
-                lambda: identity.record_login_failure(
+                "count_login_attempt",
+                lambda: identity.count_login_attempt(
                     pool, username="x", client="y", now=NOW, policy=POLICY
                 ),
             ),

@@ -186,7 +186,7 @@ async def test_expired_sessions_are_deleted_with_their_tokens_by_index(
 
 @GENERIC
 @pytest.mark.parametrize(
-    "name", ["get_login_lock", "upsert_login_failure", "delete_login_failures"]
+    "name", ["get_login_lock", "upsert_login_attempt", "delete_login_failures"]
 )
 async def test_a_login_failure_counter_is_found_by_its_pair(
     seeded: Any, generic: bool, name: str
@@ -194,7 +194,7 @@ async def test_a_login_failure_counter_is_found_by_its_pair(
     conn, _ = seeded
     args: dict[str, tuple[Any, ...]] = {
         "get_login_lock": ("u17", "10.0.17.3", NOW),
-        "upsert_login_failure": ("u17", "10.0.17.3", NOW, NOW - timedelta(days=1), 5, 1.0, 900.0),
+        "upsert_login_attempt": ("u17", "10.0.17.3", NOW, NOW - timedelta(days=1), 5, 1.0, 900.0),
         "delete_login_failures": ("u17", "10.0.17.3"),
     }
     nodes = await explain(conn, Q[name], *args[name], generic=generic)
