@@ -17,6 +17,7 @@ from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
 from dal.settings import Settings
+from dal.usecases.profiles import Resolver
 from dal.vault import Vault
 
 _log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class AppState(TypedDict):
     events: EventHub
     # Encrypts and decrypts profiles' secrets (MNEMO_ENCRYPTION_KEY or DATA_DIR/encryption-key).
     vault: Vault
+    # What a profile kind resolves to, for a few seconds (dal/usecases/profiles.py).
+    resolver: Resolver
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -73,6 +76,7 @@ def lifespan_for(settings: Settings) -> Any:
             async with (
                 listening(TokenCache(settings, pool)) as tokens,
                 event_hub.listening(EventHub(settings, pool)) as events,
+                Resolver(settings, pool, vault).running() as resolver,
             ):
                 yield AppState(
                     pool=pool,
@@ -82,6 +86,7 @@ def lifespan_for(settings: Settings) -> Any:
                     uploads=UploadSlots(settings.app_max_concurrent_uploads),
                     events=events,
                     vault=vault,
+                    resolver=resolver,
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

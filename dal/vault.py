@@ -63,11 +63,27 @@ def key_file(data_dir: Path) -> Path:
     return path
 
 
+def write_key_file(path: Path, keys: str) -> None:
+    """Replace the key file by one holding ``keys`` (comma-separated), mode 0600, whole: written
+    to a file of its own first, then renamed over it."""
+    draft = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(keys + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 class Vault:
     """Encrypts and decrypts secrets with the configured key(s)."""
 
     def __init__(self, keys: list[Fernet], *, source: str) -> None:
         self._fernet = MultiFernet(keys)
+        self._primary = keys[0]
         self.source = source  # what to name in an error: the setting or the key file
 
     @classmethod
@@ -88,8 +104,28 @@ class Vault:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):
-            raise EncryptionKeyMismatch(
-                "a stored secret does not decrypt with the configured encryption key: "
-                f"{self.source} is not the key the secrets were stored with "
-                "(set MNEMO_ENCRYPTION_KEY to that key, or set the secrets again)"
-            ) from None
+            raise self._mismatch() from None
+
+    def rotate(self, token: str) -> str | None:
+        """The token re-encrypted with the first key, or None if the first key wrote it
+        already (`mnemo keys rotate` skips it); EncryptionKeyMismatch if no key reads it."""
+        try:
+            data = token.encode("ascii")
+        except UnicodeError:
+            raise self._mismatch() from None
+        try:
+            self._primary.decrypt(data)
+            return None
+        except InvalidToken:
+            pass
+        try:
+            return self._fernet.rotate(data).decode("ascii")
+        except InvalidToken:
+            raise self._mismatch() from None
+
+    def _mismatch(self) -> EncryptionKeyMismatch:
+        return EncryptionKeyMismatch(
+            "a stored secret does not decrypt with the configured encryption key: "
+            f"{self.source} is not the key the secrets were stored with "
+            "(set MNEMO_ENCRYPTION_KEY to that key, or set the secrets again)"
+        )
