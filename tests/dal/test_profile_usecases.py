@@ -6,6 +6,7 @@ connection, not used while its listener is down)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -200,10 +201,12 @@ async def test_rotation_never_overwrites_a_concurrent_update(
     assert resolved.secrets == {"api_key": "sk-changed-meanwhile-0000-t5u6"}
 
 
-@pytest.fixture
-async def resolver(settings: Settings, pool: Any) -> AsyncIterator[Resolver]:
-    cached = settings.model_copy(update={"app_profile_cache_seconds": 60.0})
-    async with Resolver(cached, pool, vault_of(settings, OLD)).running() as running:
+@contextlib.asynccontextmanager
+async def cached(settings: Settings, pool: Any) -> AsyncIterator[Resolver]:
+    """A Resolver keeping entries 60 s, its listener connected. Made after a test's set-up:
+    the notifications of changes committed before it listened never reach it."""
+    kept = settings.model_copy(update={"app_profile_cache_seconds": 60.0})
+    async with Resolver(kept, pool, vault_of(settings, OLD)).running() as running:
         await eventually(lambda: running.trusted, "the listener")
         yield running
 
@@ -234,14 +237,20 @@ async def lock_waits(pool: Any) -> bool:
 
 
 async def test_a_change_from_another_connection_drops_the_cached_resolution(
-    resolver: Resolver, pool: Any, settings: Settings, alice: User, bob: User, database_url: str
+    pool: Any, settings: Settings, alice: User, bob: User, database_url: str
 ) -> None:
     old = vault_of(settings, OLD)
     own = await profiles.insert_profile(pool, old, user_id=alice.id, draft=llm("own"))
     await profiles.activate_profile(pool, user_id=alice.id, profile_id=own.id)
     system = await profiles.insert_profile(pool, old, user_id=None, draft=llm("system"))
     await profiles.activate_profile(pool, user_id=None, profile_id=system.id)
-    await eventually(lambda: len(resolver) == 0, "the inserts' notifications")
+    async with cached(settings, pool) as resolver:
+        await _change_from_another_connection(resolver, alice, bob, own.id, system.id, database_url)
+
+
+async def _change_from_another_connection(
+    resolver: Resolver, alice: User, bob: User, own: UUID, system: UUID, database_url: str
+) -> None:
     first = await resolver.resolve(kind="llm", user_id=alice.id)
     assert first.source == "user" and first.settings["model"] == "gpt-x"
     assert await resolver.resolve(kind="llm", user_id=alice.id) is first  # kept
@@ -253,13 +262,13 @@ async def test_a_change_from_another_connection_drops_the_cached_resolution(
         await raw.execute(
             "UPDATE profiles SET settings = jsonb_set(settings, '{model}', '\"gpt-y\"') "
             "WHERE id = $1",
-            own.id,
+            own,
         )
         await eventually(lambda: len(resolver) == 1, "alice's entry dropped")
         assert (await resolver.resolve(kind="llm", user_id=alice.id)).settings["model"] == "gpt-y"
         assert await resolver.resolve(kind="llm", user_id=bob.id) is bobs  # bob's kept
         # A change to the system's profile drops every entry: everyone falls back to it.
-        await raw.execute("UPDATE profiles SET active = false WHERE id = $1", system.id)
+        await raw.execute("UPDATE profiles SET active = false WHERE id = $1", system)
         await eventually(lambda: len(resolver) == 0, "every entry dropped")
     finally:
         await raw.close()
@@ -267,13 +276,17 @@ async def test_a_change_from_another_connection_drops_the_cached_resolution(
 
 
 async def test_the_cache_is_not_used_while_its_listener_is_down(
-    resolver: Resolver, pool: Any, settings: Settings, alice: User
+    pool: Any, settings: Settings, alice: User
 ) -> None:
     made = await profiles.insert_profile(
         pool, vault_of(settings, OLD), user_id=alice.id, draft=llm("own")
     )
     await profiles.activate_profile(pool, user_id=alice.id, profile_id=made.id)
-    await eventually(lambda: len(resolver) == 0, "the notifications")
+    async with cached(settings, pool) as resolver:
+        await _listener_down(resolver, pool, alice)
+
+
+async def _listener_down(resolver: Resolver, pool: Any, alice: User) -> None:
     first = await resolver.resolve(kind="llm", user_id=alice.id)
     assert await resolver.resolve(kind="llm", user_id=alice.id) is first
     killed = await pool.fetchval(
@@ -328,12 +341,11 @@ async def test_with_postgresql_stopped_resolve_answers_from_the_environment_and_
         vault = Vault.from_settings(settings)
         pool = await open_pool(settings, lazy=True)
         try:
+            user = await make_user(pool)
+            made = await profiles.insert_profile(pool, vault, user_id=user.id, draft=llm("a"))
+            await profiles.activate_profile(pool, user_id=user.id, profile_id=made.id)
             async with Resolver(settings, pool, vault).running() as resolver:
                 await eventually(lambda: resolver.trusted, "the listener")
-                user = await make_user(pool)
-                made = await profiles.insert_profile(pool, vault, user_id=user.id, draft=llm("a"))
-                await profiles.activate_profile(pool, user_id=user.id, profile_id=made.id)
-                await eventually(lambda: len(resolver) == 0, "the notifications")
                 assert (await resolver.resolve(kind="llm", user_id=user.id)).source == "user"
                 assert len(resolver) == 1
                 stop(server)  # a real stop: pg_ctl -m fast
