@@ -25,6 +25,7 @@ from dal.gateways import profiles
 from dal.records.profiles import ProfileDraft, ProfilePatch
 from dal.records.users import User
 from dal.settings import Settings
+from dal.usecases import profiles as usecase
 from dal.usecases.profiles import LISTENER_NAME, Resolver, Rotation, rotate_secrets
 from dal.vault import Vault
 from tests.app.test_resilience import stop
@@ -390,7 +391,7 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
 
     await run(
         [
-            ("rotate_secrets", lambda: rotate_secrets(pool, both, batch=1)),
+            ("rotate_secrets", lambda: usecase.rotate_secrets(pool, both, batch=1)),
             ("count_profiles_with_secrets", lambda: profiles.count_profiles_with_secrets(pool)),
             ("Resolver", cached),
         ]
