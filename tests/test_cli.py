@@ -81,6 +81,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         "export",
         "import",
         "attachments",
+        "keys",
         "worker",
     ):
         assert command in done.stdout
@@ -101,6 +102,9 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["import"],
         ["attachments"],
         ["attachments", "gc"],
+        ["keys"],
+        ["keys", "generate"],
+        ["keys", "rotate"],
         ["worker"],
     ],
     ids=" ".join,
