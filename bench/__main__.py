@@ -1,5 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments] [tasks] [events]``:
+[attachments] [tasks] [events] [profiles]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -24,6 +24,8 @@ Suites (default: all, in this order):
                workers, exactly once checked (bench/tasks/; the "bench" extra)
   events       event append beside raw asyncpg, replay of 10,000 events, SSE fan-out of one
                event to 200 subscribers (bench/events/)
+  profiles     resolve() of an LLM profile through the Resolver's in-process cache, without
+               it, and raw asyncpg fetching the same row, in µs (bench/profiles/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -56,6 +58,7 @@ from bench import (
     http,
     messages,
     orm,
+    profiles,
     reads,
     search,
     tasks,
@@ -75,6 +78,7 @@ SUITES = (
     "attachments",
     "tasks",
     "events",
+    "profiles",
 )
 
 # name: (full run, --quick, help); each can be overridden on the command line.
@@ -94,6 +98,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "attachments": attachments.DEFAULTS,
     "tasks": tasks.DEFAULTS,
     "events": events.DEFAULTS,
+    "profiles": profiles.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -116,7 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
-        "tasks, events (default: all)",
+        "tasks, events, profiles (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -338,6 +343,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["events"] = events.as_json(events_outcome)
             passed = passed and events_outcome.passed
+        if "profiles" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                profiles_result = asyncio.run(profiles.run(url, args))
+            tables.append(
+                "profiles: resolve() cached / uncached / raw asyncpg fetching the same row\n\n"
+                + profiles.render(profiles_result)
+            )
+            document["profiles"] = profiles.as_json(profiles_result)
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})
