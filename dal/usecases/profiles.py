@@ -34,21 +34,17 @@ from uuid import UUID
 
 import asyncpg
 
-from dal.database import database_url
 from dal.errors import EncryptionKeyMismatch, Unavailable
-from dal.gateways import meta, profiles
+from dal.gateways import profiles
 from dal.gateways.profiles import SYSTEM_SCOPE, Cipher, Resolved
 from dal.settings import Settings
+from dal.usecases import listening
 
 _log = logging.getLogger(__name__)
 
 CHANNEL = "mnemo_profiles"
 LISTENER_NAME = "mnemo-profile-listener"
 MAX_ENTRIES = 10_000
-# How often the listener proves its connection alive (and how long its check may take).
-CHECK_EVERY = 2.0
-# Reconnecting: the first wait, doubled up to the last.
-RETRY_FIRST, RETRY_MOST = 0.2, 5.0
 
 
 class Resolver:
@@ -64,9 +60,7 @@ class Resolver:
         self._generation = 0
         self._listening = False
         self._vouched_until = 0.0
-        # As app/token_cache.py: the next check is sent CHECK_EVERY after one answered (within
-        # APP_HEALTH_TIMEOUT); as much again for a loaded machine's late timers.
-        self.trust_for = 2 * (CHECK_EVERY + settings.app_health_timeout)
+        self.trust_for = listening.trust_for(settings)
 
     @property
     def trusted(self) -> bool:
@@ -136,43 +130,27 @@ class Resolver:
         self._vouched_until = 0.0
         self.forget_all()
 
+    def _up(self, _conn: asyncpg.Connection[Any]) -> None:
+        self.forget_all()  # anything may have changed while nobody listened
+        self._listening = True
+        self._vouched_until = time.monotonic() + self.trust_for
+
+    def _checked(self, sent: float) -> None:
+        self._vouched_until = sent + self.trust_for
+
     async def run(self) -> None:
         """Listen on ``mnemo_profiles`` until cancelled, reconnecting while the database is
-        away; entries are kept and used only while listening."""
+        away (dal.usecases.listening); entries are kept and used only while listening."""
         if self._ttl <= 0:
             return
-        retry = RETRY_FIRST
-        while True:
-            conn: asyncpg.Connection[Any] | None = None
-            try:
-                url = await asyncio.to_thread(database_url, self._settings)
-                conn = await asyncpg.connect(
-                    url,
-                    timeout=self._settings.db_connection_timeout,
-                    server_settings={"application_name": LISTENER_NAME},
-                )
-                conn.add_termination_listener(lambda _conn: self._distrust())
-                async with asyncio.timeout(self._settings.db_connection_timeout):
-                    await conn.add_listener(CHANNEL, self._heard)
-                self.forget_all()  # anything may have changed while nobody listened
-                self._listening = True
-                self._vouched_until = time.monotonic() + self.trust_for
-                retry = RETRY_FIRST
-                while not conn.is_closed():
-                    await asyncio.sleep(CHECK_EVERY)
-                    sent = time.monotonic()
-                    async with asyncio.timeout(self._settings.app_health_timeout):
-                        await meta.ping(conn)
-                    self._vouched_until = sent + self.trust_for
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if self._listening:
-                    _log.warning("profile cache off until its listener reconnects: %r", exc)
-            finally:
-                self._distrust()
-                if conn is not None:
-                    conn.terminate()
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, RETRY_MOST)
+        await listening.listen(
+            self._settings,
+            name=LISTENER_NAME,
+            channels={CHANNEL: self._heard},
+            up=self._up,
+            checked=self._checked,
+            down=self._distrust,
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Resolver]:
