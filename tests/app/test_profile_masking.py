@@ -16,18 +16,13 @@ from pydantic import SecretStr
 from dal.settings import Settings
 from tests.app.conftest import ADMIN, ADMIN_TOKEN, Json, auth, make_user
 from tests.app.serving import serving
+from tests.app.test_profiles import no_environment  # noqa: F401 (an autouse fixture: no LLM_*)
 
 # Distinctive, and long enough that its hint shows a little of it ("sk-…Z9z9"): the middle
 # is what must never appear.
 SECRET = "sk-MASKED-7f3c1e9a5b2d4068-Z9z9"
 MIDDLE = "7f3c1e9a5b2d4068"
 ANOTHER = "sk-MASKED-0a1b2c3d4e5f6789-Y8y8"
-
-
-@pytest.fixture(autouse=True)
-def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LLM_PROVIDER", "LLM_MODEL", "LLM_API_KEY", "RSSHUB_BASE_URL", "RSSHUB_ACCESS_KEY"):
-        monkeypatch.delenv(var, raising=False)
 
 
 def llm(name: str, **extra: Any) -> Json:
