@@ -175,6 +175,33 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what would go; delete nothing"
     )
 
+    keys = commands.add_parser(
+        "keys",
+        help="the key encrypting profiles' secrets: generate one, rotate to it",
+        description="The Fernet key(s) encrypting profiles' secrets (MNEMO_ENCRYPTION_KEY, "
+        "else DATA_DIR/encryption-key; several comma-separated: the first encrypts).",
+    ).add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    generate = keys.add_parser(
+        "generate",
+        help="print a new key (or put it first in DATA_DIR/encryption-key)",
+        description="Print a new random Fernet key, to put first in MNEMO_ENCRYPTION_KEY "
+        "(NEW,OLD). With --prepend-to-key-file, write it first in DATA_DIR/encryption-key "
+        "instead (when MNEMO_ENCRYPTION_KEY is unset); the key is then not printed.",
+    )
+    generate.add_argument(
+        "--prepend-to-key-file", action="store_true", help="NEW,OLD into the key file"
+    )
+    rotate = keys.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret with the first key, in batches (resumable)",
+        description="Re-encrypt the secrets of every profile (users' and the system's) with "
+        "the first key, batch after batch (each a short transaction); what the first key "
+        "wrote already is skipped, so an interrupted run is simply run again. Progress on "
+        "stderr, the totals as JSON on stdout; a profile whose secret no key decrypts is "
+        "named by its id (exit status 1). Safe while the app serves.",
+    )
+    rotate.add_argument("--batch", type=int, default=100, help="profiles per batch (default 100)")
+
     worker = commands.add_parser(
         "worker",
         help="run a task handler (module:function, or demo) until Ctrl-C or SIGTERM",
@@ -342,6 +369,12 @@ def run(args_list: list[str]) -> int:
             from app import profiles_cli
 
             return profiles_cli.run(settings, args)
+        if args.command == "keys":
+            from app import keys_cli
+
+            if args.keys_command == "generate":
+                return keys_cli.generate(settings, into_key_file=args.prepend_to_key_file)
+            return keys_cli.rotate(settings, batch=args.batch)
         if args.command == "worker":
             from app import worker_cli
 

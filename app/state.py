@@ -18,6 +18,7 @@ from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
 from dal.settings import Settings
+from dal.usecases.profiles import Resolver
 from dal.vault import Vault
 
 _log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class AppState(TypedDict):
     vault: Vault
     # Password sign-in (app/identity.py): the clock, the hasher, the access tokens' key.
     identity: Identity
+    # What a profile kind resolves to, for a few seconds (dal/usecases/profiles.py).
+    resolver: Resolver
 
 
 def lifespan_for(settings: Settings) -> Any:
@@ -78,6 +81,7 @@ def lifespan_for(settings: Settings) -> Any:
                 listening(TokenCache(settings, pool)) as tokens,
                 event_hub.listening(EventHub(settings, pool)) as events,
                 running(identity),
+                Resolver(settings, pool, vault).running() as resolver,
             ):
                 yield AppState(
                     pool=pool,
@@ -88,6 +92,7 @@ def lifespan_for(settings: Settings) -> Any:
                     events=events,
                     vault=vault,
                     identity=identity,
+                    resolver=resolver,
                 )
         finally:
             # Politely, but a frozen database must not hold the app's exit: then drop them.

@@ -43,10 +43,10 @@ from uuid import UUID
 
 import asyncpg
 
-from dal.database import database_url
 from dal.gateways import meta
 from dal.records.users import TokenHolder, User
 from dal.settings import Settings
+from dal.usecases import listening as listener
 
 _log = logging.getLogger(__name__)
 
@@ -58,12 +58,10 @@ LISTENER_NAME = "mnemo-auth-listener"
 # "Applied" answers kept to match waiters: pruned past this many, of those older than...
 MAX_HEARD, HEARD_KEPT = 1_000, 10.0
 MAX_ENTRIES = 10_000
-# How often the listener proves its connection alive (and how long its check may take).
-CHECK_EVERY = 2.0
+# How often the listener proves its connection alive (dal.usecases.listening).
+CHECK_EVERY = listener.CHECK_EVERY
 # Added to ``trust_for`` by a route's wait that times out (clocks of two processes, rounding).
 WAIT_MARGIN = 0.25
-# Reconnecting: the first wait, doubled up to the last.
-RETRY_FIRST, RETRY_MOST = 0.2, 5.0
 
 # Asks the database who the token is (``users.get_user_by_token``).
 Lookup = Callable[[], Awaitable[TokenHolder]]
@@ -85,10 +83,8 @@ class TokenCache:
         # ... and entries may be used until then (time.monotonic()): every notification
         # committed before the last check was sent has been applied.
         self._vouched_until = 0.0
-        # How long a passed check vouches for the entries: the next check is sent CHECK_EVERY
-        # after this one answered (within APP_HEALTH_TIMEOUT) and answers within as long; as
-        # much again for a loaded machine's late timers, lest entries lapse between checks.
-        self.trust_for = 2 * (CHECK_EVERY + settings.app_health_timeout)
+        # How long a passed check vouches for the entries (dal.usecases.listening).
+        self.trust_for = listener.trust_for(settings)
         # Markers of this process waiting to be heard by its listener (``changing``), by
         # payload; each learns the pid of the backend that sent it.
         self._waiting: dict[str, set[asyncio.Future[int]]] = {}
@@ -259,53 +255,34 @@ class TokenCache:
         self._vouched_until = 0.0
         self.forget_all()
 
+    def _up(self, conn: asyncpg.Connection[Any]) -> None:
+        self.forget_all()  # anything may have changed while nobody listened
+        self._conn = conn
+        self._listening = True
+        self._vouched_until = time.monotonic() + self.trust_for
+        _log.info("authentication cache listening (entries kept %ss)", self._ttl)
+
+    def _checked(self, sent: float) -> None:
+        self._vouched_until = sent + self.trust_for
+
+    def _down(self) -> None:
+        self._conn = None
+        self._distrust()
+
     async def run(self) -> None:
         """Listen on ``mnemo_auth`` for the app's lifetime, reconnecting while the database
-        is away; entries are trusted only while listening. Cancel it to stop."""
+        is away (dal.usecases.listening); entries are trusted only while listening. Cancel it
+        to stop."""
         if self._ttl <= 0:
             return
-        retry = RETRY_FIRST
-        while True:
-            conn: asyncpg.Connection[Any] | None = None
-            try:
-                conn = await self._connect()
-                conn.add_termination_listener(lambda _conn: self._distrust())
-                async with asyncio.timeout(self._settings.db_connection_timeout):
-                    await conn.add_listener(APPLIED_CHANNEL, self._applied)
-                    await conn.add_listener(CHANNEL, self._heard)
-                # Anything may have changed while nobody listened.
-                self.forget_all()
-                self._conn = conn
-                self._listening = True
-                self._vouched_until = time.monotonic() + self.trust_for
-                _log.info("authentication cache listening (entries kept %ss)", self._ttl)
-                retry = RETRY_FIRST
-                while not conn.is_closed():
-                    await asyncio.sleep(CHECK_EVERY)
-                    # Its answer comes after every notification committed before it was sent
-                    # (PostgreSQL delivers them before reading the next command), and asyncpg
-                    # runs their callbacks before this task resumes: all applied by then.
-                    sent = time.monotonic()
-                    async with self._conn_lock, asyncio.timeout(self._settings.app_health_timeout):
-                        await meta.ping(conn)
-                    self._vouched_until = sent + self.trust_for
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if self._listening:
-                    _log.warning("authentication cache off until its listener reconnects: %r", exc)
-            finally:
-                self._conn = None
-                self._distrust()
-                if conn is not None:
-                    conn.terminate()
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, RETRY_MOST)
-
-    async def _connect(self) -> asyncpg.Connection[Any]:
-        url = await asyncio.to_thread(database_url, self._settings)
-        return await asyncpg.connect(
-            url,
-            timeout=self._settings.db_connection_timeout,
-            server_settings={"application_name": LISTENER_NAME},
+        await listener.listen(
+            self._settings,
+            name=LISTENER_NAME,
+            channels={APPLIED_CHANNEL: self._applied, CHANNEL: self._heard},
+            up=self._up,
+            checked=self._checked,
+            down=self._down,
+            lock=self._conn_lock,
         )
 
 

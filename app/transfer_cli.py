@@ -22,8 +22,8 @@ from dal.usecases import transfer
 class Progress:
     """One line on stderr: what is done, of how much, at what rate."""
 
-    def __init__(self, what: str, total: int | None = None) -> None:
-        self.what, self.total = what, total
+    def __init__(self, what: str, total: int | None = None, unit: str = "messages") -> None:
+        self.what, self.total, self.unit = what, total, unit
         self.started = self.shown = time.monotonic()
         self.tty = sys.stderr.isatty()
 
@@ -42,7 +42,7 @@ class Progress:
             bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
         else:
             bar = f"{done}"
-        line = f"{self.what}: {bar} messages{extra}, {rate:,.0f}/s"
+        line = f"{self.what}: {bar} {self.unit}{extra}, {rate:,.0f}/s"
         print(
             ("\r" if self.tty else "") + line,
             end="\n" if end or not self.tty else "",

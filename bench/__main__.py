@@ -1,5 +1,6 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
 [attachments] [tasks] [events] [auth]``:
+[attachments] [tasks] [events] [profiles]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -28,6 +29,8 @@ Suites (default: all, in this order):
                (latency, per second on 1 and on every core, memory); logins/s over HTTP; a
                JWT-authenticated request beside an API-token one, statements per request
                (bench/auth/)
+  profiles     resolve() of an LLM profile through the Resolver's in-process cache, without
+               it, and raw asyncpg fetching the same row, in µs (bench/profiles/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -61,6 +64,7 @@ from bench import (
     http,
     messages,
     orm,
+    profiles,
     reads,
     search,
     tasks,
@@ -81,6 +85,7 @@ SUITES = (
     "tasks",
     "events",
     "auth",
+    "profiles",
 )
 
 # name: (full run, --quick, help); each can be overridden on the command line.
@@ -101,6 +106,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "tasks": tasks.DEFAULTS,
     "events": events.DEFAULTS,
     "auth": auth.DEFAULTS,
+    "profiles": profiles.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -124,6 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
         "tasks, events, auth (default: all)",
+        "tasks, events, profiles (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -357,6 +364,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["auth"] = auth.as_json(auth_outcome)
             passed = passed and auth_outcome.passed
+        if "profiles" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                profiles_result = asyncio.run(profiles.run(url, args))
+            tables.append(
+                "profiles: resolve() cached / uncached / raw asyncpg fetching the same row\n\n"
+                + profiles.render(profiles_result)
+            )
+            document["profiles"] = profiles.as_json(profiles_result)
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     # Seconds a process may reuse a token's authentication without asking the database
     # (app/token_cache.py); revocation, deactivation and expiry end it at once. 0: ask every time.
     app_auth_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Seconds a process may reuse what a profile kind resolves to (dal/usecases/profiles.py
+    # Resolver, README "Runtime profiles"); any change to a profile ends it at once (NOTIFY
+    # mnemo_profiles). 0: ask the database on every resolve.
+    app_profile_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     # Live event streams (app/event_hub.py, README "Live events"): events held for one stream
     # that its client has not read yet (past it the stream ends and the client resumes from
     # the log with Last-Event-ID); seconds between heartbeat comments (each re-checks the

@@ -40,6 +40,22 @@ def parse_keys(text: str) -> list[Fernet]:
     return fernets
 
 
+def _draft(path: Path, text: str) -> Path:
+    """A new file of this process's own beside ``path`` (mode 0600), holding ``text`` and a
+    newline, flushed to disk: to be linked or renamed to ``path`` whole."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        draft.unlink(missing_ok=True)
+        raise
+    return draft
+
+
 def secret_file(path: Path, make: Callable[[], str]) -> Path:
     """``path``, created (mode 0600) holding ``make()`` and a newline if missing.
 
@@ -49,13 +65,8 @@ def secret_file(path: Path, make: Callable[[], str]) -> Path:
     a reader could find empty or half-written."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        draft = _draft(path, make())
         try:
-            with os.fdopen(fd, "w") as file:
-                file.write(make() + "\n")
-                file.flush()
-                os.fsync(file.fileno())
             with contextlib.suppress(FileExistsError):  # another process's secret won: use it
                 os.link(draft, path)
         finally:
@@ -68,11 +79,22 @@ def key_file(data_dir: Path) -> Path:
     return secret_file(data_dir / KEY_FILE, lambda: Fernet.generate_key().decode("ascii"))
 
 
+def write_key_file(path: Path, keys: str) -> None:
+    """Replace the key file by one holding ``keys`` (comma-separated), mode 0600, whole: written
+    to a file of its own first, then renamed over it."""
+    draft = _draft(path, keys)
+    try:
+        os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 class Vault:
     """Encrypts and decrypts secrets with the configured key(s)."""
 
     def __init__(self, keys: list[Fernet], *, source: str) -> None:
         self._fernet = MultiFernet(keys)
+        self._primary = keys[0]
         self.source = source  # what to name in an error: the setting or the key file
 
     @classmethod
@@ -93,8 +115,28 @@ class Vault:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):
-            raise EncryptionKeyMismatch(
-                "a stored secret does not decrypt with the configured encryption key: "
-                f"{self.source} is not the key the secrets were stored with "
-                "(set MNEMO_ENCRYPTION_KEY to that key, or set the secrets again)"
-            ) from None
+            raise self._mismatch() from None
+
+    def rotate(self, token: str) -> str | None:
+        """The token re-encrypted with the first key, or None if the first key wrote it
+        already (`mnemo keys rotate` skips it); EncryptionKeyMismatch if no key reads it."""
+        try:
+            data = token.encode("ascii")
+        except UnicodeError:
+            raise self._mismatch() from None
+        try:
+            self._primary.decrypt(data)
+            return None
+        except InvalidToken:
+            pass
+        try:
+            return self._fernet.rotate(data).decode("ascii")
+        except InvalidToken:
+            raise self._mismatch() from None
+
+    def _mismatch(self) -> EncryptionKeyMismatch:
+        return EncryptionKeyMismatch(
+            "a stored secret does not decrypt with the configured encryption key: "
+            f"{self.source} is not the key the secrets were stored with "
+            "(set MNEMO_ENCRYPTION_KEY to that key, or set the secrets again)"
+        )

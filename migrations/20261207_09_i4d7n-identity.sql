@@ -17,7 +17,7 @@
 -- session revoked, shortened or deleted NOTIFYs mnemo_auth 'user:<id>' (as the triggers of
 -- 20261206_01 do for api_tokens and users), so that every process drops it at once. A
 -- rotation moves expires_at later only, which notifies nothing.
--- depends: 20261207_07_p3f8k-profiles
+-- depends: 20261207_08_k2r5v-profile-notify
 
 CREATE TABLE user_passwords (
     user_id    uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,

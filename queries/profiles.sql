@@ -165,3 +165,41 @@ SELECT p.id, p.user_id, p.name, p.settings, p.secrets
    AND p.active
  ORDER BY p.user_id IS NULL
  LIMIT 1;
+
+-- name: count_profiles_with_secrets
+-- How many profiles, of every scope, hold a secret (what `mnemo keys rotate` goes through).
+-- returns: value
+SELECT count(*)
+  FROM profiles AS p
+ WHERE p.secrets <> '{}'::jsonb;
+
+-- name: list_profile_secrets_for_rotation
+-- The next $2 profiles of every scope after id $1 that hold a secret, in id order (keyset:
+-- a batch of `mnemo keys rotate`), with their secrets as stored, ciphertexts included. Each
+-- row is locked until the batch's transaction ends: a concurrent update waits for the batch
+-- (or the batch for it, and then reads the row as that update left it), so the re-encrypted
+-- secrets written back are never older than the row.
+-- returns: columns id, secrets
+-- uses: profiles_pkey
+-- $1 after_id uuid              the nil UUID for the first batch
+-- $2 limit int8
+SELECT p.id, p.secrets
+  FROM profiles AS p
+ WHERE p.id > $1
+   AND p.secrets <> '{}'::jsonb
+ ORDER BY p.id
+ LIMIT $2
+   FOR UPDATE OF p;
+
+-- name: update_profile_secrets_rotated
+-- Write back re-encrypted secrets: $1 is {profile id: secrets as stored}, each row locked by
+-- list_profile_secrets_for_rotation in the same transaction. updated_at is kept: the
+-- profile's secrets are the same, under another key. The ids written.
+-- returns: columns id
+-- uses: profiles_pkey
+-- $1 secrets jsonb
+UPDATE profiles AS p
+   SET secrets = r.value
+  FROM jsonb_each($1::jsonb) AS r
+ WHERE p.id = r.key::uuid
+RETURNING p.id;

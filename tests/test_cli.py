@@ -81,6 +81,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         "export",
         "import",
         "attachments",
+        "keys",
         "worker",
         "profiles",
     ):
@@ -103,6 +104,9 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["import"],
         ["attachments"],
         ["attachments", "gc"],
+        ["keys"],
+        ["keys", "generate"],
+        ["keys", "rotate"],
         ["worker"],
         ["profiles"],
         ["profiles", "list"],

@@ -194,3 +194,15 @@ def test_readme_tasks_block_retries_a_failure_and_refuses_to_cancel_a_finished_t
         "flaky: succeeded after 2 attempt(s): {'summary': 'all about flaky'}",
         "cancel refused: illegal task transition: succeeded -> cancelled",
     ]
+
+
+def test_readme_profiles_block_resolves_through_the_cache_and_sees_a_change(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / ".data"))  # its key file, not the project's
+    lines = run_python(readme_block_of("profiles.py"), tmp_path, database_url)
+    assert lines == [
+        "user gpt-4o-mini 28 chars of key",
+        "shown as: {'api_key': 'sk-…a1b2'}",
+        "now: gpt-4o",
+    ]

@@ -79,6 +79,11 @@ def _owner(request: Request[AppState], auth: Auth) -> UUID | None:
     return caller(request).id if auth == "user" else None
 
 
+def _changed(request: Request[AppState], auth: Auth) -> None:
+    """This process forgets what the scope resolved to at once (the others on the NOTIFY)."""
+    request.state["resolver"].forget_scope(_owner(request, auth))
+
+
 def _kind_of(value: str) -> str:
     if value not in KINDS:
         raise InvalidInput(f"kind: no profile kind {value!r} (kinds: {', '.join(sorted(KINDS))})")
@@ -107,6 +112,7 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
             user_id=_owner(request, auth),
             draft=draft,
         )
+        _changed(request, auth)
         return record_response(made, 201, {"Location": f"{base}/{made.id}"})
 
     @endpoints.get(
@@ -154,6 +160,7 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
             profile_id=request.path_params[id_name],
             patch=patch,
         )
+        _changed(request, auth)
         return record_response(changed)
 
     @endpoints.delete(one, "Delete a profile", auth=auth, status=204)
@@ -163,6 +170,7 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
             user_id=_owner(request, auth),
             profile_id=request.path_params[id_name],
         )
+        _changed(request, auth)
         return no_content()
 
     @endpoints.post(
@@ -177,6 +185,7 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
             user_id=_owner(request, auth),
             profile_id=request.path_params[id_name],
         )
+        _changed(request, auth)
         return record_response(active)
 
     @endpoints.post(
@@ -198,6 +207,7 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
             profile_id=request.path_params[id_name],
             copy=copy,
         )
+        _changed(request, auth)
         return record_response(made, 201, {"Location": f"{base}/{made.id}"})
 
     @endpoints.get(
@@ -208,11 +218,8 @@ def _declare(base: str, auth: Auth, whose: str, id_name: str) -> None:
         path_params=(_KIND_PATH,),
     )
     async def effective(request: Request[AppState]) -> Response:
-        resolved = await profiles.resolve(
-            request.state["pool"],
-            request.state["vault"],
-            kind=_kind_of(request.path_params["kind"]),
-            user_id=_owner(request, auth),
+        resolved = await request.state["resolver"].resolve(
+            kind=_kind_of(request.path_params["kind"]), user_id=_owner(request, auth)
         )
         return record_response(resolved.effective())
 

@@ -157,6 +157,32 @@ async def update_profile(
     return _profile(row)
 
 
+async def count_profiles_with_secrets(db: Executor) -> int:
+    """How many profiles of every scope hold a secret."""
+    return int(await fetch_value(db, Q["count_profiles_with_secrets"]))
+
+
+async def list_profile_secrets_for_rotation(
+    db: Executor, *, after_id: UUID, limit: int
+) -> list[tuple[UUID, dict[str, Any]]]:
+    """The next ``limit`` profiles (every scope) after ``after_id`` holding a secret, by id:
+    (id, secrets as stored, ciphertexts included), each row locked until the caller's
+    transaction ends (call it in one)."""
+    rows = await fetch_all(db, Q["list_profile_secrets_for_rotation"], after_id, limit)
+    return [(row["id"], row["secrets"]) for row in rows]
+
+
+async def update_profile_secrets_rotated(
+    db: Executor, *, secrets: Mapping[UUID, Mapping[str, Any]]
+) -> int:
+    """Write back each profile's re-encrypted secrets (as stored: ciphertext, hint, set_at),
+    in the transaction that locked them; how many rows were written."""
+    if not secrets:
+        return 0
+    payload = {str(profile_id): dict(stored) for profile_id, stored in secrets.items()}
+    return len(await fetch_all(db, Q["update_profile_secrets_rotated"], payload))
+
+
 async def activate_profile(db: Executor, *, user_id: UUID | None, profile_id: UUID) -> Profile:
     """Make a profile the active one of its kind in its scope, and every other one of that
     kind there inactive, in one statement (concurrent activations leave exactly one active:
@@ -238,21 +264,33 @@ def from_environment(kind: ProfileKind, environ: Mapping[str, str] | None = None
     return Resolved(kind.name, "environment", None, None, settings, secrets)
 
 
-async def resolve(db: Executor, vault: Cipher, *, kind: str, user_id: UUID | None) -> Resolved:
+def unavailable_fallback(kind: str, exc: Unavailable) -> Resolved:
+    """What ``kind`` comes to while the database is unavailable: the environment, with a
+    warning logged."""
+    registered = _kind(kind)
+    _log.warning(
+        "profile kind %s: the database is unavailable (%s); using the environment",
+        registered.name,
+        exc.message,
+    )
+    return from_environment(registered)
+
+
+async def resolve(
+    db: Executor, vault: Cipher, *, kind: str, user_id: UUID | None, fallback: bool = True
+) -> Resolved:
     """What ``kind`` comes to for a user (``user_id`` None: for the system): their active
     profile of the kind, else the system's, else the environment. When the database is
     unavailable (no connection within DB_CONNECTION_TIMEOUT...), the environment, with a
-    warning logged. EncryptionKeyMismatch if a secret does not decrypt with the key."""
+    warning logged (``fallback`` False: Unavailable raised instead). EncryptionKeyMismatch if
+    a secret does not decrypt with the key. Cached: dal.usecases.profiles.Resolver."""
     registered = _kind(kind)
     try:
         row = await fetch_one(db, Q["get_active_profile"], user_id, registered.name)
     except Unavailable as exc:
-        _log.warning(
-            "profile kind %s: the database is unavailable (%s); using the environment",
-            registered.name,
-            exc.message,
-        )
-        return from_environment(registered)
+        if not fallback:
+            raise
+        return unavailable_fallback(registered.name, exc)
     if row is None:
         return from_environment(registered)
     secrets = {name: vault.decrypt(stored["ciphertext"]) for name, stored in row["secrets"].items()}

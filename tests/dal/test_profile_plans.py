@@ -4,6 +4,7 @@ system's, ANALYZEd, so a sequential scan would be chosen if it could."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -90,3 +91,28 @@ async def test_one_profile_is_found_by_its_key(
         assert any(n.get("Index Name") == "profiles_pkey" for n in nodes), name
         if name == "update_profile_active":
             assert_index_scan(nodes, "profiles_scope_kind_name_key", "profiles")
+
+
+@GENERIC
+async def test_key_rotation_walks_and_writes_profiles_by_their_key(
+    seeded: Any, generic: bool
+) -> None:
+    """`mnemo keys rotate`: its batches follow the primary key (keyset by id), and write back
+    by it, whether most profiles hold a secret or few do."""
+    conn, row = seeded
+    for holding in ("id::text < '8'", "true"):
+        async with conn.transaction():
+            await conn.execute(
+                'UPDATE profiles SET secrets = \'{"api_key": {"ciphertext": "x"}}\' '
+                f"WHERE {holding}"
+            )
+            await conn.execute("ANALYZE profiles")
+            nodes = await explain(
+                conn, Q["list_profile_secrets_for_rotation"], SYSTEM, 100, generic=generic
+            )
+            assert_index_scan(nodes, "profiles_pkey", "profiles")
+            payload = json.dumps({str(row["id"]): {}})  # (a plain connection: no jsonb codec)
+            nodes = await explain(
+                conn, Q["update_profile_secrets_rotated"], payload, generic=generic
+            )
+            assert_index_scan(nodes, "profiles_pkey", "profiles")
