@@ -1,6 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments] [tasks] [events] [auth]``:
-[attachments] [tasks] [events] [profiles]``:
+[attachments] [tasks] [events] [auth] [profiles]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -129,8 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
-        "tasks, events, auth (default: all)",
-        "tasks, events, profiles (default: all)",
+        "tasks, events, auth, profiles (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
