@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     app_max_attachment_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=2**46)
     app_attachment_quota_bytes: int = Field(default=0, ge=0, le=2**62)
     app_attachment_grace_seconds: int = Field(default=24 * 3600, ge=0, le=3_153_600_000)
+    # Rows one statement of an erasure (DELETE /v1/users/{id}, `mnemo users erase`) deletes or
+    # anonymizes at most: each batch is its own short transaction.
+    app_erasure_batch: int = Field(default=500, ge=1, le=100_000)
+    # Seconds each statement of the storage stats (GET /v1/admin/stats, `mnemo stats`) may
+    # run (a statement_timeout of their own: some scan whole tables).
+    app_stats_timeout: float = Field(default=10.0, gt=0, le=3600)
     app_max_image_pixels: int = Field(default=40_000_000, ge=1, le=1_000_000_000)
     # Uploads a process serves at once (503 too_many_uploads above, with Retry-After): each
     # holds up to two 1 MiB chunks, so this bounds the memory uploads take (~3 MiB each).

@@ -28,6 +28,7 @@ MODULES = (
     "events",
     "event_streams",
     "profiles",
+    "stats",
 )
 
 

@@ -16,6 +16,7 @@ here, so a table added later must be classified (and erased) before the suite pa
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
@@ -71,6 +72,8 @@ NO_USER_DATA: Mapping[str, str] = {
 }
 
 Progress: TypeAlias = Callable[[str, Mapping[str, int]], Awaitable[None] | None]
+# One batch statement of a user's rows: (pool, *, user_id, batch) -> rows touched.
+_Batch: TypeAlias = Callable[..., Awaitable[int]]
 
 
 async def _by_username(pool: Pool, *, username: str, batch: int) -> dict[str, int]:
@@ -128,13 +131,14 @@ async def erase_user(
         lambda: erasure.delete_erasure_feedback(pool, user_id=user_id, batch=batch),
     )
     await _leave_shared_conversations(pool, run, user_id=user_id, batch=batch)
-    for step, table, call in (
+    anonymizing: tuple[tuple[str, str, _Batch], ...] = (
         ("anonymize mentions", "messages", erasure.update_erasure_mentions),
         ("anonymize retracted_by", "messages", erasure.update_erasure_retracted_by),
         ("anonymize edited_by", "message_versions", erasure.update_erasure_edited_by),
         ("anonymize added_by", "conversation_members", erasure.update_erasure_added_by),
-    ):
-        await repeat(step, table, lambda call=call: call(pool, user_id=user_id, batch=batch))
+    )
+    for step, table, call in anonymizing:
+        await repeat(step, table, functools.partial(call, pool, user_id=user_id, batch=batch))
     await _delete_own_conversations(pool, run, user_id=user_id, batch=batch)
     await repeat(
         "snapshots",
@@ -144,13 +148,14 @@ async def erase_user(
     await repeat_counts(
         "tasks", lambda: erasure.delete_erasure_tasks(pool, user_id=user_id, batch=batch)
     )
-    for step, table, call in (
+    threads: tuple[tuple[str, str, _Batch], ...] = (
         ("checkpoint writes", "checkpoint_writes", erasure.delete_erasure_checkpoint_writes),
         ("checkpoint blobs", "checkpoint_blobs", erasure.delete_erasure_checkpoint_blobs),
         ("checkpoints", "checkpoints", erasure.delete_erasure_checkpoints),
         ("threads", "threads", erasure.delete_erasure_threads),
-    ):
-        await repeat(step, table, lambda call=call: call(pool, user_id=user_id, batch=batch))
+    )
+    for step, table, call in threads:
+        await repeat(step, table, functools.partial(call, pool, user_id=user_id, batch=batch))
     await repeat_counts(
         "attachment chunks",
         lambda: erasure.delete_erasure_attachment_chunks(pool, user_id=user_id, batch=batch),
@@ -191,11 +196,15 @@ async def _leave_shared_conversations(pool: Pool, run: _Run, *, user_id: UUID, b
             after, last = 0, 1
             while after < last:
                 scrubbed, last = await erasure.update_erasure_events(
-                    pool, user_id=user_id, conversation_id=conversation_id, after_seq=after,
+                    pool,
+                    user_id=user_id,
+                    conversation_id=conversation_id,
+                    after_seq=after,
                     batch=batch,
                 )
-                await run.done("anonymize events", {"conversation_events": scrubbed},
-                               anonymized=True)
+                await run.done(
+                    "anonymize events", {"conversation_events": scrubbed}, anonymized=True
+                )
                 after += batch
             while await run.done(
                 "anonymize messages",

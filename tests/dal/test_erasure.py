@@ -373,7 +373,9 @@ async def test_the_completeness_check_itself_finds_a_row_left_behind(pool: Any) 
 async def test_erasure_leaves_no_row_naming_the_user_in_any_table(pool: Any) -> None:
     world = await populate(pool)
     async with pool.acquire() as conn:
-        bystanders = {u.username: await owned_counts(conn, u) for u in (world.bystander, world.third)}
+        bystanders = {
+            u.username: await owned_counts(conn, u) for u in (world.bystander, world.third)
+        }
         # The bystander's messages in the victim's conversation go with it.
         lost = await conn.fetchval(
             "SELECT count(*) FROM messages WHERE sender_id = $1 AND conversation_id = $2",
