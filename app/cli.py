@@ -117,6 +117,30 @@ def parser() -> argparse.ArgumentParser:
     )
     create.add_argument("username")
     create.add_argument("--display-name", help="the user's display name")
+    erase = users.add_parser(
+        "erase",
+        help="erase a user: everything they own or wrote, in batches; prints the counts",
+        description='Erase USERNAME (README "Erasing a user"): deactivate them, then delete, '
+        "batch after batch (APP_ERASURE_BATCH rows, each a short transaction), every row they "
+        "own or wrote; their messages in others' conversations become tombstones. Asks first "
+        "(--yes: do not). Cut short, run it again: it finishes. Prints the counts per table.",
+    )
+    erase.add_argument("username")
+    erase.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+    erase.add_argument("--json", action="store_true", help="the report as JSON")
+
+    stats_ = commands.add_parser(
+        "stats",
+        help="storage stats: rows and bytes per table, the biggest users and threads",
+        description='Print the storage stats (README "Storage stats"): rows and bytes '
+        "(table, TOAST, indexes) per table, the users and threads holding the most, the oldest "
+        "data, what the retention policies would delete now. Each statement is bounded by "
+        "APP_STATS_TIMEOUT.",
+    )
+    stats_.add_argument(
+        "--top", type=int, default=10, metavar="N", help="users and threads listed (default 10)"
+    )
+    stats_.add_argument("--json", action="store_true", help="as JSON (GET /v1/admin/stats)")
 
     export = commands.add_parser(
         "export",
@@ -248,6 +272,14 @@ def run(args_list: list[str]) -> int:
             return attachments_cli.collect(
                 settings, grace=args.grace, batch=args.batch, dry_run=args.dry_run
             )
+        if args.command == "stats":
+            from app import erasure_cli
+
+            return erasure_cli.show_stats(settings, top=args.top, as_json=args.json)
+        if args.command == "users" and args.users_command == "erase":
+            from app import erasure_cli
+
+            return erasure_cli.erase(settings, args.username, yes=args.yes, as_json=args.json)
         if args.command == "worker":
             from app import worker_cli
 

@@ -97,6 +97,8 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["db-url"],
         ["users"],
         ["users", "create"],
+        ["users", "erase"],
+        ["stats"],
         ["export"],
         ["import"],
         ["attachments"],
