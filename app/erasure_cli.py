@@ -7,15 +7,13 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 
-import orjson
-
 import dal
 from dal import embedded
 from dal.gateways import users
 from dal.records.erasure import ErasureReport
 from dal.records.stats import Stats
 from dal.settings import Settings
-from dal.usecases import erasure, stats
+from dal.usecases import erasure, retention, stats
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -106,7 +104,13 @@ def show_stats(settings: Settings, *, top: int, as_json: bool) -> int:
 
     async def run(url: str) -> Stats:
         async with dal.connect(settings.model_copy(update={"database_url": url})) as db:
-            return await stats.get_stats(db, top=top, timeout=settings.app_stats_timeout)
+            return await stats.get_stats(
+                db,
+                top=top,
+                timeout=settings.app_stats_timeout,
+                policy=retention.policy_of(settings),
+                retention_batch=settings.retention_batch,
+            )
 
     with embedded.held_database(settings) as url:
         try:
@@ -175,9 +179,18 @@ def _render(answer: Stats) -> str:
             + [(k, v.isoformat(timespec="seconds") if v else "-") for k, v in oldest.items()]
         ),
     ]
-    if answer.retention is not None:
-        parts += ["", "the retention policies would delete now (dry run)"]
-        parts.append(orjson.dumps(answer.retention, option=orjson.OPT_INDENT_2).decode())
+    preview = answer.retention
+    policy = {k: v for k, v in preview.policy.items() if v is not None}
+    if policy:
+        would = preview.model_dump(exclude={"policy"})
+        parts += [
+            "",
+            "retention policies: " + ", ".join(f"{k} {v}" for k, v in policy.items()),
+            "they would delete now (dry run):",
+            _table([("what", "rows")] + [(k, f"{v:,}") for k, v in would.items()]),
+        ]
+    else:
+        parts += ["", "retention policies: all off (RETENTION_*)"]
     return "\n".join(parts)
 
 

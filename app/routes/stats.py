@@ -9,7 +9,7 @@ from app.endpoints import Endpoints, Param
 from app.responses import record_response
 from app.state import AppState
 from dal.records.stats import Stats
-from dal.usecases import stats
+from dal.usecases import retention, stats
 
 endpoints = Endpoints()
 _TOP = Param(
@@ -33,6 +33,10 @@ async def get_stats(request: Request[AppState]) -> Response:
     assert top is not None  # it has a default
     settings = request.state["settings"]
     answer = await stats.get_stats(
-        request.state["pool"], top=top, timeout=settings.app_stats_timeout
+        request.state["pool"],
+        top=top,
+        timeout=settings.app_stats_timeout,
+        policy=retention.policy_of(settings),
+        retention_batch=settings.retention_batch,
     )
     return record_response(answer)

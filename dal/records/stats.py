@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import JsonValue
-
 from dal.records.base import Row
 
 
@@ -57,16 +55,30 @@ class OldestData(Row):
     stalest_thread_at: datetime | None
 
 
+class RetentionPreview(Row):
+    """The retention policies in force (``policy``: RETENTION_THREAD_DAYS as thread_days,
+    RETENTION_KEEP_CHECKPOINTS as keep_checkpoints, RETENTION_CONVERSATION_DAYS as
+    conversation_days; None is off) and what they would delete now, per kind of row (their
+    dry run; all 0 when every policy is off)."""
+
+    policy: dict[str, int | None]
+    threads: int
+    checkpoints: int
+    checkpoint_blobs: int
+    checkpoint_writes: int
+    conversations: int
+    messages: int
+
+
 class Stats(Row):
     """The storage stats: tables biggest first, the ``top`` users and threads, the oldest
-    data, and what the retention policies would delete now (their dry run; None when it
-    could not be computed)."""
+    data, the retention policies in force and what they would delete now."""
 
     tables: list[TableStats]
     total_bytes: int
     users: list[UserStats]
     threads: list[ThreadStats]
     oldest: OldestData
-    retention: JsonValue
+    retention: RetentionPreview
     top: int
     exact_rows_below: int

@@ -1,16 +1,18 @@
 """Storage stats (README "Storage stats"): the statements of dal.gateways.stats in one
-read-only transaction under APP_STATS_TIMEOUT, and the retention policies' dry run."""
+read-only transaction under APP_STATS_TIMEOUT, and the retention policies' dry run
+(dal.usecases.retention.run_retention with dry_run: its batches run and roll back)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeAlias
 
 import asyncpg
-from pydantic import JsonValue
 
 from dal.database import translating
 from dal.gateways import stats
-from dal.records.stats import Stats
+from dal.records.retention import RetentionPolicy
+from dal.records.stats import RetentionPreview, Stats
+from dal.usecases import retention as retention_usecase
 
 Pool: TypeAlias = "asyncpg.Pool[Any]"
 # Most users and threads a list of stats may name.
@@ -25,11 +27,13 @@ async def get_stats(
     top: int = 10,
     timeout: float = 10.0,
     exact_below: int = EXACT_ROWS_BELOW,
-    retention: JsonValue = None,
+    policy: RetentionPolicy | None = None,
+    retention_batch: int = retention_usecase.DEFAULT_BATCH,
 ) -> Stats:
     """The storage stats, each statement bounded by ``timeout`` seconds (Timeout past it) and
-    each list by its size (``top`` users and threads, 1 to MAX_TOP). ``retention``: what the
-    policies would delete now, as the caller computed it (their dry run)."""
+    each list by its size (``top`` users and threads, 1 to MAX_TOP); with the retention
+    ``policy`` (the settings' RETENTION_*), what it would delete now: its dry run, in batches
+    of ``retention_batch`` (each statement under the pool's DB_QUERY_TIMEOUT)."""
     if not 1 <= top <= MAX_TOP:
         raise ValueError(f"top must be between 1 and {MAX_TOP}")
     with translating():
@@ -39,13 +43,21 @@ async def get_stats(
             users = await stats.list_stats_users(conn, limit=top)
             threads = await stats.list_stats_threads(conn, limit=top)
             oldest = await stats.get_stats_oldest(conn)
+    policy = policy or RetentionPolicy()
+    would = {"threads": 0, "checkpoints": 0, "checkpoint_blobs": 0, "checkpoint_writes": 0}
+    would |= {"conversations": 0, "messages": 0}
+    if policy.enabled:
+        report = await retention_usecase.run_retention(
+            pool, policy, batch=retention_batch, dry_run=True
+        )
+        would = {kind: getattr(report, kind) for kind in would}
     return Stats(
         tables=tables,
         total_bytes=sum(t.total_bytes for t in tables),
         users=users,
         threads=threads,
         oldest=oldest,
-        retention=retention,
+        retention=RetentionPreview(policy=policy.model_dump(), **would),
         top=top,
         exact_rows_below=exact_below,
     )

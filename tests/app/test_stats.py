@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.app.conftest import ADMIN, Caller, TestClient, append, make_conversation
+from app import create_app
+from dal.settings import Settings
+from tests.app.conftest import (
+    ADMIN,
+    Caller,
+    TestClient,
+    append,
+    make_conversation,
+    make_user,
+)
 
 
 def _checkpoints(database_url: str, owner: str, thread: str, n: int) -> None:
@@ -70,3 +79,29 @@ def test_stats_need_the_admin_token_and_a_top_in_range(client: TestClient, alice
     for top in ("0", "1001", "x"):
         response = client.get("/v1/admin/stats", params={"top": top}, headers=ADMIN)
         assert response.status_code == 422, response.text
+
+
+def test_stats_say_what_the_retention_policies_would_delete_and_delete_nothing(
+    settings: Settings, database_url: str
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        bob = Caller(*make_user(client, "bob"))
+        _checkpoints(database_url, bob.id, "busy", 9)
+        _checkpoints(database_url, bob.id, "quiet", 2)
+        off = client.get("/v1/admin/stats", headers=ADMIN).json()["retention"]
+        assert off["policy"] == {
+            "thread_days": None,
+            "keep_checkpoints": None,
+            "conversation_days": None,
+        }
+        assert off["checkpoints"] == 0
+    keep_two = settings.model_copy(update={"retention_keep_checkpoints": 2})
+    with TestClient(create_app(keep_two)) as client:
+        response = client.get("/v1/admin/stats", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        would = response.json()["retention"]
+        assert would["policy"]["keep_checkpoints"] == 2
+        assert would["checkpoints"] == 7  # busy keeps its newest 2, quiet has only 2
+        assert would["threads"] == 0 and would["conversations"] == 0
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (11,)
