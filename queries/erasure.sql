@@ -12,7 +12,7 @@
 -- One batch of the user's feedback on any message, the messages' counters moved back by it
 -- (as withdrawing does).
 -- returns: value
--- uses: message_feedback_user_idx, message_feedback_pkey, messages_pkey
+-- uses: message_feedback_user_idx (both the batch and its delete), messages_pkey
 -- $1 user_id uuid
 -- $2 batch int8
 WITH doomed AS (
@@ -320,25 +320,29 @@ WITH doomed AS (
 ), versions AS (
     DELETE FROM message_versions AS v
      USING doomed AS d
-     WHERE v.conversation_id = d.conversation_id
+     WHERE v.conversation_id = $2
+       AND v.conversation_id = d.conversation_id
        AND v.seq = d.seq
     RETURNING 1
 ), feedback AS (
     DELETE FROM message_feedback AS f
      USING doomed AS d
-     WHERE f.conversation_id = d.conversation_id
+     WHERE f.conversation_id = $2
+       AND f.conversation_id = d.conversation_id
        AND f.seq = d.seq
     RETURNING 1
 ), refs AS (
     DELETE FROM message_attachments AS r
      USING doomed AS d
-     WHERE r.conversation_id = d.conversation_id
+     WHERE r.conversation_id = $2
+       AND r.conversation_id = d.conversation_id
        AND r.seq = d.seq
     RETURNING 1
 ), gone AS (
     DELETE FROM messages AS m
      USING doomed AS d
-     WHERE m.conversation_id = d.conversation_id
+     WHERE m.conversation_id = $2
+       AND m.conversation_id = d.conversation_id
        AND m.seq = d.seq
     RETURNING 1
 )
@@ -418,7 +422,7 @@ SELECT (SELECT count(*) FROM gone) AS conversations,
 -- name: delete_erasure_snapshots
 -- One batch of the user's workspace snapshots.
 -- returns: value
--- uses: workspace_snapshots_user_created_idx, workspace_snapshots_pkey
+-- uses: workspace_snapshots_user_created_idx
 -- $1 user_id uuid
 -- $2 batch int8
 WITH gone AS (
@@ -580,7 +584,7 @@ SELECT (SELECT count(*) FROM gone) AS attachment_chunks,
 -- made since.
 -- returns: columns attachments, message_attachments, attachment_thumbnails
 -- uses: attachments_user_idx, attachments_pkey, message_attachments_attachment_idx
--- uses: attachment_thumbnails_pkey, attachment_chunks_pkey
+-- uses: attachment_thumbnails_pkey
 -- $1 user_id uuid
 -- $2 batch int8
 WITH doomed AS (
