@@ -185,13 +185,27 @@ async def erase_user(
     )
 
 
+def _never_again(found: list[UUID], done: set[UUID]) -> None:
+    """A conversation dealt with comes back only if something of the user's arrived in it
+    meanwhile (they are deactivated: nothing should); stop rather than loop. Run it again."""
+    again = done.intersection(found)
+    if again:
+        raise RuntimeError(
+            f"conversation {min(again)} still holds rows of the user after its batches: "
+            "run the erasure again"
+        )
+    done.update(found)
+
+
 async def _leave_shared_conversations(pool: Pool, run: _Run, *, user_id: UUID, batch: int) -> None:
     """In each conversation someone else owns where the user is a member or wrote: the log's
     payloads naming them anonymized (window by window), their messages tombstoned, their
     membership deleted, in that order (see the module's doc)."""
+    done: set[UUID] = set()
     while found := await erasure.list_erasure_shared_conversations(
         pool, user_id=user_id, limit=CONVERSATIONS_AT_ONCE
     ):
+        _never_again(found, done)
         for conversation_id in found:
             after, last = 0, 1
             while after < last:
@@ -229,9 +243,11 @@ async def _leave_shared_conversations(pool: Pool, run: _Run, *, user_id: UUID, b
 async def _delete_own_conversations(pool: Pool, run: _Run, *, user_id: UUID, batch: int) -> None:
     """Each conversation the user owns: its messages (with their versions, feedback and file
     references) batch by batch, its event log batch by batch, then the rest and the row."""
+    done: set[UUID] = set()
     while found := await erasure.list_erasure_owned_conversations(
         pool, user_id=user_id, limit=CONVERSATIONS_AT_ONCE
     ):
+        _never_again(found, done)
         for conversation_id in found:
             while await run.done(
                 "conversation messages",
