@@ -1,6 +1,8 @@
 -- Inverse of 20261207_11_e5r2s-erasure.
 -- transactional: false
 
+DROP FUNCTION IF EXISTS mnemo_count_rows(regclass);
+
 DROP INDEX CONCURRENTLY IF EXISTS attachments_user_idx;
 
 DROP INDEX CONCURRENTLY IF EXISTS conversation_members_added_by_idx;

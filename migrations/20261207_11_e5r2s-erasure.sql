@@ -16,6 +16,9 @@
 --   (attachments_user_sha256_key holds only finished ones).
 -- Built CONCURRENTLY (appends go on meanwhile); IF NOT EXISTS lets a re-run skip what a failed
 -- run built.
+-- And for the storage stats (queries/stats.sql): mnemo_count_rows(table), a table's exact row
+-- count (dynamic SQL in PL/pgSQL: query_to_xml would do it in plain SQL, but it needs a server
+-- built with libxml, which the embedded one is not).
 -- depends: 20261207_07_p3f8k-profiles
 -- transactional: false
 
@@ -44,3 +47,14 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS conversation_members_added_by_idx
 
 CREATE INDEX CONCURRENTLY IF NOT EXISTS attachments_user_idx
     ON attachments (user_id, id);
+
+CREATE OR REPLACE FUNCTION mnemo_count_rows(counted regclass) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s', counted) INTO n;
+    RETURN n;
+END
+$$;

@@ -16,23 +16,19 @@ SELECT set_config('statement_timeout', $1, true);
 -- TOAST (out-of-line values: large jsonb and bytea) with the TOAST index, its indexes, and
 -- the total. Rows are counted exactly (count(*)) when the planner's estimate
 -- (pg_class.reltuples, kept by ANALYZE and autovacuum) is under $1, else the estimate is
--- given (rows_exact false); a table never analyzed is counted.
+-- given (rows_exact false); a table never analyzed is counted (mnemo_count_rows, migration
+-- 20261207_11).
 -- returns: columns table_name, rows, rows_exact, table_bytes, toast_bytes, index_bytes, total_bytes
 -- $1 exact_below int8           count exactly below this estimate
 -- $2 limit int8
 SELECT s.table_name,
-       CASE WHEN s.exact
-            THEN (xpath('/row/n/text()',
-                        query_to_xml(format('SELECT count(*) AS n FROM %I.%I',
-                                            s.schema_name, s.table_name),
-                                     false, true, '')))[1]::text::int8
-            ELSE s.estimate::int8 END AS rows,
+       CASE WHEN s.exact THEN mnemo_count_rows(s.oid) ELSE s.estimate::int8 END AS rows,
        s.exact AS rows_exact,
        s.table_bytes - s.toast_bytes AS table_bytes,
        s.toast_bytes,
        s.index_bytes,
        s.total_bytes
-  FROM (SELECT n.nspname AS schema_name, c.relname AS table_name,
+  FROM (SELECT c.oid, c.relname AS table_name,
                c.reltuples AS estimate,
                c.reltuples < 0 OR c.reltuples < $1::int8 AS exact,
                pg_table_size(c.oid) AS table_bytes,
