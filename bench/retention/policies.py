@@ -89,7 +89,11 @@ async def run_policy(pool: Any, policy: Policy, *, now: datetime, batch: int) ->
     """Run ``policy`` to its end; returns which implementation ran."""
     run_retention = implementation()
     if run_retention is not None:
-        raise NotImplementedError("wire Mnemo's run_retention here")
+        from dal.records.retention import RetentionPolicy
+
+        chosen = RetentionPolicy(thread_days=policy.ttl_days, keep_checkpoints=policy.keep)
+        report = await run_retention(pool, chosen, now=now, batch=batch)
+        return f"Mnemo run_retention ({report.batches} batches)"
     if policy.ttl_days is not None:
         cutoff = now - timedelta(days=policy.ttl_days)
         # A seeded thread has 100 checkpoints: a batch of threads of about ``batch`` of them.

@@ -6,9 +6,9 @@ Clients take turns among three kinds of threads:
 
 - ``fresh``: threads of their own, new in this run (written only by the workload);
 - ``pruned``: recent seeded threads, the ones keep-N prunes while the client writes to them;
-- ``expiring``: old seeded threads, a new one for each invocation, so that some are written
-  while the thread-TTL run is deciding to delete them (a write makes a thread recent: it must
-  survive, and whole).
+- ``expiring``: old seeded threads, a new one for each invocation while the thread TTL runs,
+  so that some are written while the run is deciding to delete them (a write makes a thread
+  recent: it must survive, and whole).
 
 Every latency goes to the phase under way (``before``: the workload alone; then one phase per
 retention run); none is kept between phases. ``check`` proves at the end that nothing the
@@ -70,8 +70,7 @@ class Workload:
         if kind == "fresh":
             return kind, [f"agent-{client}-{k}" for k in range(4)]
         seeded = self.dataset.recent_threads if kind == "pruned" else self.dataset.old_threads
-        # Recent threads: 4 of them per client, cycled. Old threads: a new one each time (then
-        # the same again, recent by then, if the client runs through its share).
+        # Recent threads: 4 of them per client, cycled. Old threads: the client's share.
         mine = seeded[slot::of]
         return kind, mine[:4] if kind == "pruned" else mine
 
@@ -80,7 +79,10 @@ class Workload:
         k = 0
         while not self._stop.is_set() and threads:
             thread_id = threads[k % len(threads)]
-            k += 1
+            # An old thread, once written, is recent: the "expiring" clients move on to the
+            # next one only while the thread TTL runs (the run has the others to delete).
+            if kind != "expiring" or self.phase == "thread_ttl":
+                k += 1
             phase = self.phase
             start = time.perf_counter()
             out = await self.graph.ainvoke({"messages": [USER_TEXT]}, thread(thread_id))
