@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Phase:
     seconds: float = 0.0
     deleted: dict[str, int] = field(default_factory=dict)  # checkpoints, blobs, writes
     implementation: str | None = None
+    load: float = 0.0  # the machine's 1-minute load average at the phase's end
     # operation: the latencies (s) of the workload during the phase
     latencies: dict[str, list[float]] = field(default_factory=dict)
 
@@ -128,6 +130,7 @@ async def _alone(workload: Workload, phase: Phase, seconds: float) -> Phase:
     workload.phase = phase.key
     await asyncio.sleep(seconds)
     workload.phase = None
+    phase.load = os.getloadavg()[0]
     return phase
 
 
@@ -146,6 +149,7 @@ async def _retention(
         )
         phase.seconds = time.perf_counter() - start
         workload.phase = None
+        phase.load = os.getloadavg()[0]
     finally:
         await retention_pool.close()
     after = await _deleted(pool)
@@ -211,6 +215,10 @@ async def run(url: str, args: argparse.Namespace) -> Outcome:
         await pool.close()
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
@@ -240,13 +248,15 @@ def render(outcome: Outcome) -> str:
     )
     rows = []
     for p in outcome.phases:
-        row = [p.title, f"{len(p.latencies['invoke']):,}"]
+        row = [p.title, f"{p.load:.1f}", f"{len(p.latencies['invoke']):,}"]
         for o in OPERATIONS:
             ratio = outcome.ratio(p, o) if p.implementation else None
             row += [
                 _ms(p.p(o, 0.5)),
                 _ms(p.p(o, 0.99)),
-                "" if ratio is None else f"{ratio:.2f}" + (" (missed)" if ratio > 2 else ""),
+                ""
+                if ratio is None
+                else f"{ratio:.2f}" + (" (missed)" if ratio > TARGET_RATIO else ""),
             ]
         rows.append(row)
     latencies = table(
@@ -288,17 +298,18 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
                 "title": p.title,
                 "implementation": p.implementation,
                 "seconds": round(p.seconds, 2),
+                "load_average": round(p.load, 2),
                 "deleted": p.deleted,
                 "rows_per_s": round(p.rows / p.seconds) if p.seconds else None,
                 **{
                     o: {
                         "operations": len(p.latencies[o]),
-                        "p50_ms": p.p(o, 0.5),
-                        "p99_ms": p.p(o, 0.99),
-                        "mean_ms": statistics.fmean(p.latencies[o]) * 1000
+                        "p50_ms": _round(p.p(o, 0.5)),
+                        "p99_ms": _round(p.p(o, 0.99)),
+                        "mean_ms": _round(statistics.fmean(p.latencies[o]) * 1000)
                         if p.latencies[o]
                         else None,
-                        "p99_ratio": outcome.ratio(p, o) if p.implementation else None,
+                        "p99_ratio": _round(outcome.ratio(p, o)) if p.implementation else None,
                     }
                     for o in OPERATIONS
                 },
