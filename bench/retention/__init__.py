@@ -262,6 +262,7 @@ def render(outcome: Outcome) -> str:
     latencies = table(
         [
             "workload",
+            "load",
             "invokes",
             "invoke p50",
             "p99",
