@@ -68,6 +68,7 @@ class Phase:
     seconds: float = 0.0
     deleted: dict[str, int] = field(default_factory=dict)  # checkpoints, blobs, writes
     implementation: str | None = None
+    report: dict[str, Any] | None = None  # run_retention's own counts
     load: float = 0.0  # the machine's 1-minute load average at the phase's end
     # operation: the latencies (s) of the workload during the phase
     latencies: dict[str, list[float]] = field(default_factory=dict)
@@ -144,7 +145,7 @@ async def _retention(
     try:
         workload.phase = phase.key
         start = time.perf_counter()
-        phase.implementation = await policies.run_policy(
+        phase.implementation, phase.report = await policies.run_policy(
             retention_pool, policy, now=datetime.now(UTC), batch=batch
         )
         phase.seconds = time.perf_counter() - start
@@ -301,6 +302,7 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
                 "seconds": round(p.seconds, 2),
                 "load_average": round(p.load, 2),
                 "deleted": p.deleted,
+                "report": p.report,
                 "rows_per_s": round(p.rows / p.seconds) if p.seconds else None,
                 **{
                     o: {

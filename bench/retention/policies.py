@@ -85,15 +85,17 @@ def implementation() -> Any:
     return getattr(module, "run_retention", None)
 
 
-async def run_policy(pool: Any, policy: Policy, *, now: datetime, batch: int) -> str:
-    """Run ``policy`` to its end; returns which implementation ran."""
+async def run_policy(
+    pool: Any, policy: Policy, *, now: datetime, batch: int
+) -> tuple[str, dict[str, Any] | None]:
+    """Run ``policy`` to its end; returns which implementation ran, and its report."""
     run_retention = implementation()
     if run_retention is not None:
         from dal.records.retention import RetentionPolicy
 
         chosen = RetentionPolicy(thread_days=policy.ttl_days, keep_checkpoints=policy.keep)
         report = await run_retention(pool, chosen, now=now, batch=batch)
-        return f"Mnemo run_retention ({report.batches} batches)"
+        return "Mnemo run_retention", report.model_dump(mode="json")
     if policy.ttl_days is not None:
         cutoff = now - timedelta(days=policy.ttl_days)
         # A seeded thread has 100 checkpoints: a batch of threads of about ``batch`` of them.
@@ -106,4 +108,4 @@ async def run_policy(pool: Any, policy: Policy, *, now: datetime, batch: int) ->
             if last is None:
                 break
             after = (last["thread_id"], last["owner"])
-    return STANDIN
+    return STANDIN, None
