@@ -101,6 +101,9 @@ class Workload:
                     f"{thread_id} ({kind}): invocation {record.invokes} saw {messages} messages "
                     f"and {turns} turns, {record.expected} written"
                 )
+                # Counted once: the next invocations are checked against what this one saw.
+                record.base_messages += messages - record.expected[0]
+                record.base_turns += turns - record.expected[1]
             latest = await self.saver.aget_tuple(checkpoint_config(thread_id))
             done = time.perf_counter()
             if latest is None:
@@ -113,7 +116,10 @@ class Workload:
 
     async def run(self) -> None:
         """Run the clients until ``stop``; an error in one stops them all and is raised."""
-        await asyncio.gather(*(self._client(c) for c in range(self.clients)))
+        try:
+            await asyncio.gather(*(self._client(c) for c in range(self.clients)))
+        finally:
+            self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()
