@@ -133,6 +133,19 @@ class Settings(BaseSettings):
     app_backups_keep: int = Field(default=10, ge=0, le=100_000)
     app_backup_timeout: float = Field(default=3600.0, gt=0, le=7 * 86_400)
 
+    # Retention (README "Retention"), every policy off (0) by default: delete a thread (its
+    # checkpoints, blobs and writes) with no activity for N days; keep at most N checkpoints
+    # per thread and namespace (the newest, and what they need); delete a conversation (its
+    # messages, members, events) with no activity for N days. Per thread, conversation or user
+    # a metadata "retention" object lengthens or exempts. RETENTION_INTERVAL_SECONDS: run them
+    # that often while the app serves (one process runs; 0: only `mnemo retention run`), in
+    # batches of RETENTION_BATCH rows per table and statement.
+    retention_thread_days: int = Field(default=0, ge=0, le=1_000_000)
+    retention_keep_checkpoints: int = Field(default=0, ge=0, le=2**31 - 1)
+    retention_conversation_days: int = Field(default=0, ge=0, le=1_000_000)
+    retention_interval_seconds: float = Field(default=0.0, ge=0, le=365 * 86_400)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+
     # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
     # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/
     # encryption-key, made once (mode 0600). Losing the key loses the secrets stored with it.

@@ -58,6 +58,10 @@ VERB_PREFIXES = (
     "heartbeat_",
     "complete_",
     "fail_",
+    # a session advisory lock (queries/retention.sql: the one retention runner), taken on a
+    # connection outside the pool and given back
+    "lock_",
+    "unlock_",
 )
 
 
