@@ -67,8 +67,7 @@ class Phase:
     title: str
     seconds: float = 0.0
     deleted: dict[str, int] = field(default_factory=dict)  # checkpoints, blobs, writes
-    implementation: str | None = None
-    report: dict[str, Any] | None = None  # run_retention's own counts
+    report: dict[str, Any] | None = None  # a retention run's: run_retention's own counts
     load: float = 0.0  # the machine's 1-minute load average at the phase's end
     # operation: the latencies (s) of the workload during the phase
     latencies: dict[str, list[float]] = field(default_factory=dict)
@@ -107,7 +106,7 @@ class Outcome:
 
     @property
     def runs(self) -> list[Phase]:
-        return [p for p in self.phases if p.implementation is not None]
+        return [p for p in self.phases if p.report is not None]
 
 
 async def _deleted(pool: Any) -> dict[str, int]:
@@ -145,7 +144,7 @@ async def _retention(
     try:
         workload.phase = phase.key
         start = time.perf_counter()
-        phase.implementation, phase.report = await policies.run_policy(
+        phase.report = await policies.run_policy(
             retention_pool, policy, now=datetime.now(UTC), batch=batch
         )
         phase.seconds = time.perf_counter() - start
@@ -157,7 +156,7 @@ async def _retention(
     phase.deleted = {key: after[key] - before[key] for key in TABLES}
     log(
         f"retention: {policy.title}: {phase.rows:,} rows deleted in {phase.seconds:.1f} s "
-        f"({phase.rows / max(phase.seconds, 1e-9):,.0f} rows/s) by {phase.implementation}"
+        f"({phase.rows / max(phase.seconds, 1e-9):,.0f} rows/s), {phase.report['batches']} batches"
     )
     return phase
 
@@ -236,7 +235,7 @@ def render(outcome: Outcome) -> str:
         ["retention run", "s", "checkpoints", "blobs", "writes", "rows/s", "checkpoints/s"],
         [
             [
-                f"{p.title} ({'Mnemo' if p.implementation != policies.STANDIN else 'stand-in'})",
+                p.title,
                 f"{p.seconds:.1f}",
                 f"{p.deleted['checkpoints']:,}",
                 f"{p.deleted['blobs']:,}",
@@ -251,7 +250,7 @@ def render(outcome: Outcome) -> str:
     for p in outcome.phases:
         row = [p.title, f"{p.load:.1f}", f"{len(p.latencies['invoke']):,}"]
         for o in OPERATIONS:
-            ratio = outcome.ratio(p, o) if p.implementation else None
+            ratio = outcome.ratio(p, o) if p.report is not None else None
             row += [
                 _ms(p.p(o, 0.5)),
                 _ms(p.p(o, 0.99)),
@@ -298,7 +297,6 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
             {
                 "phase": p.key,
                 "title": p.title,
-                "implementation": p.implementation,
                 "seconds": round(p.seconds, 2),
                 "load_average": round(p.load, 2),
                 "deleted": p.deleted,
@@ -312,7 +310,7 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
                         "mean_ms": _round(statistics.fmean(p.latencies[o]) * 1000)
                         if p.latencies[o]
                         else None,
-                        "p99_ratio": _round(outcome.ratio(p, o)) if p.implementation else None,
+                        "p99_ratio": _round(outcome.ratio(p, o)) if p.report is not None else None,
                     }
                     for o in OPERATIONS
                 },
