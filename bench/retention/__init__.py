@@ -88,6 +88,7 @@ class Outcome:
     data: dataset.Dataset
     phases: list[Phase]
     lost: list[str]
+    torn: list[str]
     rows_after: dict[str, int]
     threads_written: int
 
@@ -210,7 +211,9 @@ async def run(url: str, args: argparse.Namespace) -> Outcome:
         for line in lost[:20]:
             log(f"retention: LOST {line}")
         rows_after = dict(await pool.fetchrow(dataset.COUNTS))
-        return Outcome(data, phases, lost, rows_after, len(workload.written))
+        for line in workload.torn[:20]:
+            log(f"retention: TORN {line}")
+        return Outcome(data, phases, lost, workload.torn, rows_after, len(workload.written))
     finally:
         await pool.close()
 
@@ -278,8 +281,13 @@ def render(outcome: Outcome) -> str:
         if not outcome.lost
         else f"LOST: {len(outcome.lost)} threads lost what the workload wrote"
     )
+    torn = (
+        f"; {len(outcome.torn)} seeded threads were found half deleted by their first invocation"
+        if outcome.torn
+        else "; no seeded thread was found half deleted"
+    )
     return "\n\n".join(
-        [head, deletes, latencies, f"target: p99 / before <= {TARGET_RATIO:.0f}; {verdict}"]
+        [head, deletes, latencies, f"target: p99 / before <= {TARGET_RATIO:.0f}; {verdict}{torn}"]
     )
 
 
@@ -319,6 +327,7 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
         ],
         "target_p99_ratio": TARGET_RATIO,
         "lost": outcome.lost,
+        "torn": outcome.torn,
         "rows_after": outcome.rows_after,
         "threads_written": outcome.threads_written,
         "result": "PASS" if outcome.passed else "BELOW",

@@ -14,7 +14,9 @@ Every latency goes to the phase under way (``before``: the workload alone; then 
 retention run); none is kept between phases. ``check`` proves at the end that nothing the
 workload wrote was lost: each thread it wrote has the state its invocations made (every
 message, so every blob the latest checkpoint needs), and the checkpoints it saw as the latest
-after each of its last invocations are all there.
+after each of its last invocations are all there. A seeded thread must also be found whole or
+not at all by its first invocation: ``torn`` lists those found half deleted (by a thread-TTL
+run part-way through it; the rows were old, so not a loss of what the workload wrote).
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class Workload:
     latencies: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     written: dict[str, Written] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # seeded threads first read half deleted
+
+    @property
+    def seeded(self) -> tuple[int, int]:
+        return (self.dataset.messages, self.dataset.turns)
+
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def _threads(self, client: int) -> tuple[str, list[str]]:
@@ -92,9 +100,16 @@ class Workload:
             if record is None:
                 # What the thread held before: the seeded state, or nothing if the thread-TTL
                 # run deleted it before this first invocation read it (no loss: it was old).
+                # Anything else is a seeded thread read half deleted (torn).
                 record = self.written[thread_id] = Written(
                     kind, messages - PER_INVOKE_MESSAGES, turns - PER_INVOKE_TURNS
                 )
+                before = (record.base_messages, record.base_turns)
+                if kind != "fresh" and before not in ((0, 0), self.seeded):
+                    self.torn.append(
+                        f"{thread_id} ({kind}): resumed from {before[0]} messages and "
+                        f"{before[1]} turns, seeded with {self.seeded}"
+                    )
             record.invokes += 1
             if (messages, turns) != record.expected:
                 self.errors.append(
