@@ -522,8 +522,11 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
     await run.one("save", lambda: save_checkpoint(saver, "exercise", {"n": 2}))
     clock = later() + timedelta(days=2)
     scheduler = RetentionScheduler(pool, policy, interval=3600)
+    keep = RetentionPolicy(keep_checkpoints=1)
     await run(
         [
+            ("run_retention keep dry", lambda: run_retention(pool, keep, dry_run=True)),
+            ("run_retention keep", lambda: run_retention(pool, keep, now=later())),
             ("run_retention dry", lambda: run_retention(pool, policy, now=clock, dry_run=True)),
             ("run_retention", lambda: run_retention(pool, policy, now=clock)),
             ("scheduler run_once", lambda: scheduler.run_once(now=clock)),
