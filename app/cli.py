@@ -187,6 +187,37 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what would go; delete nothing"
     )
 
+    policies = commands.add_parser(
+        "retention",
+        help="enforce the retention policies",
+        description='Enforce the retention policies (README "Retention").',
+    ).add_subparsers(dest="retention_command", metavar="COMMAND", required=True)
+    ret = policies.add_parser(
+        "run",
+        help="delete what the retention policies expire, in batches",
+        description="Delete what the retention policies (RETENTION_THREAD_DAYS, "
+        "RETENTION_KEEP_CHECKPOINTS, RETENTION_CONVERSATION_DAYS, and the overrides in "
+        "metadata) expire now, batch after batch (each a short transaction that skips the "
+        "threads and conversations writers hold); a progress line per batch on stderr, the "
+        "totals as JSON. Safe while the app serves; a run stopped anywhere is continued by "
+        "the next.",
+    )
+    ret.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="rows per table and statement (default: RETENTION_BATCH)",
+    )
+    ret.add_argument(
+        "--dry-run", action="store_true", help="only count what would go; delete nothing"
+    )
+    for flag, what in (
+        ("--thread-days", "RETENTION_THREAD_DAYS"),
+        ("--keep-checkpoints", "RETENTION_KEEP_CHECKPOINTS"),
+        ("--conversation-days", "RETENTION_CONVERSATION_DAYS"),
+    ):
+        ret.add_argument(flag, type=int, metavar="N", help=f"instead of {what} (0: off)")
+
     worker = commands.add_parser(
         "worker",
         help="run a task handler (module:function, or demo) until Ctrl-C or SIGTERM",
@@ -280,6 +311,17 @@ def run(args_list: list[str]) -> int:
             from app import erasure_cli
 
             return erasure_cli.erase(settings, args.username, yes=args.yes, as_json=args.json)
+        if args.command == "retention":
+            from app import retention_cli
+
+            return retention_cli.run(
+                settings,
+                batch=args.batch,
+                dry_run=args.dry_run,
+                thread_days=args.thread_days,
+                keep_checkpoints=args.keep_checkpoints,
+                conversation_days=args.conversation_days,
+            )
         if args.command == "worker":
             from app import worker_cli
 

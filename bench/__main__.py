@@ -1,5 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments] [tasks] [events]``:
+[attachments] [tasks] [events] [retention]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -24,6 +24,9 @@ Suites (default: all, in this order):
                workers, exactly once checked (bench/tasks/; the "bench" extra)
   events       event append beside raw asyncpg, replay of 10,000 events, SSE fan-out of one
                event to 200 subscribers (bench/events/)
+  retention    delete throughput of the retention runs (thread TTL, keep-N) on 1,000,000
+               checkpoints while an agent workload runs, and that workload's p99 before and
+               during them (bench/retention/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -57,6 +60,7 @@ from bench import (
     messages,
     orm,
     reads,
+    retention,
     search,
     tasks,
 )
@@ -75,6 +79,7 @@ SUITES = (
     "attachments",
     "tasks",
     "events",
+    "retention",
 )
 
 # name: (full run, --quick, help); each can be overridden on the command line.
@@ -94,6 +99,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "attachments": attachments.DEFAULTS,
     "tasks": tasks.DEFAULTS,
     "events": events.DEFAULTS,
+    "retention": retention.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -116,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
-        "tasks, events (default: all)",
+        "tasks, events, retention (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -338,6 +344,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             document["events"] = events.as_json(events_outcome)
             passed = passed and events_outcome.passed
+        if "retention" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                retention_outcome = asyncio.run(retention.run(url, args))
+            tables.append(
+                "retention: checkpoints deleted by the retention runs while an agent workload "
+                "runs; the workload's latencies before, during and after\n\n"
+                + retention.render(retention_outcome)
+            )
+            document["retention"] = retention.as_json(retention_outcome)
+            passed = passed and retention_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})

@@ -29,7 +29,9 @@ SELECT t.thread_id, t.owner, t.updated_at,
        $2::timestamptz - make_interval(days => mnemo_retention_days(
                 $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')) AS cutoff
   FROM threads AS t
-  LEFT JOIN users AS u ON u.id = t.owner
+  -- Its user's metadata (overrides) by one users_pkey probe per row: a join may hash all users.
+ CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = t.owner)
+                            AS metadata) AS u
  WHERE t.updated_at < $2::timestamptz - make_interval(days => $1)
    AND (t.updated_at, t.thread_id, t.owner) > ($3, $4, $5)
    AND t.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(
@@ -44,7 +46,7 @@ SELECT t.thread_id, t.owner, t.updated_at,
 -- writes. A thread with more left is finished by the next statements; its row goes last
 -- (delete_expired_threads), so a run stopped half-way leaves an expired thread to the next.
 -- returns: columns checkpoints, blobs, writes
--- uses: threads_pkey, checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 thread_ids text[]
 -- $2 owners uuid[]              in the order of $1
 -- $3 cutoffs timestamptz[]      in the order of $1 (list_expired_threads_locked's)
@@ -130,7 +132,9 @@ SELECT t.thread_id, t.owner,
        mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') AS keep
   FROM threads AS t
-  LEFT JOIN users AS u ON u.id = t.owner
+  -- Its user's metadata (overrides) by one users_pkey probe per row: a join may hash all users.
+ CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = t.owner)
+                            AS metadata) AS u
  WHERE (t.thread_id, t.owner) > ($4, $5)
    AND mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') IS NOT NULL
@@ -151,7 +155,7 @@ SELECT t.thread_id, t.owner,
 -- oldest first, those created at or before the run's clock go; a kept checkpoint whose parent
 -- went becomes a root. Returns how many checkpoints went.
 -- returns: value
--- uses: threads_pkey, checkpoints_pkey
+-- uses: checkpoints_pkey
 -- $1 thread_ids text[]
 -- $2 owners uuid[]              in the order of $1
 -- $3 keeps int4[]               in the order of $1 (list_threads_for_trimming_locked's)
@@ -293,7 +297,8 @@ WITH locked AS (
            $2::timestamptz - make_interval(days => mnemo_retention_days(
                     $1, c.metadata, 'ttl_days', u.metadata, 'conversation_ttl_days')) AS cutoff
       FROM conversations AS c
-      JOIN users AS u ON u.id = c.user_id
+     CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = c.user_id)
+                                AS metadata) AS u
      WHERE c.updated_at < $2::timestamptz - make_interval(days => $1)
        AND (c.updated_at, c.id) > ($3, $4)
        AND c.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(

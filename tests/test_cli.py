@@ -81,6 +81,7 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         "export",
         "import",
         "attachments",
+        "retention",
         "worker",
     ):
         assert command in done.stdout
@@ -103,6 +104,8 @@ def test_python_m_app_help_prints_the_commands_and_serves_nothing() -> None:
         ["import"],
         ["attachments"],
         ["attachments", "gc"],
+        ["retention"],
+        ["retention", "run"],
         ["worker"],
     ],
     ids=" ".join,

@@ -276,6 +276,7 @@ class RetentionScheduler:
         self.timeout = timeout
         self._conn: asyncpg.Connection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def is_runner(self) -> bool:
@@ -313,27 +314,41 @@ class RetentionScheduler:
         return True
 
     async def _loop(self) -> None:
-        while True:
+        # The stop is told by a flag as well as by cancelling: a cancellation that interrupts a
+        # statement comes out of it as the connection's loss (a DomainError), caught below.
+        while not self._stopping:
             try:
                 report = await self.run_once()
                 if report is not None:
                     _log.info("retention run: %s", report.model_dump(mode="json"))
             except (DomainError, OSError, asyncpg.PostgresError) as exc:
+                if self._stopping:
+                    return
                 _log.warning("retention run failed, next in %ss: %s", self.interval, exc)
+            except Exception:  # a bug: say so, and keep the app's runner alive
+                if self._stopping:
+                    return
+                _log.exception("retention run failed, next in %ss", self.interval)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
         """Run every ``interval`` seconds from now on (the first run at once)."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name=RUNNER_NAME)
 
     async def stop(self) -> None:
         """Stop running and give the lock up (closing its connection)."""
         task, self._task = self._task, None
         if task is not None:
+            self._stopping = True
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a run interrupted in a statement ends when its connection is dropped.
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            if not done:
+                _log.warning("retention runner did not stop within %ss", self.timeout)
+            elif not task.cancelled() and task.exception() is not None:
+                _log.warning("retention runner ended with %r", task.exception())
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:

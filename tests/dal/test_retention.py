@@ -5,6 +5,7 @@ changing nothing, overrides, writers running beside a run, and the scheduler's o
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypedDict
@@ -24,7 +25,8 @@ from dal.usecases import retention
 from dal.usecases.retention import RetentionScheduler, run_retention
 from tests.dal.conftest import make_conversation, make_user
 from tests.dal.test_langgraph_delta import builder as delta_builder
-from tests.support import save_checkpoint
+from tests.support import save_checkpoint, wait_until
+from tests.test_cli import mnemo
 from tests.test_session_state import SessionRun
 
 TABLES = (
@@ -520,11 +522,75 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
     await run.one("save", lambda: save_checkpoint(saver, "exercise", {"n": 2}))
     clock = later() + timedelta(days=2)
     scheduler = RetentionScheduler(pool, policy, interval=3600)
+    keep = RetentionPolicy(keep_checkpoints=1)
     await run(
         [
+            ("run_retention keep dry", lambda: run_retention(pool, keep, dry_run=True)),
+            ("run_retention keep", lambda: run_retention(pool, keep, now=later())),
             ("run_retention dry", lambda: run_retention(pool, policy, now=clock, dry_run=True)),
             ("run_retention", lambda: run_retention(pool, policy, now=clock)),
             ("scheduler run_once", lambda: scheduler.run_once(now=clock)),
             ("scheduler stop", scheduler.stop),
         ]
     )
+
+
+# --- the command and the app's scheduler -----------------------------------------------------
+
+
+async def test_mnemo_retention_run_dry_then_real(pool: Any, settings: Settings) -> None:
+    saver = AsyncpgSaver(pool)
+    for n in range(4):
+        await save_checkpoint(saver, "cli", {"n": [n]})
+    env = {"DATABASE_URL": str(settings.database_url)}
+    before = await counts(pool)
+
+    dry = await asyncio.to_thread(
+        mnemo, "retention", "run", "--keep-checkpoints", "1", "--dry-run", env=env
+    )
+    assert dry.returncode == 0, dry.stderr
+    answer = json.loads(dry.stdout)
+    assert answer["dry_run"] and answer["checkpoints"] == 3 and answer["checkpoint_blobs"] == 3
+    assert answer["policy"] == {
+        "thread_days": None,
+        "keep_checkpoints": 1,
+        "conversation_days": None,
+    }
+    assert "would delete" in dry.stderr
+    assert await counts(pool) == before
+
+    done = await asyncio.to_thread(
+        mnemo, "retention", "run", "--batch", "2", env={**env, "RETENTION_KEEP_CHECKPOINTS": "1"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["checkpoints"] == 3
+    assert "deleted 0 threads, 2 checkpoints" in done.stderr  # the first batch of 2
+    assert await checkpoints_of(pool, "cli") == 1
+
+    bad = await asyncio.to_thread(mnemo, "retention", "run", "--batch", "0", env=env)
+    assert bad.returncode == 2 and "--batch" in bad.stderr and bad.stdout == ""
+    nothing = await asyncio.to_thread(mnemo, "retention", "run", env=env)
+    assert nothing.returncode == 0 and "no retention policy is set" in nothing.stderr
+
+
+def test_the_app_runs_retention_while_it_serves(settings: Settings) -> None:
+    from starlette.testclient import TestClient
+
+    from app import create_app
+
+    async def seed() -> None:
+        async with connect(settings) as db:
+            saver = AsyncpgSaver(db)
+            for n in range(3):
+                await save_checkpoint(saver, "served", {"n": [n]})
+
+    async def left() -> int:
+        async with connect(settings) as db:
+            return await checkpoints_of(db, "served")
+
+    asyncio.run(seed())
+    on = settings.model_copy(
+        update={"retention_keep_checkpoints": 1, "retention_interval_seconds": 0.05}
+    )
+    with TestClient(create_app(on)):
+        wait_until(lambda: asyncio.run(left()) == 1, what="the scheduler's run")
