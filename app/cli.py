@@ -141,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
         "--top", type=int, default=10, metavar="N", help="users and threads listed (default 10)"
     )
     stats_.add_argument("--json", action="store_true", help="as JSON (GET /v1/admin/stats)")
+    stats_.add_argument(
+        "--retention",
+        action="store_true",
+        help="also what the retention policies would delete now (their dry run: as long as a run)",
+    )
 
     export = commands.add_parser(
         "export",
@@ -306,7 +311,9 @@ def run(args_list: list[str]) -> int:
         if args.command == "stats":
             from app import erasure_cli
 
-            return erasure_cli.show_stats(settings, top=args.top, as_json=args.json)
+            return erasure_cli.show_stats(
+                settings, top=args.top, as_json=args.json, would_delete=args.retention
+            )
         if args.command == "users" and args.users_command == "erase":
             from app import erasure_cli
 

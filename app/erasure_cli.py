@@ -95,7 +95,7 @@ def erase(settings: Settings, username: str, *, yes: bool, as_json: bool) -> int
     return 0
 
 
-def show_stats(settings: Settings, *, top: int, as_json: bool) -> int:
+def show_stats(settings: Settings, *, top: int, as_json: bool, would_delete: bool = False) -> int:
     """Print the storage stats (tables, then the ``top`` users and threads, the oldest data),
     or their JSON (what GET /v1/admin/stats answers)."""
     if not 1 <= top <= stats.MAX_TOP:
@@ -110,6 +110,7 @@ def show_stats(settings: Settings, *, top: int, as_json: bool) -> int:
                 timeout=settings.app_stats_timeout,
                 policy=retention.policy_of(settings),
                 retention_batch=settings.retention_batch,
+                would_delete=would_delete,
             )
 
     with embedded.held_database(settings) as url:
@@ -181,7 +182,14 @@ def _render(answer: Stats) -> str:
     ]
     preview = answer.retention
     policy = {k: v for k, v in preview.policy.items() if v is not None}
-    if policy:
+    if policy and preview.checkpoints is None:
+        parts += [
+            "",
+            "retention policies: " + ", ".join(f"{k} {v}" for k, v in policy.items()),
+            "(what they would delete now: mnemo stats --retention, or mnemo retention run "
+            "--dry-run)",
+        ]
+    elif policy:
         would = preview.model_dump(exclude={"policy"})
         parts += [
             "",

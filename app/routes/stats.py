@@ -17,14 +17,20 @@ _TOP = Param(
     f"how many users and threads to list, 1-{stats.MAX_TOP} (default 10)",
     {"type": "integer", "minimum": 1, "maximum": stats.MAX_TOP, "default": 10},
 )
+_RETENTION = Param(
+    "retention",
+    "also what the retention policies would delete now (a dry run of every batch: as long as "
+    "a retention run, so off by default)",
+    {"type": "boolean", "default": False},
+)
 
 
 @endpoints.get(
     "/v1/admin/stats",
     "Storage stats: rows and bytes per table, the biggest users and threads, the oldest "
-    "data, what the retention policies would delete now",
+    "data; with retention=true, what the retention policies would delete now",
     auth="admin",
-    params=(_TOP,),
+    params=(_TOP, _RETENTION),
     response=Stats,
     errors=(504,),
 )
@@ -37,6 +43,7 @@ async def get_stats(request: Request[AppState]) -> Response:
         top=top,
         timeout=settings.app_stats_timeout,
         policy=retention.policy_of(settings),
+        would_delete=_RETENTION.boolean(request),
         retention_batch=settings.retention_batch,
     )
     return record_response(answer)

@@ -29,11 +29,13 @@ async def get_stats(
     exact_below: int = EXACT_ROWS_BELOW,
     policy: RetentionPolicy | None = None,
     retention_batch: int = retention_usecase.DEFAULT_BATCH,
+    would_delete: bool = False,
 ) -> Stats:
     """The storage stats, each statement bounded by ``timeout`` seconds (Timeout past it) and
     each list by its size (``top`` users and threads, 1 to MAX_TOP); with the retention
-    ``policy`` (the settings' RETENTION_*), what it would delete now: its dry run, in batches
-    of ``retention_batch`` (each statement under the pool's DB_QUERY_TIMEOUT)."""
+    ``policy`` (the settings' RETENTION_*), and with ``would_delete`` what it would delete now:
+    its dry run, in batches of ``retention_batch`` (each statement under the pool's
+    DB_QUERY_TIMEOUT; as long as a retention run, whose locks it takes)."""
     if not 1 <= top <= MAX_TOP:
         raise ValueError(f"top must be between 1 and {MAX_TOP}")
     with translating():
@@ -44,9 +46,11 @@ async def get_stats(
             threads = await stats.list_stats_threads(conn, limit=top)
             oldest = await stats.get_stats_oldest(conn)
     policy = policy or RetentionPolicy()
-    would = {"threads": 0, "checkpoints": 0, "checkpoint_blobs": 0, "checkpoint_writes": 0}
-    would |= {"conversations": 0, "messages": 0}
-    if policy.enabled:
+    kinds = ["threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes"]
+    kinds += ["conversations", "messages"]
+    nothing = 0 if not policy.enabled else None  # None: not asked for
+    would: dict[str, int | None] = dict.fromkeys(kinds, nothing)
+    if policy.enabled and would_delete:
         report = await retention_usecase.run_retention(
             pool, policy, batch=retention_batch, dry_run=True
         )

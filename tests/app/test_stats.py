@@ -97,7 +97,9 @@ def test_stats_say_what_the_retention_policies_would_delete_and_delete_nothing(
         assert off["checkpoints"] == 0
     keep_two = settings.model_copy(update={"retention_keep_checkpoints": 2})
     with TestClient(create_app(keep_two)) as client:
-        response = client.get("/v1/admin/stats", headers=ADMIN)
+        unasked = client.get("/v1/admin/stats", headers=ADMIN).json()["retention"]
+        assert unasked["policy"]["keep_checkpoints"] == 2 and unasked["checkpoints"] is None
+        response = client.get("/v1/admin/stats?retention=true", headers=ADMIN)
         assert response.status_code == 200, response.text
         would = response.json()["retention"]
         assert would["policy"]["keep_checkpoints"] == 2

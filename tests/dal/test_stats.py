@@ -64,7 +64,9 @@ async def test_the_biggest_user_comes_first_and_top_is_bounded(pool: Any) -> Non
 
 async def test_the_retention_dry_run_counts_and_deletes_nothing(pool: Any) -> None:
     await populate(pool)
-    answer = await stats.get_stats(pool, policy=RetentionPolicy(keep_checkpoints=2))
+    answer = await stats.get_stats(
+        pool, policy=RetentionPolicy(keep_checkpoints=2), would_delete=True
+    )
     # Three threads of five checkpoints, two kept of each.
     assert answer.retention.checkpoints == 9
     assert await pool.fetchval("SELECT count(*) FROM checkpoints") == 15
