@@ -1,10 +1,12 @@
 """Retention (README "Retention"): the policies of the settings enforced in bounded batches.
 
 ``run_retention`` walks each policy's candidates in key order, a batch at a time; each batch is
-one short transaction that locks its candidates with SKIP LOCKED (a thread or conversation a
-writer holds is left to the next run, never waited for) and deletes at most ``batch`` rows of
-each table per statement (queries/retention.sql). A run stopped anywhere leaves nothing half
-done, and the next run continues: what is deleted is gone, and the rest is still a candidate.
+one short transaction that locks its candidates with SKIP LOCKED (one thread, or up to
+``batch`` conversations; one a writer holds is left to the next run, never waited for) and
+deletes at most ``batch`` rows of each table per statement (queries/retention.sql). A run
+stopped anywhere leaves nothing half done, and the next run continues: what is deleted is
+gone, and the rest is still a candidate (an expiring thread part-way through keeps its newest
+checkpoint and what it needs).
 With ``dry_run`` every batch runs its statements to the end and rolls back: the counts are what
 a run would delete now, and nothing changes.
 

@@ -513,50 +513,61 @@ async def test_a_thread_expiring_batch_by_batch_resumes_whole_between_batches(
     pool: Any, settings: Settings
 ) -> None:
     graph = steps_graph().compile(checkpointer=AsyncpgSaver(pool))
-    reference = steps_graph().compile(checkpointer=InMemorySaver())
-    await turns(graph, "old", range(5))
-    await turns(reference, "old", range(5))
+    references = {name: steps_graph().compile(checkpointer=InMemorySaver()) for name in TWO}
+    for name in TWO:
+        await turns(graph, name, range(5))
+        await turns(references[name], name, range(5))
     await turns(graph, "gone", range(2))
-    for table in ("threads", "checkpoints"):
-        column = "updated_at" if table == "threads" else "created_at"
+    for table, column in (("threads", "updated_at"), ("checkpoints", "created_at")):
         await pool.execute(f"UPDATE {table} SET {column} = {column} - interval '3 days'")
-    await pool.execute(
-        "UPDATE threads SET updated_at = updated_at - interval '1 hour' WHERE thread_id = 'old'"
-    )  # the older: expired first
-    start = await checkpoints_of(pool, "old")
+    await pool.execute(  # "revived" expires first, then "old", then "gone"
+        "UPDATE threads SET updated_at = updated_at - interval '1 hour' WHERE thread_id = $1",
+        "revived",
+    )
+    start = await checkpoints_of(pool, "revived")
     left: list[int] = []
+    revived = False
 
-    async with connect(settings) as other:  # another process resumes it between batches
+    async with connect(settings) as other:  # another process resumes them between batches
         resumed = steps_graph().compile(checkpointer=AsyncpgSaver(other))
 
         async def between(report: RetentionReport) -> None:
-            n = await checkpoints_of(pool, "old")
-            if not left or n < left[-1]:
-                left.append(n)
-            expected = (await reference.aget_state(config("old"))).values
-            assert (await resumed.aget_state(config("old"))).values == expected, left
-            if len(left) == 3:  # part-way: a save revives it
-                await turns(resumed, "old", range(5, 6))
-                await turns(reference, "old", range(5, 6))
-                left.append(0)
+            nonlocal revived
+            for name in TWO:
+                state = (await resumed.aget_state(config(name))).values
+                expected = (await references[name].aget_state(config(name))).values
+                row = await pool.fetchval("SELECT count(*) FROM threads WHERE thread_id = $1", name)
+                # Whole, or gone with its row: never part of it.
+                assert state == expected or (name == "old" and not state and not row), name
+            n = await checkpoints_of(pool, "revived")
+            left.append(n)
+            if not revived and n < start:  # part-way: a save revives it
+                await turns(resumed, "revived", range(5, 6))
+                await turns(references["revived"], "revived", range(5, 6))
+                revived = True
 
         report = await run_retention(
             pool, RetentionPolicy(thread_days=1), now=datetime.now(UTC), batch=3, progress=between
         )
-    assert 0 in left and left[0] < start and left[2] < left[1]  # trimmed over batches
-    assert report.threads == 1  # "gone", whole
-    for table in ("threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-        assert not await pool.fetchval(f"SELECT count(*) FROM {table} WHERE thread_id = 'gone'")
-    # "old" lives on from its full state, with a coherent history.
-    assert (await graph.aget_state(config("old"))).values == (
-        await reference.aget_state(config("old"))
+    assert revived and report.threads == 2  # "old" and "gone", whole
+    for name in ("old", "gone"):
+        for table in ("threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            assert not await pool.fetchval(
+                f"SELECT count(*) FROM {table} WHERE thread_id = $1", name
+            )
+    # "revived" lives on from its full state, with a coherent, shorter history.
+    assert (await graph.aget_state(config("revived"))).values == (
+        await references["revived"].aget_state(config("revived"))
     ).values
-    history = [s async for s in graph.aget_state_history(config("old"))]
-    assert len(history) == await checkpoints_of(pool, "old")
+    history = [s async for s in graph.aget_state_history(config("revived"))]
+    assert len(history) == await checkpoints_of(pool, "revived") < start + 4
     assert history[-1].parent_config is None
     # No blob it needs is gone and none is left over; pending writes of checkpoints trimmed
     # before the save revived it may be (no checkpoint names them: never read).
     assert (await dangling(pool))[0] == 0
+
+
+TWO = ("revived", "old")
 
 
 # --- the scheduler ---------------------------------------------------------------------------
