@@ -12,13 +12,15 @@
 -- Every query here is unscoped: it is run by the operator's command or the app's scheduler.
 
 -- name: list_expired_threads_locked
--- Up to $6 threads with no activity for their retention days (RETENTION_THREAD_DAYS, or
--- their override): updated_at (bumped by every save, to the second) before the cutoff,
+-- Up to $6 threads (the use case takes one a transaction) with no activity for their
+-- retention days (RETENTION_THREAD_DAYS, or their override): updated_at (bumped by every
+-- save, to the second) before the cutoff,
 -- after the keyset cursor ($3, $4, $5), oldest first, locked FOR UPDATE (they are to be
--- deleted), threads a writer holds skipped. Each comes with its own cutoff, which
--- delete_expired_thread_rows re-checks against its checkpoints' created_at.
+-- deleted), threads a writer holds skipped, and threads with a checkpoint created at or
+-- after the cutoff left out (the use case trims a listed thread before it deletes it). Each
+-- comes with its own cutoff, which delete_expired_thread_rows re-checks as well.
 -- returns: columns thread_id, owner, updated_at, cutoff
--- uses: threads_updated_idx, users_pkey
+-- uses: threads_updated_idx, users_pkey, checkpoints_pkey
 -- $1 thread_days int4           RETENTION_THREAD_DAYS (> 0)
 -- $2 now timestamptz            the run's clock
 -- $3 after_updated_at timestamptz  cursor ('-infinity' at first)
@@ -36,6 +38,14 @@ SELECT t.thread_id, t.owner, t.updated_at,
    AND (t.updated_at, t.thread_id, t.owner) > ($3, $4, $5)
    AND t.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(
                 $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days'))
+   -- No checkpoint at or after the cutoff (updated_at is to the second): a save committed
+   -- after this snapshot bumped updated_at, which FOR UPDATE re-checks on the row it locks.
+   AND NOT EXISTS (
+        SELECT 1
+          FROM checkpoints AS c
+         WHERE c.thread_id = t.thread_id AND c.owner = t.owner
+           AND c.created_at >= $2::timestamptz - make_interval(days => mnemo_retention_days(
+                    $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')))
  ORDER BY t.updated_at, t.thread_id, t.owner
  LIMIT $6
    FOR UPDATE OF t SKIP LOCKED;
@@ -114,20 +124,22 @@ SELECT count(*) AS deleted
   FROM deleted;
 
 -- name: list_threads_for_trimming_locked
--- Up to $6 threads after the keyset cursor ($4, $5) in key order, with the number of
+-- Up to $6 threads after the keyset cursor ($4, $5) (and at it, with $7) in key order, with the number of
 -- checkpoints per namespace each keeps (RETENTION_KEEP_CHECKPOINTS, or its override; exempt
 -- threads are left out, and so are threads the thread policy ($2, 0: off) finds expired:
 -- they are its to delete, and a dry run counts them once), locked FOR NO KEY UPDATE (the
 -- lock a save takes: saves under way commit first, the next wait), threads a writer holds
--- skipped.
+-- skipped, threads with no more checkpoints than they keep left out. The use case takes one
+-- a transaction ($6 = 1).
 -- returns: columns thread_id, owner, keep
--- uses: threads_pkey, users_pkey
+-- uses: threads_pkey, users_pkey, checkpoints_pkey
 -- $1 keep_checkpoints int4      RETENTION_KEEP_CHECKPOINTS (> 0)
 -- $2 thread_days int4           RETENTION_THREAD_DAYS (0: off)
 -- $3 now timestamptz            the run's clock
 -- $4 after_thread_id text       cursor ('' at first)
 -- $5 after_owner uuid
 -- $6 batch int8
+-- $7 again bool                 the cursor's thread too (it is not trimmed to the end yet)
 SELECT t.thread_id, t.owner,
        mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') AS keep
@@ -135,12 +147,23 @@ SELECT t.thread_id, t.owner,
   -- Its user's metadata (overrides) by one users_pkey probe per row: a join may hash all users.
  CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = t.owner)
                             AS metadata) AS u
- WHERE (t.thread_id, t.owner) > ($4, $5)
+ WHERE (t.thread_id, t.owner) >= ($4, $5)
+   AND ($7 OR (t.thread_id, t.owner) <> ($4, $5))
    AND mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') IS NOT NULL
    AND ($2 = 0 OR NOT coalesce(
             t.updated_at < $3::timestamptz - make_interval(days => mnemo_retention_days(
                 $2, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')), false))
+   -- More checkpoints than it keeps (a probe of at most keep + 1 index entries): a thread
+   -- with nothing to trim takes no transaction of its own. The cursor's own thread ($7) is
+   -- one whose blobs or writes are not all swept yet: it is taken up again.
+   AND (($7 AND (t.thread_id, t.owner) = ($4, $5)) OR EXISTS (
+        SELECT 1
+          FROM checkpoints AS c
+         WHERE c.thread_id = t.thread_id AND c.owner = t.owner
+         ORDER BY c.checkpoint_ns, c.checkpoint_id
+        OFFSET mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
+                                    'keep_checkpoints')))
  ORDER BY t.thread_id, t.owner
  LIMIT $6
    FOR NO KEY UPDATE OF t SKIP LOCKED;

@@ -90,10 +90,12 @@ async def list_threads_for_trimming_locked(
     now: datetime,
     after: tuple[str, UUID],
     batch: int,
+    again: bool = False,
 ) -> list[TrimmedThread]:
     """Up to ``batch`` threads after ``after`` in key order with the checkpoints each keeps
-    (exempt ones, and those ``thread_days`` finds expired, left out), locked FOR NO KEY UPDATE
-    (those a writer holds skipped)."""
+    (exempt ones, those ``thread_days`` finds expired and those with no more checkpoints than
+    they keep left out; with ``again`` the thread at ``after`` too, whatever it holds), locked
+    FOR NO KEY UPDATE (those a writer holds skipped)."""
     rows = await fetch_all(
         db,
         Q["list_threads_for_trimming_locked"],
@@ -102,6 +104,7 @@ async def list_threads_for_trimming_locked(
         now,
         *after,
         batch,
+        again,
     )
     return [TrimmedThread(r["thread_id"], r["owner"], r["keep"]) for r in rows]
 

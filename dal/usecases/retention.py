@@ -1,10 +1,12 @@
 """Retention (README "Retention"): the policies of the settings enforced in bounded batches.
 
 ``run_retention`` walks each policy's candidates in key order, a batch at a time; each batch is
-one short transaction that locks its candidates with SKIP LOCKED (a thread or conversation a
-writer holds is left to the next run, never waited for) and deletes at most ``batch`` rows of
-each table per statement (queries/retention.sql). A run stopped anywhere leaves nothing half
-done, and the next run continues: what is deleted is gone, and the rest is still a candidate.
+one short transaction that locks its candidates with SKIP LOCKED (one thread, or up to
+``batch`` conversations; one a writer holds is left to the next run, never waited for) and
+deletes at most ``batch`` rows of each table per statement (queries/retention.sql). A run
+stopped anywhere leaves nothing half done, and the next run continues: what is deleted is
+gone, and the rest is still a candidate (an expiring thread part-way through keeps its newest
+checkpoint and what it needs).
 With ``dry_run`` every batch runs its statements to the end and rolls back: the counts are what
 a run would delete now, and nothing changes.
 
@@ -107,6 +109,19 @@ async def _batch(pool: Pool, *, dry_run: bool) -> AsyncIterator[Executor]:
                 await tx.commit()
 
 
+async def _trim(
+    conn: Executor, threads: list[gateway.TrimmedThread], now: datetime, batch: int
+) -> tuple[int, int, int, bool]:
+    """Keep-N's three statements on these locked threads: (checkpoints, blobs, writes, whether
+    nothing is left to trim)."""
+    checkpoints = await gateway.delete_excess_checkpoints(
+        conn, threads=threads, now=now, batch=batch
+    )
+    blobs = await gateway.delete_unreferenced_blobs(conn, threads=threads, batch=batch)
+    writes = await gateway.delete_stale_checkpoint_writes(conn, threads=threads, batch=batch)
+    return checkpoints, blobs, writes, max(checkpoints, blobs, writes) < batch
+
+
 async def _expire_threads(
     pool: Pool,
     days: int,
@@ -116,31 +131,47 @@ async def _expire_threads(
     totals: _Totals,
     progress: Progress | None,
 ) -> None:
+    # One thread per transaction, locked FOR UPDATE. Its history goes oldest first, as keep-N
+    # with keep=1 would take it (the newest checkpoint and what it needs stay: its blobs, its
+    # writes, a delta channel's chain), a batch per transaction; the transaction that finds
+    # nothing more to trim deletes what is left and the thread's row together, under the
+    # re-check. So a graph resuming the thread at any moment finds its newest state whole (or
+    # the thread gone), and a save that revives it (the re-check then keeps it) continues a
+    # coherent, shorter history.
     after: tuple[datetime, str, UUID] = (_EPOCH, "", _NIL)
     while True:
         async with _batch(pool, dry_run=dry_run) as conn:
             locked = await gateway.list_expired_threads_locked(
-                conn, thread_days=days, now=now, after=after, batch=batch
+                conn, thread_days=days, now=now, after=after, batch=1
             )
             if not locked:
                 return
+            thread = locked[0]
+            kept = [gateway.TrimmedThread(thread.thread_id, thread.owner, 1)]
             while True:
-                counts = await gateway.delete_expired_thread_rows(conn, threads=locked, batch=batch)
+                checkpoints, blobs, writes, trimmed = await _trim(conn, kept, now, batch)
                 totals.add(
-                    checkpoints=counts.checkpoints,
-                    checkpoint_blobs=counts.blobs,
-                    checkpoint_writes=counts.writes,
+                    checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes
                 )
-                finished = max(counts) < batch
-                # A real batch ends here and commits; the next one takes the same threads up
-                # again. A dry run cannot (it rolls back): it goes on in its transaction.
-                if finished or not dry_run:
+                # A real batch ends here and commits; the next takes the thread up again. A dry
+                # run cannot (it rolls back): it goes on in its transaction.
+                if trimmed or not dry_run:
                     break
-            if finished:
+            if trimmed:
+                while True:  # the newest state and the row, in this one transaction
+                    counts = await gateway.delete_expired_thread_rows(
+                        conn, threads=locked, batch=batch
+                    )
+                    totals.add(
+                        checkpoints=counts.checkpoints,
+                        checkpoint_blobs=counts.blobs,
+                        checkpoint_writes=counts.writes,
+                    )
+                    if max(counts) < batch:
+                        break
                 totals.add(threads=await gateway.delete_expired_threads(conn, threads=locked))
-        if finished:
-            last = locked[-1]
-            after = (last.updated_at, last.thread_id, last.owner)
+        if trimmed:
+            after = (thread.updated_at, thread.thread_id, thread.owner)
         await totals.tell(progress)
 
 
@@ -154,7 +185,12 @@ async def _trim_threads(
     totals: _Totals,
     progress: Progress | None,
 ) -> None:
+    # One thread per transaction (locked FOR NO KEY UPDATE, the lock a save takes: a save
+    # waits for one thread's statements at most), ranked once: the cursor moves past it when
+    # nothing is left to trim, and only a thread with more than a batch to delete is taken
+    # up again, by the next transaction.
     after: tuple[str, UUID] = ("", _NIL)
+    again = False
     while True:
         async with _batch(pool, dry_run=dry_run) as conn:
             locked = await gateway.list_threads_for_trimming_locked(
@@ -163,26 +199,21 @@ async def _trim_threads(
                 thread_days=thread_days,
                 now=now,
                 after=after,
-                batch=batch,
+                batch=1,
+                again=again,
             )
             if not locked:
                 return
             while True:
-                checkpoints = await gateway.delete_excess_checkpoints(
-                    conn, threads=locked, now=now, batch=batch
-                )
-                blobs = await gateway.delete_unreferenced_blobs(conn, threads=locked, batch=batch)
-                writes = await gateway.delete_stale_checkpoint_writes(
-                    conn, threads=locked, batch=batch
-                )
+                checkpoints, blobs, writes, trimmed = await _trim(conn, locked, now, batch)
                 totals.add(
                     checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes
                 )
-                finished = max(checkpoints, blobs, writes) < batch
-                if finished or not dry_run:
+                if trimmed or not dry_run:
                     break
-        if finished:
-            after = (locked[-1].thread_id, locked[-1].owner)
+        # Not trimmed: its checkpoints may be, but not its blobs or writes; the cursor stays
+        # on it and the next transaction takes it up again.
+        after, again = (locked[0].thread_id, locked[0].owner), not trimmed
         await totals.tell(progress)
 
 

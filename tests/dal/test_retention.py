@@ -463,6 +463,113 @@ async def test_a_run_beside_a_graph_writing_to_the_thread_loses_nothing_written_
     assert await dangling(pool) == (0, 0)
 
 
+async def locked_threads(pool: Any) -> int:
+    """How many threads another transaction holds now (those a save would wait for)."""
+    async with pool.acquire() as other, other.transaction():
+        free = await other.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM threads FOR NO KEY UPDATE SKIP LOCKED) AS x"
+        )
+        total = await other.fetchval("SELECT count(*) FROM threads")
+    return int(total - free)
+
+
+async def test_keep_n_holds_one_thread_per_transaction_and_ranks_each_once(
+    pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await many_threads(pool, threads=4, each=6)
+    ranked: list[str] = []
+    held: list[int] = []
+    real = gateway.delete_excess_checkpoints
+
+    async def ranking(conn: Any, *, threads: Any, now: datetime, batch: int) -> int:
+        ranked.extend(t.thread_id for t in threads)
+        held.append(await locked_threads(pool))  # while the run's transaction is open
+        return await real(conn, threads=threads, now=now, batch=batch)
+
+    monkeypatch.setattr(gateway, "delete_excess_checkpoints", ranking)
+    report = await run_retention(pool, RetentionPolicy(keep_checkpoints=2), now=later(), batch=100)
+    assert report.checkpoints == 4 * 4
+    # A save waits for one thread's transaction at most: the others are free meanwhile.
+    assert held == [1, 1, 1, 1]
+    assert ranked == ["t0", "t1", "t2", "t3"]  # each ranked once, never again once trimmed
+
+    # A thread with more to delete than a batch: taken up again, alone, until trimmed.
+    ranked.clear()
+    held.clear()
+    for n in range(7):
+        await save_checkpoint(AsyncpgSaver(pool), "t1", {"a": [f"x{n}"], "b": [n]})
+    seen: list[RetentionReport] = []
+    report = await run_retention(
+        pool, RetentionPolicy(keep_checkpoints=2), now=later(), batch=3, progress=seen.append
+    )
+    # 14 blobs in batches of 3: five transactions, each holding t1 alone (the others hold
+    # no more checkpoints than they keep: no transaction of their own).
+    assert report.checkpoints == 7 and report.checkpoint_blobs == 14
+    assert ranked == ["t1"] * 5 and held == [1] * 5 and report.batches == 5
+    assert await checkpoints_of(pool, "t1") == 2 and await dangling(pool) == (0, 0)
+
+
+async def test_a_thread_expiring_batch_by_batch_resumes_whole_between_batches(
+    pool: Any, settings: Settings
+) -> None:
+    graph = steps_graph().compile(checkpointer=AsyncpgSaver(pool))
+    references = {name: steps_graph().compile(checkpointer=InMemorySaver()) for name in TWO}
+    for name in TWO:
+        await turns(graph, name, range(5))
+        await turns(references[name], name, range(5))
+    await turns(graph, "gone", range(2))
+    for table, column in (("threads", "updated_at"), ("checkpoints", "created_at")):
+        await pool.execute(f"UPDATE {table} SET {column} = {column} - interval '3 days'")
+    await pool.execute(  # "revived" expires first, then "old", then "gone"
+        "UPDATE threads SET updated_at = updated_at - interval '1 hour' WHERE thread_id = $1",
+        "revived",
+    )
+    start = await checkpoints_of(pool, "revived")
+    left: list[int] = []
+    revived = False
+
+    async with connect(settings) as other:  # another process resumes them between batches
+        resumed = steps_graph().compile(checkpointer=AsyncpgSaver(other))
+
+        async def between(report: RetentionReport) -> None:
+            nonlocal revived
+            for name in TWO:
+                state = (await resumed.aget_state(config(name))).values
+                expected = (await references[name].aget_state(config(name))).values
+                row = await pool.fetchval("SELECT count(*) FROM threads WHERE thread_id = $1", name)
+                # Whole, or gone with its row: never part of it.
+                assert state == expected or (name == "old" and not state and not row), name
+            n = await checkpoints_of(pool, "revived")
+            left.append(n)
+            if not revived and n < start:  # part-way: a save revives it
+                await turns(resumed, "revived", range(5, 6))
+                await turns(references["revived"], "revived", range(5, 6))
+                revived = True
+
+        report = await run_retention(
+            pool, RetentionPolicy(thread_days=1), now=datetime.now(UTC), batch=3, progress=between
+        )
+    assert revived and report.threads == 2  # "old" and "gone", whole
+    for name in ("old", "gone"):
+        for table in ("threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            assert not await pool.fetchval(
+                f"SELECT count(*) FROM {table} WHERE thread_id = $1", name
+            )
+    # "revived" lives on from its full state, with a coherent, shorter history.
+    assert (await graph.aget_state(config("revived"))).values == (
+        await references["revived"].aget_state(config("revived"))
+    ).values
+    history = [s async for s in graph.aget_state_history(config("revived"))]
+    assert len(history) == await checkpoints_of(pool, "revived") < start + 4
+    assert history[-1].parent_config is None
+    # No blob it needs is gone and none is left over; pending writes of checkpoints trimmed
+    # before the save revived it may be (no checkpoint names them: never read).
+    assert (await dangling(pool))[0] == 0
+
+
+TWO = ("revived", "old")
+
+
 # --- the scheduler ---------------------------------------------------------------------------
 
 

@@ -99,7 +99,7 @@ async def arguments(conn: asyncpg.Connection[Any], name: str, generic: bool) -> 
         "list_expired_threads_locked": (1, NOW, EPOCH, "", NIL, 100),
         "delete_expired_thread_rows": (ids, owners, cutoffs, 100),
         "delete_expired_threads": (ids, owners, cutoffs),
-        "list_threads_for_trimming_locked": (5, 1, NOW, "t5", NIL, 100),
+        "list_threads_for_trimming_locked": (5, 1, NOW, "t5", NIL, 100, True),
         "delete_excess_checkpoints": (ids, owners, array([2] * len(threads), generic), NOW, 100),
         "delete_unreferenced_blobs": (ids, owners, 100),
         "delete_stale_checkpoint_writes": (ids, owners, 100),
