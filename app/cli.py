@@ -129,6 +129,35 @@ def parser() -> argparse.ArgumentParser:
         "else typed twice without echo. Their sign-in sessions are signed out.",
     )
     password.add_argument("username")
+    erase = users.add_parser(
+        "erase",
+        help="erase a user: everything they own or wrote, in batches; prints the counts",
+        description='Erase USERNAME (README "Erasing a user"): deactivate them, then delete, '
+        "batch after batch (APP_ERASURE_BATCH rows, each a short transaction), every row they "
+        "own or wrote; their messages in others' conversations become tombstones. Asks first "
+        "(--yes: do not). Cut short, run it again: it finishes. Prints the counts per table.",
+    )
+    erase.add_argument("username")
+    erase.add_argument("--yes", action="store_true", help="do not ask (needed without a TTY)")
+    erase.add_argument("--json", action="store_true", help="the report as JSON")
+
+    stats_ = commands.add_parser(
+        "stats",
+        help="storage stats: rows and bytes per table, the biggest users and threads",
+        description='Print the storage stats (README "Storage stats"): rows and bytes '
+        "(table, TOAST, indexes) per table, the users and threads holding the most, the oldest "
+        "data, what the retention policies would delete now. Each statement is bounded by "
+        "APP_STATS_TIMEOUT.",
+    )
+    stats_.add_argument(
+        "--top", type=int, default=10, metavar="N", help="users and threads listed (default 10)"
+    )
+    stats_.add_argument("--json", action="store_true", help="as JSON (GET /v1/admin/stats)")
+    stats_.add_argument(
+        "--retention",
+        action="store_true",
+        help="also what the retention policies would delete now (their dry run: as long as a run)",
+    )
 
     export = commands.add_parser(
         "export",
@@ -201,6 +230,36 @@ def parser() -> argparse.ArgumentParser:
         "named by its id (exit status 1). Safe while the app serves.",
     )
     rotate.add_argument("--batch", type=int, default=100, help="profiles per batch (default 100)")
+    policies = commands.add_parser(
+        "retention",
+        help="enforce the retention policies",
+        description='Enforce the retention policies (README "Retention").',
+    ).add_subparsers(dest="retention_command", metavar="COMMAND", required=True)
+    ret = policies.add_parser(
+        "run",
+        help="delete what the retention policies expire, in batches",
+        description="Delete what the retention policies (RETENTION_THREAD_DAYS, "
+        "RETENTION_KEEP_CHECKPOINTS, RETENTION_CONVERSATION_DAYS, and the overrides in "
+        "metadata) expire now, batch after batch (each a short transaction that skips the "
+        "threads and conversations writers hold); a progress line per batch on stderr, the "
+        "totals as JSON. Safe while the app serves; a run stopped anywhere is continued by "
+        "the next.",
+    )
+    ret.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="rows per table and statement (default: RETENTION_BATCH)",
+    )
+    ret.add_argument(
+        "--dry-run", action="store_true", help="only count what would go; delete nothing"
+    )
+    for flag, what in (
+        ("--thread-days", "RETENTION_THREAD_DAYS"),
+        ("--keep-checkpoints", "RETENTION_KEEP_CHECKPOINTS"),
+        ("--conversation-days", "RETENTION_CONVERSATION_DAYS"),
+    ):
+        ret.add_argument(flag, type=int, metavar="N", help=f"instead of {what} (0: off)")
 
     worker = commands.add_parser(
         "worker",
@@ -375,6 +434,27 @@ def run(args_list: list[str]) -> int:
             if args.keys_command == "generate":
                 return keys_cli.generate(settings, into_key_file=args.prepend_to_key_file)
             return keys_cli.rotate(settings, batch=args.batch)
+        if args.command == "stats":
+            from app import erasure_cli
+
+            return erasure_cli.show_stats(
+                settings, top=args.top, as_json=args.json, would_delete=args.retention
+            )
+        if args.command == "users" and args.users_command == "erase":
+            from app import erasure_cli
+
+            return erasure_cli.erase(settings, args.username, yes=args.yes, as_json=args.json)
+        if args.command == "retention":
+            from app import retention_cli
+
+            return retention_cli.run(
+                settings,
+                batch=args.batch,
+                dry_run=args.dry_run,
+                thread_days=args.thread_days,
+                keep_checkpoints=args.keep_checkpoints,
+                conversation_days=args.conversation_days,
+            )
         if args.command == "worker":
             from app import worker_cli
 

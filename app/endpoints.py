@@ -31,6 +31,7 @@ from app.auth import current_user, require_admin
 from app.body import INT8_MAX, int_param, read_json
 from app.errors import HttpError
 from app.state import AppState
+from dal.errors import InvalidInput
 from dal.settings import Settings
 
 Json = dict[str, Any]
@@ -86,6 +87,18 @@ class Param:
         minimum: int = self.schema.get("minimum", 0)
         maximum: int = self.schema.get("maximum", INT8_MAX)
         return int_param(request, self.name, default=default, minimum=minimum, maximum=maximum)
+
+    def boolean(self, request: Request[AppState]) -> bool:
+        """The request's value of this boolean query parameter: true/1, false/0, or its
+        default (else false) when absent or empty; InvalidInput otherwise."""
+        raw = request.query_params.get(self.name)
+        if raw is None or raw == "":
+            return bool(self.schema.get("default", False))
+        if raw.lower() in ("true", "1"):
+            return True
+        if raw.lower() in ("false", "0"):
+            return False
+        raise InvalidInput(f"{self.name} must be true or false")
 
 
 @dataclass(frozen=True, slots=True)

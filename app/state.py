@@ -18,7 +18,9 @@ from app.token_cache import TokenCache, listening
 from dal.database import open_pool
 from dal.migrate import migration_ids
 from dal.settings import Settings
+from dal.usecases import retention
 from dal.usecases.profiles import Resolver
+from dal.usecases.retention import RetentionScheduler
 from dal.vault import Vault
 
 _log = logging.getLogger(__name__)
@@ -76,7 +78,23 @@ def lifespan_for(settings: Settings) -> Any:
             pool.get_min_size(),
             pool.get_max_size(),
         )
+        # Retention (README "Retention"): every RETENTION_INTERVAL_SECONDS, in the one process
+        # of those sharing the database that holds the runner's lock.
+        policy = retention.policy_of(settings)
+        scheduler = (
+            RetentionScheduler(
+                pool,
+                policy,
+                interval=settings.retention_interval_seconds,
+                batch=settings.retention_batch,
+                timeout=settings.db_connection_timeout,
+            )
+            if settings.retention_interval_seconds > 0 and policy.enabled
+            else None
+        )
         try:
+            if scheduler is not None:
+                scheduler.start()
             async with (
                 listening(TokenCache(settings, pool)) as tokens,
                 event_hub.listening(EventHub(settings, pool)) as events,
@@ -95,6 +113,8 @@ def lifespan_for(settings: Settings) -> Any:
                     resolver=resolver,
                 )
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             # Politely, but a frozen database must not hold the app's exit: then drop them.
             try:
                 async with asyncio.timeout(settings.db_connection_timeout):

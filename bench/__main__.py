@@ -1,5 +1,5 @@
 """``python -m bench [messages] [checkpoints] [orm] [http] [search] [branches] [reads]
-[attachments] [tasks] [events] [auth] [profiles]``:
+[attachments] [tasks] [events] [auth] [profiles] [retention]``:
 Mnemo beside its competitors.
 
 Suites (default: all, in this order):
@@ -30,6 +30,9 @@ Suites (default: all, in this order):
                (bench/auth/)
   profiles     resolve() of an LLM profile through the Resolver's in-process cache, without
                it, and raw asyncpg fetching the same row, in µs (bench/profiles/)
+  retention    delete throughput of the retention runs (thread TTL, keep-N) on 1,000,000
+               checkpoints while an agent workload runs, and that workload's p99 before and
+               during them (bench/retention/)
 
 Everything runs on one server (DATABASE_URL's, or a throw-away embedded PostgreSQL), each
 suite's contenders in fresh databases of their own, dropped afterwards. Within each round the
@@ -65,6 +68,7 @@ from bench import (
     orm,
     profiles,
     reads,
+    retention,
     search,
     tasks,
 )
@@ -85,6 +89,7 @@ SUITES = (
     "events",
     "auth",
     "profiles",
+    "retention",
 )
 
 # name: (full run, --quick, help); each can be overridden on the command line.
@@ -106,6 +111,7 @@ GROUPS: dict[str, dict[str, tuple[int, int, str]]] = {
     "events": events.DEFAULTS,
     "auth": auth.DEFAULTS,
     "profiles": profiles.DEFAULTS,
+    "retention": retention.DEFAULTS,
 }
 PACKAGES = (
     "asyncpg",
@@ -128,7 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         metavar="SUITE",
         help="messages, checkpoints, orm, http, search, branches, reads, attachments,\n"
-        "tasks, events, auth, profiles (default: all)",
+        "tasks, events, auth, profiles, retention (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     for group_name, defaults in GROUPS.items():
@@ -372,6 +378,18 @@ def main(argv: list[str] | None = None) -> int:
                 + profiles.render(profiles_result)
             )
             document["profiles"] = profiles.as_json(profiles_result)
+        if "retention" in args.suites:
+            with _server.fresh_database(server_url, parameters=parameters) as url:
+                if "server" not in document:
+                    document["server"] = server(url, database_url)
+                retention_outcome = asyncio.run(retention.run(url, args))
+            tables.append(
+                "retention: checkpoints deleted by the retention runs while an agent workload "
+                "runs; the workload's latencies before, during and after\n\n"
+                + retention.render(retention_outcome)
+            )
+            document["retention"] = retention.as_json(retention_outcome)
+            passed = passed and retention_outcome.passed
     if "search" in args.suites:
         search_outcome = search.run(database_url, args)
         document.setdefault("server", {"where": "DATABASE_URL" if database_url else "embedded"})

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     app_max_attachment_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=2**46)
     app_attachment_quota_bytes: int = Field(default=0, ge=0, le=2**62)
     app_attachment_grace_seconds: int = Field(default=24 * 3600, ge=0, le=3_153_600_000)
+    # Rows one statement of an erasure (DELETE /v1/users/{id}, `mnemo users erase`) deletes or
+    # anonymizes at most: each batch is its own short transaction.
+    app_erasure_batch: int = Field(default=500, ge=1, le=100_000)
+    # Seconds each statement of the storage stats (GET /v1/admin/stats, `mnemo stats`) may
+    # run (a statement_timeout of their own: some scan whole tables).
+    app_stats_timeout: float = Field(default=10.0, gt=0, le=3600)
     app_max_image_pixels: int = Field(default=40_000_000, ge=1, le=1_000_000_000)
     # Uploads a process serves at once (503 too_many_uploads above, with Retry-After): each
     # holds up to two 1 MiB chunks, so this bounds the memory uploads take (~3 MiB each).
@@ -136,6 +142,19 @@ class Settings(BaseSettings):
     # take (waiting for locks included) before it is stopped.
     app_backups_keep: int = Field(default=10, ge=0, le=100_000)
     app_backup_timeout: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+
+    # Retention (README "Retention"), every policy off (0) by default: delete a thread (its
+    # checkpoints, blobs and writes) with no activity for N days; keep at most N checkpoints
+    # per thread and namespace (the newest, and what they need); delete a conversation (its
+    # messages, members, events) with no activity for N days. Per thread, conversation or user
+    # a metadata "retention" object lengthens or exempts. RETENTION_INTERVAL_SECONDS: run them
+    # that often while the app serves (one process runs; 0: only `mnemo retention run`), in
+    # batches of RETENTION_BATCH rows per table and statement.
+    retention_thread_days: int = Field(default=0, ge=0, le=1_000_000)
+    retention_keep_checkpoints: int = Field(default=0, ge=0, le=2**31 - 1)
+    retention_conversation_days: int = Field(default=0, ge=0, le=1_000_000)
+    retention_interval_seconds: float = Field(default=0.0, ge=0, le=365 * 86_400)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
 
     # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
     # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/

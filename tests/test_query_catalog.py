@@ -60,6 +60,10 @@ VERB_PREFIXES = (
     "fail_",
     # a refresh token (queries/identity.sql): used up and replaced in one statement
     "rotate_",
+    # a session advisory lock (queries/retention.sql: the one retention runner), taken on a
+    # connection outside the pool and given back
+    "lock_",
+    "unlock_",
 )
 
 

@@ -29,6 +29,7 @@ MODULES = (
     "events",
     "event_streams",
     "profiles",
+    "stats",
 )
 
 

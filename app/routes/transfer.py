@@ -25,7 +25,7 @@ from app.errors import HttpError
 from app.responses import record_response
 from app.routes.messages import _part_schema
 from app.state import AppState
-from dal.errors import DomainError, InvalidInput
+from dal.errors import DomainError
 from dal.records.base import Row
 from dal.records.conversations import Conversation
 from dal.records.messages import Message, Part
@@ -199,7 +199,7 @@ async def _read_import(request: Request[AppState]) -> bytes:
 )
 async def import_conversations(request: Request[AppState]) -> Response:
     me = caller(request)
-    keep_ids = _boolean(request, KEEP_IDS.name)
+    keep_ids = KEEP_IDS.boolean(request)
     body = await _read_import(request)
     settings = request.state["settings"]
     try:
@@ -219,14 +219,3 @@ async def import_conversations(request: Request[AppState]) -> Response:
         timeout=settings.app_import_timeout,
     )
     return record_response(result, 201)
-
-
-def _boolean(request: Request[AppState], name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return False
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise InvalidInput(f"{name} must be true or false")

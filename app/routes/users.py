@@ -14,8 +14,10 @@ from app.schemas import TokenCreated, UserCreated
 from app.state import AppState
 from dal.errors import InvalidInput
 from dal.gateways import users
+from dal.records.erasure import ErasureReport
 from dal.records.users import TokenDraft, TokenList, User, UserDraft, UserPatch
 from dal.settings import Settings
+from dal.usecases import erasure
 
 endpoints = Endpoints()
 _USER = "/v1/users/{user_id:uuid}"
@@ -103,6 +105,25 @@ async def deactivate_user(request: Request[AppState]) -> Response:
     async with request.state["tokens"].changing(user_id):
         user = await users.deactivate_user(request.state["pool"], user_id=user_id)
     return record_response(user)
+
+
+@endpoints.delete(
+    _USER,
+    "Erase a user: every row they own or wrote, in batches; their words in others' "
+    'conversations as tombstones (README "Erasing a user"); the counts per table',
+    auth="admin",
+    response=ErasureReport,
+)
+async def erase_user(request: Request[AppState]) -> Response:
+    user_id = request.path_params["user_id"]
+    pool = request.state["pool"]
+    # Deactivated first, and every app process told: no token of theirs works meanwhile.
+    async with request.state["tokens"].changing(user_id):
+        await users.deactivate_user(pool, user_id=user_id)
+    report = await erasure.erase_user(
+        pool, user_id=user_id, batch=request.state["settings"].app_erasure_batch
+    )
+    return record_response(report)
 
 
 @endpoints.get("/v1/me", "The caller", response=User)

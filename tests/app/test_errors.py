@@ -81,6 +81,7 @@ def test_wrong_method_is_405_in_error_shape(client: TestClient, alice: Caller) -
         ("PUT", "/v1/tokens"),
         ("POST", "/health"),
         ("PUT", f"/v1/conversations/{MISSING_ID}"),
+        ("POST", "/v1/admin/stats"),
     ]:
         response = client.request(method, path, headers=alice.headers)
         assert_error(response, 405, "method_not_allowed")

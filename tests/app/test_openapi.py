@@ -343,6 +343,13 @@ def test_openapi_response_schemas_match_real_responses(
     ).json()
     _assert_matches(doc, "MessageAttachments", of_message)
 
+    _assert_matches(doc, "Stats", client.get("/v1/admin/stats", headers=ADMIN).json())
+    _assert_matches(
+        doc,
+        "ErasureReport",
+        client.delete(f"/v1/users/{created['user']['id']}", headers=ADMIN).json(),
+    )
+
     error = client.post("/v1/conversations", json={"title": 1}, headers=alice.headers)
     body = error.json()
     _assert_matches(doc, "ErrorBody", body)

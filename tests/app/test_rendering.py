@@ -229,6 +229,10 @@ def exercise(client: TestClient) -> None:
         headers={**me, "Content-Type": "application/json"},
     )
     assert response.status_code == 201, response.text
+    # The storage stats (every kind of row there by now), then the user erased.
+    for path, method in (("/v1/admin/stats?top=3", "GET"), (f"/v1/users/{user_id}", "DELETE")):
+        response = client.request(method, path, headers=ADMIN)
+        assert response.status_code == 200, (path, response.text)
 
 
 def test_every_response_model_renders_as_pydantic_does(
