@@ -1,13 +1,15 @@
 -- Retention (README "Retention"): the indexes its runs walk, and the one rule of overrides.
 -- * threads_updated_idx: the expiring threads, oldest activity first, across owners
 --   (threads_user_updated_idx starts with user_id: no use for a global range).
--- * conversations_updated_idx: the same for conversations.
+-- * conversations_updated_idx: the same for conversations, on updated_at as UTC wall time, an
+--   expression the conversation lists (ordered by updated_at itself) cannot use: on the plain
+--   column the planner took it for a user's list, walking every user's conversations in order.
 -- * mnemo_retention_days: the days (or checkpoints) a policy keeps for one row, from the
 --   policy's setting and the overrides in the row's and its user's metadata.
 -- depends: 20261207_09_i4d7n-identity
 
 CREATE INDEX threads_updated_idx ON threads (updated_at, thread_id, owner);
-CREATE INDEX conversations_updated_idx ON conversations (updated_at, id);
+CREATE INDEX conversations_updated_idx ON conversations ((updated_at AT TIME ZONE 'UTC'), id);
 
 -- What a retention policy keeps of one row: the setting ($1, > 0), unless the row's metadata
 -- (key $3 of its "retention" object) or else its user's (key $5 of theirs) overrides it.

@@ -322,11 +322,13 @@ WITH locked AS (
       FROM conversations AS c
      CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = c.user_id)
                                 AS metadata) AS u
-     WHERE c.updated_at < $2::timestamptz - make_interval(days => $1)
-       AND (c.updated_at, c.id) > ($3, $4)
+     -- On UTC wall time, as conversations_updated_idx holds it (the same order and cutoff).
+     WHERE (c.updated_at AT TIME ZONE 'UTC')
+               < ($2::timestamptz - make_interval(days => $1)) AT TIME ZONE 'UTC'
+       AND ((c.updated_at AT TIME ZONE 'UTC'), c.id) > ($3::timestamptz AT TIME ZONE 'UTC', $4)
        AND c.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(
                     $1, c.metadata, 'ttl_days', u.metadata, 'conversation_ttl_days'))
-     ORDER BY c.updated_at, c.id
+     ORDER BY (c.updated_at AT TIME ZONE 'UTC'), c.id
      LIMIT $5
        FOR UPDATE OF c SKIP LOCKED
 ), sized AS (
