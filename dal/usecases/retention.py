@@ -148,15 +148,7 @@ async def _expire_threads(
                 return
             thread = locked[0]
             kept = [gateway.TrimmedThread(thread.thread_id, thread.owner, 1)]
-            while True:
-                checkpoints, blobs, writes, trimmed = await _trim(conn, kept, now, batch)
-                totals.add(
-                    checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes
-                )
-                # A real batch ends here and commits; the next takes the thread up again. A dry
-                # run cannot (it rolls back): it goes on in its transaction.
-                if trimmed or not dry_run:
-                    break
+            trimmed = await _trim_batch(conn, kept, now, batch, dry_run, totals)
             if trimmed:
                 while True:  # the newest state and the row, in this one transaction
                     counts = await gateway.delete_expired_thread_rows(
@@ -173,6 +165,24 @@ async def _expire_threads(
         if trimmed:
             after = (thread.updated_at, thread.thread_id, thread.owner)
         await totals.tell(progress)
+
+
+async def _trim_batch(
+    conn: Executor,
+    threads: list[gateway.TrimmedThread],
+    now: datetime,
+    batch: int,
+    dry_run: bool,
+    totals: _Totals,
+) -> bool:
+    """One batch of trimming these threads, counted; whether nothing is left to trim. A real
+    batch ends here and commits (the next transaction takes the thread up again); a dry run
+    cannot (it rolls back), so it goes on in its transaction until the thread is trimmed."""
+    while True:
+        checkpoints, blobs, writes, trimmed = await _trim(conn, threads, now, batch)
+        totals.add(checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes)
+        if trimmed or not dry_run:
+            return trimmed
 
 
 async def _trim_threads(
@@ -204,13 +214,7 @@ async def _trim_threads(
             )
             if not locked:
                 return
-            while True:
-                checkpoints, blobs, writes, trimmed = await _trim(conn, locked, now, batch)
-                totals.add(
-                    checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes
-                )
-                if trimmed or not dry_run:
-                    break
+            trimmed = await _trim_batch(conn, locked, now, batch, dry_run, totals)
         # Not trimmed: its checkpoints may be, but not its blobs or writes; the cursor stays
         # on it and the next transaction takes it up again.
         after, again = (locked[0].thread_id, locked[0].owner), not trimmed
