@@ -175,8 +175,8 @@ SELECT t.thread_id, t.owner,
 -- checkpoint whose metadata holds no counters_since_delta_snapshot (every delta channel
 -- stored at it, or none used) is a seed, and everything from the newest seed at or below the
 -- keep-th checkpoint up stays (no such seed: the namespace is left whole). Of the rest,
--- oldest first, those created at or before the run's clock go; a kept checkpoint whose parent
--- went becomes a root. Returns how many checkpoints went.
+-- oldest first, those created at or before the run's clock go (delete_trim_leftovers then makes
+-- a kept checkpoint whose parent went a root). Returns how many checkpoints went.
 -- returns: value
 -- uses: checkpoints_pkey
 -- $1 thread_ids text[]
@@ -216,40 +216,46 @@ WITH batch AS (
      USING doomed AS d
      WHERE c.thread_id = d.thread_id AND c.owner = d.owner
        AND c.checkpoint_ns = d.checkpoint_ns AND c.checkpoint_id = d.checkpoint_id
-    RETURNING c.thread_id, c.owner, c.checkpoint_ns, c.checkpoint_id
-), roots AS (
-    UPDATE checkpoints AS c
-       SET parent_checkpoint_id = NULL
-      FROM deleted AS d
-     WHERE c.thread_id = d.thread_id AND c.owner = d.owner
-       AND c.checkpoint_ns = d.checkpoint_ns AND c.parent_checkpoint_id = d.checkpoint_id
-       AND NOT EXISTS (
-            SELECT 1 FROM doomed AS x
-             WHERE x.thread_id = c.thread_id AND x.owner = c.owner
-               AND x.checkpoint_ns = c.checkpoint_ns AND x.checkpoint_id = c.checkpoint_id)
+    RETURNING 1
 )
 SELECT count(*) AS deleted
   FROM deleted;
 
--- name: delete_unreferenced_blobs
--- Up to $3 channel blobs of these locked threads that no checkpoint of theirs references
--- (by its channel_versions): what delete_excess_checkpoints left behind. A save under way
--- has not committed its blobs (invisible here), and a save's checkpoint references the
--- versions of its parent, which stays. Returns how many blobs went.
--- returns: value
--- uses: checkpoints_pkey, checkpoint_blobs_pkey
+-- name: delete_trim_leftovers
+-- After delete_excess_checkpoints, in its transaction (so its deletes are seen), what those
+-- deletes left behind in these locked threads: a checkpoint whose parent is gone becomes a root
+-- (no parent); up to $3 channel blobs no checkpoint of theirs references (by its
+-- channel_versions) go; and up to $3 pending writes older (by id) than the oldest checkpoint
+-- left in their namespace (the writes of checkpoints that went; a namespace with no checkpoint
+-- keeps its writes). A save under way has not committed its blobs or writes (invisible here),
+-- its checkpoint references the versions of its parent, which stays, and its writes have newer
+-- ids. Every probe is by primary key, per row of the threads: no cost grows with the square of
+-- a thread's size. Returns the blobs and writes that went, and the checkpoints made roots.
+-- returns: columns blobs, writes, roots
+-- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 thread_ids text[]
 -- $2 owners uuid[]              in the order of $1
 -- $3 batch int8
 WITH batch AS (
     SELECT k.thread_id, k.owner
       FROM unnest($1::text[], $2::uuid[]) AS k(thread_id, owner)
+), roots AS (
+    UPDATE checkpoints AS c
+       SET parent_checkpoint_id = NULL
+      FROM batch AS b
+     WHERE c.thread_id = b.thread_id AND c.owner = b.owner
+       AND c.parent_checkpoint_id IS NOT NULL
+       AND NOT EXISTS (
+            SELECT 1 FROM checkpoints AS p
+             WHERE p.thread_id = c.thread_id AND p.owner = c.owner
+               AND p.checkpoint_ns = c.checkpoint_ns AND p.checkpoint_id = c.parent_checkpoint_id)
+    RETURNING 1
 ), referenced AS (
     SELECT DISTINCT c.thread_id, c.owner, c.checkpoint_ns, v.key AS channel, v.value AS version
       FROM batch AS b
       JOIN checkpoints AS c ON c.thread_id = b.thread_id AND c.owner = b.owner
      CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
-), doomed AS (
+), blobs_doomed AS (
     SELECT x.thread_id, x.owner, x.checkpoint_ns, x.channel, x.version
       FROM batch AS b
       JOIN checkpoint_blobs AS x ON x.thread_id = b.thread_id AND x.owner = b.owner
@@ -259,47 +265,34 @@ WITH batch AS (
                AND r.checkpoint_ns = x.checkpoint_ns AND r.channel = x.channel
                AND r.version = x.version)
      LIMIT $3
-), deleted AS (
+), blobs_gone AS (
     DELETE FROM checkpoint_blobs AS x
-     USING doomed AS d
+     USING blobs_doomed AS d
      WHERE x.thread_id = d.thread_id AND x.owner = d.owner AND x.checkpoint_ns = d.checkpoint_ns
        AND x.channel = d.channel AND x.version = d.version
     RETURNING 1
-)
-SELECT count(*) AS deleted
-  FROM deleted;
-
--- name: delete_stale_checkpoint_writes
--- Up to $3 pending writes of these locked threads whose checkpoint is older (by id) than the
--- oldest checkpoint left in its namespace: the writes of checkpoints delete_excess_checkpoints
--- took. Writes of a checkpoint not yet committed (saved first) have newer ids, and a
--- namespace with no checkpoint keeps its writes. Returns how many writes went.
--- returns: value
--- uses: checkpoints_pkey, checkpoint_writes_pkey
--- $1 thread_ids text[]
--- $2 owners uuid[]              in the order of $1
--- $3 batch int8
-WITH oldest AS (
+), oldest AS (
     SELECT c.thread_id, c.owner, c.checkpoint_ns, min(c.checkpoint_id) AS checkpoint_id
-      FROM unnest($1::text[], $2::uuid[]) AS k(thread_id, owner)
-      JOIN checkpoints AS c ON c.thread_id = k.thread_id AND c.owner = k.owner
+      FROM batch AS b
+      JOIN checkpoints AS c ON c.thread_id = b.thread_id AND c.owner = b.owner
      GROUP BY c.thread_id, c.owner, c.checkpoint_ns
-), doomed AS (
+), writes_doomed AS (
     SELECT w.thread_id, w.owner, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.idx
       FROM oldest AS o
       JOIN checkpoint_writes AS w
         ON w.thread_id = o.thread_id AND w.owner = o.owner AND w.checkpoint_ns = o.checkpoint_ns
        AND w.checkpoint_id < o.checkpoint_id
      LIMIT $3
-), deleted AS (
+), writes_gone AS (
     DELETE FROM checkpoint_writes AS w
-     USING doomed AS d
+     USING writes_doomed AS d
      WHERE w.thread_id = d.thread_id AND w.owner = d.owner AND w.checkpoint_ns = d.checkpoint_ns
        AND w.checkpoint_id = d.checkpoint_id AND w.task_id = d.task_id AND w.idx = d.idx
     RETURNING 1
 )
-SELECT count(*) AS deleted
-  FROM deleted;
+SELECT (SELECT count(*) FROM blobs_gone) AS blobs,
+       (SELECT count(*) FROM writes_gone) AS writes,
+       (SELECT count(*) FROM roots) AS roots;
 
 -- name: list_expired_conversations_locked
 -- Conversations with no activity (updated_at: every message, edit and change bumps it) for

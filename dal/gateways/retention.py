@@ -39,6 +39,12 @@ class Counts(NamedTuple):
     writes: int
 
 
+class Swept(NamedTuple):
+    blobs: int
+    writes: int
+    roots: int  # checkpoints made roots (their parent went)
+
+
 async def list_expired_threads_locked(
     db: Executor,
     *,
@@ -125,33 +131,22 @@ async def delete_excess_checkpoints(
     return deleted
 
 
-async def delete_unreferenced_blobs(
+async def delete_trim_leftovers(
     db: Executor, *, threads: Sequence[TrimmedThread], batch: int
-) -> int:
-    """Up to ``batch`` blobs of these locked threads no checkpoint references."""
-    deleted: int = await fetch_value(
+) -> Swept:
+    """After ``delete_excess_checkpoints`` in the same transaction: these locked threads'
+    checkpoints whose parent went made roots, and up to ``batch`` blobs no checkpoint
+    references and up to ``batch`` writes older than their namespace's oldest checkpoint
+    deleted."""
+    row = await fetch_one(
         db,
-        Q["delete_unreferenced_blobs"],
+        Q["delete_trim_leftovers"],
         [t.thread_id for t in threads],
         [t.owner for t in threads],
         batch,
     )
-    return deleted
-
-
-async def delete_stale_checkpoint_writes(
-    db: Executor, *, threads: Sequence[TrimmedThread], batch: int
-) -> int:
-    """Up to ``batch`` writes of these locked threads older than their namespace's oldest
-    checkpoint."""
-    deleted: int = await fetch_value(
-        db,
-        Q["delete_stale_checkpoint_writes"],
-        [t.thread_id for t in threads],
-        [t.owner for t in threads],
-        batch,
-    )
-    return deleted
+    assert row is not None
+    return Swept(row["blobs"], row["writes"], row["roots"])
 
 
 async def list_expired_conversations_locked(

@@ -112,14 +112,18 @@ async def _batch(pool: Pool, *, dry_run: bool) -> AsyncIterator[Executor]:
 async def _trim(
     conn: Executor, threads: list[gateway.TrimmedThread], now: datetime, batch: int
 ) -> tuple[int, int, int, bool]:
-    """Keep-N's three statements on these locked threads: (checkpoints, blobs, writes, whether
+    """Keep-N's two statements on these locked threads: (checkpoints, blobs, writes, whether
     nothing is left to trim)."""
     checkpoints = await gateway.delete_excess_checkpoints(
         conn, threads=threads, now=now, batch=batch
     )
-    blobs = await gateway.delete_unreferenced_blobs(conn, threads=threads, batch=batch)
-    writes = await gateway.delete_stale_checkpoint_writes(conn, threads=threads, batch=batch)
-    return checkpoints, blobs, writes, max(checkpoints, blobs, writes) < batch
+    swept = await gateway.delete_trim_leftovers(conn, threads=threads, batch=batch)
+    return (
+        checkpoints,
+        swept.blobs,
+        swept.writes,
+        max(checkpoints, swept.blobs, swept.writes) < batch,
+    )
 
 
 async def _expire_threads(

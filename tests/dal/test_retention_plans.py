@@ -6,6 +6,7 @@ cost a scan per batch."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 
 from dal.queries import Q
-from tests.dal.test_plans import explain
+from tests.dal.test_plans import explain, walk
 
 USERS, THREADS, CHECKPOINTS = 5000, 3000, 5
 GENERIC = pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
@@ -101,8 +102,7 @@ async def arguments(conn: asyncpg.Connection[Any], name: str, generic: bool) -> 
         "delete_expired_threads": (ids, owners, cutoffs),
         "list_threads_for_trimming_locked": (5, 1, NOW, "t5", NIL, 100, True),
         "delete_excess_checkpoints": (ids, owners, array([2] * len(threads), generic), NOW, 100),
-        "delete_unreferenced_blobs": (ids, owners, 100),
-        "delete_stale_checkpoint_writes": (ids, owners, 100),
+        "delete_trim_leftovers": (ids, owners, 100),
         "list_expired_conversations_locked": (1, NOW, EPOCH, NIL, 100),
         "delete_expired_conversations": (
             array([c["id"] for c in conversations], generic),
@@ -117,8 +117,7 @@ PLANNED = [
     "delete_expired_threads",
     "list_threads_for_trimming_locked",
     "delete_excess_checkpoints",
-    "delete_unreferenced_blobs",
-    "delete_stale_checkpoint_writes",
+    "delete_trim_leftovers",
     "list_expired_conversations_locked",
     "delete_expired_conversations",
 ]
@@ -142,3 +141,73 @@ async def test_each_statement_uses_the_indexes_it_names_and_scans_no_table(
         assert index in used, (index, scans)
     seq = {rel for kind, rel, _ in scans if kind == "Seq Scan"}
     assert not seq & {TABLES[index] for index in query.uses}, scans
+
+
+async def rows_visited(conn: asyncpg.Connection[Any], sql: str, *args: Any) -> int:
+    """Every row each plan node of ``sql`` produced or filtered out, over all its loops (the
+    statement runs: call it in a transaction that is rolled back)."""
+    raw = await conn.fetchval("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + sql, *args)
+    total = 0.0
+    for node in walk(json.loads(raw)):
+        per_loop = sum(
+            node.get(key, 0)
+            for key in ("Actual Rows", "Rows Removed by Filter", "Rows Removed by Join Filter")
+        )
+        total += per_loop * node.get("Actual Loops", 1)
+    return int(total)
+
+
+@pytest.mark.parametrize("size", [500, 2000])
+async def test_trimming_a_thread_costs_in_proportion_to_its_size(
+    conn: asyncpg.Connection[Any], size: int
+) -> None:
+    # A quadratic step (each deleted checkpoint's children looked for among all the thread's
+    # checkpoints) made trimming one thread of 1,000 checkpoints take 0.2 s, its thread locked
+    # all along: the rows the statements visit must stay within a small multiple of the size.
+    thread = f"big{size}"
+    tx = conn.transaction()  # rolled back: the module's data stays as the other tests plan it
+    await tx.start()
+    try:
+        await conn.execute(
+            """
+            INSERT INTO threads (thread_id, owner) VALUES ($1, $2);
+            INSERT INTO checkpoints (thread_id, owner, checkpoint_id, parent_checkpoint_id,
+                                     checkpoint, created_at)
+            SELECT $1, $2, lpad(j::text, 8, '0'),
+                   CASE WHEN j > 1 THEN lpad((j - 1)::text, 8, '0') END,
+                   jsonb_build_object('channel_versions', jsonb_build_object('v', j::text)),
+                   now() - interval '1 day'
+              FROM generate_series(1, $3::int) AS j;
+            INSERT INTO checkpoint_blobs (thread_id, owner, channel, version, type, blob)
+            SELECT $1, $2, 'v', j::text, 'bytes', '\\x00' FROM generate_series(1, $3::int) AS j;
+            INSERT INTO checkpoint_writes (thread_id, owner, checkpoint_id, task_id, idx,
+                                           channel, blob)
+            SELECT $1, $2, lpad(j::text, 8, '0'), 'task', 0, 'v', '\\x00'
+              FROM generate_series(1, $3::int) AS j;
+            """.replace("$1", f"'{thread}'")
+            .replace("$2", f"'{NIL}'")
+            .replace("$3", str(size))
+        )
+        visited = await rows_visited(
+            conn,
+            Q["delete_excess_checkpoints"].sql,
+            [thread],
+            [NIL],
+            [1],
+            datetime.now(UTC),
+            size,
+        )
+        visited += await rows_visited(conn, Q["delete_trim_leftovers"].sql, [thread], [NIL], size)
+        left = await conn.fetch(
+            "SELECT parent_checkpoint_id FROM checkpoints WHERE thread_id = $1", thread
+        )
+        counts = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM checkpoint_blobs WHERE thread_id = $1) AS blobs,
+                      (SELECT count(*) FROM checkpoint_writes WHERE thread_id = $1) AS writes""",
+            thread,
+        )
+    finally:
+        await tx.rollback()
+    assert [r["parent_checkpoint_id"] for r in left] == [None]  # the newest, now a root
+    assert (counts["blobs"], counts["writes"]) == (1, 1)
+    assert visited < 100 * size, visited  # ~34 per checkpoint here; quadratic: ~1,500 at 1,000
