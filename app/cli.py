@@ -254,6 +254,13 @@ def parser() -> argparse.ArgumentParser:
     ret.add_argument(
         "--dry-run", action="store_true", help="only count what would go; delete nothing"
     )
+    ret.add_argument(
+        "--pause-ratio",
+        type=float,
+        metavar="X",
+        help="rest X times as long as each batch took (default: RETENTION_PAUSE_RATIO; "
+        "0: no rest, as fast as it goes)",
+    )
     for flag, what in (
         ("--thread-days", "RETENTION_THREAD_DAYS"),
         ("--keep-checkpoints", "RETENTION_KEEP_CHECKPOINTS"),
@@ -451,6 +458,7 @@ def run(args_list: list[str]) -> int:
                 settings,
                 batch=args.batch,
                 dry_run=args.dry_run,
+                pause=args.pause_ratio,
                 thread_days=args.thread_days,
                 keep_checkpoints=args.keep_checkpoints,
                 conversation_days=args.conversation_days,

@@ -110,6 +110,7 @@ def show_stats(settings: Settings, *, top: int, as_json: bool, would_delete: boo
                 timeout=settings.app_stats_timeout,
                 policy=retention.policy_of(settings),
                 retention_batch=settings.retention_batch,
+                retention_pause=settings.retention_pause_ratio,
                 would_delete=would_delete,
             )
 

@@ -20,6 +20,7 @@ def run(
     *,
     batch: int | None,
     dry_run: bool,
+    pause: float | None = None,
     thread_days: int | None = None,
     keep_checkpoints: int | None = None,
     conversation_days: int | None = None,
@@ -30,6 +31,11 @@ def run(
         batch = settings.retention_batch
     if not 1 <= batch <= retention.MAX_BATCH:
         print(f"mnemo: --batch must be 1 to {retention.MAX_BATCH}", file=sys.stderr)
+        return 2
+    if pause is None:
+        pause = settings.retention_pause_ratio
+    if not 0 <= pause <= retention.MAX_PAUSE:
+        print(f"mnemo: --pause-ratio must be 0 to {retention.MAX_PAUSE:g}", file=sys.stderr)
         return 2
     given = {
         "retention_thread_days": thread_days,
@@ -54,7 +60,7 @@ def run(
             f"{'would delete' if dry_run else 'deleted'} {report.threads} threads, "
             f"{report.checkpoints} checkpoints, {report.checkpoint_blobs} blobs, "
             f"{report.checkpoint_writes} writes, {report.conversations} conversations, "
-            f"{report.messages} messages ({report.batches} batches)",
+            f"{report.messages} messages ({report.batches} batches, {report.seconds:.1f} s)",
             file=sys.stderr,
             flush=True,
         )
@@ -62,7 +68,7 @@ def run(
     async def go(url: str) -> RetentionReport:
         async with dal.connect(settings.model_copy(update={"database_url": url})) as db:
             return await retention.run_retention(
-                db, policy, batch=batch, dry_run=dry_run, progress=progress
+                db, policy, batch=batch, dry_run=dry_run, progress=progress, pause=pause
             )
 
     with embedded.held_database(settings) as url:

@@ -87,6 +87,7 @@ def lifespan_for(settings: Settings) -> Any:
                 policy,
                 interval=settings.retention_interval_seconds,
                 batch=settings.retention_batch,
+                pause=settings.retention_pause_ratio,
                 timeout=settings.db_connection_timeout,
             )
             if settings.retention_interval_seconds > 0 and policy.enabled

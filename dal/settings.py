@@ -149,12 +149,14 @@ class Settings(BaseSettings):
     # messages, members, events) with no activity for N days. Per thread, conversation or user
     # a metadata "retention" object lengthens or exempts. RETENTION_INTERVAL_SECONDS: run them
     # that often while the app serves (one process runs; 0: only `mnemo retention run`), in
-    # batches of RETENTION_BATCH rows per table and statement.
+    # batches of RETENTION_BATCH rows per table and statement, resting after each batch
+    # RETENTION_PAUSE_RATIO times as long as it took (1: busy at most half the time; 0: none).
     retention_thread_days: int = Field(default=0, ge=0, le=1_000_000)
     retention_keep_checkpoints: int = Field(default=0, ge=0, le=2**31 - 1)
     retention_conversation_days: int = Field(default=0, ge=0, le=1_000_000)
     retention_interval_seconds: float = Field(default=0.0, ge=0, le=365 * 86_400)
     retention_batch: int = Field(default=1000, ge=1, le=100_000)
+    retention_pause_ratio: float = Field(default=1.0, ge=0, le=100)
 
     # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
     # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/

@@ -45,5 +45,6 @@ async def get_stats(request: Request[AppState]) -> Response:
         policy=retention.policy_of(settings),
         would_delete=_RETENTION.boolean(request),
         retention_batch=settings.retention_batch,
+        retention_pause=settings.retention_pause_ratio,
     )
     return record_response(answer)

@@ -35,7 +35,8 @@ class RetentionReport(Row):
     """What a run deleted (or with ``dry_run``, would have), per kind of row: ``threads``
     and ``conversations`` whole, ``checkpoints``/``checkpoint_blobs``/``checkpoint_writes``
     of expired threads and of trimmed ones, ``messages`` of the conversations deleted.
-    ``now`` is the run's clock; ``batches`` the transactions it took."""
+    ``now`` is the run's clock; ``batches`` the transactions it took; ``seconds`` its wall
+    time so far, of which ``rested_seconds`` resting between batches (RETENTION_PAUSE_RATIO)."""
 
     now: datetime
     dry_run: bool
@@ -46,3 +47,5 @@ class RetentionReport(Row):
     conversations: int
     messages: int
     batches: int
+    seconds: float
+    rested_seconds: float

@@ -9,6 +9,9 @@ gone, and the rest is still a candidate (an expiring thread part-way through kee
 checkpoint and what it needs).
 With ``dry_run`` every batch runs its statements to the end and rolls back: the counts are what
 a run would delete now, and nothing changes.
+After each batch the run rests ``pause`` times as long as the batch took (RETENTION_PAUSE_RATIO,
+1 by default: busy at most half the time), so that on a busy server the product's own queries
+keep most of the CPU and disk; the rest grows with the load, as the batches slow down.
 
 ``RetentionScheduler`` runs it every RETENTION_INTERVAL_SECONDS while the app serves, in one
 process of however many share the database: the one holding a session advisory lock on a
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -38,6 +42,8 @@ Progress: TypeAlias = Callable[[RetentionReport], Awaitable[None] | None]
 
 DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000
+DEFAULT_PAUSE = 1.0
+MAX_PAUSE = 100.0
 # The key of the runner's advisory lock (lock_retention_runner): "mnemoret" in ASCII.
 RUNNER_LOCK = 0x6D6E656D6F726574
 RUNNER_NAME = "mnemo-retention"
@@ -58,9 +64,13 @@ def policy_of(settings: Settings) -> RetentionPolicy:
 
 
 class _Totals:
-    def __init__(self, now: datetime, dry_run: bool) -> None:
+    def __init__(self, now: datetime, dry_run: bool, pause: float = 0.0) -> None:
         self.now = now
         self.dry_run = dry_run
+        self.pause = pause
+        self.busy = 0.0  # seconds the last batch took
+        self.rested = 0.0
+        self.started = time.monotonic()
         self.counts = dict.fromkeys(
             (
                 "threads",
@@ -80,33 +90,49 @@ class _Totals:
 
     def report(self) -> RetentionReport:
         return RetentionReport.from_values(
-            {"now": self.now, "dry_run": self.dry_run, **self.counts}
+            {
+                "now": self.now,
+                "dry_run": self.dry_run,
+                **self.counts,
+                "seconds": round(time.monotonic() - self.started, 3),
+                "rested_seconds": round(self.rested, 3),
+            }
         )
 
     async def tell(self, progress: Progress | None) -> None:
+        """After a batch: count it, show the totals, rest."""
         self.counts["batches"] += 1
         if progress is not None:
             maybe = progress(self.report())
             if maybe is not None:
                 await maybe
+        if self.pause > 0 and self.busy > 0:
+            rest = self.busy * self.pause
+            await asyncio.sleep(rest)
+            self.rested += rest
 
 
 @contextlib.asynccontextmanager
-async def _batch(pool: Pool, *, dry_run: bool) -> AsyncIterator[Executor]:
-    """One connection in one transaction: committed, or with ``dry_run`` rolled back."""
-    with translating():
-        async with pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                yield conn
-            except BaseException:
-                await tx.rollback()
-                raise
-            if dry_run:
-                await tx.rollback()
-            else:
-                await tx.commit()
+async def _batch(pool: Pool, totals: _Totals) -> AsyncIterator[Executor]:
+    """One connection in one transaction: committed, or in a dry run rolled back; the time it
+    took (waiting for a connection included) is the totals' ``busy``."""
+    start = time.monotonic()
+    try:
+        with translating():
+            async with pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    yield conn
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                if totals.dry_run:
+                    await tx.rollback()
+                else:
+                    await tx.commit()
+    finally:
+        totals.busy = time.monotonic() - start
 
 
 async def _trim(
@@ -144,7 +170,7 @@ async def _expire_threads(
     # coherent, shorter history.
     after: tuple[datetime, str, UUID] = (_EPOCH, "", _NIL)
     while True:
-        async with _batch(pool, dry_run=dry_run) as conn:
+        async with _batch(pool, totals) as conn:
             locked = await gateway.list_expired_threads_locked(
                 conn, thread_days=days, now=now, after=after, batch=1
             )
@@ -206,7 +232,7 @@ async def _trim_threads(
     after: tuple[str, UUID] = ("", _NIL)
     again = False
     while True:
-        async with _batch(pool, dry_run=dry_run) as conn:
+        async with _batch(pool, totals) as conn:
             locked = await gateway.list_threads_for_trimming_locked(
                 conn,
                 keep_checkpoints=keep,
@@ -236,7 +262,7 @@ async def _expire_conversations(
 ) -> None:
     after: tuple[datetime, UUID] = (_EPOCH, _NIL)
     while True:
-        async with _batch(pool, dry_run=dry_run) as conn:
+        async with _batch(pool, totals) as conn:
             locked = await gateway.list_expired_conversations_locked(
                 conn, conversation_days=days, now=now, after=after, batch=batch
             )
@@ -258,14 +284,25 @@ async def run_retention(
     batch: int = DEFAULT_BATCH,
     dry_run: bool = False,
     progress: Progress | None = None,
+    pause: float | None = None,
 ) -> RetentionReport:
     """Enforce the policies once: expired threads, then keep-N, then expired conversations,
     each in batches of at most ``batch`` rows per table and statement. ``now`` is the run's
     clock (default: the time it starts): a row is judged by it, and no checkpoint created after
     it is deleted. ``progress`` sees the running totals after each batch. With ``dry_run``
-    nothing changes and the report says what would go."""
+    nothing changes and the report says what would go. After each batch the run rests
+    ``pause`` times as long as the batch took (default: RETENTION_PAUSE_RATIO of the settings
+    given, else 1; 0: no rest)."""
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be 1 to {MAX_BATCH}")
+    if pause is None:
+        pause = (
+            DEFAULT_PAUSE
+            if isinstance(settings_or_policy, RetentionPolicy)
+            else settings_or_policy.retention_pause_ratio
+        )
+    if not 0 <= pause <= MAX_PAUSE:
+        raise ValueError(f"pause must be 0 to {MAX_PAUSE:g}")
     policy = (
         settings_or_policy
         if isinstance(settings_or_policy, RetentionPolicy)
@@ -273,7 +310,7 @@ async def run_retention(
     )
     if now is None:
         now = datetime.now(UTC)
-    totals = _Totals(now, dry_run)
+    totals = _Totals(now, dry_run, pause)
     if policy.thread_days is not None:
         await _expire_threads(pool, policy.thread_days, now, batch, dry_run, totals, progress)
     if policy.keep_checkpoints is not None:
@@ -306,12 +343,14 @@ class RetentionScheduler:
         *,
         interval: float,
         batch: int = DEFAULT_BATCH,
+        pause: float = DEFAULT_PAUSE,
         timeout: float = 10.0,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.interval = interval
         self.batch = batch
+        self.pause = pause
         self.timeout = timeout
         self._conn: asyncpg.Connection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -325,7 +364,9 @@ class RetentionScheduler:
         """One run if this process is (or now becomes) the runner; None if another is."""
         if not await self._hold_lock():
             return None
-        return await run_retention(self.pool, self.policy, now=now, batch=self.batch)
+        return await run_retention(
+            self.pool, self.policy, now=now, batch=self.batch, pause=self.pause
+        )
 
     async def _hold_lock(self) -> bool:
         if self.is_runner:

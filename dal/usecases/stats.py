@@ -29,13 +29,15 @@ async def get_stats(
     exact_below: int = EXACT_ROWS_BELOW,
     policy: RetentionPolicy | None = None,
     retention_batch: int = retention_usecase.DEFAULT_BATCH,
+    retention_pause: float = retention_usecase.DEFAULT_PAUSE,
     would_delete: bool = False,
 ) -> Stats:
     """The storage stats, each statement bounded by ``timeout`` seconds (Timeout past it) and
     each list by its size (``top`` users and threads, 1 to MAX_TOP); with the retention
     ``policy`` (the settings' RETENTION_*), and with ``would_delete`` what it would delete now:
-    its dry run, in batches of ``retention_batch`` (each statement under the pool's
-    DB_QUERY_TIMEOUT; as long as a retention run, whose locks it takes)."""
+    its dry run, in batches of ``retention_batch`` resting ``retention_pause`` times as long
+    as each took (each statement under the pool's DB_QUERY_TIMEOUT; as long as a retention
+    run, whose locks it takes)."""
     if not 1 <= top <= MAX_TOP:
         raise ValueError(f"top must be between 1 and {MAX_TOP}")
     with translating():
@@ -52,7 +54,7 @@ async def get_stats(
     would: dict[str, int | None] = dict.fromkeys(kinds, nothing)
     if policy.enabled and would_delete:
         report = await retention_usecase.run_retention(
-            pool, policy, batch=retention_batch, dry_run=True
+            pool, policy, batch=retention_batch, dry_run=True, pause=retention_pause
         )
         would = {kind: getattr(report, kind) for kind in would}
     return Stats(

@@ -390,6 +390,39 @@ async def test_a_run_in_batches_deletes_at_most_a_batch_of_each_table_per_batch(
     assert {await checkpoints_of(pool, f"t{t}") for t in range(3)} == {2}
 
 
+@pytest.mark.parametrize("pause", [0.0, 2.0])
+async def test_a_run_rests_after_each_batch_in_proportion_to_the_batch(
+    pool: Any, pause: float
+) -> None:
+    await many_threads(pool, threads=3, each=4)
+    seen: list[RetentionReport] = []
+    report = await run_retention(
+        pool,
+        RetentionPolicy(keep_checkpoints=1),
+        now=later(),
+        batch=2,
+        pause=pause,
+        progress=seen.append,
+    )
+    assert report.batches == len(seen) >= 3
+    working = report.seconds - report.rested_seconds
+    assert working > 0
+    # Each rest is `pause` times its batch: the rests add up to `pause` times the batches'
+    # time, which is most of the rest of the wall time (the last transaction, which finds
+    # nothing more and is not rested after, and the callbacks are the remainder).
+    if pause:
+        assert pause * working * 0.5 <= report.rested_seconds <= pause * working
+    else:
+        assert report.rested_seconds == 0
+    assert [r.seconds for r in seen] == sorted(r.seconds for r in seen)
+
+
+async def test_a_pause_out_of_range_is_refused(pool: Any) -> None:
+    for pause in (-1.0, 101.0):
+        with pytest.raises(ValueError, match="pause"):
+            await run_retention(pool, RetentionPolicy(keep_checkpoints=1), pause=pause)
+
+
 async def test_dry_run_changes_nothing_and_counts_what_a_run_deletes(pool: Any) -> None:
     await many_threads(pool, threads=4, each=6)
     user = await make_user(pool)
@@ -411,9 +444,8 @@ async def test_dry_run_changes_nothing_and_counts_what_a_run_deletes(pool: Any) 
     assert dry.dry_run and dry.threads == 3 and dry.conversations == 3
 
     real = await run_retention(pool, policy, now=clock, batch=3)
-    assert real.model_dump(exclude={"dry_run", "batches"}) == dry.model_dump(
-        exclude={"dry_run", "batches"}
-    )
+    timing = {"dry_run", "batches", "seconds", "rested_seconds"}
+    assert real.model_dump(exclude=timing) == dry.model_dump(exclude=timing)
     assert (await counts(pool))["checkpoints"] == before["checkpoints"] - real.checkpoints
     assert await checkpoints_of(pool, "t0") == 2
 
