@@ -142,6 +142,29 @@ WITH source AS (
 SELECT EXISTS (SELECT 1 FROM source) AS source_found,
        EXISTS (SELECT 1 FROM target) AS created;
 
+-- name: update_thread_of_user
+-- Replace the caller's thread's metadata (its "retention" object overrides the retention
+-- policies for it); a change is activity: updated_at moves. Returns the thread, none if it is
+-- not the caller's.
+-- returns: Thread
+-- uses: threads_pkey, conversations_user_thread_key
+-- $1 user_id uuid
+-- $2 thread_id text
+-- $3 metadata jsonb
+WITH t AS (
+    UPDATE threads
+       SET metadata = $3,
+           updated_at = now()
+     WHERE thread_id = $2
+       AND owner = $1
+    RETURNING thread_id, owner, user_id, metadata, created_at, updated_at
+)
+SELECT t.thread_id, t.user_id,
+       (SELECT c.id FROM conversations AS c
+         WHERE c.user_id = t.owner AND c.thread_id = t.thread_id) AS conversation_id,
+       t.metadata, t.created_at, t.updated_at
+  FROM t;
+
 -- name: delete_thread_of_user
 -- Delete the caller's thread: its checkpoints, blobs and writes go with it (the trigger
 -- threads_delete_rows deletes them, once per statement: no foreign key cascades).
@@ -176,6 +199,22 @@ WITH thread AS (
 SELECT thread_id FROM thread
  UNION
 SELECT thread_id FROM writes;
+
+-- name: update_thread_metadata_of_owner
+-- Replace the metadata of an owner's thread (its "retention" object overrides the retention
+-- policies for it; a change is activity: updated_at moves). Returns the thread id, none if
+-- the owner has no such thread.
+-- returns: value
+-- uses: threads_pkey
+-- $1 owner uuid                 the thread's owner: a user's id, or the nil UUID
+-- $2 thread_id text
+-- $3 metadata jsonb
+UPDATE threads
+   SET metadata = $3,
+       updated_at = now()
+ WHERE thread_id = $2
+   AND owner = $1
+RETURNING thread_id;
 
 -- name: list_threads_locked_for_prune
 -- Which of these threads the owner has, locked for a prune until the transaction ends, in a

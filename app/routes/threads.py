@@ -1,4 +1,5 @@
-"""The caller's agent threads: list, state (LangGraph's or JSON), history, copy, prune, delete.
+"""The caller's agent threads: list, metadata, state (LangGraph's or JSON), history, copy,
+prune, delete.
 
 Thread ids are whatever the agent chose (LangGraph lets users pick them): any path segment.
 """
@@ -33,6 +34,7 @@ from dal.records.threads import (
     ThreadCopy,
     ThreadHistory,
     ThreadPage,
+    ThreadPatch,
     ThreadPrune,
     ThreadState,
     ThreadStateDraft,
@@ -112,6 +114,22 @@ async def get_thread(request: Request[AppState]) -> Response:
     me = caller(request)
     thread = await threads.get_thread(
         request.state["pool"], user_id=me.id, thread_id=_thread_id(request)
+    )
+    return record_response(thread)
+
+
+@endpoints.patch(
+    _ONE,
+    "Replace a thread's metadata (its retention object overrides the retention policies)",
+    body=ThreadPatch,
+    response=Thread,
+    path_params=(THREAD_ID,),
+)
+async def update_thread(request: Request[AppState]) -> Response:
+    me = caller(request)
+    patch = await body_of(request, ThreadPatch)
+    thread = await threads.update_thread_of_user(
+        request.state["pool"], user_id=me.id, thread_id=_thread_id(request), metadata=patch.metadata
     )
     return record_response(thread)
 

@@ -4,11 +4,19 @@ back, one operation after the other, timing each.
 
 Clients take turns among three kinds of threads:
 
-- ``fresh``: threads of their own, new in this run (written only by the workload);
-- ``pruned``: recent seeded threads, the ones keep-N prunes while the client writes to them;
+- ``fresh``: threads of their own, new in this run (written only by the workload), a new one
+  every ``ROTATE`` invocations;
+- ``pruned``: recent seeded threads, the ones keep-N prunes while the client writes to them: the
+  client's share of them, one after the other;
 - ``expiring``: old seeded threads, a new one for each invocation while the thread TTL runs,
   so that some are written while the run is deciding to delete them (a write makes a thread
-  recent: it must survive, and whole).
+  recent: it must survive, and whole); in the other phases, threads of their own as ``fresh``.
+
+No thread's state grows without bound: a graph's state holds every message of its thread, so an
+invocation costs more the longer the thread (about 4 µs per message here), and a workload
+writing the same few threads for minutes would slow down by itself, whatever retention does
+(it did: 5x between the first and the last phase of a 1M run). Spreading the writes keeps the
+cost of an operation the same in every phase, so the phases compare.
 
 Every latency goes to the phase under way (``before``: the workload alone; then one phase per
 retention run); none is kept between phases. ``check`` proves at the end that nothing the
@@ -30,6 +38,7 @@ from bench.checkpoints.graph import USER_TEXT, Graph, Saver, checkpoint_config, 
 from bench.retention.dataset import Dataset
 
 KINDS = ("fresh", "pruned", "expiring")
+ROTATE = 10  # invocations of a thread of the workload's own before it takes a new one
 PER_INVOKE_MESSAGES = 4  # the user's message and one per node
 PER_INVOKE_TURNS = 3
 
@@ -76,21 +85,23 @@ class Workload:
         peers = [c for c in range(self.clients) if KINDS[c % len(KINDS)] == kind]
         slot, of = peers.index(client), len(peers)
         if kind == "fresh":
-            return kind, [f"agent-{client}-{k}" for k in range(4)]
+            return kind, []
         seeded = self.dataset.recent_threads if kind == "pruned" else self.dataset.old_threads
-        # Recent threads: 4 of them per client, cycled. Old threads: the client's share.
-        mine = seeded[slot::of]
-        return kind, mine[:4] if kind == "pruned" else mine
+        return kind, seeded[slot::of]  # the client's share, cycled
 
     async def _client(self, client: int) -> None:
         kind, threads = self._threads(client)
-        k = 0
-        while not self._stop.is_set() and threads:
-            thread_id = threads[k % len(threads)]
-            # An old thread, once written, is recent: the "expiring" clients move on to the
-            # next one only while the thread TTL runs (the run has the others to delete).
-            if kind != "expiring" or self.phase == "thread_ttl":
-                k += 1
+        own = seeded = 0  # invocations on threads of its own, on seeded threads
+        while not self._stop.is_set() and (threads or kind == "fresh"):
+            # An old thread, once written, is recent: the "expiring" clients take old threads
+            # only while the thread TTL runs (it has the others to delete), and threads of
+            # their own otherwise.
+            if kind == "fresh" or (kind == "expiring" and self.phase != "thread_ttl"):
+                thread_id, from_seed = f"{kind}-{client}-{own // ROTATE}", False
+                own += 1
+            else:
+                thread_id, from_seed = threads[seeded % len(threads)], True
+                seeded += 1
             phase = self.phase
             start = time.perf_counter()
             out = await self.graph.ainvoke({"messages": [USER_TEXT]}, thread(thread_id))
@@ -105,7 +116,7 @@ class Workload:
                     kind, messages - PER_INVOKE_MESSAGES, turns - PER_INVOKE_TURNS
                 )
                 before = (record.base_messages, record.base_turns)
-                if kind != "fresh" and before not in ((0, 0), self.seeded):
+                if from_seed and before not in ((0, 0), self.seeded):
                     self.torn.append(
                         f"{thread_id} ({kind}): resumed from {before[0]} messages and "
                         f"{before[1]} turns, seeded with {self.seeded}"

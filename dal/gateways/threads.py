@@ -19,6 +19,7 @@ or ``..._of_owner`` (unscoped), e.g. ``delete_thread_of_user`` and ``delete_thre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from dal.cursors import check_limit, decode_keyset, encode_keyset, next_cursor
@@ -111,6 +112,18 @@ async def insert_thread_copy(
         raise Conflict(f"thread {target_thread_id} already exists: copy to a new thread id")
 
 
+async def update_thread_of_user(
+    db: Executor, *, user_id: UUID, thread_id: str, metadata: dict[str, Any]
+) -> Thread:
+    """Replace the caller's thread's metadata (a ``retention`` object in it overrides the
+    retention policies for the thread); NotFound if missing or not theirs. A thread a saver
+    wrote without a user: ``update_thread_metadata_of_owner``."""
+    row = await fetch_one(db, Q["update_thread_of_user"], user_id, thread_id, metadata)
+    if row is None:
+        raise NotFound("thread", thread_id)
+    return Thread.from_row(row)
+
+
 async def delete_thread_of_user(db: Executor, *, user_id: UUID, thread_id: str) -> None:
     """Delete the caller's thread with its checkpoints; NotFound if missing or not theirs."""
     if await fetch_value(db, Q["delete_thread_of_user"], user_id, thread_id) is None:
@@ -124,6 +137,15 @@ async def delete_thread_of_owner(db: Executor, *, owner: UUID, thread_id: str) -
     """Delete the owner's thread with all its checkpoints, blobs and writes; False if there
     was none."""
     return await fetch_value(db, Q["delete_thread_of_owner"], owner, thread_id) is not None
+
+
+async def update_thread_metadata_of_owner(
+    db: Executor, *, owner: UUID, thread_id: str, metadata: dict[str, Any]
+) -> bool:
+    """Replace the metadata of the owner's thread (the nil UUID: a thread a saver wrote
+    without a user); False if there is none."""
+    found = await fetch_value(db, Q["update_thread_metadata_of_owner"], owner, thread_id, metadata)
+    return found is not None
 
 
 async def list_threads_locked_for_prune(

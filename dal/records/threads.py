@@ -108,6 +108,15 @@ class CopiedThread(Row):
     copied: int
 
 
+class ThreadPatch(BaseModel):
+    """A thread's new metadata, replacing the old whole (``{}`` empties it; not null). Its
+    ``retention`` object overrides the retention policies for the thread (README
+    "Retention")."""
+
+    model_config = INPUT
+    metadata: Metadata
+
+
 class ThreadPrune(BaseModel):
     model_config = INPUT
     strategy: Literal["keep_latest", "delete"]

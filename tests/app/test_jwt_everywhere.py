@@ -81,6 +81,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "target_thread_id": f"{s.ids['thread_id']}-copy"
     },
     ("POST", "/v1/threads/{thread_id:str}/prune"): lambda s: {"strategy": "keep_latest"},
+    ("PATCH", "/v1/threads/{thread_id:str}"): lambda s: {"metadata": {"k": 1}},
     ("POST", "/v1/conversations/import"): lambda s: [
         {"id": s.ids["import_id"], "role": "user", "parts": [text_part("imported")]}
     ],

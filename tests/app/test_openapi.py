@@ -189,6 +189,7 @@ def test_openapi_documents_request_bodies_of_write_routes(doc: Json) -> None:
         ("/v1/threads/{thread_id}/state", "put"): ("ThreadStateDraft", True),
         ("/v1/threads/{thread_id}/copy", "post"): ("ThreadCopy", True),
         ("/v1/threads/{thread_id}/prune", "post"): ("ThreadPrune", True),
+        ("/v1/threads/{thread_id}", "patch"): ("ThreadPatch", True),
         (
             "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
             "put",

@@ -142,6 +142,7 @@ def exercise(client: TestClient) -> None:
         ("GET", f"/v1/threads/{thread}/history", None),
         ("POST", f"/v1/threads/{thread}/copy", {"target_thread_id": "copy ✓"}),
         ("POST", f"/v1/threads/{thread}/prune", {"strategy": "keep_latest"}),
+        ("PATCH", f"/v1/threads/{thread}", {"metadata": AWKWARD}),
         ("GET", f"/v1/tasks/{task['id']}", None),
         ("GET", f"/v1/tasks?status=pending&conversation_id={cid}", None),
         ("POST", f"/v1/tasks/{task['id']}/cancel", None),

@@ -16,7 +16,9 @@ from langgraph.checkpoint.base import ChannelVersions
 
 from dal.database import open_pool
 from dal.langgraph import AsyncpgSaver
+from dal.records.retention import RetentionPolicy, RetentionReport
 from dal.settings import Settings
+from dal.usecases.retention import run_retention
 from tests.app.conftest import (
     MISSING_ID,
     Caller,
@@ -586,6 +588,83 @@ def test_delete_thread_is_204_then_404(client: TestClient, alice: Caller) -> Non
     assert_error(client.delete(url("t-1"), headers=alice.headers), 404, "not_found")
 
 
+# --- metadata ---------------------------------------------------------------------------------
+
+
+def test_patch_thread_replaces_its_metadata_and_is_activity(
+    client: TestClient, alice: Caller, settings: Settings
+) -> None:
+    put_state(client, alice, "t-1", {"n": 1})
+    before = client.get(url("t-1"), headers=alice.headers).json()
+    assert before["metadata"] == {}
+    override = {"retention": {"ttl_days": 90, "keep_checkpoints": None}, "label": "kept"}
+    response = client.patch(url("t-1"), json={"metadata": override}, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    patched = response.json()
+    assert patched["metadata"] == override
+    assert patched["thread_id"] == "t-1" and patched["created_at"] == before["created_at"]
+    assert patched["updated_at"] >= before["updated_at"]
+    assert client.get(url("t-1"), headers=alice.headers).json() == patched
+    # Replaced whole; {} empties it. The checkpoints are untouched.
+    response = client.patch(url("t-1"), json={"metadata": {}}, headers=alice.headers)
+    assert response.status_code == 200 and response.json()["metadata"] == {}
+    assert get_state(client, alice, "t-1")["values"] == {"n": 1}
+    assert count_rows(settings, "SELECT count(*) FROM checkpoints") == 1
+
+
+def test_a_retention_override_set_over_http_is_what_a_run_honours(
+    client: TestClient, alice: Caller, settings: Settings
+) -> None:
+    for n in range(4):
+        put_state(client, alice, "exempt", {"n": n})
+        put_state(client, alice, "trimmed", {"n": n})
+        put_state(client, alice, "longer", {"n": n})
+    for thread_id, retention in (
+        ("exempt", {"keep_checkpoints": None}),
+        ("longer", {"keep_checkpoints": 3}),
+    ):
+        response = client.patch(
+            url(thread_id), json={"metadata": {"retention": retention}}, headers=alice.headers
+        )
+        assert response.status_code == 200, response.text
+
+    async def run() -> RetentionReport:
+        pool = await open_pool(settings)
+        try:
+            return await run_retention(pool, RetentionPolicy(keep_checkpoints=1), pause=0)
+        finally:
+            await pool.close()
+
+    report = asyncio.run(run())
+    assert report.checkpoints == 3 + 1
+    assert len(history(client, alice, "exempt")) == 4
+    assert len(history(client, alice, "longer")) == 3
+    assert [s["values"] for s in history(client, alice, "trimmed")] == [{"n": 3}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"metadata": None},
+        {"metadata": []},
+        {"metadata": "x"},
+        {"metadata": {}, "other": 1},
+        {"metadata": {"a\u0000": 1}},
+    ],
+    ids=["empty", "null", "list", "text", "extra", "nul"],
+)
+def test_patch_thread_bad_body_is_422_and_changes_nothing(
+    client: TestClient, alice: Caller, body: Json
+) -> None:
+    put_state(client, alice, "t-1", {"n": 1})
+    client.patch(url("t-1"), json={"metadata": {"keep": 1}}, headers=alice.headers)
+    before = client.get(url("t-1"), headers=alice.headers).json()
+    response = client.patch(url("t-1"), json=body, headers=alice.headers)
+    assert_error(response, 422)
+    assert client.get(url("t-1"), headers=alice.headers).json() == before
+
+
 # --- not found, and other users' threads ------------------------------------------------------
 
 
@@ -600,6 +679,7 @@ def _requests(checkpoint_id: str) -> list[tuple[str, str, Json | None]]:
         ("POST", url("t-1", "copy"), {"target_thread_id": "stolen"}),
         ("POST", url("t-1", "prune"), {"strategy": "keep_latest"}),
         ("POST", url("t-1", "prune"), {"strategy": "delete"}),
+        ("PATCH", url("t-1"), {"metadata": {"retention": {"ttl_days": None}}}),
         ("DELETE", url("t-1"), None),
     ]
 
@@ -614,8 +694,8 @@ def test_every_thread_route_on_an_unknown_thread_is_404(client: TestClient, alic
 
 @pytest.mark.parametrize(
     "index",
-    range(9),
-    ids=["get", "state", "history", "checkpoint", "put", "copy", "keep", "del", "delete"],
+    range(10),
+    ids=["get", "state", "history", "checkpoint", "put", "copy", "keep", "del", "patch", "delete"],
 )
 def test_another_users_thread_is_invisible_and_unchanged(
     client: TestClient, alice: Caller, bob: Caller, settings: Settings, index: int
@@ -638,6 +718,7 @@ def test_another_users_thread_is_invisible_and_unchanged(
         assert thread_ids(client, bob) == []
     assert history(client, alice, "t-1") == before
     assert thread_ids(client, alice) == ["t-1"]
+    assert client.get(url("t-1"), headers=alice.headers).json()["metadata"] == {}
     bobs = 1 if method == "PUT" else 0
     assert count_rows(settings, "SELECT count(*) FROM threads") == 1 + bobs
     assert count_rows(settings, "SELECT count(*) FROM checkpoints") == 2 + bobs

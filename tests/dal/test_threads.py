@@ -251,6 +251,38 @@ async def test_put_thread_state_same_id_as_other_users_thread_is_the_callers_own
     assert [(t.thread_id, t.user_id) for t in listed.items] == [("main", bob.id)]
 
 
+async def test_update_thread_of_user_replaces_the_metadata_of_that_owners_thread_only(
+    pool: Any, alice: User, bob: User
+) -> None:
+    await put(pool, alice, "main", {"n": 1})
+    await put(pool, bob, "main", {"n": 2})
+    saver = AsyncpgSaver(pool)
+    await saver_put(saver, "main", {"n": 3})  # nobody's: the nil UUID owns it
+    before = await threads.get_thread(pool, user_id=alice.id, thread_id="main")
+
+    changed = await threads.update_thread_of_user(
+        pool, user_id=alice.id, thread_id="main", metadata={"retention": {"ttl_days": None}}
+    )
+    assert changed.metadata == {"retention": {"ttl_days": None}}
+    assert changed.updated_at >= before.updated_at and changed.created_at == before.created_at
+    assert (await threads.get_thread(pool, user_id=bob.id, thread_id="main")).metadata == {}
+    assert await threads.update_thread_metadata_of_owner(
+        pool, owner=UUID(int=0), thread_id="main", metadata={"k": 1}
+    )
+    assert not await threads.update_thread_metadata_of_owner(
+        pool, owner=UUID(int=0), thread_id="none", metadata={"k": 1}
+    )
+    nobodys = await pool.fetchval(
+        "SELECT metadata FROM threads WHERE thread_id = 'main' AND owner = $1", UUID(int=0)
+    )
+    assert nobodys == {"k": 1}
+    assert (await threads.get_thread(pool, user_id=alice.id, thread_id="main")).metadata == {
+        "retention": {"ttl_days": None}
+    }
+    with pytest.raises(NotFound):
+        await threads.update_thread_of_user(pool, user_id=bob.id, thread_id="other", metadata={})
+
+
 async def test_put_thread_state_same_id_as_thread_nobody_owns_leaves_it_alone(
     pool: Any, alice: User
 ) -> None:
@@ -923,6 +955,24 @@ async def session_exercise(pool: Any, settings: Settings, run: SessionRun) -> No
                 ),
             ),
             ("get_thread", lambda: threads.get_thread(pool, user_id=uid, thread_id="t1")),
+            (
+                "update_thread_of_user",
+                lambda: threads.update_thread_of_user(
+                    pool, user_id=uid, thread_id="t1", metadata={"retention": {"ttl_days": 9}}
+                ),
+            ),
+            (
+                "update_thread_metadata_of_owner",
+                lambda: threads.update_thread_metadata_of_owner(
+                    pool, owner=uid, thread_id="t1", metadata={}
+                ),
+            ),
+            (
+                "update_thread_of_user missing",
+                lambda: threads.update_thread_of_user(
+                    pool, user_id=uid, thread_id="nope", metadata={}
+                ),
+            ),
             ("list_threads", lambda: threads.list_threads(pool, user_id=uid)),
             (
                 "upsert_thread_of_user",
