@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=0.0, ge=0, le=365 * 86_400)
     retention_batch: int = Field(default=1000, ge=1, le=100_000)
     retention_pause_ratio: float = Field(default=1.0, ge=0, le=100)
+    # Whose word counts: "metadata" honours the "retention" objects of rows' and users'
+    # metadata (their owners may exempt or lengthen); "none" ignores them.
+    retention_overrides: Literal["metadata", "none"] = "metadata"
 
     # The key encrypting profiles' secrets at rest (README "Runtime profiles"): a Fernet key,
     # or several comma-separated (the first encrypts, any decrypts). Unset: DATA_DIR/

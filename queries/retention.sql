@@ -8,7 +8,8 @@
 -- the lock is seen by the re-check, and one that comes after waits for the batch to commit.
 -- Overrides (metadata "retention" objects of the row and of its user) go through
 -- mnemo_retention_days (migration 20261207_10): they exempt (null) or lengthen, never
--- shorten, so every candidate lies behind the setting's own cutoff, on an index.
+-- shorten, so every candidate lies behind the setting's own cutoff, on an index; with
+-- RETENTION_OVERRIDES=none they are not read at all (the settings bind every row).
 -- Every query here is unscoped: it is run by the operator's command or the app's scheduler.
 
 -- name: list_expired_threads_locked
@@ -27,17 +28,20 @@
 -- $4 after_thread_id text
 -- $5 after_owner uuid
 -- $6 batch int8
+-- $7 overrides bool  the overrides in metadata honoured (RETENTION_OVERRIDES)
 SELECT t.thread_id, t.owner, t.updated_at,
        $2::timestamptz - make_interval(days => mnemo_retention_days(
-                $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')) AS cutoff
+                $1, u.row_metadata, 'ttl_days', u.metadata, 'thread_ttl_days')) AS cutoff
   FROM threads AS t
-  -- Its user's metadata (overrides) by one users_pkey probe per row: a join may hash all users.
- CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = t.owner)
-                            AS metadata) AS u
+  -- The overrides: the row's metadata, and its user's by one users_pkey probe per row (a join
+  -- may hash all users); neither when they are off.
+ CROSS JOIN LATERAL (SELECT CASE WHEN $7 THEN t.metadata END AS row_metadata,
+                            CASE WHEN $7 THEN (SELECT x.metadata FROM users AS x
+                                                   WHERE x.id = t.owner) END AS metadata) AS u
  WHERE t.updated_at < $2::timestamptz - make_interval(days => $1)
    AND (t.updated_at, t.thread_id, t.owner) > ($3, $4, $5)
    AND t.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(
-                $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days'))
+                $1, u.row_metadata, 'ttl_days', u.metadata, 'thread_ttl_days'))
    -- No checkpoint at or after the cutoff (updated_at is to the second): a save committed
    -- after this snapshot bumped updated_at, which FOR UPDATE re-checks on the row it locks.
    AND NOT EXISTS (
@@ -45,7 +49,7 @@ SELECT t.thread_id, t.owner, t.updated_at,
           FROM checkpoints AS c
          WHERE c.thread_id = t.thread_id AND c.owner = t.owner
            AND c.created_at >= $2::timestamptz - make_interval(days => mnemo_retention_days(
-                    $1, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')))
+                    $1, u.row_metadata, 'ttl_days', u.metadata, 'thread_ttl_days')))
  ORDER BY t.updated_at, t.thread_id, t.owner
  LIMIT $6
    FOR UPDATE OF t SKIP LOCKED;
@@ -140,20 +144,23 @@ SELECT count(*) AS deleted
 -- $5 after_owner uuid
 -- $6 batch int8
 -- $7 again bool                 the cursor's thread too (it is not trimmed to the end yet)
+-- $8 overrides bool  the overrides in metadata honoured (RETENTION_OVERRIDES)
 SELECT t.thread_id, t.owner,
-       mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
+       mnemo_retention_days($1, u.row_metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') AS keep
   FROM threads AS t
-  -- Its user's metadata (overrides) by one users_pkey probe per row: a join may hash all users.
- CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = t.owner)
-                            AS metadata) AS u
+  -- The overrides: the row's metadata, and its user's by one users_pkey probe per row (a join
+  -- may hash all users); neither when they are off.
+ CROSS JOIN LATERAL (SELECT CASE WHEN $8 THEN t.metadata END AS row_metadata,
+                            CASE WHEN $8 THEN (SELECT x.metadata FROM users AS x
+                                                   WHERE x.id = t.owner) END AS metadata) AS u
  WHERE (t.thread_id, t.owner) >= ($4, $5)
    AND ($7 OR (t.thread_id, t.owner) <> ($4, $5))
-   AND mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
+   AND mnemo_retention_days($1, u.row_metadata, 'keep_checkpoints', u.metadata,
                             'keep_checkpoints') IS NOT NULL
    AND ($2 = 0 OR NOT coalesce(
             t.updated_at < $3::timestamptz - make_interval(days => mnemo_retention_days(
-                $2, t.metadata, 'ttl_days', u.metadata, 'thread_ttl_days')), false))
+                $2, u.row_metadata, 'ttl_days', u.metadata, 'thread_ttl_days')), false))
    -- More checkpoints than it keeps (a probe of at most keep + 1 index entries): a thread
    -- with nothing to trim takes no transaction of its own. The cursor's own thread ($7) is
    -- one whose blobs or writes are not all swept yet: it is taken up again.
@@ -162,7 +169,7 @@ SELECT t.thread_id, t.owner,
           FROM checkpoints AS c
          WHERE c.thread_id = t.thread_id AND c.owner = t.owner
          ORDER BY c.checkpoint_ns, c.checkpoint_id
-        OFFSET mnemo_retention_days($1, t.metadata, 'keep_checkpoints', u.metadata,
+        OFFSET mnemo_retention_days($1, u.row_metadata, 'keep_checkpoints', u.metadata,
                                     'keep_checkpoints')))
  ORDER BY t.thread_id, t.owner
  LIMIT $6
@@ -308,19 +315,21 @@ SELECT (SELECT count(*) FROM blobs_gone) AS blobs,
 -- $3 after_updated_at timestamptz  cursor ('-infinity' at first)
 -- $4 after_id uuid
 -- $5 batch int8
+-- $6 overrides bool  the overrides in metadata honoured (RETENTION_OVERRIDES)
 WITH locked AS (
     SELECT c.id, c.updated_at, c.message_count,
            $2::timestamptz - make_interval(days => mnemo_retention_days(
-                    $1, c.metadata, 'ttl_days', u.metadata, 'conversation_ttl_days')) AS cutoff
+                    $1, u.row_metadata, 'ttl_days', u.metadata, 'conversation_ttl_days')) AS cutoff
       FROM conversations AS c
-     CROSS JOIN LATERAL (SELECT (SELECT x.metadata FROM users AS x WHERE x.id = c.user_id)
-                                AS metadata) AS u
+     CROSS JOIN LATERAL (SELECT CASE WHEN $6 THEN c.metadata END AS row_metadata,
+                                CASE WHEN $6 THEN (SELECT x.metadata FROM users AS x
+                                                       WHERE x.id = c.user_id) END AS metadata) AS u
      -- On UTC wall time, as conversations_updated_idx holds it (the same order and cutoff).
      WHERE (c.updated_at AT TIME ZONE 'UTC')
                < ($2::timestamptz - make_interval(days => $1)) AT TIME ZONE 'UTC'
        AND ((c.updated_at AT TIME ZONE 'UTC'), c.id) > ($3::timestamptz AT TIME ZONE 'UTC', $4)
        AND c.updated_at < $2::timestamptz - make_interval(days => mnemo_retention_days(
-                    $1, c.metadata, 'ttl_days', u.metadata, 'conversation_ttl_days'))
+                    $1, u.row_metadata, 'ttl_days', u.metadata, 'conversation_ttl_days'))
      ORDER BY (c.updated_at AT TIME ZONE 'UTC'), c.id
      LIMIT $5
        FOR UPDATE OF c SKIP LOCKED

@@ -52,10 +52,14 @@ async def list_expired_threads_locked(
     now: datetime,
     after: tuple[datetime, str, UUID],
     batch: int,
+    overrides: bool = True,
 ) -> list[ExpiredThread]:
     """Up to ``batch`` expired threads after the cursor ``after``, oldest activity first, locked
-    FOR UPDATE (those a writer holds skipped), each with its cutoff."""
-    rows = await fetch_all(db, Q["list_expired_threads_locked"], thread_days, now, *after, batch)
+    FOR UPDATE (those a writer holds skipped), each with its cutoff (the metadata overrides
+    honoured unless ``overrides`` is False)."""
+    rows = await fetch_all(
+        db, Q["list_expired_threads_locked"], thread_days, now, *after, batch, overrides
+    )
     return [ExpiredThread(r["thread_id"], r["owner"], r["updated_at"], r["cutoff"]) for r in rows]
 
 
@@ -97,6 +101,7 @@ async def list_threads_for_trimming_locked(
     after: tuple[str, UUID],
     batch: int,
     again: bool = False,
+    overrides: bool = True,
 ) -> list[TrimmedThread]:
     """Up to ``batch`` threads after ``after`` in key order with the checkpoints each keeps
     (exempt ones, those ``thread_days`` finds expired and those with no more checkpoints than
@@ -111,6 +116,7 @@ async def list_threads_for_trimming_locked(
         *after,
         batch,
         again,
+        overrides,
     )
     return [TrimmedThread(r["thread_id"], r["owner"], r["keep"]) for r in rows]
 
@@ -156,11 +162,18 @@ async def list_expired_conversations_locked(
     now: datetime,
     after: tuple[datetime, UUID],
     batch: int,
+    overrides: bool = True,
 ) -> list[ExpiredConversation]:
     """Expired conversations after ``after``, oldest activity first, locked FOR UPDATE (those a
     writer holds skipped): up to ``batch``, fewer when their messages would pass ``batch``."""
     rows = await fetch_all(
-        db, Q["list_expired_conversations_locked"], conversation_days, now, *after, batch
+        db,
+        Q["list_expired_conversations_locked"],
+        conversation_days,
+        now,
+        *after,
+        batch,
+        overrides,
     )
     return [ExpiredConversation(r["id"], r["updated_at"], r["cutoff"]) for r in rows]
 

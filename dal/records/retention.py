@@ -21,6 +21,9 @@ class RetentionPolicy(BaseModel):
     keep_checkpoints: int | None = Field(default=None, ge=1, le=2**31 - 1)
     # Delete a conversation (its messages...) with no activity for this many days.
     conversation_days: int | None = Field(default=None, ge=1, le=1_000_000)
+    # Honour the "retention" objects of metadata (RETENTION_OVERRIDES=metadata); False: the
+    # settings bind every row, whatever its metadata or its user's says.
+    overrides: bool = True
 
     @property
     def enabled(self) -> bool:

@@ -58,11 +58,12 @@ class OldestData(Row):
 class RetentionPreview(Row):
     """The retention policies in force (``policy``: RETENTION_THREAD_DAYS as thread_days,
     RETENTION_KEEP_CHECKPOINTS as keep_checkpoints, RETENTION_CONVERSATION_DAYS as
-    conversation_days; None is off) and what they would delete now, per kind of row (their
+    conversation_days; None is off; RETENTION_OVERRIDES=metadata as overrides true) and what
+    they would delete now, per kind of row (their
     dry run; all 0 when every policy is off; None when not asked for, the dry run costing as
     much as a run)."""
 
-    policy: dict[str, int | None]
+    policy: dict[str, bool | int | None]
     threads: int | None
     checkpoints: int | None
     checkpoint_blobs: int | None

@@ -60,14 +60,20 @@ def policy_of(settings: Settings) -> RetentionPolicy:
         thread_days=settings.retention_thread_days or None,
         keep_checkpoints=settings.retention_keep_checkpoints or None,
         conversation_days=settings.retention_conversation_days or None,
+        overrides=settings.retention_overrides == "metadata",
     )
 
 
 class _Totals:
-    def __init__(self, now: datetime, dry_run: bool, pause: float = 0.0) -> None:
+    """A run's clock and options, and its running totals."""
+
+    def __init__(
+        self, now: datetime, dry_run: bool, pause: float = 0.0, overrides: bool = True
+    ) -> None:
         self.now = now
         self.dry_run = dry_run
         self.pause = pause
+        self.overrides = overrides
         self.busy = 0.0  # seconds the last batch took
         self.rested = 0.0
         self.started = time.monotonic()
@@ -172,7 +178,12 @@ async def _expire_threads(
     while True:
         async with _batch(pool, totals) as conn:
             locked = await gateway.list_expired_threads_locked(
-                conn, thread_days=days, now=now, after=after, batch=1
+                conn,
+                thread_days=days,
+                now=now,
+                after=after,
+                batch=1,
+                overrides=totals.overrides,
             )
             if not locked:
                 return
@@ -241,6 +252,7 @@ async def _trim_threads(
                 after=after,
                 batch=1,
                 again=again,
+                overrides=totals.overrides,
             )
             if not locked:
                 return
@@ -264,7 +276,12 @@ async def _expire_conversations(
     while True:
         async with _batch(pool, totals) as conn:
             locked = await gateway.list_expired_conversations_locked(
-                conn, conversation_days=days, now=now, after=after, batch=batch
+                conn,
+                conversation_days=days,
+                now=now,
+                after=after,
+                batch=batch,
+                overrides=totals.overrides,
             )
             if not locked:
                 return
@@ -310,7 +327,7 @@ async def run_retention(
     )
     if now is None:
         now = datetime.now(UTC)
-    totals = _Totals(now, dry_run, pause)
+    totals = _Totals(now, dry_run, pause, policy.overrides)
     if policy.thread_days is not None:
         await _expire_threads(pool, policy.thread_days, now, batch, dry_run, totals, progress)
     if policy.keep_checkpoints is not None:

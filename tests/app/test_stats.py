@@ -93,6 +93,7 @@ def test_stats_say_what_the_retention_policies_would_delete_and_delete_nothing(
             "thread_days": None,
             "keep_checkpoints": None,
             "conversation_days": None,
+            "overrides": True,
         }
         assert off["checkpoints"] == 0
     keep_two = settings.model_copy(update={"retention_keep_checkpoints": 2})

@@ -326,6 +326,55 @@ async def test_overrides_exempt_and_lengthen_never_shorten(pool: Any) -> None:
     assert keep.id in ids and drop.id not in ids
 
 
+async def test_with_overrides_off_the_settings_bind_every_row(pool: Any) -> None:
+    saver = AsyncpgSaver(pool)
+    held = await make_user(pool)
+    for n in range(4):
+        await save_checkpoint(saver, "exempt", {"n": n})
+        await save_checkpoint(saver, "users", {"n": n}, user_id=str(held.id))
+    await pool.execute(
+        """UPDATE threads SET metadata =
+                '{"retention": {"keep_checkpoints": null, "ttl_days": null}}'
+            WHERE thread_id = 'exempt'"""
+    )
+    await pool.execute(
+        """UPDATE users SET metadata =
+                '{"retention": {"keep_checkpoints": null, "thread_ttl_days": null,
+                                "conversation_ttl_days": null}}'
+            WHERE id = $1""",
+        held.id,
+    )
+    kept = await make_conversation(pool, held, "exempt by its user")
+    await pool.execute(
+        """UPDATE conversations SET metadata = '{"retention": {"ttl_days": null}}'
+            WHERE id = $1""",
+        kept.id,
+    )
+    settings = Settings(
+        database_url="postgresql://unused",
+        retention_keep_checkpoints=2,
+        retention_overrides="none",
+    )
+    policy = retention.policy_of(settings)
+    assert policy == RetentionPolicy(keep_checkpoints=2, overrides=False)
+    # Honoured by default: nothing to trim. Off: both threads trimmed to the setting.
+    assert (await run_retention(pool, RetentionPolicy(keep_checkpoints=2))).checkpoints == 0
+    dry = await run_retention(pool, policy, now=later(), dry_run=True)
+    assert dry.checkpoints == 4
+    await run_retention(pool, policy, now=later())
+    assert {await checkpoints_of(pool, t) for t in ("exempt", "users")} == {2}
+
+    in_eight_days = later() + timedelta(days=8)
+    report = await run_retention(
+        pool,
+        RetentionPolicy(thread_days=5, conversation_days=5, overrides=False),
+        now=in_eight_days,
+    )
+    assert report.threads == 2 and report.conversations == 1
+    assert await pool.fetchval("SELECT count(*) FROM threads") == 0
+    assert await pool.fetchval("SELECT count(*) FROM conversations") == 0
+
+
 # --- batches, dry runs -----------------------------------------------------------------------
 
 
@@ -697,6 +746,7 @@ async def test_mnemo_retention_run_dry_then_real(pool: Any, settings: Settings) 
         "thread_days": None,
         "keep_checkpoints": 1,
         "conversation_days": None,
+        "overrides": True,
     }
     assert "would delete" in dry.stderr
     assert await counts(pool) == before

@@ -97,13 +97,13 @@ async def arguments(conn: asyncpg.Connection[Any], name: str, generic: bool) -> 
     cutoffs = array([NOW] * len(threads), generic)
     conversations = await conn.fetch("SELECT id FROM conversations ORDER BY id LIMIT 3")
     return {
-        "list_expired_threads_locked": (1, NOW, EPOCH, "", NIL, 100),
+        "list_expired_threads_locked": (1, NOW, EPOCH, "", NIL, 100, True),
         "delete_expired_thread_rows": (ids, owners, cutoffs, 100),
         "delete_expired_threads": (ids, owners, cutoffs),
-        "list_threads_for_trimming_locked": (5, 1, NOW, "t5", NIL, 100, True),
+        "list_threads_for_trimming_locked": (5, 1, NOW, "t5", NIL, 100, True, True),
         "delete_excess_checkpoints": (ids, owners, array([2] * len(threads), generic), NOW, 100),
         "delete_trim_leftovers": (ids, owners, 100),
-        "list_expired_conversations_locked": (1, NOW, EPOCH, NIL, 100),
+        "list_expired_conversations_locked": (1, NOW, EPOCH, NIL, 100, True),
         "delete_expired_conversations": (
             array([c["id"] for c in conversations], generic),
             array([NOW] * len(conversations), generic),

@@ -49,6 +49,7 @@ async def test_the_stats_agree_with_the_tables(pool: Any) -> None:
         "thread_days": None,
         "keep_checkpoints": None,
         "conversation_days": None,
+        "overrides": True,
     }
 
 
