@@ -182,7 +182,9 @@ def _render(answer: Stats) -> str:
         ),
     ]
     preview = answer.retention
-    policy = {k: v for k, v in preview.policy.items() if v is not None and k != "overrides"}
+    policy: dict[str, object] = {
+        k: v for k, v in preview.policy.items() if v is not None and k != "overrides"
+    }
     if policy and preview.policy.get("overrides") is False:
         policy["overrides"] = "ignored (RETENTION_OVERRIDES=none)"
     if policy and preview.checkpoints is None:
