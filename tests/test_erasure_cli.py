@@ -68,5 +68,18 @@ async def test_mnemo_stats_prints_the_tables_users_and_threads(
     assert "top 10 threads by checkpoints" in text.stdout
     assert any(line.split()[:2] == ["checkpoints", "15"] for line in text.stdout.splitlines())
 
+    assert "retention policies: all off (RETENTION_*)" in text.stdout
+
+    # A policy in force is said, and so are the overrides when they are ignored.
+    kept = mnemo("stats", env={**env, "RETENTION_KEEP_CHECKPOINTS": "2"})
+    assert "retention policies: keep_checkpoints 2\n" in kept.stdout, kept.stdout
+    binding = {**env, "RETENTION_KEEP_CHECKPOINTS": "2", "RETENTION_OVERRIDES": "none"}
+    bound = mnemo("stats", "--retention", env=binding)
+    assert (
+        "retention policies: keep_checkpoints 2, overrides ignored (RETENTION_OVERRIDES=none)"
+        in bound.stdout
+    ), bound.stdout
+    assert any(line.split() == ["checkpoints", "9"] for line in bound.stdout.splitlines())
+
     bad = mnemo("stats", "--top", "0", env=env)
     assert bad.returncode == 2 and "--top" in bad.stderr
