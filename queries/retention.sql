@@ -202,7 +202,9 @@ WITH batch AS (
                = '{}'::jsonb AS seed
       FROM batch AS b
       JOIN checkpoints AS c ON c.thread_id = b.thread_id AND c.owner = b.owner
-), boundary AS (
+), boundary AS MATERIALIZED (
+    -- Computed once (one row per thread and namespace): inlined, PostgreSQL 18 may run it again
+    -- for every checkpoint of the thread, which costs the square of its size.
     SELECT DISTINCT ON (r.thread_id, r.owner, r.checkpoint_ns)
            r.thread_id, r.owner, r.checkpoint_ns, r.checkpoint_id
       FROM ranked AS r
