@@ -239,8 +239,8 @@ SELECT count(*) AS deleted
 -- keeps its writes). A save under way has not committed its blobs or writes (invisible here),
 -- its checkpoint references the versions of its parent, which stays, and its writes have newer
 -- ids. Every probe is by primary key, per row of the threads: no cost grows with the square of
--- a thread's size. Returns the blobs and writes that went, and the checkpoints made roots.
--- returns: columns blobs, writes, roots
+-- a thread's size. Returns the blobs and writes that went.
+-- returns: columns blobs, writes
 -- uses: checkpoints_pkey, checkpoint_blobs_pkey, checkpoint_writes_pkey
 -- $1 thread_ids text[]
 -- $2 owners uuid[]              in the order of $1
@@ -258,7 +258,6 @@ WITH batch AS (
             SELECT 1 FROM checkpoints AS p
              WHERE p.thread_id = c.thread_id AND p.owner = c.owner
                AND p.checkpoint_ns = c.checkpoint_ns AND p.checkpoint_id = c.parent_checkpoint_id)
-    RETURNING 1
 ), referenced AS (
     SELECT DISTINCT c.thread_id, c.owner, c.checkpoint_ns, v.key AS channel, v.value AS version
       FROM batch AS b
@@ -300,8 +299,7 @@ WITH batch AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM blobs_gone) AS blobs,
-       (SELECT count(*) FROM writes_gone) AS writes,
-       (SELECT count(*) FROM roots) AS roots;
+       (SELECT count(*) FROM writes_gone) AS writes;
 
 -- name: list_expired_conversations_locked
 -- Conversations with no activity (updated_at: every message, edit and change bumps it) for

@@ -42,7 +42,6 @@ class Counts(NamedTuple):
 class Swept(NamedTuple):
     blobs: int
     writes: int
-    roots: int  # checkpoints made roots (their parent went)
 
 
 async def list_expired_threads_locked(
@@ -152,7 +151,7 @@ async def delete_trim_leftovers(
         batch,
     )
     assert row is not None
-    return Swept(row["blobs"], row["writes"], row["roots"])
+    return Swept(row["blobs"], row["writes"])
 
 
 async def list_expired_conversations_locked(

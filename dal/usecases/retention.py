@@ -64,16 +64,28 @@ def policy_of(settings: Settings) -> RetentionPolicy:
     )
 
 
-class _Totals:
-    """A run's clock and options, and its running totals."""
+class _Run:
+    """One run: its pool, clock and options, its running totals, and the rest it takes after
+    each batch."""
 
     def __init__(
-        self, now: datetime, dry_run: bool, pause: float = 0.0, overrides: bool = True
+        self,
+        pool: Pool,
+        *,
+        now: datetime,
+        batch: int,
+        dry_run: bool,
+        pause: float,
+        overrides: bool,
+        progress: Progress | None,
     ) -> None:
+        self.pool = pool
         self.now = now
+        self.batch = batch
         self.dry_run = dry_run
         self.pause = pause
         self.overrides = overrides
+        self.progress = progress
         self.busy = 0.0  # seconds the last batch took
         self.rested = 0.0
         self.started = time.monotonic()
@@ -105,11 +117,33 @@ class _Totals:
             }
         )
 
-    async def tell(self, progress: Progress | None) -> None:
+    @contextlib.asynccontextmanager
+    async def batch_transaction(self) -> AsyncIterator[Executor]:
+        """One connection in one transaction: committed, or in a dry run rolled back; the time
+        it took (waiting for a connection included) is ``busy``."""
+        start = time.monotonic()
+        try:
+            with translating():
+                async with self.pool.acquire() as conn:
+                    tx = conn.transaction()
+                    await tx.start()
+                    try:
+                        yield conn
+                    except BaseException:
+                        await tx.rollback()
+                        raise
+                    if self.dry_run:
+                        await tx.rollback()
+                    else:
+                        await tx.commit()
+        finally:
+            self.busy = time.monotonic() - start
+
+    async def tell(self) -> None:
         """After a batch: count it, show the totals, rest."""
         self.counts["batches"] += 1
-        if progress is not None:
-            maybe = progress(self.report())
+        if self.progress is not None:
+            maybe = self.progress(self.report())
             if maybe is not None:
                 await maybe
         if self.pause > 0 and self.busy > 0:
@@ -117,56 +151,27 @@ class _Totals:
             await asyncio.sleep(rest)
             self.rested += rest
 
-
-@contextlib.asynccontextmanager
-async def _batch(pool: Pool, totals: _Totals) -> AsyncIterator[Executor]:
-    """One connection in one transaction: committed, or in a dry run rolled back; the time it
-    took (waiting for a connection included) is the totals' ``busy``."""
-    start = time.monotonic()
-    try:
-        with translating():
-            async with pool.acquire() as conn:
-                tx = conn.transaction()
-                await tx.start()
-                try:
-                    yield conn
-                except BaseException:
-                    await tx.rollback()
-                    raise
-                if totals.dry_run:
-                    await tx.rollback()
-                else:
-                    await tx.commit()
-    finally:
-        totals.busy = time.monotonic() - start
+    async def trim(self, conn: Executor, threads: list[gateway.TrimmedThread]) -> bool:
+        """One batch of keep-N's two statements on these locked threads, counted; whether
+        nothing is left to trim. A real batch ends here and commits (the next transaction takes
+        the thread up again); a dry run cannot (it rolls back), so it goes on in its
+        transaction until the thread is trimmed."""
+        while True:
+            checkpoints = await gateway.delete_excess_checkpoints(
+                conn, threads=threads, now=self.now, batch=self.batch
+            )
+            swept = await gateway.delete_trim_leftovers(conn, threads=threads, batch=self.batch)
+            self.add(
+                checkpoints=checkpoints,
+                checkpoint_blobs=swept.blobs,
+                checkpoint_writes=swept.writes,
+            )
+            trimmed = max(checkpoints, swept.blobs, swept.writes) < self.batch
+            if trimmed or not self.dry_run:
+                return trimmed
 
 
-async def _trim(
-    conn: Executor, threads: list[gateway.TrimmedThread], now: datetime, batch: int
-) -> tuple[int, int, int, bool]:
-    """Keep-N's two statements on these locked threads: (checkpoints, blobs, writes, whether
-    nothing is left to trim)."""
-    checkpoints = await gateway.delete_excess_checkpoints(
-        conn, threads=threads, now=now, batch=batch
-    )
-    swept = await gateway.delete_trim_leftovers(conn, threads=threads, batch=batch)
-    return (
-        checkpoints,
-        swept.blobs,
-        swept.writes,
-        max(checkpoints, swept.blobs, swept.writes) < batch,
-    )
-
-
-async def _expire_threads(
-    pool: Pool,
-    days: int,
-    now: datetime,
-    batch: int,
-    dry_run: bool,
-    totals: _Totals,
-    progress: Progress | None,
-) -> None:
+async def _expire_threads(run: _Run, days: int) -> None:
     # One thread per transaction, locked FOR UPDATE. Its history goes oldest first, as keep-N
     # with keep=1 would take it (the newest checkpoint and what it needs stay: its blobs, its
     # writes, a delta channel's chain), a batch per transaction; the transaction that finds
@@ -176,66 +181,40 @@ async def _expire_threads(
     # coherent, shorter history.
     after: tuple[datetime, str, UUID] = (_EPOCH, "", _NIL)
     while True:
-        async with _batch(pool, totals) as conn:
+        async with run.batch_transaction() as conn:
             locked = await gateway.list_expired_threads_locked(
                 conn,
                 thread_days=days,
-                now=now,
+                now=run.now,
                 after=after,
                 batch=1,
-                overrides=totals.overrides,
+                overrides=run.overrides,
             )
             if not locked:
                 return
             thread = locked[0]
-            kept = [gateway.TrimmedThread(thread.thread_id, thread.owner, 1)]
-            trimmed = await _trim_batch(conn, kept, now, batch, dry_run, totals)
+            trimmed = await run.trim(
+                conn, [gateway.TrimmedThread(thread.thread_id, thread.owner, 1)]
+            )
             if trimmed:
                 while True:  # the newest state and the row, in this one transaction
                     counts = await gateway.delete_expired_thread_rows(
-                        conn, threads=locked, batch=batch
+                        conn, threads=locked, batch=run.batch
                     )
-                    totals.add(
+                    run.add(
                         checkpoints=counts.checkpoints,
                         checkpoint_blobs=counts.blobs,
                         checkpoint_writes=counts.writes,
                     )
-                    if max(counts) < batch:
+                    if max(counts) < run.batch:
                         break
-                totals.add(threads=await gateway.delete_expired_threads(conn, threads=locked))
+                run.add(threads=await gateway.delete_expired_threads(conn, threads=locked))
         if trimmed:
             after = (thread.updated_at, thread.thread_id, thread.owner)
-        await totals.tell(progress)
+        await run.tell()
 
 
-async def _trim_batch(
-    conn: Executor,
-    threads: list[gateway.TrimmedThread],
-    now: datetime,
-    batch: int,
-    dry_run: bool,
-    totals: _Totals,
-) -> bool:
-    """One batch of trimming these threads, counted; whether nothing is left to trim. A real
-    batch ends here and commits (the next transaction takes the thread up again); a dry run
-    cannot (it rolls back), so it goes on in its transaction until the thread is trimmed."""
-    while True:
-        checkpoints, blobs, writes, trimmed = await _trim(conn, threads, now, batch)
-        totals.add(checkpoints=checkpoints, checkpoint_blobs=blobs, checkpoint_writes=writes)
-        if trimmed or not dry_run:
-            return trimmed
-
-
-async def _trim_threads(
-    pool: Pool,
-    keep: int,
-    thread_days: int | None,
-    now: datetime,
-    batch: int,
-    dry_run: bool,
-    totals: _Totals,
-    progress: Progress | None,
-) -> None:
+async def _trim_threads(run: _Run, keep: int, thread_days: int | None) -> None:
     # One thread per transaction (locked FOR NO KEY UPDATE, the lock a save takes: a save
     # waits for one thread's statements at most), ranked once: the cursor moves past it when
     # nothing is left to trim, and only a thread with more than a batch to delete is taken
@@ -243,54 +222,46 @@ async def _trim_threads(
     after: tuple[str, UUID] = ("", _NIL)
     again = False
     while True:
-        async with _batch(pool, totals) as conn:
+        async with run.batch_transaction() as conn:
             locked = await gateway.list_threads_for_trimming_locked(
                 conn,
                 keep_checkpoints=keep,
                 thread_days=thread_days,
-                now=now,
+                now=run.now,
                 after=after,
                 batch=1,
                 again=again,
-                overrides=totals.overrides,
+                overrides=run.overrides,
             )
             if not locked:
                 return
-            trimmed = await _trim_batch(conn, locked, now, batch, dry_run, totals)
+            trimmed = await run.trim(conn, locked)
         # Not trimmed: its checkpoints may be, but not its blobs or writes; the cursor stays
         # on it and the next transaction takes it up again.
         after, again = (locked[0].thread_id, locked[0].owner), not trimmed
-        await totals.tell(progress)
+        await run.tell()
 
 
-async def _expire_conversations(
-    pool: Pool,
-    days: int,
-    now: datetime,
-    batch: int,
-    dry_run: bool,
-    totals: _Totals,
-    progress: Progress | None,
-) -> None:
+async def _expire_conversations(run: _Run, days: int) -> None:
     after: tuple[datetime, UUID] = (_EPOCH, _NIL)
     while True:
-        async with _batch(pool, totals) as conn:
+        async with run.batch_transaction() as conn:
             locked = await gateway.list_expired_conversations_locked(
                 conn,
                 conversation_days=days,
-                now=now,
+                now=run.now,
                 after=after,
-                batch=batch,
-                overrides=totals.overrides,
+                batch=run.batch,
+                overrides=run.overrides,
             )
             if not locked:
                 return
             conversations, messages = await gateway.delete_expired_conversations(
                 conn, conversations=locked
             )
-            totals.add(conversations=conversations, messages=messages)
+            run.add(conversations=conversations, messages=messages)
         after = (locked[-1].updated_at, locked[-1].id)
-        await totals.tell(progress)
+        await run.tell()
 
 
 async def run_retention(
@@ -312,40 +283,30 @@ async def run_retention(
     given, else 1; 0: no rest)."""
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be 1 to {MAX_BATCH}")
-    if pause is None:
-        pause = (
-            DEFAULT_PAUSE
-            if isinstance(settings_or_policy, RetentionPolicy)
-            else settings_or_policy.retention_pause_ratio
-        )
+    if isinstance(settings_or_policy, RetentionPolicy):
+        policy = settings_or_policy
+        pause = DEFAULT_PAUSE if pause is None else pause
+    else:
+        policy = policy_of(settings_or_policy)
+        pause = settings_or_policy.retention_pause_ratio if pause is None else pause
     if not 0 <= pause <= MAX_PAUSE:
         raise ValueError(f"pause must be 0 to {MAX_PAUSE:g}")
-    policy = (
-        settings_or_policy
-        if isinstance(settings_or_policy, RetentionPolicy)
-        else policy_of(settings_or_policy)
+    run = _Run(
+        pool,
+        now=datetime.now(UTC) if now is None else now,
+        batch=batch,
+        dry_run=dry_run,
+        pause=pause,
+        overrides=policy.overrides,
+        progress=progress,
     )
-    if now is None:
-        now = datetime.now(UTC)
-    totals = _Totals(now, dry_run, pause, policy.overrides)
     if policy.thread_days is not None:
-        await _expire_threads(pool, policy.thread_days, now, batch, dry_run, totals, progress)
+        await _expire_threads(run, policy.thread_days)
     if policy.keep_checkpoints is not None:
-        await _trim_threads(
-            pool,
-            policy.keep_checkpoints,
-            policy.thread_days,
-            now,
-            batch,
-            dry_run,
-            totals,
-            progress,
-        )
+        await _trim_threads(run, policy.keep_checkpoints, policy.thread_days)
     if policy.conversation_days is not None:
-        await _expire_conversations(
-            pool, policy.conversation_days, now, batch, dry_run, totals, progress
-        )
-    return totals.report()
+        await _expire_conversations(run, policy.conversation_days)
+    return run.report()
 
 
 class RetentionScheduler:
